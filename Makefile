@@ -1,0 +1,49 @@
+# GenCharge: `make run` starts the service on its embedded default; `make test` runs
+# every check. Both bootstrap what they need (.venv, Python packages, buf from npm).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+BUF    := node_modules/.bin/buf
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint generate check-generated bench clean help
+
+help:
+	@echo "make run       start the service on 127.0.0.1:50051 with embedded databases"
+	@echo "make test      lint, check generated code, run the test suite"
+	@echo "make generate  regenerate generated/ from protos/"
+	@echo "make lint      ruff, mypy, buf lint, buf format"
+	@echo "make clean     remove the venv, node_modules, build output and local data"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(BUF): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(BUF)
+
+run: $(STAMP)
+	GENCHARGE_LOG_FORMAT=$${GENCHARGE_LOG_FORMAT:-text} $(BIN)/gencharge serve
+
+generate: $(STAMP) $(BUF)
+	$(BIN)/python tools/generate.py
+
+check-generated: $(STAMP) $(BUF)
+	$(BIN)/python tools/generate.py --check
+
+lint: $(STAMP) $(BUF)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python tools/generate.py --lint
+
+test: lint check-generated
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) node_modules build .data .pytest_cache .mypy_cache .ruff_cache

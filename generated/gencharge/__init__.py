@@ -1,0 +1,1 @@
+"""GenCharge generated gRPC code (see protos/ and tools/generate.py)."""

@@ -1,0 +1,1 @@
+"""GenCharge: the async gRPC mobile recharge service."""

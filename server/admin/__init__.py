@@ -1,0 +1,1 @@
+"""Administration: admins, users, roles and permissions, refunds, reports."""

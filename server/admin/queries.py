@@ -1,0 +1,42 @@
+"""SQL for the admin domain (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.schema import admins, roles
+
+
+async def role_id_by_name(conn: AsyncConnection, role_name: str) -> int | None:
+    result = await conn.execute(
+        select(roles.c.role_id).where(func.lower(roles.c.role_name) == role_name.lower())
+    )
+    return result.scalar_one_or_none()
+
+
+async def insert_admin_if_absent(
+    conn: AsyncConnection,
+    *,
+    email: str,
+    name: str,
+    phone_number: str | None,
+    password_hash: str,
+    role_id: int,
+) -> bool:
+    """Insert an active admin unless one with this email (or phone) exists; True if inserted."""
+    result = await conn.execute(
+        insert(admins)
+        .values(
+            email=email,
+            name=name,
+            phone_number=phone_number,
+            password_hash=password_hash,
+            status="active",
+            role_id=role_id,
+        )
+        .on_conflict_do_nothing()
+        .returning(admins.c.admin_id)
+    )
+    return result.scalar_one_or_none() is not None

@@ -1,0 +1,1 @@
+"""Identity and access: password hashing, tokens, sessions."""

@@ -1,0 +1,141 @@
+"""The ``gencharge`` command: serve, migrate, seed, create-admin."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+
+from server import logs, runtime
+from server.admin import bootstrap
+from server.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, Settings, get_settings
+from server.resources import Resources
+
+
+def _banner(settings: Settings) -> None:
+    """What ``make run`` prints for a newcomer: where it listens, how to log in."""
+    credentials = runtime.bootstrap_admin_credentials(settings, embedded=settings.embedded)
+    lines = [f"GenCharge gRPC service on {settings.listen} ({settings.environment.value})"]
+    if settings.embedded:
+        lines.append(f"embedded databases under {settings.data_dir.resolve()}")
+    if credentials == (DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD):
+        lines.append(
+            f"development admin: {DEV_ADMIN_EMAIL} / {DEV_ADMIN_PASSWORD} "
+            "(set GENCHARGE_BOOTSTRAP_ADMIN_EMAIL/_PASSWORD to choose your own)"
+        )
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    _banner(settings)
+    asyncio.run(runtime.serve(settings))
+    return 0
+
+
+def _with_databases(
+    settings: Settings, work: Callable[[Resources, runtime.Databases], Awaitable[None]]
+) -> int:
+    async def main() -> None:
+        databases = await runtime.open_databases(settings)
+        try:
+            async with runtime.connected(settings, databases) as resources:
+                await work(resources, databases)
+        finally:
+            await asyncio.to_thread(databases.stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(resources: Resources, databases: runtime.Databases) -> None:
+        await runtime.migrate(resources, databases.database_url)
+
+    return _with_databases(settings, work)
+
+
+def _seed(settings: Settings, args: argparse.Namespace) -> int:
+    if args.demo and settings.production:
+        print("refusing: demo data is never loaded in production mode", file=sys.stderr)
+        return 2
+
+    async def work(resources: Resources, databases: runtime.Databases) -> None:
+        await runtime.migrate(resources, databases.database_url)
+        await runtime.load_seed(resources, demo=args.demo)
+
+    return _with_databases(settings, work)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise SystemExit("passwords differ")
+    return first
+
+
+def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_password(args)
+    problem = bootstrap.password_problem(password)
+    if problem:
+        print(f"refusing: {problem}", file=sys.stderr)
+        return 2
+
+    async def work(resources: Resources, databases: runtime.Databases) -> None:
+        await runtime.migrate(resources, databases.database_url)
+        await runtime.load_seed(resources, demo=False)
+        created = await bootstrap.ensure_admin(
+            resources.engine,
+            email=args.email,
+            name=args.name,
+            password=password,
+            phone_number=args.phone,
+            role_name=args.role,
+        )
+        print(("created" if created else "exists, unchanged") + f": {args.email}")
+
+    return _with_databases(settings, work)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gencharge",
+        description="GenCharge mobile recharge service. Settings come from GENCHARGE_* "
+        "environment variables; with no database URLs, embedded servers are used.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the gRPC service").set_defaults(run=_serve)
+    sub.add_parser("migrate", help="apply PostgreSQL and MongoDB migrations").set_defaults(
+        run=_migrate
+    )
+    seed = sub.add_parser("seed", help="load reference data (and --demo data in development)")
+    seed.add_argument("--demo", action="store_true", help="also load the demo data set")
+    seed.set_defaults(run=_seed)
+    admin = sub.add_parser("create-admin", help="create an administrator account")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--name", required=True)
+    admin.add_argument("--phone", default=None)
+    admin.add_argument("--role", default="Admin", help="role name (Admin or Support)")
+    admin.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    admin.set_defaults(run=_create_admin)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        code: int = args.run(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

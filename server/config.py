@@ -1,0 +1,68 @@
+"""Configuration from ``GENCHARGE_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Development default for the bootstrap admin; ``make run`` prints it. Never used
+#: in production mode, where the password must be set explicitly.
+DEV_ADMIN_EMAIL = "admin@gencharge.local"
+DEV_ADMIN_PASSWORD = "gencharge-dev-admin"  # noqa: S105 - documented dev default
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Service settings. Every field reads ``GENCHARGE_<FIELD NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="GENCHARGE_", extra="ignore")
+
+    environment: Environment = Environment.DEVELOPMENT
+    #: ``postgresql://user:password@host:5432/db``; empty: start embedded PostgreSQL.
+    database_url: str = ""
+    #: ``mongodb://host:27017/gencharge``; empty: start embedded SecantusDB.
+    mongo_url: str = ""
+    #: Database name when the Mongo URL names none.
+    mongo_database: str = "gencharge"
+    listen: str = "127.0.0.1:50051"
+    #: Folder for the embedded servers' data (git-ignored ``.data`` by default).
+    data_dir: Path = Path(".data")
+
+    bootstrap_admin_email: str = ""
+    bootstrap_admin_password: SecretStr = SecretStr("")
+    bootstrap_admin_name: str = "Bootstrap Admin"
+
+    #: Load the demo data set (users, plans, offers, content) at start; development only.
+    load_demo_data: bool = True
+
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    #: Cap on concurrent RPCs; beyond it the server answers RESOURCE_EXHAUSTED.
+    max_concurrent_rpcs: int = Field(default=1000, ge=1)
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    #: Seconds to let in-flight RPCs finish on SIGTERM.
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    log_level: str = "INFO"
+    #: ``json`` (one JSON object per line) or ``text``.
+    log_format: str = "json"
+
+    @property
+    def production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
+    @property
+    def embedded(self) -> bool:
+        return not self.database_url or not self.mongo_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

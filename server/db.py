@@ -1,0 +1,46 @@
+"""PostgreSQL access: the async engine and transactions (SQLAlchemy 2 + asyncpg)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from server.dburl import to_async_url
+
+
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+    """An async engine for a ``postgresql://`` URL, with a connection pool.
+
+    asyncpg prepares every statement and SQLAlchemy caches the prepared statements per
+    connection, so repeated Core statements skip parsing and planning.
+    """
+    return create_async_engine(
+        to_async_url(url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        connect_args={"server_settings": {"application_name": "gencharge"}},
+    )
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One database transaction: commits on success, rolls back on any exception."""
+    async with engine.begin() as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads; the implicit transaction is rolled back at the end."""
+    async with engine.connect() as conn:
+        yield conn
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))

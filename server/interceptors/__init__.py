@@ -1,0 +1,1 @@
+"""Server interceptors: request context and error mapping (auth, RBAC, audit follow)."""

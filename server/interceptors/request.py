@@ -1,0 +1,190 @@
+"""The outermost interceptor: request id, access log, and the one error mapping.
+
+- Takes the caller's ``x-request-id`` (if well-formed) or makes one, puts it in the
+  logging context and sends it back as initial metadata.
+- Maps :class:`server.errors.DomainError` to its gRPC status with ``google.rpc.Status``
+  details; any other exception becomes INTERNAL with no internals leaked (the log has
+  the traceback under the same request id).
+- Answers UNIMPLEMENTED for RPCs of the contract that no servicer implements yet.
+- Writes one access-log line per call: method, code, duration, peer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+
+from server.errors import DomainError, internal_status, to_status_proto
+from server.logs import request_id_var, rpc_method_var
+
+log = logging.getLogger("gencharge.rpc")
+
+_OWN_PREFIX = "/gencharge."
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+Handler = grpc.RpcMethodHandler
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
+
+
+def _request_id(details: grpc.HandlerCallDetails) -> str:
+    for key, value in details.invocation_metadata or ():
+        if key == "x-request-id" and isinstance(value, str) and _REQUEST_ID.match(value):
+            return value
+    return uuid.uuid4().hex
+
+
+async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    request_id = request_id_var.get()
+    if isinstance(exc, DomainError):
+        status = rpc_status.to_status(to_status_proto(exc))
+    else:
+        log.exception("unhandled error")
+        status = rpc_status.to_status(internal_status(request_id))
+    await context.abort(
+        status.code,
+        status.details,
+        (*status.trailing_metadata, ("x-request-id", request_id)),
+    )
+
+
+class _Call:
+    """Per-call bookkeeping shared by the four handler shapes."""
+
+    def __init__(self, method: str, request_id: str) -> None:
+        self.method = method
+        self.request_id = request_id
+        self.started = time.perf_counter()
+        self.code = grpc.StatusCode.OK
+
+    def enter(self) -> None:
+        request_id_var.set(self.request_id)
+        rpc_method_var.set(self.method)
+
+    async def start(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        self.enter()
+        await context.send_initial_metadata((("x-request-id", self.request_id),))
+
+    def failed(self, exc: BaseException) -> None:
+        if isinstance(exc, DomainError):
+            self.code = exc.code
+        elif isinstance(exc, grpc.aio.AbortError):
+            self.code = grpc.StatusCode.UNKNOWN  # refined by the context's code below
+        else:
+            self.code = grpc.StatusCode.INTERNAL
+
+    def finish(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        code = context.code() if self.code is grpc.StatusCode.UNKNOWN else self.code
+        name = code.name if isinstance(code, grpc.StatusCode) else str(code or "OK")
+        level = logging.INFO if name in ("OK", "None") else logging.WARNING
+        log.log(
+            level,
+            "rpc finished",
+            extra={
+                "code": name,
+                "duration_ms": round((time.perf_counter() - self.started) * 1000, 3),
+                "peer": context.peer(),
+            },
+        )
+
+
+class RequestInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, unimplemented: frozenset[str] = frozenset()) -> None:
+        self._unimplemented = unimplemented
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if not method.startswith(_OWN_PREFIX):
+            # Health checks and reflection: served as they are, not access-logged.
+            return handler
+        request_id = _request_id(handler_call_details)
+        if method in self._unimplemented:
+            return _unimplemented(handler, method, request_id)
+        return _wrap(handler, method, request_id)
+
+
+def _unimplemented(handler: Handler, method: str, request_id: str) -> Handler:
+    async def abort(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        call = _Call(method, request_id)
+        call.enter()
+        call.code = grpc.StatusCode.UNIMPLEMENTED
+        call.finish(context)
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"{method} is part of the contract but not implemented yet",
+            (("x-request-id", request_id),),
+        )
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await abort(context)
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await abort(context)
+        yield  # pragma: no cover - makes this an async generator
+
+    return _rebuild(handler, unary, streaming)
+
+
+def _rebuild(handler: Handler, unary: Any, streaming: Any) -> Handler:
+    common = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary, **common)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(streaming, **common)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary, **common)
+    return grpc.stream_stream_rpc_method_handler(streaming, **common)
+
+
+def _wrap(handler: Handler, method: str, request_id: str) -> Handler:
+    inner_unary = handler.unary_unary or handler.stream_unary
+    inner_stream = handler.unary_stream or handler.stream_stream
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        call = _Call(method, request_id)
+        await call.start(context)
+        try:
+            assert inner_unary is not None
+            return await inner_unary(request, context)
+        except grpc.aio.AbortError as exc:
+            call.failed(exc)
+            raise
+        except Exception as exc:
+            call.failed(exc)
+            await _abort_for(exc, context)
+        finally:
+            call.finish(context)
+
+    async def streaming(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        call = _Call(method, request_id)
+        await call.start(context)
+        try:
+            assert inner_stream is not None
+            async for response in inner_stream(request, context):
+                yield response
+        except grpc.aio.AbortError as exc:
+            call.failed(exc)
+            raise
+        except Exception as exc:
+            call.failed(exc)
+            await _abort_for(exc, context)
+        finally:
+            call.finish(context)
+
+    return _rebuild(handler, unary, streaming)

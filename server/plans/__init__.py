@@ -1,0 +1,1 @@
+"""Plans and offers: the catalogue (plan groups, plans, offer types, offers)."""

@@ -1,0 +1,55 @@
+"""Shared conversions between database values and protobuf messages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from gencharge.v1 import common_pb2
+from server.errors import InvalidArgument
+from server.money import CURRENCY, to_minor
+
+E = TypeVar("E")
+
+USER_TYPES: dict[int, str] = {
+    common_pb2.USER_TYPE_PREPAID: "prepaid",
+    common_pb2.USER_TYPE_POSTPAID: "postpaid",
+}
+USER_TYPES_BY_NAME = {name: value for value, name in USER_TYPES.items()}
+
+
+def money(amount: Decimal | None, currency: str = CURRENCY) -> common_pb2.Money | None:
+    if amount is None:
+        return None
+    return common_pb2.Money(units_minor=to_minor(amount), currency_code=currency)
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def struct(value: Mapping[str, Any] | None) -> Struct | None:
+    if value is None:
+        return None
+    result = Struct()
+    result.update(value)
+    return result
+
+
+def enum_filter(field: str, value: int, mapping: Mapping[int, str]) -> str | None:
+    """A filter enum: UNSPECIFIED (0) means no filter; unknown values are rejected."""
+    if value == 0:
+        return None
+    try:
+        return mapping[value]
+    except KeyError:
+        raise InvalidArgument.field(field, f"unknown value {value}") from None

@@ -1,0 +1,171 @@
+"""Starting the service: databases (embedded or configured), migrations, seed, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from pymongo import AsyncMongoClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from migrations import mongo as mongo_migrations
+from server import db, mongo, pgmigrate, seed
+from server.admin import bootstrap
+from server.app import RunningServer, start_server
+from server.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, Settings
+from server.embedded import EmbeddedMongo, EmbeddedPostgres
+from server.resources import Resources
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "gencharge"
+
+
+@dataclass
+class Databases:
+    """Where the databases are, and the embedded servers we started (if any)."""
+
+    database_url: str
+    mongo_url: str
+    postgres: EmbeddedPostgres | None = None
+    mongo_server: EmbeddedMongo | None = None
+
+    def stop(self) -> None:
+        if self.postgres is not None:
+            self.postgres.stop()
+        if self.mongo_server is not None:
+            self.mongo_server.stop()
+
+
+async def ensure_database(admin_url: str, name: str) -> None:
+    """Create database ``name`` if it does not exist (embedded servers only)."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def open_databases(settings: Settings) -> Databases:
+    """The configured servers, or embedded ones under ``settings.data_dir``."""
+    database_url, mongo_url = settings.database_url, settings.mongo_url
+    pg_server = mongo_server = None
+    try:
+        if not database_url:
+            pg_server = await asyncio.to_thread(
+                EmbeddedPostgres(settings.data_dir / "postgres").start
+            )
+            await ensure_database(pg_server.admin_url, EMBEDDED_DATABASE)
+            database_url = pg_server.url(EMBEDDED_DATABASE)
+        if not mongo_url:
+            mongo_server = await asyncio.to_thread(EmbeddedMongo(settings.data_dir / "mongo").start)
+            mongo_url = mongo_server.url(settings.mongo_database)
+    except BaseException:
+        if pg_server is not None:
+            pg_server.stop()
+        raise
+    return Databases(database_url, mongo_url, pg_server, mongo_server)
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    settings: Settings, databases: Databases
+) -> AsyncIterator[Resources]:
+    engine = db.create_engine(
+        databases.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    client: AsyncMongoClient[dict[str, Any]] = mongo.create_client(databases.mongo_url)
+    try:
+        yield Resources(
+            settings=settings,
+            engine=engine,
+            mongo_db=mongo.get_database(client, databases.mongo_url, settings.mongo_database),
+        )
+    finally:
+        await client.close()
+        await engine.dispose()
+
+
+async def migrate(resources: Resources, database_url: str) -> None:
+    await asyncio.to_thread(pgmigrate.upgrade, database_url)
+    applied = await mongo_migrations.upgrade(resources.mongo_db)
+    log.info("migrations applied", extra={"mongo_steps": applied})
+
+
+async def load_seed(resources: Resources, *, demo: bool) -> None:
+    await seed.load_reference(resources.engine, resources.mongo_db)
+    if demo:
+        if resources.settings.production:
+            raise RuntimeError("demo data is never loaded in production mode")
+        await seed.load_demo(resources.engine, resources.mongo_db)
+
+
+def bootstrap_admin_credentials(settings: Settings, embedded: bool) -> tuple[str, str] | None:
+    """The bootstrap admin to ensure, if any.
+
+    Explicit settings win. Otherwise, in development on the embedded default, the
+    documented development admin is used.
+    """
+    password = settings.bootstrap_admin_password.get_secret_value()
+    if settings.bootstrap_admin_email and password:
+        return settings.bootstrap_admin_email, password
+    if embedded and not settings.production:
+        return DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD
+    return None
+
+
+async def ensure_bootstrap_admin(engine: AsyncEngine, settings: Settings, embedded: bool) -> None:
+    credentials = bootstrap_admin_credentials(settings, embedded)
+    if credentials is None:
+        return
+    email, password = credentials
+    created = await bootstrap.ensure_admin(
+        engine, email=email, name=settings.bootstrap_admin_name, password=password
+    )
+    log.info("bootstrap admin ready", extra={"email": email, "new_admin": created})
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM or SIGINT; then drain and stop everything we started."""
+    databases = await open_databases(settings)
+    try:
+        async with connected(settings, databases) as resources:
+            await migrate(resources, databases.database_url)
+            await load_seed(
+                resources, demo=settings.load_demo_data and not settings.production
+            )
+            embedded = databases.postgres is not None
+            await ensure_bootstrap_admin(resources.engine, settings, embedded)
+            running = await start_server(resources, settings.listen)
+            await _run_until_signalled(running, settings.shutdown_grace_seconds, ready)
+    finally:
+        await asyncio.to_thread(databases.stop)
+        log.info("stopped")
+
+
+async def _run_until_signalled(
+    running: RunningServer, grace: float, ready: asyncio.Event | None
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+        log.info("shutdown requested; draining", extra={"grace_s": grace})
+    finally:
+        await running.stop(grace)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

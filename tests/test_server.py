@@ -1,0 +1,132 @@
+"""The server as a whole: health, reflection, request ids, UNIMPLEMENTED, limits."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from gencharge.v1 import auth_service_pb2, auth_service_pb2_grpc, plan_service_pb2
+from gencharge.v1 import plan_service_pb2_grpc
+from server.services import SERVICES
+from tests.grpc_helpers import details_of
+
+EXPECTED_SERVICES = {
+    "gencharge.v1.AuthService",
+    "gencharge.v1.WalletService",
+    "gencharge.v1.PlanService",
+    "gencharge.v1.RechargeService",
+    "gencharge.v1.NotificationService",
+    "gencharge.v1.ContentService",
+    "gencharge.v1.AdminService",
+    "gencharge.v1.BackupService",
+}
+
+
+async def test_health_serving_overall_and_per_service(channel: grpc.aio.Channel) -> None:
+    stub = health_pb2_grpc.HealthStub(channel)
+    for name in ["", *sorted(EXPECTED_SERVICES)]:
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=name))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
+
+
+async def test_health_unknown_service_is_not_found(channel: grpc.aio.Channel) -> None:
+    stub = health_pb2_grpc.HealthStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Check(health_pb2.HealthCheckRequest(service="nope.Service"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_health_not_serving_during_shutdown(grpc_server: Any) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_server.port}") as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        watch = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+        first = await watch.read()
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        stopping = asyncio.create_task(grpc_server.stop(2))
+        second = await watch.read()
+        assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        await stopping
+
+
+async def test_reflection_lists_every_service(channel: grpc.aio.Channel) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    async for reply in stub.ServerReflectionInfo(iter([request])):
+        names = {s.name for s in reply.list_services_response.service}
+        break
+    assert EXPECTED_SERVICES <= names
+    assert "grpc.health.v1.Health" in names
+
+
+async def test_reflection_describes_plan_service(channel: grpc.aio.Channel) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(
+        file_containing_symbol="gencharge.v1.PlanService"
+    )
+    async for reply in stub.ServerReflectionInfo(iter([request])):
+        assert reply.file_descriptor_response.file_descriptor_proto
+        break
+
+
+async def test_not_yet_implemented_rpc_answers_unimplemented(channel: grpc.aio.Channel) -> None:
+    stub = auth_service_pb2_grpc.AuthServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetJwks(auth_service_pb2.GetJwksRequest())
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "GetJwks" in (info.value.details() or "")
+
+
+async def test_every_contract_rpc_is_registered(channel: grpc.aio.Channel) -> None:
+    """Each RPC of each service answers (anything but an unknown-method error)."""
+    for spec in SERVICES:
+        for method in spec.method_names():
+            path = f"/{spec.full_name}/{method}"
+            call = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+            try:
+                await call(b"", timeout=5)
+            except grpc.aio.AioRpcError as error:
+                assert "Method not found" not in (error.details() or ""), path
+
+
+async def test_request_id_is_echoed(channel: grpc.aio.Channel) -> None:
+    stub = plan_service_pb2_grpc.PlanServiceStub(channel)
+    call = stub.ListPlanGroups(
+        plan_service_pb2.ListPlanGroupsRequest(), metadata=(("x-request-id", "req-42"),)
+    )
+    await call
+    assert ("x-request-id", "req-42") in tuple(await call.initial_metadata())
+
+
+async def test_malformed_request_id_is_replaced(channel: grpc.aio.Channel) -> None:
+    stub = plan_service_pb2_grpc.PlanServiceStub(channel)
+    call = stub.ListPlanGroups(
+        plan_service_pb2.ListPlanGroupsRequest(), metadata=(("x-request-id", "bad id " + "x" * 100),)
+    )
+    await call
+    sent = dict(await call.initial_metadata())["x-request-id"]
+    assert sent and " " not in sent
+
+
+async def test_error_carries_request_id_and_error_info(channel: grpc.aio.Channel) -> None:
+    stub = plan_service_pb2_grpc.PlanServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetPlan(
+            plan_service_pb2.GetPlanRequest(plan_id=987654), metadata=(("x-request-id", "r-1"),)
+        )
+    details = details_of(info.value)
+    assert details.code == grpc.StatusCode.NOT_FOUND
+    assert details.reason == "NOT_FOUND" and details.domain == "gencharge.v1"
+    assert details.request_id == "r-1"
+
+
+async def test_oversized_message_is_rejected(channel: grpc.aio.Channel) -> None:
+    stub = plan_service_pb2_grpc.PlanServiceStub(channel)
+    huge = "x" * (5 * 1024 * 1024)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.ListPlans(plan_service_pb2.ListPlansRequest(page_token=huge))
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

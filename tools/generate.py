@@ -1,0 +1,258 @@
+"""Generate the Python code of the GenCharge gRPC contract, check it is fresh, lint it.
+
+Usage (from anywhere; paths are relative to the repository root):
+
+    .venv/bin/python tools/generate.py          # regenerate generated/gencharge/
+    .venv/bin/python tools/generate.py --check  # exit 1 if generated/ is stale
+    .venv/bin/python tools/generate.py --lint   # buf lint + buf format --exit-code
+
+Inputs: every ``protos/gencharge/v1/*.proto``. Imports resolve against ``protos/``,
+``build/proto-deps/`` (google/rpc protos copied here from the installed
+googleapis-common-protos package: git-ignored, never vendored) and the google/protobuf
+well-known types bundled with grpcio-tools.
+
+Outputs, under ``generated/gencharge/v1/``: ``*_pb2.py`` + ``*_pb2.pyi`` (messages),
+``*_pb2_grpc.py`` + ``*_pb2_grpc.pyi`` (stubs and servicers, typed by mypy-protobuf),
+plus the package files ``__init__.py`` and ``py.typed``. The import path is
+``gencharge.v1.<name>_pb2`` (pyproject maps package ``gencharge`` to
+``generated/gencharge``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import importlib.resources
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = REPO_ROOT / "protos"
+PROTO_PACKAGE = Path("gencharge") / "v1"
+DEPS_DIR = REPO_ROOT / "build" / "proto-deps"
+GENERATED_ROOT = REPO_ROOT / "generated"
+# The part of generated/ this script owns (other generators may write beside it).
+OWNED_DIR = Path("gencharge")
+BUF = REPO_ROOT / "node_modules" / ".bin" / "buf"
+
+# google/* proto folders copied from googleapis-common-protos into build/proto-deps.
+GOOGLE_DEP_DIRS = ("rpc",)
+
+PACKAGE_FILES: dict[Path, str] = {
+    OWNED_DIR / "__init__.py": (
+        '"""GenCharge generated gRPC code (see protos/ and tools/generate.py)."""\n'
+    ),
+    OWNED_DIR / "py.typed": "",
+    OWNED_DIR / "v1" / "__init__.py": (
+        '"""Package gencharge.v1: generated from protos/gencharge/v1 by tools/generate.py.'
+        ' Do not edit."""\n'
+    ),
+}
+
+
+class GenerationError(RuntimeError):
+    """protoc or buf failed."""
+
+
+def proto_files() -> list[Path]:
+    """The contract's .proto files, relative to PROTO_ROOT, in sorted order."""
+    files = sorted((PROTO_ROOT / PROTO_PACKAGE).glob("*.proto"))
+    if not files:
+        raise GenerationError(f"no .proto files in {PROTO_ROOT / PROTO_PACKAGE}")
+    return [f.relative_to(PROTO_ROOT) for f in files]
+
+
+def googleapis_proto_dir() -> Path:
+    """The installed googleapis-common-protos ``google/`` folder."""
+    spec = importlib.util.find_spec("google.rpc.status_pb2")
+    if spec is None or spec.origin is None:
+        raise GenerationError("googleapis-common-protos is not installed")
+    return Path(spec.origin).resolve().parent.parent
+
+
+def grpc_tools_include_dir() -> Path:
+    """grpcio-tools' bundled well-known types (google/protobuf/*.proto)."""
+    return Path(str(importlib.resources.files("grpc_tools") / "_proto"))
+
+
+def prepare_proto_deps() -> Path:
+    """Copy google/rpc/*.proto from the installed package into build/proto-deps."""
+    source_root = googleapis_proto_dir()
+    for sub in GOOGLE_DEP_DIRS:
+        target = DEPS_DIR / "google" / sub
+        target.mkdir(parents=True, exist_ok=True)
+        protos = sorted((source_root / sub).glob("*.proto"))
+        if not protos:
+            raise GenerationError(f"googleapis-common-protos has no {sub}/*.proto")
+        wanted = {proto.name for proto in protos}
+        for old in sorted(target.glob("*.proto")):
+            if old.name not in wanted:
+                old.unlink()
+        for proto in protos:
+            dest = target / proto.name
+            if dest.exists() and filecmp.cmp(proto, dest, shallow=False):
+                continue
+            # Atomic replace: concurrent runs (parallel tests) never see a partial file.
+            partial = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+            shutil.copyfile(proto, partial)
+            os.replace(partial, dest)
+    return DEPS_DIR
+
+
+def _plugin(name: str) -> Path:
+    """A protoc plugin installed next to the running interpreter (no PATH needed)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        found = shutil.which(name)
+        if found is None:
+            raise GenerationError(f"{name} not found: install mypy-protobuf")
+        path = Path(found)
+    return path
+
+
+def run_protoc(out_dir: Path) -> None:
+    """Generate the Python code of every contract proto into out_dir."""
+    deps = prepare_proto_deps()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    args = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"--proto_path={PROTO_ROOT}",
+        f"--proto_path={deps}",
+        f"--proto_path={grpc_tools_include_dir()}",
+        f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}",
+        f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
+        f"--python_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        f"--mypy_out={out_dir}",
+        f"--mypy_grpc_out={out_dir}",
+        *(str(p) for p in proto_files()),
+    ]
+    result = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise GenerationError(f"protoc failed:\n{result.stdout}{result.stderr}")
+    for rel, text in PACKAGE_FILES.items():
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def _tree_files(root: Path) -> set[Path]:
+    """Files under root/OWNED_DIR, relative to root (caches excluded)."""
+    base = root / OWNED_DIR
+    if not base.exists():
+        return set()
+    return {
+        p.relative_to(root) for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def stale_files(fresh_root: Path, current_root: Path = GENERATED_ROOT) -> list[str]:
+    """Paths (relative to generated/) that differ between a fresh run and generated/."""
+    fresh = _tree_files(fresh_root)
+    current = _tree_files(current_root)
+    stale: list[str] = []
+    for rel in sorted(fresh | current):
+        a, b = fresh_root / rel, current_root / rel
+        if rel not in fresh:
+            stale.append(f"{rel} (not generated any more: delete it)")
+        elif rel not in current:
+            stale.append(f"{rel} (missing)")
+        elif not filecmp.cmp(a, b, shallow=False):
+            stale.append(f"{rel} (differs)")
+    return stale
+
+
+def check() -> list[str]:
+    """Regenerate into a temporary folder and list the stale files of generated/."""
+    with tempfile.TemporaryDirectory(prefix="gencharge-gen-") as tmp:
+        fresh_root = Path(tmp)
+        run_protoc(fresh_root)
+        return stale_files(fresh_root)
+
+
+def generate() -> list[str]:
+    """Regenerate generated/gencharge in place; returns the paths that changed."""
+    with tempfile.TemporaryDirectory(prefix="gencharge-gen-") as tmp:
+        fresh_root = Path(tmp)
+        run_protoc(fresh_root)
+        changed = stale_files(fresh_root)
+        fresh = _tree_files(fresh_root)
+        for rel in sorted(_tree_files(GENERATED_ROOT) - fresh):
+            (GENERATED_ROOT / rel).unlink()
+        for rel in sorted(fresh):
+            target = GENERATED_ROOT / rel
+            if not target.exists() or not filecmp.cmp(fresh_root / rel, target, shallow=False):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(fresh_root / rel, target)
+        return changed
+
+
+def buf_commands() -> list[list[str]]:
+    """The buf invocations that must pass: lint and format of our module."""
+    buf = str(BUF)
+    return [
+        [buf, "lint"],
+        [buf, "format", str(PROTO_ROOT.relative_to(REPO_ROOT)), "-d", "--exit-code"],
+    ]
+
+
+def lint() -> list[str]:
+    """Run buf lint and buf format; returns the failures (empty when clean)."""
+    if not BUF.exists():
+        raise GenerationError(f"{BUF} is missing: run `npm ci` at the repository root")
+    prepare_proto_deps()
+    failures: list[str] = []
+    for cmd in buf_commands():
+        result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            shown = " ".join([Path(cmd[0]).name, *cmd[1:]])
+            failures.append(f"$ {shown} (exit {result.returncode})\n{result.stdout}{result.stderr}")
+    return failures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--check", action="store_true", help="fail if generated/ differs from a fresh run"
+    )
+    mode.add_argument("--lint", action="store_true", help="run buf lint and buf format")
+    args = parser.parse_args(argv)
+    try:
+        if args.check:
+            stale = check()
+            if stale:
+                print("generated code is stale; run `.venv/bin/python tools/generate.py`:")
+                for line in stale:
+                    print(f"  generated/{line}")
+                return 1
+            print("generated code is fresh")
+            return 0
+        if args.lint:
+            failures = lint()
+            for failure in failures:
+                print(failure)
+            if failures:
+                return 1
+            print("buf lint and buf format are clean")
+            return 0
+        changed = generate()
+        print(f"generated {len(_tree_files(GENERATED_ROOT))} files, {len(changed)} changed")
+        for line in changed:
+            print(f"  generated/{line}")
+        return 0
+    except GenerationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
