@@ -49,9 +49,7 @@ async def _set_all(health: health_aio.HealthServicer, names: list[str], serving:
         await health.set(name, status)
 
 
-async def _monitor_health(
-    running: RunningServer, interval: float
-) -> None:
+async def _monitor_health(running: RunningServer, interval: float) -> None:
     """SERVING only while both databases answer; re-checked every ``interval`` seconds."""
     serving: bool | None = None
     while True:
@@ -80,7 +78,8 @@ async def start_server(
     settings = resources.settings
     servicers = [spec.build(resources) for spec in SERVICES]
     unimplemented = frozenset(
-        name for spec, servicer in zip(SERVICES, servicers, strict=True)
+        name
+        for spec, servicer in zip(SERVICES, servicers, strict=True)
         for name in spec.unimplemented(servicer)
     )
     options = [
@@ -104,7 +103,11 @@ async def start_server(
     names = [spec.full_name for spec in SERVICES]
     await _set_all(health, names, False)
     reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
         server,
     )
     port = server.add_insecure_port(listen)

@@ -82,6 +82,7 @@ class EmbeddedPostgres:
             )
 
             entry = ensure_user_exists(_PG_SYSTEM_USER)
+            assert entry is not None
             ensure_prefix_permissions(self.data_dir)
             ensure_folder_permissions(self.bin, 0o055)
             ensure_folder_permissions(self.bin.parent / "lib", 0o044)

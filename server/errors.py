@@ -116,7 +116,9 @@ def to_status_proto(error: DomainError) -> status_pb2.Status:
     if isinstance(error, InvalidArgument) and error.violations:
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
                 for v in error.violations
             ]
         )

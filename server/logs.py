@@ -18,9 +18,11 @@ from typing import Any
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 rpc_method_var: ContextVar[str] = ContextVar("rpc_method", default="")
 
-_STANDARD = set(
-    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
-) | {"message", "asctime", "taskName"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 _SECRET_MARKERS = ("password", "secret", "token", "otp", "hash", "totp", "authorization")
 
 

@@ -26,7 +26,9 @@ def database_name(url: str, default: str) -> str:
     return parse_uri(url).get("database") or default
 
 
-def get_database(client: AsyncMongoClient[Document], url: str, default: str) -> AsyncDatabase[Document]:
+def get_database(
+    client: AsyncMongoClient[Document], url: str, default: str
+) -> AsyncDatabase[Document]:
     return client[database_name(url, default)]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -14,19 +14,19 @@ from gencharge.v1 import common_pb2
 from server.errors import InvalidArgument
 from server.money import CURRENCY, to_minor
 
-E = TypeVar("E")
-
-USER_TYPES: dict[int, str] = {
+USER_TYPES: dict[common_pb2.UserType.ValueType, str] = {
     common_pb2.USER_TYPE_PREPAID: "prepaid",
     common_pb2.USER_TYPE_POSTPAID: "postpaid",
 }
 USER_TYPES_BY_NAME = {name: value for value, name in USER_TYPES.items()}
 
 
-def money(amount: Decimal | None, currency: str = CURRENCY) -> common_pb2.Money | None:
-    if amount is None:
-        return None
+def money(amount: Decimal, currency: str = CURRENCY) -> common_pb2.Money:
     return common_pb2.Money(units_minor=to_minor(amount), currency_code=currency)
+
+
+def optional_money(amount: Decimal | None, currency: str = CURRENCY) -> common_pb2.Money | None:
+    return None if amount is None else money(amount, currency)
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -45,7 +45,7 @@ def struct(value: Mapping[str, Any] | None) -> Struct | None:
     return result
 
 
-def enum_filter(field: str, value: int, mapping: Mapping[int, str]) -> str | None:
+def enum_filter(field: str, value: int, mapping: Mapping[Any, str]) -> str | None:
     """A filter enum: UNSPECIFIED (0) means no filter; unknown values are rejected."""
     if value == 0:
         return None

@@ -76,9 +76,7 @@ async def open_databases(settings: Settings) -> Databases:
 
 
 @contextlib.asynccontextmanager
-async def connected(
-    settings: Settings, databases: Databases
-) -> AsyncIterator[Resources]:
+async def connected(settings: Settings, databases: Databases) -> AsyncIterator[Resources]:
     engine = db.create_engine(
         databases.database_url,
         pool_size=settings.db_pool_size,
@@ -141,9 +139,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     try:
         async with connected(settings, databases) as resources:
             await migrate(resources, databases.database_url)
-            await load_seed(
-                resources, demo=settings.load_demo_data and not settings.production
-            )
+            await load_seed(resources, demo=settings.load_demo_data and not settings.production)
             embedded = databases.postgres is not None
             await ensure_bootstrap_admin(resources.engine, settings, embedded)
             running = await start_server(resources, settings.listen)

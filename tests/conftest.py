@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -51,11 +53,31 @@ class MongoHandle:
         return self.server.url(database)
 
 
+def _private_dir(prefix: str) -> Path:
+    """A data folder outside pytest's temp root.
+
+    PostgreSQL runs as another system user when we are root; pytest resets its own
+    temp root to mode 0700 whenever another session starts, which would lock that
+    user out of its data folder mid-run.
+    """
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+@pytest.fixture
+def private_tmp() -> Iterator[Path]:
+    """Like tmp_path, but usable by the embedded PostgreSQL's system user."""
+    path = _private_dir("gencharge-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"), durable=False).start()
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    folder = _private_dir("gencharge-test-pg-")
+    server = EmbeddedPostgres(folder / "data", durable=False).start()
     yield server
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -22,10 +22,10 @@ ADMIN_PASSWORD = "correct horse battery staple 42"
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def env(private_tmp: Path) -> Iterator[dict[str, str]]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GENCHARGE_")}
     clean.update(
-        GENCHARGE_DATA_DIR=str(tmp_path / "data"),
+        GENCHARGE_DATA_DIR=str(private_tmp / "data"),
         GENCHARGE_LISTEN=f"127.0.0.1:{free_port()}",
         GENCHARGE_LOG_FORMAT="json",
         GENCHARGE_BOOTSTRAP_ADMIN_EMAIL="ops@example.com",

@@ -10,7 +10,8 @@ import grpc
 import pytest
 from sqlalchemy import insert
 
-from gencharge.v1 import common_pb2, plan_service_pb2 as pb, plan_service_pb2_grpc
+from gencharge.v1 import common_pb2, plan_service_pb2_grpc
+from gencharge.v1 import plan_service_pb2 as pb
 from server import db
 from server.schema import offers, offertypes, plangroups, plans
 from tests.grpc_helpers import details_of
@@ -41,8 +42,7 @@ async def catalogue(pg_url: str) -> AsyncIterator[Catalogue]:
     try:
         async with db.transaction(engine) as conn:
             groups = {
-                r.group_name: r.group_id
-                for r in (await conn.execute(plangroups.select())).all()
+                r.group_name: r.group_id for r in (await conn.execute(plangroups.select())).all()
             }
             types = {
                 r.offer_type_name: r.offer_type_id
@@ -65,6 +65,8 @@ async def catalogue(pg_url: str) -> AsyncIterator[Catalogue]:
                         data_mb_per_day=1536,
                         unlimited_voice=True,
                         sms_count=100,
+                        talktime=Decimal("10.00") if group == "talktime" else None,
+                        extras=["Hotstar Mobile 3 months"],
                     )
                     .returning(plans.c.plan_id)
                 )
@@ -72,8 +74,14 @@ async def catalogue(pg_url: str) -> AsyncIterator[Catalogue]:
             offer_ids = {}
             for name, otype, special, status, extra in [
                 ("Cashback 10%", "cashback", False, "active", {"cashback_percent": Decimal("10")}),
-                ("Diwali Rs 50 off", "festive_special", True, "active", {"discount_amount": Decimal("50")}),
-                ("Expired bonus", "bonus_data", False, "inactive", {}),
+                (
+                    "Diwali Rs 50 off",
+                    "festive_special",
+                    True,
+                    "active",
+                    {"discount_amount": Decimal("50")},
+                ),
+                ("Expired bonus", "bonus_data", False, "inactive", {"bonus": {"data_mb": 2048}}),
             ]:
                 result = await conn.execute(
                     insert(offers)
@@ -120,6 +128,8 @@ async def test_plan_fields(stub, catalogue) -> None:
     assert plan.status == pb.PLAN_STATUS_ACTIVE
     assert plan.benefits.data_mb_per_day == 1536 and plan.benefits.unlimited_voice
     assert plan.benefits.sms_count == 100
+    assert plan.benefits.talktime.units_minor == 1000
+    assert list(plan.benefits.extras) == ["Hotstar Mobile 3 months"]
     assert dict(plan.criteria) == {"min_age_days": 0}
     assert plan.created_at.seconds > 0
 
@@ -253,6 +263,10 @@ async def test_get_offer_benefits(stub, catalogue) -> None:
     assert diwali.is_special
     assert diwali.benefit.kind == pb.OFFER_BENEFIT_KIND_DISCOUNT
     assert diwali.benefit.fixed_amount.units_minor == 5000
+    bonus = await stub.GetOffer(pb.GetOfferRequest(offer_id=catalogue.offer_ids["Expired bonus"]))
+    assert bonus.benefit.kind == pb.OFFER_BENEFIT_KIND_BONUS
+    assert bonus.benefit.bonus.data_mb == 2048
+    assert bonus.status == pb.OFFER_STATUS_INACTIVE
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.GetOffer(pb.GetOfferRequest(offer_id=123456))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND

@@ -10,8 +10,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from gencharge.v1 import auth_service_pb2, auth_service_pb2_grpc, plan_service_pb2
-from gencharge.v1 import plan_service_pb2_grpc
+from gencharge.v1 import (
+    auth_service_pb2,
+    auth_service_pb2_grpc,
+    plan_service_pb2,
+    plan_service_pb2_grpc,
+)
 from server.services import SERVICES
 from tests.grpc_helpers import details_of
 
@@ -59,7 +63,7 @@ async def test_reflection_lists_every_service(channel: grpc.aio.Channel) -> None
     async for reply in stub.ServerReflectionInfo(iter([request])):
         names = {s.name for s in reply.list_services_response.service}
         break
-    assert EXPECTED_SERVICES <= names
+    assert names >= EXPECTED_SERVICES
     assert "grpc.health.v1.Health" in names
 
 
@@ -105,7 +109,8 @@ async def test_request_id_is_echoed(channel: grpc.aio.Channel) -> None:
 async def test_malformed_request_id_is_replaced(channel: grpc.aio.Channel) -> None:
     stub = plan_service_pb2_grpc.PlanServiceStub(channel)
     call = stub.ListPlanGroups(
-        plan_service_pb2.ListPlanGroupsRequest(), metadata=(("x-request-id", "bad id " + "x" * 100),)
+        plan_service_pb2.ListPlanGroupsRequest(),
+        metadata=(("x-request-id", "bad id " + "x" * 100),),
     )
     await call
     sent = dict(await call.initial_metadata())["x-request-id"]

@@ -16,7 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from grpc_status import rpc_status
@@ -29,8 +29,8 @@ log = logging.getLogger("gencharge.rpc")
 _OWN_PREFIX = "/gencharge."
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
-Handler = grpc.RpcMethodHandler
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
 
 
 def _request_id(details: grpc.HandlerCallDetails) -> str:
@@ -151,8 +151,9 @@ def _rebuild(handler: Handler, unary: Any, streaming: Any) -> Handler:
 
 
 def _wrap(handler: Handler, method: str, request_id: str) -> Handler:
-    inner_unary = handler.unary_unary or handler.stream_unary
-    inner_stream = handler.unary_stream or handler.stream_stream
+    # In a grpc.aio server these are coroutine functions / async generator functions.
+    inner_unary: Any = handler.unary_unary or handler.stream_unary
+    inner_stream: Any = handler.unary_stream or handler.stream_stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _Call(method, request_id)

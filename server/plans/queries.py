@@ -46,12 +46,14 @@ async def list_plans(
     if after_id is not None:
         query = query.where(plans.c.plan_id > after_id)
     result = await conn.execute(query.order_by(plans.c.plan_id).limit(limit))
-    return result.all()
+    rows: Sequence[Row[Any]] = result.all()
+    return rows
 
 
 async def get_plan(conn: AsyncConnection, plan_id: int) -> Row[Any] | None:
     result = await conn.execute(_plans_select().where(plans.c.plan_id == plan_id))
-    return result.one_or_none()
+    row: Row[Any] | None = result.one_or_none()
+    return row
 
 
 async def list_plan_groups(
@@ -81,12 +83,14 @@ async def list_offers(
     if after_id is not None:
         query = query.where(offers.c.offer_id > after_id)
     result = await conn.execute(query.order_by(offers.c.offer_id).limit(limit))
-    return result.all()
+    rows: Sequence[Row[Any]] = result.all()
+    return rows
 
 
 async def get_offer(conn: AsyncConnection, offer_id: int) -> Row[Any] | None:
     result = await conn.execute(_offers_select().where(offers.c.offer_id == offer_id))
-    return result.one_or_none()
+    row: Row[Any] | None = result.one_or_none()
+    return row
 
 
 async def list_offer_types(

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 from sqlalchemy import Row
 
 from gencharge.v1 import plan_service_pb2 as pb
@@ -30,6 +31,9 @@ def plan_message(row: Row[Any]) -> pb.Plan:
         voice_minutes=row.voice_minutes or 0,
         unlimited_voice=row.unlimited_voice,
         sms_count=row.sms_count or 0,
+        sms_per_day=row.sms_per_day or 0,
+        talktime=protoconv.optional_money(row.talktime, row.currency),
+        extras=row.extras or [],
     )
     return pb.Plan(
         plan_id=row.plan_id,
@@ -54,21 +58,30 @@ def _percent_bps(value: Decimal) -> int:
 
 
 def offer_benefit(row: Row[Any]) -> pb.OfferBenefit | None:
+    """The offer's value: the first of discount, cashback, bonus that the row sets."""
     kinds = (
         (pb.OFFER_BENEFIT_KIND_DISCOUNT, row.discount_percent, row.discount_amount),
         (pb.OFFER_BENEFIT_KIND_CASHBACK, row.cashback_percent, row.cashback_amount),
     )
+    benefit: pb.OfferBenefit | None = None
     for kind, percent, amount in kinds:
         if percent is not None:
             benefit = pb.OfferBenefit(kind=kind, percent_bps=_percent_bps(percent))
         elif amount is not None:
             benefit = pb.OfferBenefit(kind=kind, fixed_amount=protoconv.money(amount))
-        else:
-            continue
-        if row.max_benefit_amount is not None:
-            benefit.max_amount.CopyFrom(protoconv.money(row.max_benefit_amount))
-        return benefit
-    return None
+        if benefit is not None:
+            break
+    if benefit is None and row.bonus:
+        benefit = pb.OfferBenefit(kind=pb.OFFER_BENEFIT_KIND_BONUS)
+    if benefit is None:
+        return None
+    if row.bonus:
+        json_format.ParseDict(row.bonus, benefit.bonus, ignore_unknown_fields=True)
+    if row.max_benefit_amount is not None:
+        benefit.max_amount.CopyFrom(protoconv.money(row.max_benefit_amount))
+    if row.min_plan_price is not None:
+        benefit.min_plan_price.CopyFrom(protoconv.money(row.min_plan_price))
+    return benefit
 
 
 def offer_message(row: Row[Any]) -> pb.Offer:
@@ -93,7 +106,9 @@ class PlanServicer(plan_service_pb2_grpc.PlanServiceServicer):
     def __init__(self, resources: Resources) -> None:
         self._engine = resources.engine
 
-    async def ListPlans(self, request: pb.ListPlansRequest, context: Context) -> pb.ListPlansResponse:
+    async def ListPlans(
+        self, request: pb.ListPlansRequest, context: Context
+    ) -> pb.ListPlansResponse:
         flt = domain.PlanFilter(
             plan_type=protoconv.enum_filter("plan_type", request.plan_type, protoconv.USER_TYPES),
             group_id=request.group_id or None,
@@ -101,12 +116,8 @@ class PlanServicer(plan_service_pb2_grpc.PlanServiceServicer):
             status=protoconv.enum_filter("status", request.status, PLAN_STATUSES) or domain.ACTIVE,
         )
         async with db.read_only(self._engine) as conn:
-            rows, token = await domain.list_plans(
-                conn, flt, request.page_size, request.page_token
-            )
-        return pb.ListPlansResponse(
-            plans=[plan_message(r) for r in rows], next_page_token=token
-        )
+            rows, token = await domain.list_plans(conn, flt, request.page_size, request.page_token)
+        return pb.ListPlansResponse(plans=[plan_message(r) for r in rows], next_page_token=token)
 
     async def GetPlan(self, request: pb.GetPlanRequest, context: Context) -> pb.Plan:
         async with db.read_only(self._engine) as conn:
@@ -116,9 +127,7 @@ class PlanServicer(plan_service_pb2_grpc.PlanServiceServicer):
         self, request: pb.ListPlanGroupsRequest, context: Context
     ) -> pb.ListPlanGroupsResponse:
         async with db.read_only(self._engine) as conn:
-            rows, token = await domain.list_plan_groups(
-                conn, request.page_size, request.page_token
-            )
+            rows, token = await domain.list_plan_groups(conn, request.page_size, request.page_token)
         return pb.ListPlanGroupsResponse(
             plan_groups=[
                 pb.PlanGroup(
@@ -134,17 +143,12 @@ class PlanServicer(plan_service_pb2_grpc.PlanServiceServicer):
     ) -> pb.ListOffersResponse:
         flt = domain.OfferFilter(
             offer_type_id=request.offer_type_id or None,
-            status=protoconv.enum_filter("status", request.status, OFFER_STATUSES)
-            or domain.ACTIVE,
+            status=protoconv.enum_filter("status", request.status, OFFER_STATUSES) or domain.ACTIVE,
             is_special=request.is_special if request.HasField("is_special") else None,
         )
         async with db.read_only(self._engine) as conn:
-            rows, token = await domain.list_offers(
-                conn, flt, request.page_size, request.page_token
-            )
-        return pb.ListOffersResponse(
-            offers=[offer_message(r) for r in rows], next_page_token=token
-        )
+            rows, token = await domain.list_offers(conn, flt, request.page_size, request.page_token)
+        return pb.ListOffersResponse(offers=[offer_message(r) for r in rows], next_page_token=token)
 
     async def GetOffer(self, request: pb.GetOfferRequest, context: Context) -> pb.Offer:
         async with db.read_only(self._engine) as conn:
@@ -154,9 +158,7 @@ class PlanServicer(plan_service_pb2_grpc.PlanServiceServicer):
         self, request: pb.ListOfferTypesRequest, context: Context
     ) -> pb.ListOfferTypesResponse:
         async with db.read_only(self._engine) as conn:
-            rows, token = await domain.list_offer_types(
-                conn, request.page_size, request.page_token
-            )
+            rows, token = await domain.list_offer_types(conn, request.page_size, request.page_token)
         return pb.ListOfferTypesResponse(
             offer_types=[
                 pb.OfferType(

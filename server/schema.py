@@ -1,0 +1,608 @@
+"""SQLAlchemy Core description of the PostgreSQL schema (for queries, not DDL).
+
+The schema itself is created by the Alembic migrations in ``migrations/postgres``;
+these ``Table`` objects mirror it column for column (names, types, nullability,
+keys, indexes) and a test compares them with a migrated database so they never
+drift. Enum types are created by the migrations, hence ``create_type=False``.
+See docs/data-model.md for the table-by-table description.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import CHAR, ENUM, JSONB, UUID
+
+metadata = MetaData()
+
+# --- enum types -----------------------------------------------------------------
+
+
+def _enum(name: str, *labels: str) -> ENUM:
+    return ENUM(*labels, name=name, create_type=False)
+
+
+user_type_enum = _enum("user_type_enum", "prepaid", "postpaid")
+user_status_enum = _enum("user_status_enum", "active", "blocked")
+admin_status_enum = _enum("admin_status_enum", "active", "blocked", "deleted")
+txn_category_enum = _enum("txn_category_enum", "wallet", "service")
+txn_type_enum = _enum("txn_type_enum", "credit", "debit")
+txn_source_enum = _enum(
+    "txn_source_enum", "recharge", "wallet_topup", "refund", "referral_reward", "autopay"
+)
+txn_status_enum = _enum("txn_status_enum", "success", "failed", "pending")
+payment_method_enum = _enum("payment_method_enum", "UPI", "Card", "NetBanking", "Wallet")
+record_status_enum = _enum("record_status_enum", "active", "inactive")
+active_plan_status_enum = _enum("active_plan_status_enum", "active", "expired", "queued")
+sender_type_enum = _enum("sender_type_enum", "system", "admin")
+notification_status_enum = _enum("notification_status_enum", "delivered", "viewed")
+referral_status_enum = _enum("referral_status_enum", "pending", "earned", "paid")
+autopay_status_enum = _enum("autopay_status_enum", "enabled", "disabled")
+autopay_tag_enum = _enum("autopay_tag_enum", "onetime", "regular")
+reminder_status_enum = _enum("reminder_status_enum", "pending", "sent", "paid")
+backup_status_enum = _enum("backup_status_enum", "failed", "success")
+schedule_status_enum = _enum("schedule_status_enum", "active", "inactive")
+
+ENUM_TYPES: tuple[ENUM, ...] = (
+    user_type_enum,
+    user_status_enum,
+    admin_status_enum,
+    txn_category_enum,
+    txn_type_enum,
+    txn_source_enum,
+    txn_status_enum,
+    payment_method_enum,
+    record_status_enum,
+    active_plan_status_enum,
+    sender_type_enum,
+    notification_status_enum,
+    referral_status_enum,
+    autopay_status_enum,
+    autopay_tag_enum,
+    reminder_status_enum,
+    backup_status_enum,
+    schedule_status_enum,
+)
+
+# --- helpers ----------------------------------------------------------------------
+
+Money = Numeric(10, 2)
+Percent = Numeric(5, 2)
+TimestampTZ = DateTime(timezone=True)
+NOW = text("now()")
+FALSE = text("false")
+
+# SQLSTATEs raised by the wallet trigger (update_wallet_balance).
+SQLSTATE_INSUFFICIENT_BALANCE = "GC001"
+SQLSTATE_LEDGER_ROW_FINAL = "GC002"
+
+
+def _id(name: str) -> Column[int]:
+    return Column(name, Integer, Identity(always=False), nullable=False)
+
+
+def _created_at(name: str = "created_at") -> Column[object]:
+    return Column(name, TimestampTZ, nullable=False, server_default=NOW)
+
+
+# --- lookup / RBAC tables -----------------------------------------------------------
+
+roles = Table(
+    "roles",
+    metadata,
+    _id("role_id"),
+    Column("role_name", String, nullable=False),
+    Column("description", Text),
+    PrimaryKeyConstraint("role_id", name="roles_pkey"),
+    UniqueConstraint("role_name", name="uq_roles_role_name"),
+)
+
+permissions = Table(
+    "permissions",
+    metadata,
+    _id("permission_id"),
+    Column("resource", String, nullable=False),
+    Column("read", Boolean, nullable=False, server_default=FALSE),
+    Column("write", Boolean, nullable=False, server_default=FALSE),
+    Column("delete", Boolean, nullable=False, server_default=FALSE),
+    Column("edit", Boolean, nullable=False, server_default=FALSE),
+    PrimaryKeyConstraint("permission_id", name="permissions_pkey"),
+)
+
+rolepermissions = Table(
+    "rolepermissions",
+    metadata,
+    _id("id"),
+    Column(
+        "role_id",
+        Integer,
+        ForeignKey("roles.role_id", name="fk_rolepermissions_role"),
+        nullable=False,
+    ),
+    Column(
+        "permission_id",
+        Integer,
+        ForeignKey("permissions.permission_id", name="fk_rolepermissions_permission"),
+        nullable=False,
+    ),
+    PrimaryKeyConstraint("id", name="rolepermissions_pkey"),
+    UniqueConstraint("role_id", "permission_id", name="uq_rolepermissions_role_permission"),
+    Index("idx_rolepermissions_role_id", "role_id"),
+    Index("idx_rolepermissions_permission_id", "permission_id"),
+)
+
+plangroups = Table(
+    "plangroups",
+    metadata,
+    _id("group_id"),
+    Column("group_name", String, nullable=False),
+    Column("description", Text),
+    PrimaryKeyConstraint("group_id", name="plangroups_pkey"),
+    UniqueConstraint("group_name", name="uq_plangroups_group_name"),
+)
+
+offertypes = Table(
+    "offertypes",
+    metadata,
+    _id("offer_type_id"),
+    Column("offer_type_name", String, nullable=False),
+    Column("description", Text),
+    PrimaryKeyConstraint("offer_type_id", name="offertypes_pkey"),
+    UniqueConstraint("offer_type_name", name="uq_offertypes_offer_type_name"),
+)
+
+notificationrecipienttypes = Table(
+    "notificationrecipienttypes",
+    metadata,
+    _id("recipient_type_id"),
+    Column("recipient_type_name", String, nullable=False),
+    Column("description", Text),
+    PrimaryKeyConstraint("recipient_type_id", name="notificationrecipienttypes_pkey"),
+    UniqueConstraint(
+        "recipient_type_name", name="uq_notificationrecipienttypes_recipient_type_name"
+    ),
+)
+
+notificationtypes = Table(
+    "notificationtypes",
+    metadata,
+    _id("type_id"),
+    Column("type_name", String, nullable=False),
+    Column("description", Text),
+    PrimaryKeyConstraint("type_id", name="notificationtypes_pkey"),
+    UniqueConstraint("type_name", name="uq_notificationtypes_type_name"),
+)
+
+# --- accounts -------------------------------------------------------------------------
+
+admins = Table(
+    "admins",
+    metadata,
+    _id("admin_id"),
+    Column("name", String),
+    Column("email", String),
+    Column("phone_number", String),
+    Column("status", admin_status_enum, nullable=False, server_default=text("'active'")),
+    _created_at(),
+    _created_at("updated_at"),
+    Column("role_id", Integer, ForeignKey("roles.role_id", name="fk_admins_role")),
+    Column("password_hash", Text),
+    Column("totp_secret", Text),
+    Column("mfa_enabled", Boolean, nullable=False, server_default=FALSE),
+    PrimaryKeyConstraint("admin_id", name="admins_pkey"),
+    UniqueConstraint("email", name="uq_admins_email"),
+    UniqueConstraint("phone_number", name="uq_admins_phone_number"),
+    Index("idx_admins_email", "email"),
+    Index("idx_admins_role_id", "role_id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    _id("user_id"),
+    Column("name", String),
+    Column("email", String),
+    Column("phone_number", String),
+    Column("referral_code", String),
+    Column(
+        "referred_by",
+        String,
+        ForeignKey("users.referral_code", name="fk_users_referred_by"),
+    ),
+    Column("user_type", user_type_enum, nullable=False),
+    Column("status", user_status_enum, nullable=False, server_default=text("'active'")),
+    Column("wallet_balance", Money, nullable=False, server_default=text("0")),
+    _created_at(),
+    _created_at("updated_at"),
+    Column("role_id", Integer, ForeignKey("roles.role_id", name="fk_users_role")),
+    Column("password_hash", Text),
+    PrimaryKeyConstraint("user_id", name="users_pkey"),
+    UniqueConstraint("email", name="uq_users_email"),
+    UniqueConstraint("phone_number", name="uq_users_phone_number"),
+    UniqueConstraint("referral_code", name="uq_users_referral_code"),
+    CheckConstraint("wallet_balance >= 0", name="ck_users_wallet_balance_nonnegative"),
+    Index("idx_users_email", "email"),
+    Index("idx_users_phone_number", "phone_number"),
+    Index("idx_users_referral_code", "referral_code"),
+    Index("idx_users_role_id", "role_id"),
+)
+
+usersarchive = Table(
+    "usersarchive",
+    metadata,
+    Column("user_id", Integer, nullable=False),
+    Column("name", String),
+    Column("email", String),
+    Column("phone_number", String),
+    Column("referral_code", String),
+    Column(
+        "referred_by",
+        String,
+        ForeignKey("users.referral_code", name="fk_usersarchive_referred_by"),
+    ),
+    Column("user_type", user_type_enum, nullable=False),
+    Column("status", user_status_enum, nullable=False, server_default=text("'active'")),
+    Column("wallet_balance", Money, nullable=False, server_default=text("0")),
+    Column("created_at", TimestampTZ),
+    Column("updated_at", TimestampTZ),
+    Column("role_id", Integer, ForeignKey("roles.role_id", name="fk_usersarchive_role")),
+    Column("password_hash", Text),
+    _created_at("archived_at"),
+    PrimaryKeyConstraint("user_id", name="usersarchive_pkey"),
+    UniqueConstraint("email", name="uq_usersarchive_email"),
+    UniqueConstraint("phone_number", name="uq_usersarchive_phone_number"),
+    UniqueConstraint("referral_code", name="uq_usersarchive_referral_code"),
+    CheckConstraint("wallet_balance >= 0", name="ck_usersarchive_wallet_balance_nonnegative"),
+    Index("idx_usersarchive_email", "email"),
+    Index("idx_usersarchive_phone_number", "phone_number"),
+    Index("idx_usersarchive_referral_code", "referral_code"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column(
+        "session_id",
+        UUID(as_uuid=True),
+        nullable=False,
+        server_default=text("gen_random_uuid()"),
+    ),
+    Column(
+        "user_id",
+        Integer,
+        ForeignKey("users.user_id", name="fk_sessions_user", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("refresh_token", Text, nullable=False),
+    Column("refresh_token_expires_at", TimestampTZ, nullable=False),
+    _created_at("login_time"),
+    _created_at("last_active"),
+    Column("is_active", Boolean, nullable=False, server_default=text("true")),
+    Column("revoked_at", TimestampTZ),
+    PrimaryKeyConstraint("session_id", name="sessions_pkey"),
+    UniqueConstraint("refresh_token", name="uq_sessions_refresh_token"),
+    Index("idx_sessions_refresh_token", "refresh_token"),
+    Index("idx_sessions_user_id", "user_id"),
+    Index("idx_sessions_refresh_token_expires_at", "refresh_token_expires_at"),
+)
+
+# --- catalogue ------------------------------------------------------------------------
+
+plans = Table(
+    "plans",
+    metadata,
+    _id("plan_id"),
+    Column("plan_name", String, nullable=False),
+    Column("validity", Integer, nullable=False),
+    Column("most_popular", Boolean, nullable=False, server_default=FALSE),
+    Column("plan_type", user_type_enum, nullable=False),
+    Column("group_id", Integer, ForeignKey("plangroups.group_id", name="fk_plans_group")),
+    Column("description", Text),
+    Column("criteria", JSONB),
+    _created_at(),
+    Column("created_by", Integer, ForeignKey("admins.admin_id", name="fk_plans_created_by")),
+    Column("status", record_status_enum, nullable=False, server_default=text("'active'")),
+    Column("price", Money, nullable=False),
+    Column("currency", CHAR(3), nullable=False, server_default=text("'INR'")),
+    Column("data_mb", BigInteger),
+    Column("data_mb_per_day", BigInteger),
+    Column("unlimited_data", Boolean, nullable=False, server_default=FALSE),
+    Column("voice_minutes", Integer),
+    Column("unlimited_voice", Boolean, nullable=False, server_default=FALSE),
+    Column("sms_count", Integer, nullable=False, server_default=text("0")),
+    Column("sms_per_day", Integer),
+    Column("talktime", Money),
+    Column("extras", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("updated_at", TimestampTZ),
+    PrimaryKeyConstraint("plan_id", name="plans_pkey"),
+    CheckConstraint("price >= 0", name="ck_plans_price_nonnegative"),
+    CheckConstraint("validity > 0", name="ck_plans_validity_positive"),
+    CheckConstraint(
+        "(data_mb IS NULL OR data_mb >= 0) AND (data_mb_per_day IS NULL OR data_mb_per_day >= 0)"
+        " AND (voice_minutes IS NULL OR voice_minutes >= 0) AND sms_count >= 0"
+        " AND (sms_per_day IS NULL OR sms_per_day >= 0) AND (talktime IS NULL OR talktime >= 0)",
+        name="ck_plans_benefits_nonnegative",
+    ),
+    Index("idx_plans_group_id", "group_id"),
+    Index("idx_plans_status", "status"),
+    Index("idx_plans_plan_type", "plan_type"),
+)
+
+offers = Table(
+    "offers",
+    metadata,
+    _id("offer_id"),
+    Column("offer_name", String, nullable=False),
+    Column("offer_validity", Integer),
+    Column(
+        "offer_type_id",
+        Integer,
+        ForeignKey("offertypes.offer_type_id", name="fk_offers_offer_type"),
+    ),
+    Column("is_special", Boolean, nullable=False, server_default=FALSE),
+    Column("criteria", JSONB),
+    Column("description", Text),
+    _created_at(),
+    Column("created_by", Integer, ForeignKey("admins.admin_id", name="fk_offers_created_by")),
+    Column("status", record_status_enum, nullable=False, server_default=text("'active'")),
+    Column("discount_percent", Percent),
+    Column("discount_amount", Money),
+    Column("cashback_percent", Percent),
+    Column("cashback_amount", Money),
+    Column("max_benefit_amount", Money),
+    Column("min_plan_price", Money),
+    #: Bonus allowances of a bonus offer, shaped like PlanBenefits (data_mb, sms_count, ...).
+    Column("bonus", JSONB),
+    Column("valid_from", TimestampTZ),
+    Column("valid_to", TimestampTZ),
+    Column("updated_at", TimestampTZ),
+    PrimaryKeyConstraint("offer_id", name="offers_pkey"),
+    CheckConstraint(
+        "offer_validity IS NULL OR offer_validity > 0", name="ck_offers_offer_validity_positive"
+    ),
+    CheckConstraint(
+        "(discount_percent IS NULL OR discount_percent BETWEEN 0 AND 100)"
+        " AND (cashback_percent IS NULL OR cashback_percent BETWEEN 0 AND 100)",
+        name="ck_offers_percent_range",
+    ),
+    CheckConstraint(
+        "(discount_amount IS NULL OR discount_amount >= 0)"
+        " AND (cashback_amount IS NULL OR cashback_amount >= 0)"
+        " AND (max_benefit_amount IS NULL OR max_benefit_amount >= 0)"
+        " AND (min_plan_price IS NULL OR min_plan_price >= 0)",
+        name="ck_offers_amounts_nonnegative",
+    ),
+    CheckConstraint(
+        "valid_from IS NULL OR valid_to IS NULL OR valid_to > valid_from",
+        name="ck_offers_valid_range",
+    ),
+    Index("idx_offers_offer_type_id", "offer_type_id"),
+    Index("idx_offers_status", "status"),
+)
+
+# --- money and subscriptions ----------------------------------------------------------
+
+transactions = Table(
+    "transactions",
+    metadata,
+    _id("txn_id"),
+    Column(
+        "user_id",
+        Integer,
+        ForeignKey("users.user_id", name="fk_transactions_user"),
+        nullable=False,
+    ),
+    Column("category", txn_category_enum, nullable=False),
+    Column("txn_type", txn_type_enum, nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("service_type", user_type_enum),
+    Column("plan_id", Integer, ForeignKey("plans.plan_id", name="fk_transactions_plan")),
+    Column("offer_id", Integer, ForeignKey("offers.offer_id", name="fk_transactions_offer")),
+    Column("from_phone_number", String),
+    Column("to_phone_number", String),
+    Column("source", txn_source_enum),
+    Column("status", txn_status_enum, nullable=False, server_default=text("'pending'")),
+    Column("payment_method", payment_method_enum),
+    Column("payment_transaction_id", String),
+    _created_at(),
+    # Set by the wallet trigger only: the wallet balance right after this row moved it.
+    Column("balance_after", Money),
+    Column("currency", CHAR(3), nullable=False, server_default=text("'INR'")),
+    PrimaryKeyConstraint("txn_id", name="transactions_pkey"),
+    CheckConstraint("amount > 0", name="ck_transactions_amount_positive"),
+    Index("idx_transactions_user_id", "user_id"),
+    Index("idx_transactions_plan_id", "plan_id"),
+    Index("idx_transactions_offer_id", "offer_id"),
+    Index("idx_transactions_created_at", text("created_at DESC")),
+    Index(
+        "uq_transactions_payment_transaction_id",
+        "payment_transaction_id",
+        unique=True,
+        postgresql_where=text("payment_transaction_id IS NOT NULL"),
+    ),
+)
+
+currentactiveplans = Table(
+    "currentactiveplans",
+    metadata,
+    _id("id"),
+    Column(
+        "user_id",
+        Integer,
+        ForeignKey("users.user_id", name="fk_currentactiveplans_user"),
+        nullable=False,
+    ),
+    Column(
+        "plan_id",
+        Integer,
+        ForeignKey("plans.plan_id", name="fk_currentactiveplans_plan"),
+        nullable=False,
+    ),
+    Column("phone_number", String),
+    Column("valid_from", TimestampTZ),
+    Column("valid_to", TimestampTZ),
+    Column("status", active_plan_status_enum, nullable=False, server_default=text("'active'")),
+    _created_at(),
+    PrimaryKeyConstraint("id", name="currentactiveplans_pkey"),
+    Index("idx_currentactiveplans_user_id", "user_id"),
+    Index("idx_currentactiveplans_plan_id", "plan_id"),
+    Index("idx_currentactiveplans_status", "status"),
+    Index("idx_currentactiveplans_valid_to", "valid_to"),
+    Index("idx_currentactiveplans_phone_number_status", "phone_number", "status"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    _id("notification_id"),
+    Column("sender_type", sender_type_enum, nullable=False, server_default=text("'system'")),
+    Column("sender_id", Integer, ForeignKey("admins.admin_id", name="fk_notifications_sender")),
+    Column("description", Text),
+    Column(
+        "recipient_type_id",
+        Integer,
+        ForeignKey(
+            "notificationrecipienttypes.recipient_type_id",
+            name="fk_notifications_recipient_type",
+        ),
+    ),
+    Column("recipient_id", Integer, ForeignKey("users.user_id", name="fk_notifications_recipient")),
+    Column("status", notification_status_enum, nullable=False, server_default=text("'delivered'")),
+    Column(
+        "type_id", Integer, ForeignKey("notificationtypes.type_id", name="fk_notifications_type")
+    ),
+    Column("attachments", JSONB),
+    _created_at("timestamp"),
+    PrimaryKeyConstraint("notification_id", name="notifications_pkey"),
+    Index("idx_notifications_recipient_id", "recipient_id"),
+    Index("idx_notifications_recipient_type_id", "recipient_type_id"),
+    Index("idx_notifications_timestamp", text("timestamp DESC")),
+)
+
+referralrewards = Table(
+    "referralrewards",
+    metadata,
+    _id("reward_id"),
+    Column(
+        "referrer_id",
+        Integer,
+        ForeignKey("users.user_id", name="fk_referralrewards_referrer"),
+        nullable=False,
+    ),
+    Column(
+        "referred_id",
+        Integer,
+        ForeignKey("users.user_id", name="fk_referralrewards_referred"),
+        nullable=False,
+    ),
+    Column("reward_amount", Money, nullable=False, server_default=text("0")),
+    Column("status", referral_status_enum, nullable=False, server_default=text("'pending'")),
+    _created_at(),
+    PrimaryKeyConstraint("reward_id", name="referralrewards_pkey"),
+    UniqueConstraint("referred_id", name="uq_referralrewards_referred_id"),
+    CheckConstraint("reward_amount >= 0", name="ck_referralrewards_reward_amount_nonnegative"),
+    Index("idx_referralrewards_referrer_id", "referrer_id"),
+    Index("idx_referralrewards_referred_id", "referred_id"),
+    Index("idx_referralrewards_status", "status"),
+)
+
+autopay = Table(
+    "autopay",
+    metadata,
+    _id("autopay_id"),
+    Column("user_id", Integer, ForeignKey("users.user_id", name="fk_autopay_user"), nullable=False),
+    Column("plan_id", Integer, ForeignKey("plans.plan_id", name="fk_autopay_plan"), nullable=False),
+    Column("status", autopay_status_enum, nullable=False, server_default=text("'enabled'")),
+    Column("tag", autopay_tag_enum, nullable=False, server_default=text("'regular'")),
+    Column("next_due_date", TimestampTZ),
+    _created_at(),
+    PrimaryKeyConstraint("autopay_id", name="autopay_pkey"),
+    Index("idx_autopay_user_id", "user_id"),
+    Index("idx_autopay_plan_id", "plan_id"),
+    Index("idx_autopay_status", "status"),
+)
+
+billreminders = Table(
+    "billreminders",
+    metadata,
+    _id("reminder_id"),
+    Column(
+        "user_id",
+        Integer,
+        ForeignKey("users.user_id", name="fk_billreminders_user"),
+        nullable=False,
+    ),
+    Column("plan_id", Integer, ForeignKey("plans.plan_id", name="fk_billreminders_plan")),
+    Column("due_date", TimestampTZ, nullable=False),
+    Column("status", reminder_status_enum, nullable=False, server_default=text("'pending'")),
+    Column("sent_at", TimestampTZ),
+    PrimaryKeyConstraint("reminder_id", name="billreminders_pkey"),
+    Index("idx_billreminders_user_id", "user_id"),
+    Index("idx_billreminders_due_date", "due_date"),
+    Index("idx_billreminders_status", "status"),
+)
+
+# --- backups ----------------------------------------------------------------------------
+
+backup = Table(
+    "backup",
+    metadata,
+    Column("backup_id", String, nullable=False),
+    Column("backup_data", String),
+    Column("snapshot_name", String),
+    Column("source_db", String),
+    Column("storage_uri", String),
+    Column("backup_status", backup_status_enum),
+    Column("size_bytes", BigInteger),
+    Column("description", String),
+    Column("details", JSONB),
+    _created_at(),
+    Column("created_by", Integer, ForeignKey("admins.admin_id", name="fk_backup_created_by")),
+    PrimaryKeyConstraint("backup_id", name="backup_pkey"),
+    CheckConstraint(
+        "size_bytes IS NULL OR size_bytes >= 0", name="ck_backup_size_bytes_nonnegative"
+    ),
+    Index("idx_backup_backup_status", "backup_status"),
+    Index("idx_backup_created_at", text("created_at DESC")),
+)
+
+schedule = Table(
+    "schedule",
+    metadata,
+    Column("schedule_id", String, nullable=False),
+    Column("backup_id", String, ForeignKey("backup.backup_id", name="fk_schedule_backup")),
+    Column("task_name", String, nullable=False),
+    Column("time", TimestampTZ),
+    Column("next_run", TimestampTZ),
+    Column("isactive", schedule_status_enum, nullable=False, server_default=text("'active'")),
+    _created_at(),
+    # Repeat period; NULL = one-off (run once at next_run).
+    Column("interval_seconds", Integer),
+    PrimaryKeyConstraint("schedule_id", name="schedule_pkey"),
+    CheckConstraint(
+        "interval_seconds IS NULL OR interval_seconds > 0",
+        name="ck_schedule_interval_seconds_positive",
+    ),
+    Index("idx_schedule_backup_id", "backup_id"),
+    Index("idx_schedule_next_run", "next_run"),
+)
+
+# Views of DDS 6.1 (created by the migrations; query them with sqlalchemy.table()).
+VIEW_NAMES: tuple[str, ...] = ("user_permissions_v", "transaction_summary_v", "active_plans_v")
