@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `npm install`, not `npm ci`: the lock file records only the buf binaries for the
+# platforms the registry served when it was written, and `npm ci` rejects a lock that
+# lacks the other platforms' optional packages. The lock is not rewritten.
 $(BUF): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	touch $(BUF)
 
 run: $(STAMP)

@@ -16,7 +16,7 @@ from server.resources import Resources
 
 def _banner(settings: Settings) -> None:
     """What ``make run`` prints for a newcomer: where it listens, how to log in."""
-    credentials = runtime.bootstrap_admin_credentials(settings, embedded=settings.embedded)
+    credentials = runtime.bootstrap_admin_credentials(settings, settings.embedded_postgres)
     lines = [f"GenCharge gRPC service on {settings.listen} ({settings.environment.value})"]
     if settings.embedded:
         lines.append(f"embedded databases under {settings.data_dir.resolve()}")
@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_format)
     try:
         code: int = args.run(settings, args)
+    except runtime.ConfigurationError as exc:
+        print(f"gencharge: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return code

@@ -60,7 +60,12 @@ class Settings(BaseSettings):
 
     @property
     def embedded(self) -> bool:
+        """True when at least one embedded database server is started."""
         return not self.database_url or not self.mongo_url
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return not self.database_url
 
 
 @lru_cache(maxsize=1)

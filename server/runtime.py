@@ -54,9 +54,18 @@ async def ensure_database(admin_url: str, name: str) -> None:
         await conn.close()
 
 
+class ConfigurationError(Exception):
+    """The settings cannot work; the message says which variable to set."""
+
+
 async def open_databases(settings: Settings) -> Databases:
     """The configured servers, or embedded ones under ``settings.data_dir``."""
     database_url, mongo_url = settings.database_url, settings.mongo_url
+    if settings.production and settings.embedded:
+        raise ConfigurationError(
+            "production mode needs GENCHARGE_DATABASE_URL and GENCHARGE_MONGO_URL; "
+            "the embedded servers are for development and tests only"
+        )
     pg_server = mongo_server = None
     try:
         if not database_url:
@@ -111,8 +120,8 @@ async def load_seed(resources: Resources, *, demo: bool) -> None:
 def bootstrap_admin_credentials(settings: Settings, embedded: bool) -> tuple[str, str] | None:
     """The bootstrap admin to ensure, if any.
 
-    Explicit settings win. Otherwise, in development on the embedded default, the
-    documented development admin is used.
+    Explicit settings win. Otherwise, in development on the embedded PostgreSQL, the
+    documented development admin is used; never in production.
     """
     password = settings.bootstrap_admin_password.get_secret_value()
     if settings.bootstrap_admin_email and password:
@@ -140,8 +149,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         async with connected(settings, databases) as resources:
             await migrate(resources, databases.database_url)
             await load_seed(resources, demo=settings.load_demo_data and not settings.production)
-            embedded = databases.postgres is not None
-            await ensure_bootstrap_admin(resources.engine, settings, embedded)
+            await ensure_bootstrap_admin(resources.engine, settings, settings.embedded_postgres)
             running = await start_server(resources, settings.listen)
             await _run_until_signalled(running, settings.shutdown_grace_seconds, ready)
     finally:

@@ -112,3 +112,13 @@ def test_seed_demo_refused_in_production(env: dict[str, str]) -> None:
     )
     assert result.returncode == 2
     assert b"never loaded in production" in result.stderr
+
+
+def test_production_requires_database_urls(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [GENCHARGE, "migrate"],
+        env={**env, "GENCHARGE_ENVIRONMENT": "production"},
+        capture_output=True,
+    )
+    assert result.returncode == 2
+    assert b"GENCHARGE_DATABASE_URL" in result.stderr
