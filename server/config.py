@@ -50,6 +50,35 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     #: Seconds to let in-flight RPCs finish on SIGTERM.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # --- identity and access --------------------------------------------------------
+    jwt_issuer: str = "gencharge"
+    jwt_audience: str = "gencharge-api"
+    #: Access-token lifetime; at most 15 minutes.
+    access_token_ttl_seconds: int = Field(default=600, ge=30, le=900)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=300)
+    #: Ed25519 signing key (PKCS#8 PEM). Empty in development: a key is generated once
+    #: and kept under ``<data_dir>/keys``; production refuses to start without one.
+    jwt_private_key: SecretStr = SecretStr("")
+    #: Public keys (PEM, concatenated) of retired signing keys that still verify tokens
+    #: until ``jwt_previous_keys_valid_until`` (ISO 8601) — the rotation overlap window.
+    jwt_previous_public_keys: str = ""
+    jwt_previous_keys_valid_until: str = ""
+    #: 32-byte key (base64) encrypting secrets at rest (TOTP secrets). Development
+    #: default: generated once under ``<data_dir>/keys``.
+    data_encryption_key: SecretStr = SecretStr("")
+    otp_ttl_seconds: int = Field(default=300, ge=60, le=600)
+    otp_max_attempts: int = Field(default=5, ge=1, le=5)
+    password_reset_ttl_seconds: int = Field(default=1800, ge=300, le=86400)
+    mfa_challenge_ttl_seconds: int = Field(default=300, ge=60, le=900)
+    #: How outbound SMS/e-mail (OTPs, reset links) leave: ``dev_outbox`` records them in
+    #: MongoDB ``DevOutbox`` (development and tests); ``webhook`` POSTs JSON to
+    #: ``message_webhook_url`` (production gateways).
+    message_sender: str = "dev_outbox"
+    message_webhook_url: str = ""
+    #: Seconds an RBAC matrix or session-state lookup is cached; changes take effect
+    #: within this time on every replica.
+    auth_cache_seconds: float = Field(default=2.0, ge=0, le=30)
+
     log_level: str = "INFO"
     #: ``json`` (one JSON object per line) or ``text``.
     log_format: str = "json"

@@ -206,6 +206,8 @@ admins = Table(
     Column("password_hash", Text),
     Column("totp_secret", Text),
     Column("mfa_enabled", Boolean, nullable=False, server_default=FALSE),
+    #: Last TOTP time step accepted, so a code cannot be replayed (migration 0004).
+    Column("totp_last_step", BigInteger),
     PrimaryKeyConstraint("admin_id", name="admins_pkey"),
     UniqueConstraint("email", name="uq_admins_email"),
     UniqueConstraint("phone_number", name="uq_admins_phone_number"),
@@ -284,23 +286,154 @@ sessions = Table(
         nullable=False,
         server_default=text("gen_random_uuid()"),
     ),
+    # Exactly one of user_id / admin_id (migration 0004): sessions serve both.
     Column(
         "user_id",
         Integer,
         ForeignKey("users.user_id", name="fk_sessions_user", ondelete="CASCADE"),
-        nullable=False,
     ),
+    #: SHA-256 (hex) of the current refresh token; the token itself is never stored.
     Column("refresh_token", Text, nullable=False),
     Column("refresh_token_expires_at", TimestampTZ, nullable=False),
     _created_at("login_time"),
     _created_at("last_active"),
     Column("is_active", Boolean, nullable=False, server_default=text("true")),
     Column("revoked_at", TimestampTZ),
+    Column(
+        "admin_id",
+        Integer,
+        ForeignKey("admins.admin_id", name="fk_sessions_admin", ondelete="CASCADE"),
+    ),
+    Column("user_agent", Text),
+    Column("ip_address", Text),
+    Column("revoked_reason", Text),
     PrimaryKeyConstraint("session_id", name="sessions_pkey"),
     UniqueConstraint("refresh_token", name="uq_sessions_refresh_token"),
+    CheckConstraint("num_nonnulls(user_id, admin_id) = 1", name="ck_sessions_one_principal"),
     Index("idx_sessions_refresh_token", "refresh_token"),
     Index("idx_sessions_user_id", "user_id"),
     Index("idx_sessions_refresh_token_expires_at", "refresh_token_expires_at"),
+    Index("idx_sessions_admin_id", "admin_id"),
+)
+
+session_rotated_tokens = Table(
+    "session_rotated_tokens",
+    metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column(
+        "session_id",
+        UUID(as_uuid=True),
+        ForeignKey(
+            "sessions.session_id", name="fk_session_rotated_tokens_session", ondelete="CASCADE"
+        ),
+        nullable=False,
+    ),
+    _created_at("rotated_at"),
+    Index("idx_session_rotated_tokens_session_id", "session_id"),
+)
+
+service_account_status_enum = _enum("service_account_status_enum", "active", "disabled")
+
+service_accounts = Table(
+    "service_accounts",
+    metadata,
+    _id("service_account_id"),
+    Column("client_id", String, nullable=False),
+    Column("name", String, nullable=False),
+    #: argon2id hash of the client secret.
+    Column("secret_hash", Text, nullable=False),
+    Column(
+        "role_id",
+        Integer,
+        ForeignKey("roles.role_id", name="fk_service_accounts_role"),
+        nullable=False,
+    ),
+    Column(
+        "status", service_account_status_enum, nullable=False, server_default=text("'active'")
+    ),
+    _created_at(),
+    Column(
+        "created_by", Integer, ForeignKey("admins.admin_id", name="fk_service_accounts_created_by")
+    ),
+    Column("last_used_at", TimestampTZ),
+    PrimaryKeyConstraint("service_account_id", name="service_accounts_pkey"),
+    UniqueConstraint("client_id", name="uq_service_accounts_client_id"),
+)
+
+otp_codes = Table(
+    "otp_codes",
+    metadata,
+    Column("otp_id", BigInteger, Identity(always=False), nullable=False),
+    Column("phone_number", String, nullable=False),
+    Column("purpose", String, nullable=False, server_default=text("'login'")),
+    #: SHA-256 (hex) of the code, keyed with the row's phone number and purpose.
+    Column("code_hash", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("expires_at", TimestampTZ, nullable=False),
+    Column("consumed_at", TimestampTZ),
+    _created_at(),
+    PrimaryKeyConstraint("otp_id", name="otp_codes_pkey"),
+    CheckConstraint("attempts >= 0", name="ck_otp_codes_attempts_nonnegative"),
+    Index("idx_otp_codes_phone_created", "phone_number", text("created_at DESC")),
+    Index("idx_otp_codes_expires_at", "expires_at"),
+)
+
+password_reset_tokens = Table(
+    "password_reset_tokens",
+    metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column(
+        "user_id",
+        Integer,
+        ForeignKey("users.user_id", name="fk_password_reset_tokens_user", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("expires_at", TimestampTZ, nullable=False),
+    Column("used_at", TimestampTZ),
+    _created_at(),
+    Index("idx_password_reset_tokens_user_id", "user_id"),
+)
+
+mfa_challenges = Table(
+    "mfa_challenges",
+    metadata,
+    Column("challenge_hash", Text, primary_key=True),
+    Column(
+        "admin_id",
+        Integer,
+        ForeignKey("admins.admin_id", name="fk_mfa_challenges_admin", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("enrolment", Boolean, nullable=False, server_default=FALSE),
+    #: Encrypted TOTP secret offered during enrolment, until a code confirms it.
+    Column("pending_secret", Text),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("expires_at", TimestampTZ, nullable=False),
+    Column("consumed_at", TimestampTZ),
+    Column("user_agent", Text),
+    Column("ip_address", Text),
+    _created_at(),
+    Index("idx_mfa_challenges_admin_id", "admin_id"),
+)
+
+auth_throttle = Table(
+    "auth_throttle",
+    metadata,
+    Column("throttle_key", Text, primary_key=True),
+    Column("window_start", TimestampTZ, nullable=False),
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("blocked_until", TimestampTZ),
+    _created_at("updated_at"),
+    Index("idx_auth_throttle_updated_at", "updated_at"),
+)
+
+audit_outbox = Table(
+    "audit_outbox",
+    metadata,
+    Column("outbox_id", BigInteger, Identity(always=False), nullable=False),
+    Column("event", JSONB, nullable=False),
+    _created_at(),
+    PrimaryKeyConstraint("outbox_id", name="audit_outbox_pkey"),
 )
 
 # --- catalogue ------------------------------------------------------------------------

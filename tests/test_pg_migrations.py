@@ -62,8 +62,16 @@ async def test_upgrade_downgrade_upgrade(pg_empty_url: str) -> None:
     assert await _objects(pg_empty_url) == migrated
 
 
+REVISIONS = [
+    "0001_core_tables",
+    "0002_views_triggers",
+    "0003_indexes",
+    "0004_identity_access",
+]
+
+
 async def test_each_revision_steps_down_and_up(pg_empty_url: str) -> None:
-    revisions = ["0001_core_tables", "0002_views_triggers", "0003_indexes"]
+    revisions = REVISIONS
     for revision in revisions:
         await asyncio.to_thread(pgmigrate.upgrade, pg_empty_url, revision)
         assert await asyncio.to_thread(pgmigrate.current, pg_empty_url) == revision
@@ -95,7 +103,7 @@ async def test_concurrent_upgrades_from_several_processes(pg_empty_url: str) -> 
 
 
 def test_head_is_the_last_revision() -> None:
-    assert pgmigrate.head() == "0003_indexes"
+    assert pgmigrate.head() == REVISIONS[-1]
 
 
 def test_to_async_url() -> None:
