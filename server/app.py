@@ -1,4 +1,4 @@
-"""The gRPC server: services, health, reflection, limits and the request interceptor."""
+"""The gRPC server: services, interceptors, health, reflection, limits, background jobs."""
 
 from __future__ import annotations
 
@@ -13,11 +13,18 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from server import db, mongo
+from server.audit.relay import AuditRelay
+from server.auth import domain as auth_domain
+from server.auth.access import AccessRules
+from server.auth.security import Security, build_security
+from server.interceptors.access import AccessInterceptor
 from server.interceptors.request import RequestInterceptor
 from server.resources import Resources
-from server.services import SERVICES
+from server.services import SERVICES, AppContext
 
 log = logging.getLogger(__name__)
+
+CLEANUP_INTERVAL_SECONDS = 3600.0
 
 
 @dataclass
@@ -26,17 +33,22 @@ class RunningServer:
     port: int
     health: health_aio.HealthServicer
     resources: Resources
+    security: Security
+    relay: AuditRelay
     service_names: list[str]
-    _monitor: asyncio.Task[None] | None = field(default=None, repr=False)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
 
     async def stop(self, grace: float | None) -> None:
-        """Graceful stop: NOT_SERVING first, then drain in-flight calls for ``grace`` s."""
-        if self._monitor is not None:
-            self._monitor.cancel()
+        """Graceful stop: NOT_SERVING first, drain in-flight calls for ``grace`` seconds,
+        then stop background jobs; the audit relay makes a last attempt to ship."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+                await task
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        await self.relay.stop()
 
 
 async def _set_all(health: health_aio.HealthServicer, names: list[str], serving: bool) -> None:
@@ -72,15 +84,40 @@ async def _monitor_health(running: RunningServer, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+async def _cleanup_loop(resources: Resources, interval: float) -> None:
+    """Expired sessions, one-time codes, reset tokens, MFA challenges: deleted hourly.
+
+    Deleting expired rows is idempotent, so replicas running it at once is harmless.
+    """
+    while True:
+        try:
+            removed = await auth_domain.cleanup(resources.engine)
+            if removed:
+                log.info("expired auth rows removed", extra={"rows": removed})
+        except Exception as exc:
+            log.warning("auth cleanup failed", extra={"error": repr(exc)})
+        await asyncio.sleep(interval)
+
+
 async def start_server(
     resources: Resources, listen: str, *, health_interval: float = 2.0
 ) -> RunningServer:
     settings = resources.settings
-    servicers = [spec.build(resources) for spec in SERVICES]
+    security = build_security(resources)
+    app = AppContext(resources, security)
+    servicers = [spec.build(app) for spec in SERVICES]
+    names = [spec.full_name for spec in SERVICES]
     unimplemented = frozenset(
         name
         for spec, servicer in zip(SERVICES, servicers, strict=True)
         for name in spec.unimplemented(servicer)
+    )
+    access = AccessInterceptor(
+        engine=resources.engine,
+        rules=AccessRules(names),
+        authenticator=security.authenticator,
+        matrix=security.matrix,
+        unimplemented=unimplemented,
     )
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -92,7 +129,7 @@ async def start_server(
         ("grpc.max_connection_idle_ms", 30 * 60_000),
     ]
     server = grpc.aio.server(
-        interceptors=[RequestInterceptor(unimplemented)],
+        interceptors=[RequestInterceptor(), access],
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
@@ -100,7 +137,6 @@ async def start_server(
         spec.add_to_server(servicer, server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    names = [spec.full_name for spec in SERVICES]
     await _set_all(health, names, False)
     reflection.enable_server_reflection(
         [
@@ -113,8 +149,13 @@ async def start_server(
     port = server.add_insecure_port(listen)
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")
+    relay = AuditRelay(resources.engine, resources.mongo_db)
     await server.start()
-    running = RunningServer(server, port, health, resources, names)
-    running._monitor = asyncio.create_task(_monitor_health(running, health_interval))
+    relay.start()
+    running = RunningServer(server, port, health, resources, security, relay, names)
+    running._tasks = [
+        asyncio.create_task(_monitor_health(running, health_interval)),
+        asyncio.create_task(_cleanup_loop(resources, CLEANUP_INTERVAL_SECONDS)),
+    ]
     log.info("grpc server listening", extra={"port": port, "services": len(names)})
     return running

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from server.audit import scope as audit_scope
 from server.dburl import to_async_url
 
 
@@ -29,7 +30,20 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
 
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """One database transaction: commits on success, rolls back on any exception."""
+    """One database transaction: commits on success, rolls back on any exception.
+
+    Inside an RPC, the audit event the call named (server.audit.scope) is written to
+    the outbox in this transaction, just before the commit.
+    """
+    async with engine.begin() as conn:
+        yield conn
+        await audit_scope.flush(conn)
+
+
+@asynccontextmanager
+async def side_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction for bookkeeping that is not the call's change (e.g. brute-force
+    counters): it never carries the call's audit event."""
     async with engine.begin() as conn:
         yield conn
 

@@ -132,3 +132,9 @@ def internal_status(request_id: str) -> status_pb2.Status:
         code=code_pb2.INTERNAL,
         message=f"internal error; quote request id {request_id} to support",
     )
+
+
+@dataclass
+class Unimplemented(DomainError):
+    reason: str = "NOT_IMPLEMENTED"
+    code = grpc.StatusCode.UNIMPLEMENTED

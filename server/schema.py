@@ -348,9 +348,7 @@ service_accounts = Table(
         ForeignKey("roles.role_id", name="fk_service_accounts_role"),
         nullable=False,
     ),
-    Column(
-        "status", service_account_status_enum, nullable=False, server_default=text("'active'")
-    ),
+    Column("status", service_account_status_enum, nullable=False, server_default=text("'active'")),
     _created_at(),
     Column(
         "created_by", Integer, ForeignKey("admins.admin_id", name="fk_service_accounts_created_by")

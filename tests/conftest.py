@@ -12,6 +12,11 @@
 
 from __future__ import annotations
 
+import os
+
+# As the server does (server/__init__.py): no gRPC fork handlers; set before grpc loads.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import asyncio
 import itertools
 import os

@@ -11,8 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from gencharge.v1 import (
-    auth_service_pb2,
-    auth_service_pb2_grpc,
+    content_service_pb2,
+    content_service_pb2_grpc,
     plan_service_pb2,
     plan_service_pb2_grpc,
 )
@@ -78,11 +78,12 @@ async def test_reflection_describes_plan_service(channel: grpc.aio.Channel) -> N
 
 
 async def test_not_yet_implemented_rpc_answers_unimplemented(channel: grpc.aio.Channel) -> None:
-    stub = auth_service_pb2_grpc.AuthServiceStub(channel)
+    stub = content_service_pb2_grpc.ContentServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.GetJwks(auth_service_pb2.GetJwksRequest())
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "GetJwks" in (info.value.details() or "")
+        await stub.ListContent(content_service_pb2.ListContentRequest())
+    details = details_of(info.value)
+    assert details.code == grpc.StatusCode.UNIMPLEMENTED
+    assert "ListContent" in details.message and details.reason == "NOT_IMPLEMENTED"
 
 
 async def test_every_contract_rpc_is_registered(channel: grpc.aio.Channel) -> None:

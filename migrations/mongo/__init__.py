@@ -26,6 +26,7 @@ from migrations.mongo.steps import (
     step_0002_indexes,
     step_0003_views,
     step_0004_ttl,
+    step_0005_audit_security_events,
 )
 
 __all__ = ["STEPS", "Step", "applied_steps", "pending_steps", "upgrade"]
@@ -49,6 +50,7 @@ STEPS: Final[list[Step]] = [
     Step("0002_indexes", step_0002_indexes),
     Step("0003_views", step_0003_views),
     Step("0004_ttl", step_0004_ttl),
+    Step("0005_audit_security_events", step_0005_audit_security_events),
 ]
 
 

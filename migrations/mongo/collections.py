@@ -36,6 +36,9 @@ SCHEMA_MIGRATIONS: Final = "_schema_migrations"
 EMAIL_PATTERN: Final = r"^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$"
 
 AUDIT_ACTION_TYPES: Final = ("INSERT", "UPDATE", "DELETE")
+#: Step 0005: denied and failed calls are audited as security events.
+AUDIT_ACTION_TYPES_WITH_SECURITY: Final = (*AUDIT_ACTION_TYPES, "SECURITY")
+AUDIT_OUTCOMES: Final = ("ok", "denied", "failed")
 BACKUP_JOB_TYPES: Final = ("backup", "restore", "scheduled")
 BACKUP_JOB_STATUSES: Final = ("started", "progress", "completed", "failed")
 REPORT_FORMATS: Final = ("pdf", "excel", "csv")
@@ -134,3 +137,24 @@ VALIDATORS: Final[dict[str, Document]] = {
         },
     ),
 }
+
+#: The AuditLog validator from step ``0005_audit_security_events`` on. ``VALIDATORS``
+#: keeps the DDS 5.2 schema that step 0001 applies (a released step keeps its meaning);
+#: this one keeps the same required fields and types and adds: ``action_type``
+#: SECURITY (denied and failed calls), and the optional fields the audit relay writes
+#: (``outcome`` ok/denied/failed, ``rpc``, ``request_id``, ``peer``, ``details``).
+AUDIT_LOG_VALIDATOR: Final[Document] = _schema(
+    ["user_id", "table_name", "action_type"],
+    {
+        "audit_id": _string("must be a string"),
+        "user_id": _string("must be a string (ObjectId) and is required"),
+        "table_name": _string("must be a string and is required"),
+        "action_type": _enum(AUDIT_ACTION_TYPES_WITH_SECURITY),
+        "created_at": _date("must be a date"),
+        "details": {"bsonType": "object", "description": "must be an object"},
+        "rpc": _string("must be a string"),
+        "request_id": _string("must be a string"),
+        "outcome": _enum(AUDIT_OUTCOMES),
+        "peer": {"bsonType": ["string", "null"], "description": "must be a string or null"},
+    },
+)

@@ -18,6 +18,7 @@ from pymongo.errors import CollectionInvalid, OperationFailure
 
 from migrations.mongo.collections import (
     AUDIT_LOG,
+    AUDIT_LOG_VALIDATOR,
     BACKUP_RESTORE_LOGS,
     CONTACT_FORM,
     CONTENT,
@@ -286,3 +287,11 @@ TTL_INDEXES: Final[list[IndexSpec]] = [
 async def step_0004_ttl(db: Database) -> None:
     """DDS 2.4 TTL indexes."""
     await _ensure_indexes(db, TTL_INDEXES)
+
+
+# --------------------------------------------------------------------------- 0005
+
+
+async def step_0005_audit_security_events(db: Database) -> None:
+    """AuditLog validator: action_type SECURITY, optional outcome/rpc/request_id/peer."""
+    await _ensure_collection(db, AUDIT_LOG, AUDIT_LOG_VALIDATOR)

@@ -5,7 +5,6 @@
 - Maps :class:`server.errors.DomainError` to its gRPC status with ``google.rpc.Status``
   details; any other exception becomes INTERNAL with no internals leaked (the log has
   the traceback under the same request id).
-- Answers UNIMPLEMENTED for RPCs of the contract that no servicer implements yet.
 - Writes one access-log line per call: method, code, duration, peer.
 """
 
@@ -95,9 +94,6 @@ class _Call:
 
 
 class RequestInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, unimplemented: frozenset[str] = frozenset()) -> None:
-        self._unimplemented = unimplemented
-
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
@@ -108,35 +104,10 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         if not method.startswith(_OWN_PREFIX):
             # Health checks and reflection: served as they are, not access-logged.
             return handler
-        request_id = _request_id(handler_call_details)
-        if method in self._unimplemented:
-            return _unimplemented(handler, method, request_id)
-        return _wrap(handler, method, request_id)
+        return _wrap(handler, method, _request_id(handler_call_details))
 
 
-def _unimplemented(handler: Handler, method: str, request_id: str) -> Handler:
-    async def abort(context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        call = _Call(method, request_id)
-        call.enter()
-        call.code = grpc.StatusCode.UNIMPLEMENTED
-        call.finish(context)
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            f"{method} is part of the contract but not implemented yet",
-            (("x-request-id", request_id),),
-        )
-
-    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await abort(context)
-
-    async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await abort(context)
-        yield  # pragma: no cover - makes this an async generator
-
-    return _rebuild(handler, unary, streaming)
-
-
-def _rebuild(handler: Handler, unary: Any, streaming: Any) -> Handler:
+def rebuild(handler: Handler, unary: Any, streaming: Any) -> Handler:
     common = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
@@ -188,4 +159,4 @@ def _wrap(handler: Handler, method: str, request_id: str) -> Handler:
         finally:
             call.finish(context)
 
-    return _rebuild(handler, unary, streaming)
+    return rebuild(handler, unary, streaming)

@@ -245,6 +245,7 @@ class MfaChallenge(_message.Message):
     CHALLENGE_TOKEN_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     METHOD_FIELD_NUMBER: _builtins.int
+    ENROLMENT_FIELD_NUMBER: _builtins.int
     challenge_token: _builtins.str
     """Opaque, single-use token to pass to VerifyMfa."""
     method: Global___MfaMethod.ValueType
@@ -253,20 +254,55 @@ class MfaChallenge(_message.Message):
     def expires_at(self) -> _timestamp_pb2.Timestamp:
         """The challenge expires at this time (a few minutes)."""
 
+    @_builtins.property
+    def enrolment(self) -> Global___TotpEnrolment:
+        """Set only when the admin has no second factor yet (first login): add this secret
+        to an authenticator app (or scan `otpauth_uri` as a QR code) and answer the
+        challenge with its current code to finish enrolment. It is shown this once and
+        is never returned again.
+        """
+
     def __init__(
         self,
         *,
         challenge_token: _builtins.str = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         method: Global___MfaMethod.ValueType = ...,
+        enrolment: Global___TotpEnrolment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["enrolment", b"enrolment", "expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["challenge_token", b"challenge_token", "expires_at", b"expires_at", "method", b"method"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["challenge_token", b"challenge_token", "enrolment", b"enrolment", "expires_at", b"expires_at", "method", b"method"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MfaChallenge: _TypeAlias = MfaChallenge  # noqa: Y015
+
+@_typing.final
+class TotpEnrolment(_message.Message):
+    """TotpEnrolment is a new RFC 6238 TOTP secret offered for enrolment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECRET_FIELD_NUMBER: _builtins.int
+    OTPAUTH_URI_FIELD_NUMBER: _builtins.int
+    secret: _builtins.str
+    """Base32 secret (SHA-1, 6 digits, 30-second steps)."""
+    otpauth_uri: _builtins.str
+    """otpauth:// URI for QR codes."""
+    def __init__(
+        self,
+        *,
+        secret: _builtins.str = ...,
+        otpauth_uri: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["otpauth_uri", b"otpauth_uri", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TotpEnrolment: _TypeAlias = TotpEnrolment  # noqa: Y015
 
 @_typing.final
 class VerifyMfaRequest(_message.Message):
@@ -572,23 +608,19 @@ class ChangePasswordRequest(_message.Message):
 
     CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
     NEW_PASSWORD_FIELD_NUMBER: _builtins.int
-    REVOKE_OTHER_SESSIONS_FIELD_NUMBER: _builtins.int
     current_password: _builtins.str
     """The current password."""
     new_password: _builtins.str
     """The new password (at least 8 characters, different from the current one)."""
-    revoke_other_sessions: _builtins.bool
-    """Also revoke every other session of the caller."""
     def __init__(
         self,
         *,
         current_password: _builtins.str = ...,
         new_password: _builtins.str = ...,
-        revoke_other_sessions: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_password", b"current_password", "new_password", b"new_password", "revoke_other_sessions", b"revoke_other_sessions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_password", b"current_password", "new_password", b"new_password"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -151,8 +151,9 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Login(self, request, context):
-        """Logs a user or admin in with email or phone number plus password. Returns tokens,
-        or for an admin with MFA enrolled an MFA challenge to answer with VerifyMfa.
+        """Logs a user or admin in with email or phone number plus password. A user gets
+        tokens. An admin always gets an MFA challenge to answer with VerifyMfa (DDS 10.4);
+        on an admin's first login the challenge carries a TOTP enrolment.
         Errors: INVALID_ARGUMENT, UNAUTHENTICATED (INVALID_CREDENTIALS),
         PERMISSION_DENIED (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED (too many attempts).
         """
@@ -222,7 +223,8 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ChangePassword(self, request, context):
-        """Changes the caller's password after checking the current one.
+        """Changes the caller's password after checking the current one, and ends every
+        other session of the caller (this one stays logged in).
         Errors: UNAUTHENTICATED, INVALID_ARGUMENT (weak new password; wrong current
         password is a field violation on `current_password`, reason "INVALID_CREDENTIALS"),
         RESOURCE_EXHAUSTED.
@@ -232,8 +234,9 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RequestPasswordReset(self, request, context):
-        """Sends a password reset link/code to the account's email or phone. Always succeeds
-        for well-formed input (no account enumeration).
+        """Sends a single-use password reset token to the account's email or phone (users;
+        admin passwords are reset by another admin). Always succeeds for well-formed input
+        (no account enumeration).
         Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

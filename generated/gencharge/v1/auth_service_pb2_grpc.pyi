@@ -51,8 +51,9 @@ class AuthServiceStub:
     ALREADY_EXISTS (email or phone number taken), RESOURCE_EXHAUSTED (rate limit).
     """
     Login: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.LoginRequest, _auth_service_pb2.LoginResponse]
-    """Logs a user or admin in with email or phone number plus password. Returns tokens,
-    or for an admin with MFA enrolled an MFA challenge to answer with VerifyMfa.
+    """Logs a user or admin in with email or phone number plus password. A user gets
+    tokens. An admin always gets an MFA challenge to answer with VerifyMfa (DDS 10.4);
+    on an admin's first login the challenge carries a TOTP enrolment.
     Errors: INVALID_ARGUMENT, UNAUTHENTICATED (INVALID_CREDENTIALS),
     PERMISSION_DENIED (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED (too many attempts).
     """
@@ -90,14 +91,16 @@ class AuthServiceStub:
     Errors: UNAUTHENTICATED, NOT_FOUND (no such session of the caller).
     """
     ChangePassword: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.ChangePasswordRequest, _empty_pb2.Empty]
-    """Changes the caller's password after checking the current one.
+    """Changes the caller's password after checking the current one, and ends every
+    other session of the caller (this one stays logged in).
     Errors: UNAUTHENTICATED, INVALID_ARGUMENT (weak new password; wrong current
     password is a field violation on `current_password`, reason "INVALID_CREDENTIALS"),
     RESOURCE_EXHAUSTED.
     """
     RequestPasswordReset: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RequestPasswordResetRequest, _empty_pb2.Empty]
-    """Sends a password reset link/code to the account's email or phone. Always succeeds
-    for well-formed input (no account enumeration).
+    """Sends a single-use password reset token to the account's email or phone (users;
+    admin passwords are reset by another admin). Always succeeds for well-formed input
+    (no account enumeration).
     Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED.
     """
     ResetPassword: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.ResetPasswordRequest, _empty_pb2.Empty]
@@ -145,8 +148,9 @@ class AuthServiceAsyncStub(AuthServiceStub):
     ALREADY_EXISTS (email or phone number taken), RESOURCE_EXHAUSTED (rate limit).
     """
     Login: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.LoginRequest, _auth_service_pb2.LoginResponse]  # type: ignore[assignment]
-    """Logs a user or admin in with email or phone number plus password. Returns tokens,
-    or for an admin with MFA enrolled an MFA challenge to answer with VerifyMfa.
+    """Logs a user or admin in with email or phone number plus password. A user gets
+    tokens. An admin always gets an MFA challenge to answer with VerifyMfa (DDS 10.4);
+    on an admin's first login the challenge carries a TOTP enrolment.
     Errors: INVALID_ARGUMENT, UNAUTHENTICATED (INVALID_CREDENTIALS),
     PERMISSION_DENIED (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED (too many attempts).
     """
@@ -184,14 +188,16 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Errors: UNAUTHENTICATED, NOT_FOUND (no such session of the caller).
     """
     ChangePassword: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.ChangePasswordRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Changes the caller's password after checking the current one.
+    """Changes the caller's password after checking the current one, and ends every
+    other session of the caller (this one stays logged in).
     Errors: UNAUTHENTICATED, INVALID_ARGUMENT (weak new password; wrong current
     password is a field violation on `current_password`, reason "INVALID_CREDENTIALS"),
     RESOURCE_EXHAUSTED.
     """
     RequestPasswordReset: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RequestPasswordResetRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Sends a password reset link/code to the account's email or phone. Always succeeds
-    for well-formed input (no account enumeration).
+    """Sends a single-use password reset token to the account's email or phone (users;
+    admin passwords are reset by another admin). Always succeeds for well-formed input
+    (no account enumeration).
     Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED.
     """
     ResetPassword: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.ResetPasswordRequest, _empty_pb2.Empty]  # type: ignore[assignment]
@@ -248,8 +254,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.LoginResponse, _abc.Awaitable[_auth_service_pb2.LoginResponse]]:
-        """Logs a user or admin in with email or phone number plus password. Returns tokens,
-        or for an admin with MFA enrolled an MFA challenge to answer with VerifyMfa.
+        """Logs a user or admin in with email or phone number plus password. A user gets
+        tokens. An admin always gets an MFA challenge to answer with VerifyMfa (DDS 10.4);
+        on an admin's first login the challenge carries a TOTP enrolment.
         Errors: INVALID_ARGUMENT, UNAUTHENTICATED (INVALID_CREDENTIALS),
         PERMISSION_DENIED (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED (too many attempts).
         """
@@ -335,7 +342,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.ChangePasswordRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Changes the caller's password after checking the current one.
+        """Changes the caller's password after checking the current one, and ends every
+        other session of the caller (this one stays logged in).
         Errors: UNAUTHENTICATED, INVALID_ARGUMENT (weak new password; wrong current
         password is a field violation on `current_password`, reason "INVALID_CREDENTIALS"),
         RESOURCE_EXHAUSTED.
@@ -347,8 +355,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.RequestPasswordResetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Sends a password reset link/code to the account's email or phone. Always succeeds
-        for well-formed input (no account enumeration).
+        """Sends a single-use password reset token to the account's email or phone (users;
+        admin passwords are reset by another admin). Always succeeds for well-formed input
+        (no account enumeration).
         Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED.
         """
 

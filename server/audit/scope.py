@@ -1,0 +1,81 @@
+"""The audit scope of one RPC: which change it made, written with that change.
+
+The access interceptor opens a scope per call (who, which RPC, request id, peer).
+Domain code names the change it makes with :func:`audit_change` inside its database
+transaction; :func:`server.db.transaction` writes that event into the outbox just
+before it commits, so the event exists if and only if the change does. A mutating
+call that named no change (e.g. one that only touched MongoDB) still gets one event,
+written by the interceptor after the call succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+@dataclass
+class PendingChange:
+    table_name: str
+    action_type: str
+    details: Mapping[str, Any]
+
+
+@dataclass
+class AuditScope:
+    actor: str
+    rpc: str
+    request_id: str
+    peer: str | None
+    mutating: bool
+    pending: PendingChange | None = None
+    written: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+current_scope: ContextVar[AuditScope | None] = ContextVar("audit_scope", default=None)
+
+
+def audit_change(table_name: str, action_type: str, details: Mapping[str, Any]) -> None:
+    """Name the change this call makes (INSERT/UPDATE/DELETE on ``table_name``).
+
+    Call it inside the transaction that makes the change. One event per call: a later
+    call replaces an earlier, unwritten one.
+    """
+    scope = current_scope.get()
+    if scope is not None and not scope.written:
+        scope.pending = PendingChange(table_name, action_type, dict(details))
+
+
+def set_actor(actor: str) -> None:
+    """Name the actor once it is known (e.g. Login: the user who just logged in)."""
+    scope = current_scope.get()
+    if scope is not None:
+        scope.actor = actor
+
+
+async def flush(conn: AsyncConnection) -> None:
+    """Write the pending event into the outbox on ``conn`` (before its commit)."""
+    scope = current_scope.get()
+    if scope is None or scope.pending is None or scope.written:
+        return
+    from server.audit.outbox import AuditEvent, record
+
+    change = scope.pending
+    await record(
+        conn,
+        AuditEvent(
+            actor=scope.actor,
+            table_name=change.table_name,
+            action_type=change.action_type,
+            details=change.details,
+            rpc=scope.rpc,
+            request_id=scope.request_id,
+            peer=scope.peer,
+        ),
+    )
+    scope.written = True

@@ -1,0 +1,256 @@
+"""Authentication and authorisation decisions for the access interceptor.
+
+- :class:`AccessRules`: each RPC's rule, read once from the contract's
+  ``(gencharge.v1.access)`` method option. A method without a rule is a start-up error.
+- :class:`Authenticator`: bearer token -> :class:`Principal`, checking that the session
+  (or the service account) is still active. Session and service-account states are
+  cached for ``auth_cache_seconds`` (a revocation elsewhere takes effect within that
+  time on every replica; in the revoking process it is immediate).
+- :class:`PermissionMatrix`: Roles x Permissions x RolePermissions, cached the same
+  way, so a grant or revocation takes effect within seconds without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from google.protobuf import descriptor_pool
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gencharge.v1 import access_pb2
+from server import db
+from server.auth import queries
+from server.auth.principal import ANONYMOUS, Principal
+from server.auth.rbac_queries import load_permission_rows
+from server.auth.tokens import TokenError, TokenService
+from server.errors import PermissionDenied, Unauthenticated
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+ACTIONS = {
+    access_pb2.ACTION_READ: "read",
+    access_pb2.ACTION_WRITE: "write",
+    access_pb2.ACTION_EDIT: "edit",
+    access_pb2.ACTION_DELETE: "delete",
+}
+READ_PREFIXES = ("Get", "List", "Quote")
+
+
+@dataclass(frozen=True)
+class Rule:
+    method: str  # "/gencharge.v1.PlanService/ListPlans"
+    audience: int
+    resource: str
+    action: str  # "" unless audience is PERMISSION
+
+    @property
+    def public(self) -> bool:
+        return self.audience == access_pb2.AUDIENCE_PUBLIC
+
+    @property
+    def mutating(self) -> bool:
+        """Reads are Get*, List* and Quote*; every other RPC changes something."""
+        return not self.method.rsplit("/", 1)[1].startswith(READ_PREFIXES)
+
+
+class AccessRules:
+    def __init__(self, service_names: Iterable[str]) -> None:
+        self._rules: dict[str, Rule] = {}
+        pool = descriptor_pool.Default()
+        for service_name in service_names:
+            service = pool.FindServiceByName(service_name)
+            for method in service.methods:
+                path = f"/{service.full_name}/{method.name}"
+                options = method.GetOptions()
+                if not options.HasExtension(access_pb2.access):
+                    raise RuntimeError(f"{path} declares no (gencharge.v1.access) rule")
+                rule = options.Extensions[access_pb2.access]
+                if rule.audience == access_pb2.AUDIENCE_UNSPECIFIED:
+                    raise RuntimeError(f"{path} has an unspecified access audience")
+                self._rules[path] = Rule(
+                    method=path,
+                    audience=rule.audience,
+                    resource=rule.resource,
+                    action=ACTIONS.get(rule.action, ""),
+                )
+
+    def get(self, method: str) -> Rule | None:
+        return self._rules.get(method)
+
+    def __iter__(self) -> Any:
+        return iter(self._rules.values())
+
+
+class TtlCache(Generic[K, V]):
+    """A small per-process cache whose entries live ``ttl`` seconds."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._items: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K) -> V | None:
+        item = self._items.get(key)
+        if item is None or self._clock() - item[0] > self._ttl:
+            return None
+        return item[1]
+
+    def put(self, key: K, value: V) -> None:
+        if len(self._items) > 100_000:
+            self._items.clear()
+        self._items[key] = (self._clock(), value)
+
+    def discard(self, key: K) -> None:
+        self._items.pop(key, None)
+
+
+@dataclass(frozen=True)
+class _SessionState:
+    active: bool
+    role_id: int | None
+    role_name: str
+
+
+class Authenticator:
+    def __init__(self, engine: AsyncEngine, tokens: TokenService, cache_seconds: float) -> None:
+        self._engine = engine
+        self._tokens = tokens
+        self._sessions: TtlCache[str, _SessionState] = TtlCache(cache_seconds)
+        self._services: TtlCache[str, _SessionState] = TtlCache(cache_seconds)
+
+    def forget_session(self, session_id: str) -> None:
+        self._sessions.discard(session_id)
+
+    def forget_service(self, client_id: str) -> None:
+        self._services.discard(client_id)
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        if authorization is None:
+            return ANONYMOUS
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("authorization must be 'Bearer <access token>'")
+        try:
+            claims = self._tokens.verify(token.strip())
+        except TokenError as exc:
+            raise Unauthenticated(
+                "invalid access token", reason="INVALID_TOKEN", metadata={"cause": exc.reason}
+            ) from None
+        if claims.principal_type == "service":
+            state = await self._service_state(claims.principal_id)
+        elif claims.session_id is not None:
+            state = await self._session_state(claims.session_id)
+        else:
+            raise Unauthenticated("invalid access token", reason="INVALID_TOKEN")
+        if not state.active:
+            raise Unauthenticated("the session has ended; log in again", reason="SESSION_ENDED")
+        return Principal(
+            kind=claims.principal_type,  # type: ignore[arg-type]
+            id=claims.principal_id,
+            role_id=state.role_id,
+            role_name=state.role_name,
+            session_id=claims.session_id,
+        )
+
+    async def _session_state(self, session_id: str) -> _SessionState:
+        cached = self._sessions.get(session_id)
+        if cached is not None:
+            return cached
+        try:
+            sid = uuid.UUID(session_id)
+        except ValueError:
+            raise Unauthenticated("invalid access token", reason="INVALID_TOKEN") from None
+        async with db.read_only(self._engine) as conn:
+            row = await queries.session_state(conn, sid)
+        if row is None:
+            state = _SessionState(False, None, "")
+        else:
+            state = _SessionState(
+                active=bool(row.is_active) and row.refresh_token_expires_at > _now(),
+                role_id=row.role_id,
+                role_name=row.role_name or "",
+            )
+        self._sessions.put(session_id, state)
+        return state
+
+    async def _service_state(self, client_id: str) -> _SessionState:
+        cached = self._services.get(client_id)
+        if cached is not None:
+            return cached
+        async with db.read_only(self._engine) as conn:
+            row = await queries.service_account_by_client_id(conn, client_id)
+        if row is None:
+            state = _SessionState(False, None, "")
+        else:
+            state = _SessionState(row.status == "active", row.role_id, row.role_name or "")
+        self._services.put(client_id, state)
+        return state
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+class PermissionMatrix:
+    """role_id -> resource -> set of allowed actions, reloaded every ``ttl`` seconds."""
+
+    def __init__(self, engine: AsyncEngine, ttl: float) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._loaded_at = float("-inf")
+        self._matrix: dict[int, dict[str, set[str]]] = {}
+        self._lock = asyncio.Lock()
+
+    async def _current(self) -> dict[int, dict[str, set[str]]]:
+        if time.monotonic() - self._loaded_at <= self._ttl:
+            return self._matrix
+        async with self._lock:
+            if time.monotonic() - self._loaded_at > self._ttl:
+                async with db.read_only(self._engine) as conn:
+                    rows = await load_permission_rows(conn)
+                matrix: dict[int, dict[str, set[str]]] = {}
+                for row in rows:
+                    allowed = matrix.setdefault(row.role_id, {}).setdefault(row.resource, set())
+                    for action in ("read", "write", "edit", "delete"):
+                        if getattr(row, action):
+                            allowed.add(action)
+                self._matrix = matrix
+                self._loaded_at = time.monotonic()
+        return self._matrix
+
+    def invalidate(self) -> None:
+        self._loaded_at = float("-inf")
+
+    async def allows(self, role_id: int | None, resource: str, action: str) -> bool:
+        if role_id is None:
+            return False
+        matrix = await self._current()
+        return action in matrix.get(role_id, {}).get(resource, set())
+
+
+async def authorize(rule: Rule, who: Principal, matrix: PermissionMatrix) -> None:
+    """Raise UNAUTHENTICATED / PERMISSION_DENIED unless ``who`` may call ``rule``."""
+    if rule.public:
+        return
+    if not who.authenticated:
+        raise Unauthenticated("login required", reason="LOGIN_REQUIRED")
+    if rule.audience == access_pb2.AUDIENCE_AUTHENTICATED:
+        return
+    if rule.audience == access_pb2.AUDIENCE_SERVICE:
+        if who.kind != "service":
+            raise PermissionDenied("only service accounts may call this", reason="SERVICE_ONLY")
+        return
+    if not await matrix.allows(who.role_id, rule.resource, rule.action):
+        raise PermissionDenied(
+            f"role {who.role_name or '?'} lacks {rule.action} on {rule.resource}",
+            reason="MISSING_PERMISSION",
+            metadata={"resource": rule.resource, "action": rule.action},
+        )

@@ -1,0 +1,63 @@
+"""Who is calling: the principal of the current RPC."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Literal
+
+from server.errors import PermissionDenied, Unauthenticated
+
+PrincipalKind = Literal["anonymous", "user", "admin", "service"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: PrincipalKind
+    #: user_id / admin_id (as text) or the service account's client_id.
+    id: str = ""
+    role_id: int | None = None
+    role_name: str = ""
+    session_id: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """The audit actor: "user:12", "admin:1", "service:billing", "anonymous"."""
+        return "anonymous" if self.kind == "anonymous" else f"{self.kind}:{self.id}"
+
+    @property
+    def authenticated(self) -> bool:
+        return self.kind != "anonymous"
+
+    @property
+    def numeric_id(self) -> int:
+        return int(self.id)
+
+
+ANONYMOUS = Principal("anonymous")
+
+current_principal: ContextVar[Principal] = ContextVar("current_principal", default=ANONYMOUS)
+
+
+def principal() -> Principal:
+    return current_principal.get()
+
+
+def require_user() -> Principal:
+    """The calling end user; admins and services get PERMISSION_DENIED."""
+    who = principal()
+    if not who.authenticated:
+        raise Unauthenticated("login required")
+    if who.kind != "user":
+        raise PermissionDenied("only end users can do this", reason="USER_ONLY")
+    return who
+
+
+def require_session_principal() -> Principal:
+    """A user or an admin with a session (not a service token)."""
+    who = principal()
+    if not who.authenticated:
+        raise Unauthenticated("login required")
+    if who.session_id is None or who.kind not in ("user", "admin"):
+        raise PermissionDenied("this needs a user or admin session", reason="SESSION_ONLY")
+    return who

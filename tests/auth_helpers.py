@@ -1,0 +1,121 @@
+"""Creating principals through the real server: users, admins (with TOTP), services."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+
+from gencharge.v1 import auth_service_pb2 as auth_pb
+from gencharge.v1 import auth_service_pb2_grpc, common_pb2
+from server.admin import bootstrap
+from server.auth import domain, totp
+
+PASSWORD = "a sturdy passphrase for tests 7"
+_phones = itertools.count(9000000001)
+
+
+@dataclass
+class Actor:
+    kind: str
+    access_token: str
+    refresh_token: str = ""
+    session_id: str = ""
+    email: str = ""
+    phone_number: str = ""
+    password: str = PASSWORD
+    totp_secret: str = ""
+    totp_uses: int = 0
+    user_id: int = 0
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.access_token}"),)
+
+
+def next_phone() -> str:
+    return str(next(_phones))
+
+
+def auth_stub(channel: grpc.aio.Channel) -> auth_service_pb2_grpc.AuthServiceStub:
+    return auth_service_pb2_grpc.AuthServiceStub(channel)
+
+
+async def register_user(channel: grpc.aio.Channel, **overrides: Any) -> Actor:
+    email = overrides.pop("email", f"user-{uuid.uuid4().hex[:10]}@example.com")
+    phone = overrides.pop("phone_number", next_phone())
+    request = auth_pb.RegisterRequest(
+        name=overrides.pop("name", "Test User"),
+        email=email,
+        phone_number=phone,
+        password=overrides.pop("password", PASSWORD),
+        user_type=overrides.pop("user_type", common_pb2.USER_TYPE_PREPAID),
+        **overrides,
+    )
+    reply = await auth_stub(channel).Register(request)
+    return Actor(
+        kind="user",
+        access_token=reply.tokens.access_token,
+        refresh_token=reply.tokens.refresh_token,
+        session_id=reply.tokens.session_id,
+        email=email,
+        phone_number=phone,
+        password=request.password,
+        user_id=reply.user.user_id,
+    )
+
+
+def totp_code(actor: Actor) -> str:
+    """A fresh code: each use moves one step ahead (codes are single-use)."""
+    now = datetime.now(UTC) + timedelta(seconds=30 * actor.totp_uses)
+    actor.totp_uses += 1
+    return totp.current_code(actor.totp_secret, now)
+
+
+async def admin_login(channel: grpc.aio.Channel, actor: Actor) -> Actor:
+    stub = auth_stub(channel)
+    reply = await stub.Login(
+        auth_pb.LoginRequest(
+            email=actor.email,
+            password=actor.password,
+            principal_type=common_pb2.PRINCIPAL_TYPE_ADMIN,
+        )
+    )
+    challenge = reply.mfa_challenge
+    if challenge.HasField("enrolment"):
+        actor.totp_secret = challenge.enrolment.secret
+    tokens = await stub.VerifyMfa(
+        auth_pb.VerifyMfaRequest(
+            challenge_token=challenge.challenge_token, totp_code=totp_code(actor)
+        )
+    )
+    actor.access_token = tokens.access_token
+    actor.refresh_token = tokens.refresh_token
+    actor.session_id = tokens.session_id
+    return actor
+
+
+async def create_admin(
+    channel: grpc.aio.Channel, resources: Any, role_name: str = "Admin"
+) -> Actor:
+    email = f"{role_name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
+    await bootstrap.ensure_admin(
+        resources.engine,
+        email=email,
+        name=f"Test {role_name}",
+        password=PASSWORD,
+        role_name=role_name,
+    )
+    return await admin_login(channel, Actor(kind="admin", access_token="", email=email))
+
+
+async def create_service(channel: grpc.aio.Channel, resources: Any) -> Actor:
+    client_id, secret = await domain.create_service_account(resources.engine, name="test service")
+    reply = await auth_stub(channel).IssueServiceToken(
+        auth_pb.IssueServiceTokenRequest(client_id=client_id, client_secret=secret)
+    )
+    return Actor(kind="service", access_token=reply.access_token, email=client_id, password=secret)

@@ -1,0 +1,459 @@
+"""Audit outbox and relay against real PostgreSQL and SecantusDB (docs/audit.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import WriteError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from migrations import mongo as mongo_migrations
+from server import db, mongo
+from server.audit import queries
+from server.audit.outbox import AuditEvent, record, record_standalone, redact
+from server.audit.relay import AuditRelay, AuditShipError, to_document
+from server.embedded import EmbeddedMongo
+from server.schema import audit_outbox
+
+Document = dict[str, Any]
+
+
+@pytest.fixture
+async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = db.create_engine(pg_url, pool_size=5)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+async def mongo_db(mongo_url: str) -> AsyncIterator[AsyncDatabase[Document]]:
+    client = mongo.create_client(mongo_url)
+    yield mongo.get_database(client, mongo_url, "gencharge")
+    await client.close()
+
+
+def _event(n: int = 0, **changes: Any) -> AuditEvent:
+    fields: dict[str, Any] = {
+        "actor": "user:12",
+        "table_name": "users",
+        "action_type": "UPDATE",
+        "details": {"user_id": 12, "n": n},
+        "rpc": "/gencharge.v1.AuthService/UpdateMe",
+        "request_id": f"req-{n}",
+    }
+    return AuditEvent(**(fields | changes))
+
+
+async def _record_many(engine: AsyncEngine, count: int) -> None:
+    async with db.transaction(engine) as conn:
+        for n in range(count):
+            await record(conn, _event(n))
+
+
+async def _audit_docs(mongo_db: AsyncDatabase[Document]) -> list[Document]:
+    return await mongo_db.AuditLog.find({}, {"_id": 0}).sort("audit_id", 1).to_list()
+
+
+async def _assert_each_event_once(mongo_db: AsyncDatabase[Document], count: int) -> None:
+    docs = await _audit_docs(mongo_db)
+    assert len(docs) == count
+    assert len({d["audit_id"] for d in docs}) == count
+    assert sorted(d["request_id"] for d in docs) == sorted(f"req-{n}" for n in range(count))
+
+
+# ------------------------------------------------------------------- redaction
+
+
+class Colour(Enum):
+    RED = "red"
+
+
+def test_redact_secrets_at_any_depth_and_makes_json() -> None:
+    when = datetime(2026, 11, 1, 10, 30, tzinfo=UTC)
+    uid = UUID("12345678-1234-5678-1234-567812345678")
+    details = {
+        "password": "hunter2",
+        "newPassword": "x",
+        "refresh_token": "abc",
+        "client_secret": "s",
+        "otp": "123456",
+        "otpCode": "123456",
+        "code": "654321",
+        "password_hash": "$argon2id$...",
+        "totp_secret": "JBSWY3DP",
+        "Authorization": "Bearer x",
+        "upi_pin": "1234",
+        "cvv": "123",
+        "card_number": "4111111111111111",
+        "credentials": {"token": {"nested": "deep"}, "name": "ok"},
+        "items": [{"pin": "0000", "qty": 2}, b"raw", 3],
+        "referral_code": "ASHA100",
+        "pincode": "560001",
+        "amount": Decimal("199.00"),
+        "at": when,
+        "id": uid,
+        "blob": b"\x00\x01",
+        "colour": Colour.RED,
+        "tags": ("a", "b"),
+        "big": 2**70,
+        "nan": float("nan"),
+        "a.b": 1,
+        "$where": 2,
+        7: "int key",
+    }
+    assert redact(details) == {
+        "password": "[REDACTED]",
+        "newPassword": "[REDACTED]",
+        "refresh_token": "[REDACTED]",
+        "client_secret": "[REDACTED]",
+        "otp": "[REDACTED]",
+        "otpCode": "[REDACTED]",
+        "code": "[REDACTED]",
+        "password_hash": "[REDACTED]",
+        "totp_secret": "[REDACTED]",
+        "Authorization": "[REDACTED]",
+        "upi_pin": "[REDACTED]",
+        "cvv": "[REDACTED]",
+        "card_number": "[REDACTED]",
+        "credentials": {"token": "[REDACTED]", "name": "ok"},
+        "items": [{"pin": "[REDACTED]", "qty": 2}, 3],
+        "referral_code": "ASHA100",
+        "pincode": "560001",
+        "amount": "199.00",
+        "at": "2026-11-01T10:30:00+00:00",
+        "id": str(uid),
+        "colour": "red",
+        "tags": ["a", "b"],
+        "big": str(2**70),
+        "nan": "nan",
+        "a_b": 1,
+        "_where": 2,
+        "7": "int key",
+    }
+
+
+def test_event_rejects_what_the_validator_would() -> None:
+    with pytest.raises(ValueError, match="action_type"):
+        _event(action_type="TRUNCATE")
+    with pytest.raises(ValueError, match="outcome"):
+        _event(outcome="maybe")
+    with pytest.raises(ValueError, match="actor"):
+        _event(actor="")
+    naive = _event(occurred_at=datetime(2026, 1, 1, 12, 0))
+    assert naive.occurred_at.tzinfo is UTC
+
+
+# ------------------------------------------------------------------- outbox + relay
+
+
+async def test_committed_event_ships_once_with_redacted_details(
+    engine: AsyncEngine, mongo_db: AsyncDatabase[Document]
+) -> None:
+    occurred = datetime(2026, 11, 2, 8, 0, 0, 123000, tzinfo=UTC)
+    async with db.transaction(engine) as conn:
+        await record(
+            conn,
+            AuditEvent(
+                actor="user:12",
+                table_name="users",
+                action_type="UPDATE",
+                details={
+                    "fields": ["name"],
+                    "password": "hunter2",
+                    "nested": {"otp_code": "123456", "plan_id": 3},
+                    "amount": Decimal("10.50"),
+                    "raw": b"bytes",
+                },
+                rpc="/gencharge.v1.AuthService/UpdateMe",
+                request_id="req-1",
+                peer="ipv4:127.0.0.1:5555",
+                occurred_at=occurred,
+            ),
+        )
+    relay = AuditRelay(engine, mongo_db)
+    assert await relay.backlog() == 1
+    assert await relay.ship_once() == 1
+    assert await relay.ship_once() == 0
+    assert await relay.backlog() == 0
+    docs = await _audit_docs(mongo_db)
+    assert len(docs) == 1
+    doc = docs[0]
+    assert doc == {
+        "audit_id": doc["audit_id"],
+        "user_id": "user:12",
+        "table_name": "users",
+        "action_type": "UPDATE",
+        "details": {
+            "fields": ["name"],
+            "password": "[REDACTED]",
+            "nested": {"otp_code": "[REDACTED]", "plan_id": 3},
+            "amount": "10.50",
+        },
+        "created_at": doc["created_at"],
+        "rpc": "/gencharge.v1.AuthService/UpdateMe",
+        "request_id": "req-1",
+        "outcome": "ok",
+        "peer": "ipv4:127.0.0.1:5555",
+    }
+    assert doc["audit_id"].isdigit()
+    assert doc["created_at"] == occurred  # BSON dates keep milliseconds
+
+
+async def test_the_outbox_row_never_holds_a_secret(engine: AsyncEngine) -> None:
+    async with db.transaction(engine) as conn:
+        await record(conn, _event(details={"password": "hunter2", "token": "t"}))
+        row = (await conn.execute(select(audit_outbox.c.event))).scalar_one()
+    assert "hunter2" not in str(row)
+    assert row["details"] == {"password": "[REDACTED]", "token": "[REDACTED]"}
+
+
+async def test_rolled_back_transaction_ships_nothing(
+    engine: AsyncEngine, mongo_db: AsyncDatabase[Document]
+) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with db.transaction(engine) as conn:
+            await record(conn, _event())
+            raise Boom
+    relay = AuditRelay(engine, mongo_db)
+    assert await relay.backlog() == 0
+    assert await relay.ship_once() == 0
+    assert await mongo_db.AuditLog.count_documents({}) == 0
+
+
+async def test_shipping_twice_stores_each_event_once(
+    engine: AsyncEngine, mongo_db: AsyncDatabase[Document]
+) -> None:
+    """A crash after insert_many and before the DELETE: the retry stores nothing new."""
+    await _record_many(engine, 5)
+    # The first attempt got its documents into MongoDB, then died before the DELETE.
+    async with engine.connect() as conn:
+        rows = (await conn.execute(queries.claim_batch(10))).all()
+        await conn.rollback()
+    await mongo_db.AuditLog.insert_many([to_document(r[0], r[1], r[2]) for r in rows[:3]])
+    relay = AuditRelay(engine, mongo_db, batch_size=2)
+    assert await relay.ship_once() == 2  # both already there: duplicates ignored
+    assert await relay.ship_once() == 2  # one already there, one new
+    assert await relay.ship_once() == 1
+    assert await relay.ship_once() == 0
+    await _assert_each_event_once(mongo_db, 5)
+
+
+async def test_failure_between_insert_and_delete_is_retried_once(
+    engine: AsyncEngine, mongo_db: AsyncDatabase[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _record_many(engine, 4)
+
+    async def crash(conn: AsyncConnection, ids: list[int]) -> None:
+        raise ConnectionResetError("PostgreSQL went away after the MongoDB insert")
+
+    relay = AuditRelay(engine, mongo_db)
+    with monkeypatch.context() as patch:
+        patch.setattr(queries, "delete_shipped", crash)
+        with pytest.raises(ConnectionResetError):
+            await relay.ship_once()
+    assert await relay.backlog() == 4  # rolled back: still in the outbox
+    assert await mongo_db.AuditLog.count_documents({}) == 4  # ...and already in MongoDB
+    assert await relay.ship_once() == 4
+    assert await relay.backlog() == 0
+    await _assert_each_event_once(mongo_db, 4)
+
+
+async def test_other_write_errors_keep_the_batch(
+    engine: AsyncEngine, mongo_db: AsyncDatabase[Document]
+) -> None:
+    """Only "audit_id already stored" counts as shipped; anything else aborts the batch."""
+    await _record_many(engine, 2)
+    await mongo_db.command(  # a validator that refuses everything
+        "collMod", "AuditLog", validator={"$jsonSchema": {"required": ["no_such_field"]}}
+    )
+    relay = AuditRelay(engine, mongo_db)
+    with pytest.raises(AuditShipError, match="code 121"):
+        await relay.ship_once()
+    assert await relay.backlog() == 2
+    await mongo_migrations.steps.step_0005_audit_security_events(mongo_db)
+    assert await relay.ship_once() == 2
+    await _assert_each_event_once(mongo_db, 2)
+
+
+async def test_two_relays_ship_every_event_exactly_once(
+    engine: AsyncEngine, mongo_db: AsyncDatabase[Document]
+) -> None:
+    total = 300
+    await _record_many(engine, total)
+    relays = [AuditRelay(engine, mongo_db, batch_size=20) for _ in range(2)]
+
+    async def drain(relay: AuditRelay) -> None:
+        shipped = 1
+        while shipped:  # every await yields to the other relay
+            shipped = await relay.ship_once()
+
+    await asyncio.gather(*(drain(r) for r in relays))
+    assert sum(r.shipped_total for r in relays) == total  # SKIP LOCKED: no batch twice
+    assert all(r.shipped_total > 0 for r in relays)
+    assert await relays[0].backlog() == 0
+    await _assert_each_event_once(mongo_db, total)
+
+
+async def test_two_running_relays_ship_new_events_once(
+    engine: AsyncEngine, mongo_db: AsyncDatabase[Document]
+) -> None:
+    relays = [AuditRelay(engine, mongo_db, batch_size=7, interval=0.05) for _ in range(2)]
+    for relay in relays:
+        relay.start()
+    try:
+        for n in range(60):
+            await record_standalone(engine, _event(n))
+            relays[n % 2].wake()
+        for _ in range(200):
+            if await relays[0].backlog() == 0:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        for relay in relays:
+            await relay.stop()
+    assert sum(r.shipped_total for r in relays) == 60
+    await _assert_each_event_once(mongo_db, 60)
+
+
+async def test_stop_ships_what_is_left(
+    engine: AsyncEngine, mongo_db: AsyncDatabase[Document]
+) -> None:
+    relay = AuditRelay(engine, mongo_db, interval=60)  # the loop would not come back soon
+    relay.start()
+    await asyncio.sleep(0.1)
+    await _record_many(engine, 3)
+    await relay.stop()
+    assert not relay.running
+    assert await relay.backlog() == 0
+    await _assert_each_event_once(mongo_db, 3)
+
+
+# ------------------------------------------------------------------- security events
+
+
+async def test_security_events_pass_the_validator(
+    engine: AsyncEngine, mongo_db: AsyncDatabase[Document]
+) -> None:
+    await record_standalone(
+        engine,
+        AuditEvent(
+            actor="anonymous",
+            table_name="admins",
+            action_type="SECURITY",
+            details={"reason": "PERMISSION_DENIED", "authorization": "Bearer x"},
+            rpc="/gencharge.v1.AdminService/BlockUser",
+            request_id="req-denied",
+            outcome="denied",
+            peer=None,
+        ),
+    )
+    relay = AuditRelay(engine, mongo_db)
+    assert await relay.ship_once() == 1
+    doc = await mongo_db.AuditLog.find_one({"request_id": "req-denied"})
+    assert doc is not None
+    assert (doc["action_type"], doc["outcome"], doc["peer"]) == ("SECURITY", "denied", None)
+    assert doc["details"] == {"reason": "PERMISSION_DENIED", "authorization": "[REDACTED]"}
+
+
+@pytest.mark.parametrize(
+    ("change", "ok"),
+    [
+        ({"action_type": "SECURITY", "outcome": "failed"}, True),
+        ({"action_type": "DELETE"}, True),
+        ({"action_type": "TRUNCATE"}, False),
+        ({"outcome": "maybe"}, False),
+        ({"user_id": 12}, False),
+        ({"peer": 5}, False),
+        ({"details": "not an object"}, False),
+    ],
+)
+async def test_auditlog_validator_after_step_0005(
+    mongo_db: AsyncDatabase[Document], change: Document, ok: bool
+) -> None:
+    doc = {
+        "audit_id": "x-1",
+        "user_id": "admin:1",
+        "table_name": "plans",
+        "action_type": "INSERT",
+        "details": {},
+        "created_at": datetime.now(UTC),
+        "outcome": "ok",
+    } | change
+    if ok:
+        await mongo_db.AuditLog.insert_one(doc)
+    else:
+        with pytest.raises(WriteError) as caught:
+            await mongo_db.AuditLog.insert_one(doc)
+        assert caught.value.code == 121
+
+
+# ------------------------------------------------------------------- outage
+
+
+def _relay_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r for r in caplog.records if r.name == "server.audit.relay" and r.levelno >= logging.WARNING
+    ]
+
+
+@pytest.fixture
+async def own_mongo(private_tmp: Path) -> AsyncIterator[EmbeddedMongo]:
+    server = await asyncio.to_thread(EmbeddedMongo(private_tmp / "mongo").start)
+    yield server
+    await asyncio.to_thread(server.stop)
+
+
+async def test_mongo_outage_builds_a_backlog_that_ships_on_return(
+    engine: AsyncEngine, own_mongo: EmbeddedMongo, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = own_mongo.url("gencharge")
+    # A short server-selection timeout so attempts fail (and back off) within the test.
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        url, tz_aware=True, serverSelectionTimeoutMS=500
+    )
+    mongo_db = mongo.get_database(client, url, "gencharge")
+    await mongo_migrations.upgrade(mongo_db)
+    relay = AuditRelay(engine, mongo_db, batch_size=10, interval=0.05, max_backoff=0.5)
+    total = 25
+    try:
+        await asyncio.to_thread(own_mongo.stop)
+        caplog.set_level(logging.WARNING, logger="server.audit.relay")
+        # Producers only touch PostgreSQL: recording works with MongoDB down.
+        await _record_many(engine, total - 5)
+        for n in range(total - 5, total):
+            await record_standalone(engine, _event(n))
+        relay.start()
+        for _ in range(50):  # until a few attempts have failed
+            await asyncio.sleep(0.1)
+            assert await relay.backlog() == total
+            assert relay.running
+            if len(_relay_warnings(caplog)) and relay.failed_attempts >= 3:
+                break
+        assert relay.failed_attempts >= 3
+        await asyncio.to_thread(own_mongo.start)  # same port, same data folder
+        for _ in range(300):
+            if await relay.backlog() == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await relay.backlog() == 0
+        await _assert_each_event_once(mongo_db, total)
+        assert len(_relay_warnings(caplog)) == 1, "one warning per outage"
+        assert relay.failed_attempts == 0
+    finally:
+        await relay.stop()
+        await client.close()

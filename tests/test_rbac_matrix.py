@@ -1,0 +1,475 @@
+"""The RBAC matrix, generated from the contract and checked through the real server.
+
+Every RPC of every registered service is called with an empty request as anonymous,
+user, support, admin and service; each outcome must match the RPC's declared
+``(gencharge.v1.access)`` rule:
+
+- PUBLIC: never refused by the access layer;
+- AUTHENTICATED: anonymous UNAUTHENTICATED, everyone else let through;
+- SERVICE: anonymous UNAUTHENTICATED, users/admins PERMISSION_DENIED, services through;
+- PERMISSION: anonymous UNAUTHENTICATED; others through iff their role has the action
+  on the resource in the seeded Roles x RolePermissions x Permissions tables (read from
+  the database, not from a list kept here).
+
+"Let through" means the call did not fail with the access layer's UNAUTHENTICATED or
+PERMISSION_DENIED: it may succeed or fail in the handler (INVALID_ARGUMENT, NOT_FOUND,
+UNIMPLEMENTED, ...) since the request is empty. A few handlers refine an
+AUTHENTICATED/PUBLIC rule themselves (e.g. Logout needs a session, so a service token
+gets PERMISSION_DENIED "SESSION_ONLY"; Login with no credentials is UNAUTHENTICATED
+"INVALID_CREDENTIALS"): such domain refusals are recognised by their ErrorInfo reason,
+which the access layer never uses, and pass only where _domain_refusal() expects them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pool
+from sqlalchemy import text
+
+from gencharge.v1 import access_pb2
+from server.auth.access import ACTIONS, AccessRules
+from server.services import SERVICES
+from tests.auth_helpers import Actor, create_admin, create_service, register_user
+from tests.grpc_helpers import ErrorDetails, details_of
+
+PRINCIPALS = ("anonymous", "user", "support", "admin", "service")
+AUDIENCE_NAMES = {
+    access_pb2.AUDIENCE_PUBLIC: "PUBLIC",
+    access_pb2.AUDIENCE_AUTHENTICATED: "AUTHENTICATED",
+    access_pb2.AUDIENCE_PERMISSION: "PERMISSION",
+    access_pb2.AUDIENCE_SERVICE: "SERVICE",
+}
+#: ErrorInfo reasons the access layer (server/auth/access.py) refuses with.
+ACCESS_REASONS = frozenset(
+    {
+        "UNAUTHENTICATED",  # malformed authorization header
+        "LOGIN_REQUIRED",
+        "INVALID_TOKEN",
+        "SESSION_ENDED",
+        "SERVICE_ONLY",
+        "MISSING_PERMISSION",
+    }
+)
+#: Refusals a handler may give after the access layer let the call through, by reason:
+#: bad credentials on a public login-type RPC (UNAUTHENTICATED), and session-only or
+#: user-only RPCs called with a service token, which has no session (PERMISSION_DENIED).
+CREDENTIAL_REFUSALS = frozenset(
+    {
+        "INVALID_CREDENTIALS",
+        "MFA_FAILED",
+        "INVALID_OTP",
+        "INVALID_REFRESH_TOKEN",
+        "REFRESH_TOKEN_REUSED",
+        "INVALID_RESET_TOKEN",
+    }
+)
+PRINCIPAL_KIND_REFUSALS = {
+    "SESSION_ONLY": {"service"},
+    "USER_ONLY": {"service", "admin", "support"},
+}
+_REFUSED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
+CHUNK = 24
+CALL_TIMEOUT = 10.0
+#: Called last for each principal: it ends the session the other calls use.
+LAST = "/gencharge.v1.AuthService/Logout"
+
+
+@dataclass(frozen=True)
+class Rpc:
+    path: str
+    audience: int
+    resource: str
+    action: str  # "read" | "write" | "edit" | "delete" | ""
+
+    @property
+    def audience_name(self) -> str:
+        return AUDIENCE_NAMES.get(self.audience, str(self.audience))
+
+
+def _declared() -> tuple[list[Rpc], list[str]]:
+    """Every contract RPC with its rule, and the problems (RPCs without a valid rule)."""
+    pool = descriptor_pool.Default()
+    rpcs: list[Rpc] = []
+    problems: list[str] = []
+    for spec in SERVICES:
+        service = pool.FindServiceByName(spec.full_name)
+        for method in service.methods:
+            path = f"/{service.full_name}/{method.name}"
+            options = method.GetOptions()
+            if not options.HasExtension(access_pb2.access):
+                problems.append(f"{path}: no (gencharge.v1.access) rule")
+                continue
+            rule = options.Extensions[access_pb2.access]
+            if rule.audience not in AUDIENCE_NAMES:
+                problems.append(f"{path}: audience {rule.audience} is unspecified/unknown")
+                continue
+            if rule.audience == access_pb2.AUDIENCE_PERMISSION:
+                if not rule.resource or rule.action == access_pb2.ACTION_UNSPECIFIED:
+                    problems.append(f"{path}: PERMISSION rule without resource and action")
+                    continue
+            elif rule.resource or rule.action != access_pb2.ACTION_UNSPECIFIED:
+                problems.append(f"{path}: resource/action on a non-PERMISSION rule")
+            rpcs.append(Rpc(path, rule.audience, rule.resource, ACTIONS.get(rule.action, "")))
+    return rpcs, problems
+
+
+RPCS, RULE_PROBLEMS = _declared()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: grpc.StatusCode
+    details: ErrorDetails | None
+
+    @property
+    def reason(self) -> str:
+        return self.details.reason if self.details else ""
+
+    def __str__(self) -> str:
+        if self.details is None:
+            return "OK"
+        return f"{self.code.name}/{self.reason}: {self.details.message}"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    allowed: bool
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    reason: str = ""
+
+
+# --------------------------------------------------------------------------- contract
+
+
+def test_every_rpc_declares_a_valid_rule() -> None:
+    assert not RULE_PROBLEMS, "\n".join(RULE_PROBLEMS)
+    names = [spec.full_name for spec in SERVICES]
+    rules = AccessRules(names)  # what the server builds at start-up; must not raise
+    assert {rule.method for rule in rules} == {rpc.path for rpc in RPCS}
+    for rpc in RPCS:
+        rule = rules.get(rpc.path)
+        assert rule is not None
+        assert (rule.audience, rule.resource, rule.action) == (
+            rpc.audience,
+            rpc.resource,
+            rpc.action,
+        ), rpc.path
+    total = sum(len(spec.method_names()) for spec in SERVICES)
+    assert len(RPCS) == total > 50
+    assert {rpc.audience for rpc in RPCS} == set(AUDIENCE_NAMES)
+
+
+def test_anchor_rules_are_as_documented() -> None:
+    by_path = {rpc.path: rpc for rpc in RPCS}
+    plan = by_path["/gencharge.v1.PlanService/CreatePlan"]
+    assert (plan.audience_name, plan.resource, plan.action) == ("PERMISSION", "Plans", "write")
+    users = by_path["/gencharge.v1.AdminService/ListUsers"]
+    assert (users.audience_name, users.resource, users.action) == ("PERMISSION", "Users", "read")
+    for path in (
+        "/gencharge.v1.WalletService/ConfirmPayment",
+        "/gencharge.v1.RechargeService/BatchRecharge",
+    ):
+        assert by_path[path].audience_name == "SERVICE", path
+    assert by_path["/gencharge.v1.AuthService/GetMe"].audience_name == "AUTHENTICATED"
+    assert by_path["/gencharge.v1.PlanService/ListPlanGroups"].audience_name == "PUBLIC"
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+async def _permission_table(resources: Any) -> dict[int, dict[str, set[str]]]:
+    """role_id -> resource -> allowed actions, from the seeded database."""
+    sql = text(
+        'SELECT rp.role_id, p.resource, p.read, p.write, p.edit, p."delete" '
+        "FROM rolepermissions rp JOIN permissions p ON p.permission_id = rp.permission_id"
+    )
+    async with resources.engine.connect() as conn:
+        rows = (await conn.execute(sql)).all()
+    table: dict[int, dict[str, set[str]]] = {}
+    for row in rows:
+        allowed = table.setdefault(row.role_id, {}).setdefault(row.resource, set())
+        for action in ("read", "write", "edit", "delete"):
+            if getattr(row, action):
+                allowed.add(action)
+    return table
+
+
+async def _role_id(resources: Any, kind: str, actor: Actor) -> int:
+    queries = {
+        "user": ("SELECT role_id FROM users WHERE email = :key", actor.email),
+        "support": ("SELECT role_id FROM admins WHERE email = :key", actor.email),
+        "admin": ("SELECT role_id FROM admins WHERE email = :key", actor.email),
+        "service": ("SELECT role_id FROM service_accounts WHERE client_id = :key", actor.email),
+    }
+    sql, key = queries[kind]
+    async with resources.engine.connect() as conn:
+        role_id = (await conn.execute(text(sql), {"key": key})).scalar_one()
+    assert role_id is not None, f"{kind} has no role"
+    return int(role_id)
+
+
+async def _role_name(resources: Any, role_id: int) -> str:
+    async with resources.engine.connect() as conn:
+        sql = text("SELECT role_name FROM roles WHERE role_id = :id")
+        return str((await conn.execute(sql, {"id": role_id})).scalar_one())
+
+
+async def _make_principal(kind: str, channel: grpc.aio.Channel, resources: Any) -> Actor | None:
+    if kind == "anonymous":
+        return None
+    if kind == "user":
+        return await register_user(channel)
+    if kind == "support":
+        return await create_admin(channel, resources, role_name="Support")
+    if kind == "admin":
+        return await create_admin(channel, resources, role_name="Admin")
+    if kind == "service":
+        return await create_service(channel, resources)
+    raise AssertionError(kind)
+
+
+def _expect(
+    rpc: Rpc, kind: str, permissions: dict[str, set[str]] | None
+) -> Expectation:
+    if rpc.audience == access_pb2.AUDIENCE_PUBLIC:
+        return Expectation(True)
+    if kind == "anonymous":
+        return Expectation(False, grpc.StatusCode.UNAUTHENTICATED, "LOGIN_REQUIRED")
+    if rpc.audience == access_pb2.AUDIENCE_AUTHENTICATED:
+        return Expectation(True)
+    if rpc.audience == access_pb2.AUDIENCE_SERVICE:
+        if kind == "service":
+            return Expectation(True)
+        return Expectation(False, grpc.StatusCode.PERMISSION_DENIED, "SERVICE_ONLY")
+    assert rpc.audience == access_pb2.AUDIENCE_PERMISSION
+    assert permissions is not None
+    if rpc.action in permissions.get(rpc.resource, set()):
+        return Expectation(True)
+    return Expectation(False, grpc.StatusCode.PERMISSION_DENIED, "MISSING_PERMISSION")
+
+
+async def _call(
+    channel: grpc.aio.Channel, path: str, metadata: tuple[tuple[str, str], ...] | None
+) -> Outcome:
+    call = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+    try:
+        await call(b"", metadata=metadata, timeout=CALL_TIMEOUT)
+    except grpc.aio.AioRpcError as error:
+        return Outcome(error.code(), details_of(error))
+    return Outcome(grpc.StatusCode.OK, None)
+
+
+def _domain_refusal(rpc: Rpc, kind: str, got: Outcome) -> bool:
+    """A handler's refusal (not the access layer's) that the contract allows for."""
+    if got.reason in ACCESS_REASONS:
+        return False
+    if got.code == grpc.StatusCode.UNAUTHENTICATED:
+        return rpc.audience == access_pb2.AUDIENCE_PUBLIC and got.reason in CREDENTIAL_REFUSALS
+    if got.code == grpc.StatusCode.PERMISSION_DENIED:
+        return (
+            rpc.audience == access_pb2.AUDIENCE_AUTHENTICATED
+            and kind in PRINCIPAL_KIND_REFUSALS.get(got.reason, set())
+        )
+    return False
+
+
+def _mismatch(rpc: Rpc, kind: str, expected: Expectation, got: Outcome) -> str | None:
+    """None when ``got`` matches ``expected``, else a line describing the difference."""
+    where = f"{kind:9} {rpc.path} [{rpc.audience_name} {rpc.resource} {rpc.action}]".rstrip()
+    if expected.allowed:
+        if got.code not in _REFUSED:
+            return None
+        if _domain_refusal(rpc, kind, got):
+            return None  # the handler's own decision, after the access layer let it in
+        return f"{where}: expected to be let through, got {got}"
+    if got.code != expected.code or got.reason != expected.reason:
+        return f"{where}: expected {expected.code.name}/{expected.reason}, got {got}"
+    assert got.details is not None
+    if expected.reason == "MISSING_PERMISSION":
+        meta = got.details.metadata
+        if meta.get("resource") != rpc.resource or meta.get("action") != rpc.action:
+            return f"{where}: MISSING_PERMISSION metadata names {meta}"
+    return None
+
+
+async def _gather_chunked(jobs: list[Callable[[], Awaitable[Outcome]]]) -> list[Outcome]:
+    results: list[Outcome] = []
+    for start in range(0, len(jobs), CHUNK):
+        results.extend(await asyncio.gather(*(job() for job in jobs[start : start + CHUNK])))
+    return results
+
+
+async def _run_matrix(
+    kind: str, channel: grpc.aio.Channel, resources: Any
+) -> dict[str, Outcome]:
+    actor = await _make_principal(kind, channel, resources)
+    permissions: dict[str, set[str]] | None = None
+    if actor is not None:
+        table = await _permission_table(resources)
+        permissions = table.get(await _role_id(resources, kind, actor), {})
+    metadata = actor.metadata if actor is not None else None
+
+    ordered = [rpc for rpc in RPCS if rpc.path != LAST] + [
+        rpc for rpc in RPCS if rpc.path == LAST
+    ]
+    assert len(ordered) == len(RPCS)
+    first, last = ordered[:-1], ordered[-1]
+    outcomes = await _gather_chunked(
+        [lambda rpc=rpc: _call(channel, rpc.path, metadata) for rpc in first]  # type: ignore[misc]
+    )
+    outcomes.append(await _call(channel, last.path, metadata))
+
+    problems = [
+        line
+        for rpc, got in zip(ordered, outcomes, strict=True)
+        if (line := _mismatch(rpc, kind, _expect(rpc, kind, permissions), got)) is not None
+    ]
+    assert not problems, f"{len(problems)} RBAC mismatch(es):\n" + "\n".join(problems)
+    return {rpc.path: got for rpc, got in zip(ordered, outcomes, strict=True)}
+
+
+# ------------------------------------------------------------------------- matrix
+
+
+@pytest.mark.parametrize("kind", PRINCIPALS)
+async def test_rbac_matrix(kind: str, channel: grpc.aio.Channel, resources: Any) -> None:
+    outcomes = await _run_matrix(kind, channel, resources)
+    assert set(outcomes) == {rpc.path for rpc in RPCS}
+
+    def refused(path: str, code: grpc.StatusCode, reason: str) -> bool:
+        got = outcomes[f"/gencharge.v1.{path}"]
+        return got.code == code and got.reason == reason
+
+    def through(path: str) -> bool:
+        return outcomes[f"/gencharge.v1.{path}"].code not in _REFUSED
+
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    # Hand-written anchors, independent of the database-derived expectations above.
+    if kind == "anonymous":
+        for path in ("AuthService/GetMe", "AdminService/ListUsers", "PlanService/CreatePlan"):
+            assert refused(path, grpc.StatusCode.UNAUTHENTICATED, "LOGIN_REQUIRED"), path
+        assert refused(
+            "WalletService/ConfirmPayment", grpc.StatusCode.UNAUTHENTICATED, "LOGIN_REQUIRED"
+        )
+        assert outcomes["/gencharge.v1.PlanService/ListPlanGroups"].code == grpc.StatusCode.OK
+    if kind == "admin":
+        assert through("PlanService/CreatePlan")
+        assert through("AdminService/ListUsers")
+        assert through("BackupService/CreateBackup")
+        assert refused("WalletService/ConfirmPayment", denied, "SERVICE_ONLY")
+    if kind == "support":
+        assert refused("PlanService/CreatePlan", denied, "MISSING_PERMISSION")
+        assert refused("AdminService/BlockUser", denied, "MISSING_PERMISSION")
+        assert through("AdminService/ListUsers")
+        assert refused("RechargeService/BatchRecharge", denied, "SERVICE_ONLY")
+    if kind == "user":
+        assert refused("AdminService/ListUsers", denied, "MISSING_PERMISSION")
+        assert refused("PlanService/CreatePlan", denied, "MISSING_PERMISSION")
+        assert refused("WalletService/ConfirmPayment", denied, "SERVICE_ONLY")
+        assert refused("RechargeService/BatchRecharge", denied, "SERVICE_ONLY")
+        assert through("AuthService/GetMe")
+        assert outcomes["/gencharge.v1.AuthService/GetMe"].code == grpc.StatusCode.OK
+    if kind == "service":
+        assert through("WalletService/ConfirmPayment")
+        assert through("RechargeService/BatchRecharge")
+        assert refused("AdminService/ListUsers", denied, "MISSING_PERMISSION")
+        assert outcomes["/gencharge.v1.AuthService/GetMe"].code == grpc.StatusCode.OK
+
+
+async def test_seeded_roles_match_principals(channel: grpc.aio.Channel, resources: Any) -> None:
+    """The principals the matrix uses really carry the roles it is named after."""
+    expected = {"user": "User", "support": "Support", "admin": "Admin", "service": "Service"}
+    actors = await asyncio.gather(
+        *(_make_principal(kind, channel, resources) for kind in expected)
+    )
+    for (kind, role_name), actor in zip(expected.items(), actors, strict=True):
+        assert actor is not None
+        role_id = await _role_id(resources, kind, actor)
+        assert await _role_name(resources, role_id) == role_name, kind
+    table = await _permission_table(resources)
+    names = {await _role_name(resources, rid): perms for rid, perms in table.items()}
+    # Sanity of the seed the matrix relies on (the matrix itself reads the tables).
+    assert "write" in names["Admin"]["Plans"]
+    assert names["Support"]["Users"] == {"read"}
+    assert "Service" not in names
+
+
+# ------------------------------------------------------ a revocation takes effect
+
+
+async def _support_users_read_links(resources: Any) -> list[tuple[int, int, int]]:
+    sql = text(
+        "SELECT rp.id, rp.role_id, rp.permission_id FROM rolepermissions rp "
+        "JOIN permissions p ON p.permission_id = rp.permission_id "
+        "JOIN roles r ON r.role_id = rp.role_id "
+        "WHERE r.role_name = 'Support' AND p.resource = 'Users' AND p.read"
+    )
+    async with resources.engine.connect() as conn:
+        return [tuple(row) for row in (await conn.execute(sql)).all()]  # type: ignore[misc]
+
+
+async def _wait_for(
+    check: Callable[[], Awaitable[Outcome]],
+    predicate: Callable[[Outcome], bool],
+    seconds: float,
+) -> tuple[Outcome, float]:
+    started = time.monotonic()
+    while True:
+        got = await check()
+        elapsed = time.monotonic() - started
+        if predicate(got) or elapsed > seconds:
+            return got, elapsed
+        await asyncio.sleep(0.1)
+
+
+async def test_permission_change_takes_effect_within_seconds(
+    channel: grpc.aio.Channel, resources: Any
+) -> None:
+    limit = resources.settings.auth_cache_seconds + 1.0
+    support = await create_admin(channel, resources, role_name="Support")
+    path = "/gencharge.v1.AdminService/ListUsers"
+
+    async def list_users() -> Outcome:
+        return await _call(channel, path, support.metadata)
+
+    def allowed(got: Outcome) -> bool:
+        return got.code not in _REFUSED
+
+    def denied(got: Outcome) -> bool:
+        return (
+            got.code == grpc.StatusCode.PERMISSION_DENIED and got.reason == "MISSING_PERMISSION"
+        )
+
+    before = await list_users()
+    assert allowed(before), before
+
+    links = await _support_users_read_links(resources)
+    assert links, "the seed gives Support read access to Users"
+    async with resources.engine.begin() as conn:
+        await conn.execute(
+            text("DELETE FROM rolepermissions WHERE id = ANY(:ids)"),
+            {"ids": [link[0] for link in links]},
+        )
+    revoked, elapsed = await _wait_for(list_users, denied, limit)
+    assert denied(revoked), f"still {revoked} {elapsed:.1f}s after the revocation"
+    assert revoked.details is not None
+    assert revoked.details.metadata == {"resource": "Users", "action": "read"}
+
+    async with resources.engine.begin() as conn:
+        for link_id, role_id, permission_id in links:
+            await conn.execute(
+                text(
+                    "INSERT INTO rolepermissions (id, role_id, permission_id) "
+                    "VALUES (:id, :role, :permission)"
+                ),
+                {"id": link_id, "role": role_id, "permission": permission_id},
+            )
+    restored, elapsed = await _wait_for(list_users, allowed, limit)
+    assert allowed(restored), f"still {restored} {elapsed:.1f}s after the grant"
