@@ -17,6 +17,7 @@ from server.audit.relay import AuditRelay
 from server.auth import domain as auth_domain
 from server.auth.access import AccessRules
 from server.auth.security import Security, build_security
+from server.config import ConfigurationError
 from server.interceptors.access import AccessInterceptor
 from server.interceptors.request import RequestInterceptor
 from server.resources import Resources
@@ -103,7 +104,10 @@ async def start_server(
     resources: Resources, listen: str, *, health_interval: float = 2.0
 ) -> RunningServer:
     settings = resources.settings
-    security = build_security(resources)
+    try:
+        security = build_security(resources)
+    except ValueError as exc:  # keys, data key or message sender misconfigured
+        raise ConfigurationError(str(exc)) from exc
     app = AppContext(resources, security)
     servicers = [spec.build(app) for spec in SERVICES]
     names = [spec.full_name for spec in SERVICES]
@@ -149,7 +153,11 @@ async def start_server(
     port = server.add_insecure_port(listen)
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")
-    relay = AuditRelay(resources.engine, resources.mongo_db)
+    relay = AuditRelay(
+        resources.engine,
+        resources.mongo_db,
+        max_backoff=settings.audit_relay_max_backoff_seconds,
+    )
     await server.start()
     relay.start()
     running = RunningServer(server, port, health, resources, security, relay, names)

@@ -1,4 +1,4 @@
-"""The ``gencharge`` command: serve, migrate, seed, create-admin."""
+"""The ``gencharge`` command: serve, migrate, seed, create-admin, create-service-account."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ from collections.abc import Awaitable, Callable
 
 from server import logs, runtime
 from server.admin import bootstrap
-from server.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, Settings, get_settings
+from server.auth import domain as auth_domain
+from server.auth.password_policy import password_problem
+from server.config import (
+    DEV_ADMIN_EMAIL,
+    DEV_ADMIN_PASSWORD,
+    ConfigurationError,
+    Settings,
+    get_settings,
+)
+from server.errors import DomainError
 from server.resources import Resources
 
 
@@ -79,7 +88,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
     password = _read_password(args)
-    problem = bootstrap.password_problem(password)
+    problem = password_problem(password, context=[args.email, args.name])
     if problem:
         print(f"refusing: {problem}", file=sys.stderr)
         return 2
@@ -98,6 +107,24 @@ def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
         print(("created" if created else "exists, unchanged") + f": {args.email}")
 
     return _with_databases(settings, work)
+
+
+def _create_service_account(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(resources: Resources, databases: runtime.Databases) -> None:
+        await runtime.migrate(resources, databases.database_url)
+        await runtime.load_seed(resources, demo=False)
+        client_id, secret = await auth_domain.create_service_account(
+            resources.engine, name=args.name, client_id=args.client_id
+        )
+        print(f"client_id: {client_id}")
+        print(f"client_secret: {secret}")
+        print("Store the secret now: it is shown once and only its hash is kept.")
+
+    try:
+        return _with_databases(settings, work)
+    except DomainError as exc:
+        print(f"refusing: {exc}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     admin.set_defaults(run=_create_admin)
+    service = sub.add_parser(
+        "create-service-account",
+        help="create a service account for an internal caller (prints its secret once)",
+    )
+    service.add_argument("--name", required=True, help="what the caller is, e.g. billing-sync")
+    service.add_argument("--client-id", default=None, help="default: svc_<random>")
+    service.set_defaults(run=_create_service_account)
     return parser
 
 
@@ -132,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_format)
     try:
         code: int = args.run(settings, args)
-    except runtime.ConfigurationError as exc:
+    except ConfigurationError as exc:
         print(f"gencharge: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,6 +15,10 @@ DEV_ADMIN_EMAIL = "admin@gencharge.local"
 DEV_ADMIN_PASSWORD = "gencharge-dev-admin"  # noqa: S105 - documented dev default
 
 
+class ConfigurationError(Exception):
+    """The settings cannot work; the message says which variable to set."""
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -78,6 +82,9 @@ class Settings(BaseSettings):
     #: Seconds an RBAC matrix or session-state lookup is cached; changes take effect
     #: within this time on every replica.
     auth_cache_seconds: float = Field(default=2.0, ge=0, le=30)
+
+    #: Longest pause between audit-relay retries while MongoDB is unreachable.
+    audit_relay_max_backoff_seconds: float = Field(default=30.0, ge=0.1, le=600)
 
     log_level: str = "INFO"
     #: ``json`` (one JSON object per line) or ``text``.

@@ -18,7 +18,7 @@ from migrations import mongo as mongo_migrations
 from server import db, mongo, pgmigrate, seed
 from server.admin import bootstrap
 from server.app import RunningServer, start_server
-from server.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, Settings
+from server.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, ConfigurationError, Settings
 from server.embedded import EmbeddedMongo, EmbeddedPostgres
 from server.resources import Resources
 
@@ -52,10 +52,6 @@ async def ensure_database(admin_url: str, name: str) -> None:
             await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-
-
-class ConfigurationError(Exception):
-    """The settings cannot work; the message says which variable to set."""
 
 
 async def open_databases(settings: Settings) -> Databases:

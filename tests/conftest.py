@@ -34,9 +34,14 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pymongo import AsyncMongoClient
 
+from server.auth.keys import generate_private_key_pem
+from server.crypto import generate_data_key
 from server.embedded import EmbeddedMongo, EmbeddedPostgres
 
 TEMPLATE_DB = "gencharge_template"
+# One signing key and one data key per test session (explicit, so nothing is written
+# under a data folder).
+_TEST_KEYS = (generate_private_key_pem(), generate_data_key())
 _counter = itertools.count()
 
 
@@ -192,6 +197,8 @@ async def resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
         listen="127.0.0.1:0",
         load_demo_data=False,
         data_dir=Path("/nonexistent"),
+        jwt_private_key=_TEST_KEYS[0],
+        data_encryption_key=_TEST_KEYS[1],
     )
     engine = db.create_engine(pg_url, pool_size=5)
     client = mongo.create_client(mongo_url)

@@ -102,6 +102,13 @@ def test_create_admin_rejects_short_password(env: dict[str, str]) -> None:
     )
     assert result.returncode == 2
     assert b"at least 8" in result.stderr
+    common = subprocess.run(
+        [GENCHARGE, "create-admin", "--email", "a@example.com", "--name", "A", "--password-stdin"],
+        env=env,
+        input=b"password123\n",
+        capture_output=True,
+    )
+    assert common.returncode == 2 and b"common" in common.stderr
 
 
 def test_seed_demo_refused_in_production(env: dict[str, str]) -> None:
@@ -122,3 +129,13 @@ def test_production_requires_database_urls(env: dict[str, str]) -> None:
     )
     assert result.returncode == 2
     assert b"GENCHARGE_DATABASE_URL" in result.stderr
+
+
+def test_create_service_account_prints_secret_once(env: dict[str, str]) -> None:
+    args = [GENCHARGE, "create-service-account", "--name", "billing", "--client-id", "svc_bill"]
+    result = subprocess.run(args, env=env, capture_output=True, check=True)
+    out = result.stdout.decode()
+    assert "client_id: svc_bill" in out
+    assert "client_secret: gcs_" in out
+    again = subprocess.run(args, env=env, capture_output=True)
+    assert again.returncode == 2 and b"exists" in again.stderr

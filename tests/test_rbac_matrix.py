@@ -40,7 +40,7 @@ from tests.auth_helpers import Actor, create_admin, create_service, register_use
 from tests.grpc_helpers import ErrorDetails, details_of
 
 PRINCIPALS = ("anonymous", "user", "support", "admin", "service")
-AUDIENCE_NAMES = {
+AUDIENCE_NAMES: dict[int, str] = {
     access_pb2.AUDIENCE_PUBLIC: "PUBLIC",
     access_pb2.AUDIENCE_AUTHENTICATED: "AUTHENTICATED",
     access_pb2.AUDIENCE_PERMISSION: "PERMISSION",
@@ -235,9 +235,7 @@ async def _make_principal(kind: str, channel: grpc.aio.Channel, resources: Any) 
     raise AssertionError(kind)
 
 
-def _expect(
-    rpc: Rpc, kind: str, permissions: dict[str, set[str]] | None
-) -> Expectation:
+def _expect(rpc: Rpc, kind: str, permissions: dict[str, set[str]] | None) -> Expectation:
     if rpc.audience == access_pb2.AUDIENCE_PUBLIC:
         return Expectation(True)
     if kind == "anonymous":
@@ -306,9 +304,7 @@ async def _gather_chunked(jobs: list[Callable[[], Awaitable[Outcome]]]) -> list[
     return results
 
 
-async def _run_matrix(
-    kind: str, channel: grpc.aio.Channel, resources: Any
-) -> dict[str, Outcome]:
+async def _run_matrix(kind: str, channel: grpc.aio.Channel, resources: Any) -> dict[str, Outcome]:
     actor = await _make_principal(kind, channel, resources)
     permissions: dict[str, set[str]] | None = None
     if actor is not None:
@@ -316,9 +312,7 @@ async def _run_matrix(
         permissions = table.get(await _role_id(resources, kind, actor), {})
     metadata = actor.metadata if actor is not None else None
 
-    ordered = [rpc for rpc in RPCS if rpc.path != LAST] + [
-        rpc for rpc in RPCS if rpc.path == LAST
-    ]
+    ordered = [rpc for rpc in RPCS if rpc.path != LAST] + [rpc for rpc in RPCS if rpc.path == LAST]
     assert len(ordered) == len(RPCS)
     first, last = ordered[:-1], ordered[-1]
     outcomes = await _gather_chunked(
@@ -386,9 +380,7 @@ async def test_rbac_matrix(kind: str, channel: grpc.aio.Channel, resources: Any)
 async def test_seeded_roles_match_principals(channel: grpc.aio.Channel, resources: Any) -> None:
     """The principals the matrix uses really carry the roles it is named after."""
     expected = {"user": "User", "support": "Support", "admin": "Admin", "service": "Service"}
-    actors = await asyncio.gather(
-        *(_make_principal(kind, channel, resources) for kind in expected)
-    )
+    actors = await asyncio.gather(*(_make_principal(kind, channel, resources) for kind in expected))
     for (kind, role_name), actor in zip(expected.items(), actors, strict=True):
         assert actor is not None
         role_id = await _role_id(resources, kind, actor)
@@ -412,7 +404,8 @@ async def _support_users_read_links(resources: Any) -> list[tuple[int, int, int]
         "WHERE r.role_name = 'Support' AND p.resource = 'Users' AND p.read"
     )
     async with resources.engine.connect() as conn:
-        return [tuple(row) for row in (await conn.execute(sql)).all()]  # type: ignore[misc]
+        rows = (await conn.execute(sql)).all()
+    return [(int(row.id), int(row.role_id), int(row.permission_id)) for row in rows]
 
 
 async def _wait_for(
@@ -443,9 +436,7 @@ async def test_permission_change_takes_effect_within_seconds(
         return got.code not in _REFUSED
 
     def denied(got: Outcome) -> bool:
-        return (
-            got.code == grpc.StatusCode.PERMISSION_DENIED and got.reason == "MISSING_PERMISSION"
-        )
+        return got.code == grpc.StatusCode.PERMISSION_DENIED and got.reason == "MISSING_PERMISSION"
 
     before = await list_users()
     assert allowed(before), before

@@ -8,19 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import db
 from server.admin import queries
+from server.auth.password_policy import normalize_password, password_problem
 from server.auth.passwords import hash_password
-
-MIN_PASSWORD_LENGTH = 8
-MAX_PASSWORD_LENGTH = 1024
-
-
-def password_problem(password: str) -> str | None:
-    """Why ``password`` is unacceptable, or None."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return f"password must have at least {MIN_PASSWORD_LENGTH} characters"
-    if len(password) > MAX_PASSWORD_LENGTH:
-        return f"password must have at most {MAX_PASSWORD_LENGTH} characters"
-    return None
 
 
 async def ensure_admin(
@@ -37,10 +26,10 @@ async def ensure_admin(
     An existing admin is left untouched (its password is never overwritten from
     configuration), so restarting with the bootstrap settings is harmless.
     """
-    problem = password_problem(password)
+    problem = password_problem(password, context=[email, name])
     if problem:
         raise ValueError(problem)
-    password_hash = await asyncio.to_thread(hash_password, password)
+    password_hash = await asyncio.to_thread(hash_password, normalize_password(password))
     async with db.transaction(engine) as conn:
         role_id = await queries.role_id_by_name(conn, role_name)
         if role_id is None:

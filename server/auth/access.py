@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from google.protobuf import descriptor_pool
@@ -172,7 +173,7 @@ class Authenticator:
             state = _SessionState(False, None, "")
         else:
             state = _SessionState(
-                active=bool(row.is_active) and row.refresh_token_expires_at > _now(),
+                active=bool(row.is_active) and row.refresh_token_expires_at > datetime.now(UTC),
                 role_id=row.role_id,
                 role_name=row.role_name or "",
             )
@@ -191,12 +192,6 @@ class Authenticator:
             state = _SessionState(row.status == "active", row.role_id, row.role_name or "")
         self._services.put(client_id, state)
         return state
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
 
 
 class PermissionMatrix:

@@ -8,6 +8,7 @@ except the tokens handed to their owner; nothing secret is logged or audited.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import string
 import uuid
@@ -49,6 +50,7 @@ OTP_RESEND_SECONDS = 30
 MAX_MFA_ATTEMPTS = 5
 _DUMMY_HASH = hash_password("gencharge-timing-equaliser")
 _REFERRAL_ALPHABET = string.ascii_uppercase + string.digits
+_SIX_DIGITS = re.compile(r"[0-9]{6}")
 
 
 @dataclass(frozen=True)
@@ -489,7 +491,7 @@ async def request_otp(auth: Auth, *, phone_number: str, client: Client) -> tuple
 
 async def verify_otp(auth: Auth, *, phone_number: str, code: str, client: Client) -> Tokens:
     phone = _phone(phone_number)
-    if not (len(code) == 6 and code.isdigit()):
+    if not _SIX_DIGITS.fullmatch(code):
         raise InvalidArgument.field("code", "must be the 6-digit code")
     keys = keys_for("otp", account=phone, peer=client.ip)
     await auth.security.throttle.check(keys)

@@ -111,7 +111,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         if not denied and not rule.mutating:
             return
         scope = current_scope.get()
-        details: dict[str, Any] = {"code": code.name}
+        details: dict[str, Any] = {"status": code.name}
         if isinstance(exc, DomainError):
             details["reason"] = exc.reason
         try:
