@@ -606,3 +606,21 @@ async def test_admin_session_is_not_a_user_session(channel, resources) -> None:
     assert me.admin.role_name == "Support"
     again = await admin_login(channel, admin)
     assert again.session_id
+
+
+async def test_expired_sessions_and_codes_are_cleaned_up(channel, resources) -> None:
+    from server.auth import domain as auth_domain
+
+    actor = await register_user(channel)
+    await auth_stub(channel).RequestOtp(pb.RequestOtpRequest(phone_number=actor.phone_number))
+    await _sql(
+        resources,
+        "UPDATE sessions SET refresh_token_expires_at = now() - interval '2 days' "
+        "WHERE user_id = :u",
+        u=actor.user_id,
+    )
+    await _sql(resources, "UPDATE otp_codes SET expires_at = now() - interval '2 days'")
+    removed = await auth_domain.cleanup(resources.engine)
+    assert removed >= 2
+    assert await _sql(resources, "SELECT 1 FROM sessions WHERE user_id = :u", u=actor.user_id) == []
+    assert await _sql(resources, "SELECT 1 FROM otp_codes") == []

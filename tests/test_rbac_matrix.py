@@ -326,6 +326,13 @@ async def _run_matrix(kind: str, channel: grpc.aio.Channel, resources: Any) -> d
         if (line := _mismatch(rpc, kind, _expect(rpc, kind, permissions), got)) is not None
     ]
     assert not problems, f"{len(problems)} RBAC mismatch(es):\n" + "\n".join(problems)
+    # An empty request is bad input for most RPCs: never UNKNOWN or INTERNAL.
+    crashed = [
+        f"{rpc.path}: {got.code.name}"
+        for rpc, got in zip(ordered, outcomes, strict=True)
+        if got.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+    ]
+    assert not crashed, "bad input reached INTERNAL/UNKNOWN:\n" + "\n".join(crashed)
     return {rpc.path: got for rpc, got in zip(ordered, outcomes, strict=True)}
 
 
