@@ -86,6 +86,18 @@ class Settings(BaseSettings):
     #: Longest pause between audit-relay retries while MongoDB is unreachable.
     audit_relay_max_backoff_seconds: float = Field(default=30.0, ge=0.1, le=600)
 
+    # --- money path -------------------------------------------------------------------
+    #: Reward credited to a referrer when a referred user's first recharge succeeds.
+    referral_reward_minor: int = Field(default=5000, ge=0)
+    #: Payment gateway: ``sandbox`` (the only one shipped; see server/payments).
+    payment_gateway: str = "sandbox"
+    #: Seconds between scheduler ticks (plan expiry, queued plans, autopay, reminders).
+    scheduler_interval_seconds: float = Field(default=30.0, ge=0.05)
+    #: Days before a postpaid bill's due date that its reminder is sent.
+    bill_reminder_days_before: int = Field(default=3, ge=0, le=30)
+    #: Seconds the in-process plan/offer catalogue is cached.
+    catalogue_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+
     log_level: str = "INFO"
     #: ``json`` (one JSON object per line) or ``text``.
     log_format: str = "json"

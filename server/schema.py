@@ -45,7 +45,15 @@ admin_status_enum = _enum("admin_status_enum", "active", "blocked", "deleted")
 txn_category_enum = _enum("txn_category_enum", "wallet", "service")
 txn_type_enum = _enum("txn_type_enum", "credit", "debit")
 txn_source_enum = _enum(
-    "txn_source_enum", "recharge", "wallet_topup", "refund", "referral_reward", "autopay"
+    "txn_source_enum",
+    "recharge",
+    "wallet_topup",
+    "refund",
+    "referral_reward",
+    "autopay",
+    # migration 0005
+    "cashback",
+    "adjustment",
 )
 txn_status_enum = _enum("txn_status_enum", "success", "failed", "pending")
 payment_method_enum = _enum("payment_method_enum", "UPI", "Card", "NetBanking", "Wallet")
@@ -561,6 +569,7 @@ transactions = Table(
     Index("idx_transactions_user_id", "user_id"),
     Index("idx_transactions_plan_id", "plan_id"),
     Index("idx_transactions_offer_id", "offer_id"),
+    Index("idx_transactions_user_created", "user_id", text("created_at DESC")),
     Index("idx_transactions_created_at", text("created_at DESC")),
     Index(
         "uq_transactions_payment_transaction_id",
@@ -664,10 +673,16 @@ autopay = Table(
     Column("tag", autopay_tag_enum, nullable=False, server_default=text("'regular'")),
     Column("next_due_date", TimestampTZ),
     _created_at(),
+    # migration 0005: what to recharge, and scheduling state
+    Column("phone_number", String),
+    Column("updated_at", TimestampTZ),
+    Column("last_run_at", TimestampTZ),
+    Column("last_error", Text),
     PrimaryKeyConstraint("autopay_id", name="autopay_pkey"),
     Index("idx_autopay_user_id", "user_id"),
     Index("idx_autopay_plan_id", "plan_id"),
     Index("idx_autopay_status", "status"),
+    Index("idx_autopay_due", "next_due_date", postgresql_where=text("status = 'enabled'")),
 )
 
 billreminders = Table(
@@ -684,6 +699,15 @@ billreminders = Table(
     Column("due_date", TimestampTZ, nullable=False),
     Column("status", reminder_status_enum, nullable=False, server_default=text("'pending'")),
     Column("sent_at", TimestampTZ),
+    # migration 0005: what is due, for which number, and the paying transaction
+    Column("amount", Money),
+    Column("phone_number", String),
+    Column(
+        "paid_txn_id",
+        Integer,
+        ForeignKey("transactions.txn_id", name="fk_billreminders_paid_txn"),
+    ),
+    CheckConstraint("amount IS NULL OR amount >= 0", name="ck_billreminders_amount_nonnegative"),
     PrimaryKeyConstraint("reminder_id", name="billreminders_pkey"),
     Index("idx_billreminders_user_id", "user_id"),
     Index("idx_billreminders_due_date", "due_date"),
@@ -737,3 +761,23 @@ schedule = Table(
 
 # Views of DDS 6.1 (created by the migrations; query them with sqlalchemy.table()).
 VIEW_NAMES: tuple[str, ...] = ("user_permissions_v", "transaction_summary_v", "active_plans_v")
+
+
+# --- idempotency (migration 0005) ---------------------------------------------------------
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    #: The principal's subject ("user:12", "service:billing"): keys are per caller.
+    Column("caller", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("rpc", Text, nullable=False),
+    #: SHA-256 of the request with request_id cleared: a replay must match it.
+    Column("request_hash", Text, nullable=False),
+    #: What the original call produced (ids to rebuild the response from).
+    Column("result", JSONB),
+    _created_at(),
+    Column("expires_at", TimestampTZ, nullable=False),
+    PrimaryKeyConstraint("caller", "request_id", name="idempotency_keys_pkey"),
+    Index("idx_idempotency_keys_expires_at", "expires_at"),
+)

@@ -67,6 +67,7 @@ REVISIONS = [
     "0002_views_triggers",
     "0003_indexes",
     "0004_identity_access",
+    "0005_money_path",
 ]
 
 

@@ -1,0 +1,109 @@
+"""Idempotency keys (AIP-155) for every money-moving RPC.
+
+Inside the business transaction, :func:`claim` inserts ``(caller, request_id)``:
+
+- a new key: the caller goes on with the work and calls :func:`complete` with what it
+  produced, in the same transaction, so the key exists if and only if the work does;
+- a concurrent duplicate blocks on the primary key until the first transaction ends:
+  if that committed, it finds the completed key; if it rolled back, it proceeds itself;
+- a replay with the same request gets the stored result (the caller rebuilds the
+  original response from it); with different parameters it is INVALID_ARGUMENT.
+
+Keys are scoped to the caller (two callers may use the same request_id) and kept at
+least ``IDEMPOTENCY_TTL`` (24 hours); the scheduler purges expired keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from google.protobuf.message import Message
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.errors import FailedPrecondition, InvalidArgument
+from server.schema import idempotency_keys
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A completed earlier call with the same key and the same request."""
+
+    result: Mapping[str, Any]
+
+
+def validate_request_id(request_id: str, field: str = "request_id") -> None:
+    if not _REQUEST_ID.match(request_id):
+        raise InvalidArgument.field(
+            field, "must be 8-128 characters of letters, digits, '.', '_', ':' or '-' (a UUID)"
+        )
+
+
+def request_hash(request: Message, *, ignore: tuple[str, ...] = ("request_id",)) -> str:
+    """A fingerprint of the request without its idempotency key."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    for name in ignore:
+        copy.ClearField(name)
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
+
+
+async def claim(
+    conn: AsyncConnection, *, caller: str, request_id: str, rpc: str, fingerprint: str
+) -> Replay | None:
+    """Claim the key for this transaction; None means "new: do the work"."""
+    validate_request_id(request_id)
+    inserted = await conn.execute(
+        insert(idempotency_keys)
+        .values(
+            caller=caller,
+            request_id=request_id,
+            rpc=rpc,
+            request_hash=fingerprint,
+            expires_at=func.now() + IDEMPOTENCY_TTL,
+        )
+        .on_conflict_do_nothing()
+        .returning(idempotency_keys.c.request_id)
+    )
+    if inserted.first() is not None:
+        return None
+    row = (
+        await conn.execute(
+            select(idempotency_keys).where(
+                idempotency_keys.c.caller == caller, idempotency_keys.c.request_id == request_id
+            )
+        )
+    ).one()
+    if row.rpc != rpc or row.request_hash != fingerprint:
+        raise InvalidArgument.field(
+            "request_id", "was already used for a different request; use a new request_id"
+        )
+    if row.result is None:  # pragma: no cover - completed in the same transaction
+        raise FailedPrecondition("the original request is still in progress", reason="IN_PROGRESS")
+    return Replay(row.result)
+
+
+async def complete(
+    conn: AsyncConnection, *, caller: str, request_id: str, result: Mapping[str, Any]
+) -> None:
+    await conn.execute(
+        update(idempotency_keys)
+        .where(idempotency_keys.c.caller == caller, idempotency_keys.c.request_id == request_id)
+        .values(result=dict(result))
+    )
+
+
+async def purge_expired(conn: AsyncConnection) -> int:
+    result = await conn.execute(
+        delete(idempotency_keys).where(idempotency_keys.c.expires_at < func.now())
+    )
+    return int(result.rowcount)
