@@ -87,8 +87,11 @@ async def claim(
         raise InvalidArgument.field(
             "request_id", "was already used for a different request; use a new request_id"
         )
-    if row.result is None:  # pragma: no cover - completed in the same transaction
-        raise FailedPrecondition("the original request is still in progress", reason="IN_PROGRESS")
+    if row.result is None:
+        # Only keys claimed for an external call are ever committed without a result.
+        raise FailedPrecondition(
+            "the original request is still in progress; retry shortly", reason="IN_PROGRESS"
+        )
     return Replay(row.result)
 
 
@@ -107,3 +110,34 @@ async def purge_expired(conn: AsyncConnection) -> int:
         delete(idempotency_keys).where(idempotency_keys.c.expires_at < func.now())
     )
     return int(result.rowcount)
+
+
+# --- calls that reach an external system (payment gateway) -------------------------------
+#
+# A gateway charge must not be repeated, and must not happen inside a database
+# transaction. Such calls claim their key in a transaction of its own first (result
+# NULL = "in progress"), then call the gateway, then either complete the key together
+# with the money movement, or release it when the payment was declined (nothing is left
+# behind, and the same key may be retried). A duplicate arriving while the first is in
+# progress gets FAILED_PRECONDITION (IN_PROGRESS) and should retry shortly.
+
+
+async def claim_for_external_call(
+    conn: AsyncConnection, *, caller: str, request_id: str, rpc: str, fingerprint: str
+) -> Replay | None:
+    """Like :func:`claim`, in a transaction that the caller commits before the external
+    call; raises FAILED_PRECONDITION while another call with this key is in progress."""
+    return await claim(
+        conn, caller=caller, request_id=request_id, rpc=rpc, fingerprint=fingerprint
+    )
+
+
+async def release(conn: AsyncConnection, *, caller: str, request_id: str) -> None:
+    """Forget an in-progress key whose work produced nothing (e.g. a declined payment)."""
+    await conn.execute(
+        delete(idempotency_keys).where(
+            idempotency_keys.c.caller == caller,
+            idempotency_keys.c.request_id == request_id,
+            idempotency_keys.c.result.is_(None),
+        )
+    )

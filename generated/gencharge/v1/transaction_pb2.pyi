@@ -90,8 +90,10 @@ class _TransactionSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Tra
     TRANSACTION_SOURCE_AUTOPAY: _TransactionSource.ValueType  # 5
     """A recharge made by an AutoPay mandate."""
     TRANSACTION_SOURCE_ADJUSTMENT: _TransactionSource.ValueType  # 6
-    """A manual admin correction (AdminService.AdjustWallet) or an offer cashback
-    credit. Extension to the DDS enum.
+    """A manual admin correction (AdminService.AdjustWallet). Extension to the DDS enum."""
+    TRANSACTION_SOURCE_CASHBACK: _TransactionSource.ValueType  # 7
+    """Cashback of an offer, credited to the wallet after the recharge succeeded.
+    Extension to the DDS enum.
     """
 
 class TransactionSource(_TransactionSource, metaclass=_TransactionSourceEnumTypeWrapper):
@@ -110,8 +112,10 @@ TRANSACTION_SOURCE_REFERRAL_REWARD: TransactionSource.ValueType  # 4
 TRANSACTION_SOURCE_AUTOPAY: TransactionSource.ValueType  # 5
 """A recharge made by an AutoPay mandate."""
 TRANSACTION_SOURCE_ADJUSTMENT: TransactionSource.ValueType  # 6
-"""A manual admin correction (AdminService.AdjustWallet) or an offer cashback
-credit. Extension to the DDS enum.
+"""A manual admin correction (AdminService.AdjustWallet). Extension to the DDS enum."""
+TRANSACTION_SOURCE_CASHBACK: TransactionSource.ValueType  # 7
+"""Cashback of an offer, credited to the wallet after the recharge succeeded.
+Extension to the DDS enum.
 """
 Global___TransactionSource: _TypeAlias = TransactionSource  # noqa: Y015
 
