@@ -20,6 +20,8 @@ from server.auth.security import Security, build_security
 from server.config import ConfigurationError
 from server.interceptors.access import AccessInterceptor
 from server.interceptors.request import RequestInterceptor
+from server.payments.gateway import create_gateway
+from server.plans.catalogue import Catalogue
 from server.resources import Resources
 from server.services import SERVICES, AppContext
 
@@ -108,7 +110,12 @@ async def start_server(
         security = build_security(resources)
     except ValueError as exc:  # keys, data key or message sender misconfigured
         raise ConfigurationError(str(exc)) from exc
-    app = AppContext(resources, security)
+    try:
+        gateway = create_gateway(settings)
+    except ValueError as exc:  # unknown gateway, or the sandbox in production
+        raise ConfigurationError(str(exc)) from exc
+    catalogue = Catalogue(resources.engine, settings.catalogue_cache_seconds)
+    app = AppContext(resources, security, gateway, catalogue)
     servicers = [spec.build(app) for spec in SERVICES]
     names = [spec.full_name for spec in SERVICES]
     unimplemented = frozenset(

@@ -27,8 +27,13 @@ from gencharge.v1 import (
 from server.auth import domain as auth_domain
 from server.auth.security import Security
 from server.auth.servicer import AuthServicer
+from server.payments.gateway import PaymentGateway
+from server.plans.catalogue import Catalogue
 from server.plans.servicer import PlanServicer
+from server.recharge.domain import Recharges
+from server.recharge.servicer import RechargeServicer
 from server.resources import Resources
+from server.wallet.servicer import WalletServicer
 
 PACKAGE = "gencharge.v1"
 
@@ -39,9 +44,16 @@ class AppContext:
 
     resources: Resources
     security: Security
+    gateway: PaymentGateway
+    catalogue: Catalogue
 
     def auth(self) -> auth_domain.Auth:
         return auth_domain.Auth(self.resources.engine, self.resources.settings, self.security)
+
+    def recharges(self) -> Recharges:
+        return Recharges(
+            self.resources.engine, self.catalogue, self.gateway, self.resources.settings
+        )
 
 
 @dataclass(frozen=True)
@@ -77,15 +89,21 @@ class ServiceSpec:
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("AuthService", auth_service_pb2_grpc, lambda app: AuthServicer(app.auth())),
-    ServiceSpec("WalletService", wallet_service_pb2_grpc),
-    # The admin RPCs of PlanService arrive with issue #4; until then the access
-    # interceptor answers UNIMPLEMENTED for them (the generated stubs mark them abstract).
+    ServiceSpec(
+        "WalletService",
+        wallet_service_pb2_grpc,
+        lambda app: WalletServicer(app.resources, app.gateway, app.security.matrix),
+    ),
     ServiceSpec(
         "PlanService",
         plan_service_pb2_grpc,
-        lambda app: PlanServicer(app.resources),  # type: ignore[abstract]
+        lambda app: PlanServicer(app.resources, app.catalogue),
     ),
-    ServiceSpec("RechargeService", recharge_service_pb2_grpc),
+    ServiceSpec(
+        "RechargeService",
+        recharge_service_pb2_grpc,
+        lambda app: RechargeServicer(app.recharges()),  # type: ignore[abstract]
+    ),
     ServiceSpec("NotificationService", notification_service_pb2_grpc),
     ServiceSpec("ContentService", content_service_pb2_grpc),
     ServiceSpec("AdminService", admin_service_pb2_grpc),

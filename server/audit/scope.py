@@ -79,3 +79,25 @@ async def flush(conn: AsyncConnection) -> None:
         ),
     )
     scope.written = True
+
+
+def take_event(
+    table_name: str, action_type: str, details: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The outbox JSON of this call's event, for code that writes it in its own SQL
+    statement (hot paths: one round trip). Marks the event written; None outside RPCs."""
+    scope = current_scope.get()
+    if scope is None or scope.written:
+        return None
+    from server.audit.outbox import AuditEvent
+
+    scope.written = True
+    return AuditEvent(
+        actor=scope.actor,
+        table_name=table_name,
+        action_type=action_type,
+        details=details,
+        rpc=scope.rpc,
+        request_id=scope.request_id,
+        peer=scope.peer,
+    ).to_json()

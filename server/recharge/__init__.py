@@ -1,0 +1,1 @@
+"""Recharges: quotes, wallet and externally paid recharges, active plans and queues."""
