@@ -102,7 +102,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "RechargeService",
         recharge_service_pb2_grpc,
-        lambda app: RechargeServicer(app.recharges()),  # type: ignore[abstract]
+        lambda app: RechargeServicer(app.recharges(), app.resources),  # type: ignore[abstract]
     ),
     ServiceSpec("NotificationService", notification_service_pb2_grpc),
     ServiceSpec("ContentService", content_service_pb2_grpc),

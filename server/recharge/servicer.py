@@ -15,6 +15,10 @@ from server.errors import FieldViolation, InvalidArgument
 from server.idempotency import request_hash
 from server.plans.servicer import offer_message, plan_message
 from server.recharge import domain
+from server.recharge.autopay import AutoPayRpcs
+from server.recharge.batch import BatchRpcs
+from server.recharge.bills import BillRpcs
+from server.resources import Resources
 from server.wallet.convert import transaction_message
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -111,9 +115,15 @@ def _optional_offer(request: Any) -> int | None:
     return request.offer_id if request.HasField("offer_id") else None
 
 
-class RechargeServicer(recharge_service_pb2_grpc.RechargeServiceServicer):
-    def __init__(self, recharges: domain.Recharges) -> None:
+class RechargeServicer(
+    AutoPayRpcs, BillRpcs, BatchRpcs, recharge_service_pb2_grpc.RechargeServiceServicer
+):
+    """Quotes, recharges and active plans here; AutoPay, bills and BatchRecharge in
+    their own modules (server/recharge/autopay.py, bills.py, batch.py)."""
+
+    def __init__(self, recharges: domain.Recharges, resources: Resources) -> None:
         self._recharges = recharges
+        self._resources = resources
 
     async def QuoteRecharge(self, request: pb.QuoteRechargeRequest, context: Context) -> pb.Quote:
         result = await self._recharges.quote(
