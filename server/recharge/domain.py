@@ -138,6 +138,14 @@ def _phone(value: str, field: str = "phone_number") -> str:
     return phone
 
 
+def _payer_of(row: Any, user_id: int) -> Payer:
+    if row is None or row.user_id is None:
+        raise NotFound(f"user {user_id} not found", metadata={"user_id": str(user_id)})
+    if row.status != "active":
+        raise FailedPrecondition("the paying account is blocked", reason="ACCOUNT_BLOCKED")
+    return Payer(row.user_id, row.user_type, row.phone_number, not row.has_recharged)
+
+
 def payer_id(who: Principal, requested: int) -> int:
     """Users pay for themselves; services name the customer; admins cannot recharge."""
     if who.kind == "user":
@@ -167,12 +175,7 @@ class Recharges:
     # --- pricing ------------------------------------------------------------------------
 
     async def _payer(self, conn: AsyncConnection, user_id: int) -> Payer:
-        row = await queries.buyer(conn, user_id)
-        if row is None:
-            raise NotFound(f"user {user_id} not found", metadata={"user_id": str(user_id)})
-        if row.status != "active":
-            raise FailedPrecondition("the paying account is blocked", reason="ACCOUNT_BLOCKED")
-        return Payer(row.user_id, row.user_type, row.phone_number, not row.has_recharged)
+        return _payer_of(await queries.buyer(conn, user_id), user_id)
 
     async def price(self, payer: Payer, plan_id: int, offer_id: int | None) -> Pricing:
         violations: list[FieldViolation] = []
@@ -262,16 +265,27 @@ class Recharges:
     ) -> RechargeResult:
         self._check_order(order)
         payer_user = payer_id(who, order.user_id)
+        if order.payment_method == WALLET and order.phone_number:
+            # The hot path: the payer is read by the statement that claims the key.
+            return await self._from_wallet(
+                who.subject,
+                order,
+                fingerprint,
+                rpc,
+                source,
+                payer_user,
+                _phone(order.phone_number),
+            )
         async with db.read_only(self._engine) as conn:
             payer = await self._payer(conn, payer_user)
         phone = _phone(order.phone_number) if order.phone_number else payer.phone
         if phone is None:
             raise InvalidArgument.field("phone_number", "is required (no number on file)")
-        pricing = await self.price(payer, order.plan_id, order.offer_id)
         if order.payment_method == WALLET:
             return await self._from_wallet(
-                who.subject, order, fingerprint, rpc, source, payer, phone, pricing
+                who.subject, order, fingerprint, rpc, source, payer_user, phone
             )
+        pricing = await self.price(payer, order.plan_id, order.offer_id)
         return await self._external(who.subject, order, fingerprint, rpc, payer, phone, pricing)
 
     async def _replay(self, conn: AsyncConnection, replay: idempotency.Replay) -> RechargeResult:
@@ -284,21 +298,22 @@ class Recharges:
         fingerprint: str,
         rpc: str,
         source: str,
-        payer: Payer,
+        payer_user: int,
         phone: str,
-        pricing: Pricing,
     ) -> RechargeResult:
+        to_pay: Decimal | None = None
         try:
             async with db.transaction(self._engine) as conn:
-                claimed = await queries.lock_and_claim(
+                row = await queries.lock_claim_payer(
                     conn,
                     phone=phone,
                     caller=caller,
                     request_id=order.request_id,
                     rpc=rpc,
                     request_hash=fingerprint,
+                    user_id=payer_user,
                 )
-                if not claimed:
+                if not row.claimed:
                     replay = await idempotency.claim(
                         conn,
                         caller=caller,
@@ -308,6 +323,9 @@ class Recharges:
                     )
                     assert replay is not None
                     return await self._replay(conn, replay)
+                payer = _payer_of(row, payer_user)
+                pricing = await self.price(payer, order.plan_id, order.offer_id)
+                to_pay = pricing.to_pay
                 self._check_price(order, pricing)
                 return await self._write(
                     conn,
@@ -326,7 +344,7 @@ class Recharges:
                 raise FailedPrecondition(
                     "insufficient wallet balance",
                     reason="INSUFFICIENT_FUNDS",
-                    metadata={"amount_to_pay_minor": str(to_minor(pricing.to_pay))},
+                    metadata={"amount_to_pay_minor": str(to_minor(to_pay or Decimal(0)))},
                 ) from None
             raise
 

@@ -1,7 +1,8 @@
 """SQL for recharges. The hot path is two statements in one transaction:
 
 1. :data:`LOCK_AND_CLAIM` takes the per-number advisory lock (so the queue of plans on
-   a number is computed by one recharge at a time) and claims the idempotency key;
+   a number is computed by one recharge at a time), claims the idempotency key and
+   reads the payer;
 2. :data:`RECHARGE` (one statement of data-modifying CTEs) inserts the ledger row (the
    wallet trigger debits the wallet), queues or activates the plan, records a referral
    reward on the buyer's first recharge, completes the idempotency key and writes the
@@ -30,14 +31,24 @@ RowT = Row[Any]
 
 LOCK_AND_CLAIM = text(
     """
-    WITH phone_lock AS (SELECT pg_advisory_xact_lock(hashtextextended(:phone, 7)))
-    INSERT INTO idempotency_keys (caller, request_id, rpc, request_hash, expires_at)
-    SELECT :caller, :request_id, :rpc, :request_hash, now() + interval '24 hours'
-    FROM phone_lock
-    ON CONFLICT DO NOTHING
-    RETURNING request_id
+    WITH phone_lock AS (SELECT pg_advisory_xact_lock(hashtextextended(:phone, 7))),
+    claim AS (
+        INSERT INTO idempotency_keys (caller, request_id, rpc, request_hash, expires_at)
+        SELECT :caller, :request_id, :rpc, :request_hash, now() + interval '24 hours'
+        FROM phone_lock
+        ON CONFLICT DO NOTHING
+        RETURNING request_id
+    )
+    SELECT (SELECT count(*) FROM claim) = 1 AS claimed,
+           payer.user_id, payer.user_type, payer.status, payer.phone_number,
+           EXISTS (SELECT 1 FROM transactions earlier
+                   WHERE earlier.user_id = payer.user_id
+                     AND earlier.source IN ('recharge', 'autopay')
+                     AND earlier.status = 'success') AS has_recharged
+    FROM (SELECT 1) AS one
+    LEFT JOIN users AS payer ON payer.user_id = :user_id
     """
-)
+).bindparams(bindparam("user_id", type_=Integer))
 
 _TXN_COLUMNS = """txn_id, user_id, category, txn_type, amount, service_type, plan_id, offer_id,
     from_phone_number, to_phone_number, source, status, payment_method,
@@ -114,7 +125,7 @@ RECHARGE = text(
 )
 
 
-async def lock_and_claim(
+async def lock_claim_payer(
     conn: AsyncConnection,
     *,
     phone: str,
@@ -122,8 +133,10 @@ async def lock_and_claim(
     request_id: str,
     rpc: str,
     request_hash: str,
-) -> bool:
-    """Lock the number for this transaction and claim the key; True if newly claimed."""
+    user_id: int,
+) -> RowT:
+    """Lock the number for this transaction, claim the key and read the payer, in one
+    round trip: ``claimed`` plus the payer's columns (NULL for an unknown user)."""
     result = await conn.execute(
         LOCK_AND_CLAIM,
         {
@@ -132,9 +145,11 @@ async def lock_and_claim(
             "request_id": request_id,
             "rpc": rpc,
             "request_hash": request_hash,
+            "user_id": user_id,
         },
     )
-    return result.first() is not None
+    row: RowT = result.one()
+    return row
 
 
 async def lock_phone(conn: AsyncConnection, phone: str) -> None:
