@@ -27,7 +27,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.errors import FailedPrecondition, InvalidArgument
+from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from server.schema import idempotency_keys
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -84,8 +84,10 @@ async def claim(
         )
     ).one()
     if row.rpc != rpc or row.request_hash != fingerprint:
-        raise InvalidArgument.field(
-            "request_id", "was already used for a different request; use a new request_id"
+        raise AlreadyExists(
+            "request_id was already used for a different request; use a new request_id",
+            reason="IDEMPOTENCY_KEY_REUSED",
+            metadata={"request_id": request_id},
         )
     if row.result is None:
         # Only keys claimed for an external call are ever committed without a result.

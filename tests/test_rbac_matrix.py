@@ -73,6 +73,8 @@ CREDENTIAL_REFUSALS = frozenset(
 PRINCIPAL_KIND_REFUSALS = {
     "SESSION_ONLY": {"service"},
     "USER_ONLY": {"service", "admin", "support"},
+    # Only customers have wallets (and pay for recharges); services name a customer.
+    "NO_WALLET": {"service", "admin", "support"},
 }
 _REFUSED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 CHUNK = 24

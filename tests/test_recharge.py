@@ -174,8 +174,8 @@ async def test_replay_returns_the_original(channel, resources) -> None:
     details = await failure(
         recharge(channel, user, plan_id, request_id=key, phone_number="9999900002")
     )
-    assert details.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert "request_id" in details.field_violations
+    assert details.code == grpc.StatusCode.ALREADY_EXISTS
+    assert details.reason == "IDEMPOTENCY_KEY_REUSED"
     # Keys are per caller: another user may use the same request_id.
     other = await register_user(channel)
     await fund(resources, other.user_id, "10")
@@ -249,7 +249,7 @@ async def test_randomized_workload_keeps_the_ledger_balanced(channel, resources)
                 except grpc.aio.AioRpcError as error:
                     assert error.code() in (
                         grpc.StatusCode.FAILED_PRECONDITION,
-                        grpc.StatusCode.INVALID_ARGUMENT,
+                        grpc.StatusCode.ALREADY_EXISTS,
                     ), (seed, error)
 
     await asyncio.gather(*(client(u) for u in users))

@@ -1,0 +1,1 @@
+"""WalletService: the wallet, top-ups through the payment gateway, the ledger, rewards."""
