@@ -440,3 +440,47 @@ async def test_list_recharges_paginates_newest_first(channel, resources) -> None
         if not token:
             break
     assert seen == list(reversed(made))
+
+
+async def test_pending_recharge_activates_when_the_payment_is_confirmed(channel, resources) -> None:
+    from gencharge.v1 import wallet_service_pb2, wallet_service_pb2_grpc
+
+    user = await register_user(channel)
+    service = await create_service(channel, resources)
+    plan_id = await make_plan(resources, price="30.00", validity=7)
+    offer_id = await make_offer(resources, cashback_amount=Decimal("3.00"))
+    pending = await recharge(
+        channel,
+        user,
+        plan_id,
+        offer_id=offer_id,
+        payment_method=common_pb2.PAYMENT_METHOD_CARD,
+        payment_details=common_pb2.PaymentDetails(
+            card=common_pb2.CardPayment(card_token="tok_pending")
+        ),
+    )
+    assert pending.transaction.status == tpb.TRANSACTION_STATUS_PENDING
+    wallet = wallet_service_pb2_grpc.WalletServiceStub(channel)
+    request = wallet_service_pb2.ConfirmPaymentRequest(
+        request_id=rid(),
+        txn_id=pending.transaction.txn_id,
+        payment_transaction_id=pending.transaction.payment_transaction_id,
+        outcome=wallet_service_pb2.PAYMENT_OUTCOME_SUCCESS,
+    )
+    confirmed = await wallet.ConfirmPayment(request, metadata=service.metadata)
+    assert confirmed.status == tpb.TRANSACTION_STATUS_SUCCESS
+    again = await wallet.ConfirmPayment(request, metadata=service.metadata)
+    assert again.txn_id == confirmed.txn_id
+    got = await stub(channel).GetRecharge(
+        pb.GetRechargeRequest(txn_id=pending.transaction.txn_id), metadata=user.metadata
+    )
+    assert got.active_plan.status == pb.ACTIVE_PLAN_STATUS_ACTIVE
+    assert (
+        await count(
+            resources, "SELECT count(*) FROM currentactiveplans WHERE user_id = :u", u=user.user_id
+        )
+        == 1
+    )
+    # The card paid the plan; the cashback landed in the wallet, once.
+    assert await balance(resources, user.user_id) == Decimal("3.00")
+    await assert_ledger_balances(resources)
