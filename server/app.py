@@ -23,6 +23,7 @@ from server.interceptors.request import RequestInterceptor
 from server.payments.gateway import create_gateway
 from server.plans.catalogue import Catalogue
 from server.resources import Resources
+from server.scheduler import Scheduler
 from server.services import SERVICES, AppContext
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ class RunningServer:
     security: Security
     relay: AuditRelay
     service_names: list[str]
+    #: The background scheduler (server/scheduler.py); ticking only when start_server
+    #: was called with ``scheduler=True``, else tests drive it with ``run_once()``.
+    scheduler: Scheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
 
     async def stop(self, grace: float | None) -> None:
@@ -49,6 +53,8 @@ class RunningServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.relay.stop()
@@ -103,8 +109,14 @@ async def _cleanup_loop(resources: Resources, interval: float) -> None:
 
 
 async def start_server(
-    resources: Resources, listen: str, *, health_interval: float = 2.0
+    resources: Resources,
+    listen: str,
+    *,
+    health_interval: float = 2.0,
+    scheduler: bool = True,
 ) -> RunningServer:
+    """Serve on ``listen``; with ``scheduler`` (the default) the background jobs of
+    server/scheduler.py tick in this process too."""
     settings = resources.settings
     try:
         security = build_security(resources)
@@ -167,7 +179,19 @@ async def start_server(
     )
     await server.start()
     relay.start()
-    running = RunningServer(server, port, health, resources, security, relay, names)
+    running = RunningServer(
+        server,
+        port,
+        health,
+        resources,
+        security,
+        relay,
+        names,
+        scheduler=Scheduler(resources, app.recharges()),
+    )
+    if scheduler:
+        assert running.scheduler is not None
+        running.scheduler.start()
     running._tasks = [
         asyncio.create_task(_monitor_health(running, health_interval)),
         asyncio.create_task(_cleanup_loop(resources, CLEANUP_INTERVAL_SECONDS)),

@@ -57,6 +57,11 @@ def request_hash(request: Message, *, ignore: tuple[str, ...] = ("request_id",))
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
 
 
+def text_hash(text: str) -> str:
+    """A fingerprint for a request identified by a string (e.g. "bill:12")."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 async def claim(
     conn: AsyncConnection, *, caller: str, request_id: str, rpc: str, fingerprint: str
 ) -> Replay | None:
@@ -129,9 +134,7 @@ async def claim_for_external_call(
 ) -> Replay | None:
     """Like :func:`claim`, in a transaction that the caller commits before the external
     call; raises FAILED_PRECONDITION while another call with this key is in progress."""
-    return await claim(
-        conn, caller=caller, request_id=request_id, rpc=rpc, fingerprint=fingerprint
-    )
+    return await claim(conn, caller=caller, request_id=request_id, rpc=rpc, fingerprint=fingerprint)
 
 
 async def release(conn: AsyncConnection, *, caller: str, request_id: str) -> None:

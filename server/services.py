@@ -27,6 +27,7 @@ from gencharge.v1 import (
 from server.auth import domain as auth_domain
 from server.auth.security import Security
 from server.auth.servicer import AuthServicer
+from server.notifications.servicer import NotificationServicer
 from server.payments.gateway import PaymentGateway
 from server.plans.catalogue import Catalogue
 from server.plans.servicer import PlanServicer
@@ -102,9 +103,13 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "RechargeService",
         recharge_service_pb2_grpc,
-        lambda app: RechargeServicer(app.recharges(), app.resources),  # type: ignore[abstract]
+        lambda app: RechargeServicer(app.recharges(), app.resources),
     ),
-    ServiceSpec("NotificationService", notification_service_pb2_grpc),
+    ServiceSpec(
+        "NotificationService",
+        notification_service_pb2_grpc,
+        lambda app: NotificationServicer(app.resources),
+    ),
     ServiceSpec("ContentService", content_service_pb2_grpc),
     ServiceSpec("AdminService", admin_service_pb2_grpc),
     ServiceSpec("BackupService", backup_service_pb2_grpc),

@@ -218,7 +218,7 @@ async def grpc_server(resources: Any) -> AsyncIterator[Any]:
     """The real gRPC server on an ephemeral port, SERVING once both databases answer."""
     from server.app import start_server
 
-    running = await start_server(resources, "127.0.0.1:0", health_interval=0.2)
+    running = await start_server(resources, "127.0.0.1:0", health_interval=0.2, scheduler=False)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)

@@ -14,6 +14,8 @@ from server.errors import FieldViolation, InvalidArgument, NotFound
 from server.plans import queries
 
 ACTIVE = "active"
+#: Ids are PostgreSQL ``integer``; a larger id (the API's are int64) matches no row.
+MAX_ID = 2**31 - 1
 
 Rows = Sequence[Row[Any]]
 
@@ -53,6 +55,8 @@ async def list_plans(
     if violations:
         raise InvalidArgument.of(violations)
     page = pagination.parse(page_size, page_token, {"plans": asdict(flt)})
+    if flt.group_id is not None and flt.group_id > MAX_ID:
+        return [], ""
     rows = await queries.list_plans(
         conn,
         plan_type=flt.plan_type,
@@ -68,7 +72,7 @@ async def list_plans(
 
 async def get_plan(conn: AsyncConnection, plan_id: int) -> Row[Any]:
     _positive_id("plan_id", plan_id)
-    row = await queries.get_plan(conn, plan_id)
+    row = None if plan_id > MAX_ID else await queries.get_plan(conn, plan_id)
     if row is None:
         raise NotFound(f"plan {plan_id} not found", metadata={"plan_id": str(plan_id)})
     return row
@@ -91,6 +95,8 @@ async def list_offers(
     if violations:
         raise InvalidArgument.of(violations)
     page = pagination.parse(page_size, page_token, {"offers": asdict(flt)})
+    if flt.offer_type_id is not None and flt.offer_type_id > MAX_ID:
+        return [], ""
     rows = await queries.list_offers(
         conn,
         offer_type_id=flt.offer_type_id,
@@ -105,7 +111,7 @@ async def list_offers(
 
 async def get_offer(conn: AsyncConnection, offer_id: int) -> Row[Any]:
     _positive_id("offer_id", offer_id)
-    row = await queries.get_offer(conn, offer_id)
+    row = None if offer_id > MAX_ID else await queries.get_offer(conn, offer_id)
     if row is None:
         raise NotFound(f"offer {offer_id} not found", metadata={"offer_id": str(offer_id)})
     return row

@@ -101,3 +101,17 @@ async def list_offer_types(
         query = query.where(offertypes.c.offer_type_id > after_id)
     result = await conn.execute(query.order_by(offertypes.c.offer_type_id).limit(limit))
     return result.all()
+
+
+async def all_plans(conn: AsyncConnection) -> Sequence[Row[Any]]:
+    """Every plan, any status, with its group name (for the in-process catalogue)."""
+    result = await conn.execute(_plans_select().order_by(plans.c.plan_id))
+    rows: Sequence[Row[Any]] = result.all()
+    return rows
+
+
+async def all_offers(conn: AsyncConnection) -> Sequence[Row[Any]]:
+    """Every offer, any status, with its offer-type name (for the in-process catalogue)."""
+    result = await conn.execute(_offers_select().order_by(offers.c.offer_id))
+    rows: Sequence[Row[Any]] = result.all()
+    return rows

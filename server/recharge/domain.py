@@ -261,10 +261,20 @@ class Recharges:
             )
 
     async def recharge(
-        self, who: Principal, order: Order, fingerprint: str, *, rpc: str, source: str = "recharge"
+        self,
+        who: Principal,
+        order: Order,
+        fingerprint: str,
+        *,
+        rpc: str,
+        source: str = "recharge",
+        scope: str | None = None,
     ) -> RechargeResult:
+        """Execute ``order`` once per (scope, request_id); ``scope`` defaults to the
+        caller's subject (the idempotency keys of different callers never collide)."""
         self._check_order(order)
         payer_user = payer_id(who, order.user_id)
+        caller = scope or who.subject
         if order.payment_method == WALLET and order.phone_number:
             # The hot path: the payer is read by the statement that claims the key.
             return await self._from_wallet(
@@ -283,10 +293,10 @@ class Recharges:
             raise InvalidArgument.field("phone_number", "is required (no number on file)")
         if order.payment_method == WALLET:
             return await self._from_wallet(
-                who.subject, order, fingerprint, rpc, source, payer_user, phone
+                caller, order, fingerprint, rpc, source, payer_user, phone
             )
         pricing = await self.price(payer, order.plan_id, order.offer_id)
-        return await self._external(who.subject, order, fingerprint, rpc, payer, phone, pricing)
+        return await self._external(caller, order, fingerprint, rpc, payer, phone, pricing)
 
     async def _replay(self, conn: AsyncConnection, replay: idempotency.Replay) -> RechargeResult:
         return await _result_from_key(conn, replay.result)
@@ -613,6 +623,11 @@ def _keyset(after: Any) -> tuple[datetime, int] | None:
         return datetime.fromisoformat(after[0]), int(after[1])
     except (TypeError, ValueError, IndexError, KeyError):
         raise InvalidArgument.field("page_token", "is not a token this service issued") from None
+
+
+async def result_of(conn: AsyncConnection, result: Mapping[str, Any]) -> RechargeResult:
+    """The response of an earlier recharge, from its idempotency key's result."""
+    return await _result_from_key(conn, result)
 
 
 async def _result_from_key(conn: AsyncConnection, result: Mapping[str, Any]) -> RechargeResult:

@@ -1,0 +1,1 @@
+"""The load generator and ceilings of `make bench` (see bench/README.md)."""

@@ -1,0 +1,565 @@
+"""`make bench`: recharge throughput and latency against two ceilings, in one run.
+
+1. Starts its own embedded PostgreSQL and SecantusDB in a temporary folder, migrates,
+   loads reference data, creates N users with wallets funded through ledger credits,
+   a plan and a service account.
+2. Launches ``gencharge serve`` on those databases as a subprocess and waits for
+   SERVING; a service token is issued through the real IssueServiceToken RPC.
+3. Runs the load from separate worker processes (real gRPC over loopback):
+   health Check (the empty-RPC ceiling), unary Recharge at a few concurrency levels,
+   BatchRecharge streams.
+4. Stops the server, runs pgbench with bench/recharge.sql (the two statements of one
+   recharge) as the database ceiling.
+5. Checks the ledger (every balance equals its successful wallet credits minus
+   debits, none negative) and prints the table. Exits non-zero on any failure.
+
+See bench/README.md for the method and its caveats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pymongo import AsyncMongoClient
+from sqlalchemy import insert, select, text
+
+from bench.load import Job, Result, run
+from bench.stats import Row, percentile, render
+from gencharge.v1 import auth_service_pb2, auth_service_pb2_grpc
+from migrations import mongo as mongo_migrations
+from server import db, pgmigrate, seed
+from server.auth.domain import create_service_account
+from server.config import Settings
+from server.embedded import EmbeddedMongo, EmbeddedPostgres, _pg_bin, free_port
+from server.schema import plangroups, plans, transactions, users
+
+HERE = Path(__file__).resolve().parent
+DATABASE = "gencharge"
+PHONE_BASE = 6_000_000_000  # a user's phone number is PHONE_BASE + user_id
+PLAN_PRICE = Decimal("10.00")
+FUNDS = Decimal("100000.00")  # per user: 10 000 recharges
+WORKER_PROCESSES = 2
+
+
+@dataclass(frozen=True)
+class Fixture:
+    user_ids: tuple[int, ...]
+    plan_id: int
+    client_id: str
+    client_secret: str
+
+
+# --- setup ----------------------------------------------------------------------------
+
+
+async def _create_database(admin_url: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await conn.close()
+
+
+async def prepare(pg: EmbeddedPostgres, mongo_url: str, n_users: int) -> Fixture:
+    """Schema, reference data, funded users, a plan and a service account."""
+    await _create_database(pg.admin_url)
+    url = pg.url(DATABASE)
+    await asyncio.to_thread(pgmigrate.upgrade, url)
+    engine = db.create_engine(url, pool_size=2)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    try:
+        mongo_db = client.get_default_database()
+        await mongo_migrations.upgrade(mongo_db)
+        await seed.load_reference(engine, mongo_db)
+        async with db.transaction(engine) as conn:
+            result = await conn.execute(
+                insert(users)
+                .values(
+                    [
+                        {
+                            "name": f"Bench User {i}",
+                            "email": f"bench-{i}@example.com",
+                            "user_type": "prepaid",
+                        }
+                        for i in range(n_users)
+                    ]
+                )
+                .returning(users.c.user_id)
+            )
+            user_ids = tuple(sorted(int(v) for v in result.scalars()))
+            await conn.execute(
+                text(
+                    "UPDATE users SET phone_number = CAST(CAST(:base AS bigint) + user_id AS text)"
+                    " WHERE user_id = ANY(:ids)"
+                ),
+                {"base": PHONE_BASE, "ids": list(user_ids)},
+            )
+            # Funds through the ledger: the wallet trigger moves the balance.
+            await conn.execute(
+                insert(transactions).values(
+                    [
+                        {
+                            "user_id": user_id,
+                            "category": "wallet",
+                            "txn_type": "credit",
+                            "amount": FUNDS,
+                            "source": "wallet_topup",
+                            "status": "success",
+                            "payment_method": "UPI",
+                            "payment_transaction_id": f"bench-{uuid.uuid4().hex}",
+                        }
+                        for user_id in user_ids
+                    ]
+                )
+            )
+            group_id = (await conn.execute(select(plangroups.c.group_id).limit(1))).scalar_one()
+            plan_id = (
+                await conn.execute(
+                    insert(plans)
+                    .values(
+                        plan_name="Bench 10",
+                        plan_type="prepaid",
+                        group_id=group_id,
+                        price=PLAN_PRICE,
+                        validity=28,
+                        status="active",
+                    )
+                    .returning(plans.c.plan_id)
+                )
+            ).scalar_one()
+        client_id, secret = await create_service_account(engine, name="bench load generator")
+    finally:
+        await client.close()
+        await engine.dispose()
+    return Fixture(user_ids, int(plan_id), client_id, secret)
+
+
+# --- the server under test --------------------------------------------------------------
+
+
+@contextmanager
+def gencharge_server(
+    folder: Path, database_url: str, mongo_url: str, listen: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "GENCHARGE_DATABASE_URL": database_url,
+        "GENCHARGE_MONGO_URL": mongo_url,
+        "GENCHARGE_LISTEN": listen,
+        "GENCHARGE_LOG_LEVEL": "WARNING",
+        "GENCHARGE_LOAD_DEMO_DATA": "false",
+        "GENCHARGE_DATA_DIR": str(folder),
+        "GENCHARGE_ENVIRONMENT": "development",
+    }
+    gencharge = Path(sys.executable).with_name("gencharge")
+    log_path = folder / "server.log"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [str(gencharge), "serve"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        yield proc
+    finally:
+        stop_server(proc)
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def wait_serving(target: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 120
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                sys.stderr.write(log_path.read_text(errors="replace")[-4000:])
+                raise SystemExit(f"gencharge serve exited with code {proc.returncode}")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise SystemExit("gencharge serve never became SERVING")
+
+
+def service_token(target: str, fixture: Fixture) -> str:
+    with grpc.insecure_channel(target) as channel:
+        reply = auth_service_pb2_grpc.AuthServiceStub(channel).IssueServiceToken(
+            auth_service_pb2.IssueServiceTokenRequest(
+                client_id=fixture.client_id, client_secret=fixture.client_secret
+            ),
+            timeout=30,
+        )
+    return str(reply.access_token)
+
+
+# --- load phases ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measured:
+    name: str
+    concurrency: int
+    per_second: float
+    latencies: list[float]
+    errors: dict[str, int]
+    applied: int  # successful recharges, inside the window or after it
+
+
+def phase(
+    pool: concurrent.futures.ProcessPoolExecutor,
+    *,
+    name: str,
+    kind: str,
+    concurrency: int,
+    duration: float,
+    target: str,
+    token: str,
+    fixture: Fixture,
+    database_url: str,
+) -> Measured:
+    """Run one measurement across up to WORKER_PROCESSES processes."""
+    processes = min(WORKER_PROCESSES, concurrency)
+    shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    waited = drain_outbox(database_url)
+    if waited > 0.5:
+        print(f"  (waited {waited:.1f}s for the audit relay to drain the outbox)", flush=True)
+    start_at = time.time() + 1.5
+    jobs = [
+        Job(
+            kind=kind,
+            target=target,
+            token=token,
+            concurrency=share,
+            start_at=start_at,
+            duration=duration,
+            user_ids=fixture.user_ids,
+            plan_id=fixture.plan_id,
+            seed=hash((name, i)) & 0xFFFF,
+        )
+        for i, share in enumerate(shares)
+    ]
+    results: list[Result] = list(pool.map(run, jobs))
+    ok = sum(r.ok for r in results)
+    errors: dict[str, int] = {}
+    for r in results:
+        for code, count in r.errors.items():
+            errors[code] = errors.get(code, 0) + count
+    latencies = sorted(x for r in results for x in r.latencies)
+    measured = Measured(
+        name, concurrency, ok / duration, latencies, errors, ok + sum(r.late for r in results)
+    )
+    print(f"  {name:<28} {measured.per_second:10.1f}/s  errors={errors or 0}", flush=True)
+    return measured
+
+
+def drain_outbox(database_url: str, limit: float = 60) -> float:
+    """Wait until the server's audit relay has shipped the outbox to MongoDB, so that a
+    phase does not pay for the previous phase's backlog. Returns the seconds waited."""
+
+    async def backlog() -> int:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM audit_outbox"))
+        finally:
+            await conn.close()
+
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if asyncio.run(backlog()) == 0:
+            break
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+# --- the database ceiling -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PgbenchResult:
+    clients: int
+    tps: float
+    latency_ms: float
+    transactions: int
+    failed: int
+
+
+def pgbench(
+    url_host: str, port: int, fixture: Fixture, *, clients: int, duration: float
+) -> PgbenchResult:
+    reward = Decimal(Settings().referral_reward_minor) / 100
+    command = [
+        str(_pg_bin() / "pgbench"),
+        "--no-vacuum",
+        "--protocol=prepared",
+        f"--client={clients}",
+        f"--jobs={min(clients, 2)}",
+        f"--time={max(1, round(duration))}",
+        f"--file={HERE / 'recharge.sql'}",
+        f"--define=plan={fixture.plan_id}",
+        f"--define=minuser={min(fixture.user_ids)}",
+        f"--define=maxuser={max(fixture.user_ids)}",
+        f"--define=phonebase={PHONE_BASE}",
+        f"--define=reward={reward}",
+        "--host",
+        url_host,
+        "--port",
+        str(port),
+        "--username",
+        "postgres",
+        DATABASE,
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    output = completed.stdout + completed.stderr
+    if completed.returncode != 0:
+        raise SystemExit(f"pgbench failed ({completed.returncode}):\n{output}")
+
+    def number(pattern: str) -> float:
+        match = re.search(pattern, output)
+        if match is None:
+            raise SystemExit(f"unexpected pgbench output (no {pattern!r}):\n{output}")
+        return float(match.group(1))
+
+    failed_match = re.search(r"number of failed transactions: (\d+)", output)
+    return PgbenchResult(
+        clients=clients,
+        tps=number(r"tps = ([0-9.]+) \(without initial connection time\)"),
+        latency_ms=number(r"latency average = ([0-9.]+) ms"),
+        transactions=int(number(r"number of transactions actually processed: (\d+)")),
+        failed=int(failed_match.group(1)) if failed_match else 0,
+    )
+
+
+# --- the ledger check -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ledger:
+    users: int
+    balances: Decimal
+    ledger: Decimal
+    mismatched: int
+    negative: int
+    recharges: int
+
+
+async def check_ledger(url: str) -> Ledger:
+    engine = db.create_engine(url, pool_size=1)
+    try:
+        async with db.read_only(engine) as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        """
+                        WITH per_user AS (
+                            SELECT u.user_id, u.wallet_balance,
+                                   coalesce(sum(CASE WHEN t.txn_type = 'credit' THEN t.amount
+                                                     ELSE -t.amount END), 0) AS ledger
+                            FROM users u
+                            LEFT JOIN transactions t ON t.user_id = u.user_id
+                                 AND t.category = 'wallet' AND t.status = 'success'
+                            GROUP BY u.user_id, u.wallet_balance
+                        )
+                        SELECT count(*) AS users,
+                               coalesce(sum(wallet_balance), 0) AS balances,
+                               coalesce(sum(ledger), 0) AS ledger,
+                               count(*) FILTER (WHERE wallet_balance <> ledger) AS mismatched,
+                               count(*) FILTER (WHERE wallet_balance < 0) AS negative,
+                               (SELECT count(*) FROM transactions
+                                 WHERE source = 'recharge' AND txn_type = 'debit'
+                                   AND status = 'success') AS recharges
+                        FROM per_user
+                        """
+                    )
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    return Ledger(
+        int(row.users),
+        Decimal(row.balances),
+        Decimal(row.ledger),
+        int(row.mismatched),
+        int(row.negative),
+        int(row.recharges),
+    )
+
+
+# --- main -----------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per phase")
+    parser.add_argument("--users", type=int, default=200, help="funded customers")
+    parser.add_argument(
+        "--levels", default="1,8,32", help="concurrency levels of unary Recharge calls"
+    )
+    parser.add_argument("--batch-streams", type=int, default=2, help="BatchRecharge streams")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args(argv)
+    levels = [int(v) for v in args.levels.split(",") if v.strip()]
+    began = time.monotonic()
+
+    folder = Path(tempfile.mkdtemp(prefix="gencharge-bench-"))
+    print(f"bench folder: {folder}  ({os.cpu_count()} CPUs)", flush=True)
+    pg = EmbeddedPostgres(folder / "postgres")
+    mongo = EmbeddedMongo(folder / "mongo")
+    try:
+        pg.start()
+        mongo.start()
+        database_url = pg.url(DATABASE)
+        mongo_url = mongo.url(DATABASE)
+        print("setting up databases, users, plan and service account...", flush=True)
+        fixture = asyncio.run(prepare(pg, mongo_url, args.users))
+        target = f"127.0.0.1:{free_port()}"
+        measured: list[Measured] = []
+        spawn = multiprocessing.get_context("spawn")
+        with (
+            concurrent.futures.ProcessPoolExecutor(WORKER_PROCESSES, mp_context=spawn) as pool,
+            gencharge_server(folder / "server", database_url, mongo_url, target) as server,
+        ):
+            wait_serving(target, server, folder / "server" / "server.log")
+            token = service_token(target, fixture)
+            print(f"server SERVING on {target} after {time.monotonic() - began:.0f}s", flush=True)
+            common: dict[str, Any] = {
+                "duration": args.duration,
+                "target": target,
+                "token": token,
+                "fixture": fixture,
+                "database_url": database_url,
+            }
+            health = phase(
+                pool, name="health Check (empty RPC)", kind="health", concurrency=32, **common
+            )
+            for level in levels:
+                measured.append(
+                    phase(
+                        pool,
+                        name=f"Recharge, {level} in flight",
+                        kind="recharge",
+                        concurrency=level,
+                        **common,
+                    )
+                )
+            batch = phase(
+                pool,
+                name=f"BatchRecharge, {args.batch_streams} streams",
+                kind="batch",
+                concurrency=args.batch_streams,
+                **common,
+            )
+            stop_server(server)
+        print("pgbench (server stopped)...", flush=True)
+        pgbench_runs = [
+            pgbench(pg.host, pg.port, fixture, clients=c, duration=args.duration) for c in (8, 32)
+        ]
+        ceiling_pg = max(pgbench_runs, key=lambda r: r.tps)
+        ledger = asyncio.run(check_ledger(database_url))
+
+        rows = [
+            Row(
+                "health Check (empty RPC)",
+                health.concurrency,
+                health.per_second,
+                *_percentiles(health.latencies),
+                "ceiling",
+            ),
+        ]
+        for m in [*measured, batch]:
+            rows.append(
+                Row(
+                    m.name,
+                    m.concurrency,
+                    m.per_second,
+                    *_percentiles(m.latencies),
+                    f"{m.per_second / health.per_second:6.1%} of health, "
+                    f"{m.per_second / ceiling_pg.tps:6.1%} of pgbench",
+                )
+            )
+        for r in pgbench_runs:
+            rows.append(
+                Row(
+                    f"pgbench recharge.sql{' (ceiling)' if r is ceiling_pg else ''}",
+                    r.clients,
+                    r.tps,
+                    r.latency_ms / 1000,
+                    None,
+                    None,
+                    "average latency only",
+                )
+            )
+        print()
+        print(render(rows))
+        errors = {m.name: m.errors for m in [*measured, batch] if m.errors}
+        print()
+        print(
+            f"ledger: {ledger.users} wallets, sum of balances {ledger.balances} = "
+            f"credits - debits {ledger.ledger}; {ledger.mismatched} mismatched, "
+            f"{ledger.negative} negative; {ledger.recharges} recharges in total"
+        )
+        print(f"errors: {errors or 'none'}")
+        print(f"total time {time.monotonic() - began:.0f}s")
+        failures = []
+        if ledger.balances != ledger.ledger or ledger.mismatched or ledger.negative:
+            failures.append("THE LEDGER DOES NOT BALANCE")
+        if errors:
+            failures.append("some calls failed")
+        if any(r.failed for r in pgbench_runs):
+            failures.append("some pgbench transactions failed")
+        for failure in failures:
+            print(f"FAILED: {failure}", file=sys.stderr)
+        return 1 if failures else 0
+    finally:
+        mongo.stop()
+        pg.stop()
+        if args.keep:
+            print(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _percentiles(latencies: list[float]) -> tuple[float | None, float | None, float | None]:
+    if not latencies:
+        return None, None, None
+    return (percentile(latencies, 50), percentile(latencies, 95), percentile(latencies, 99))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

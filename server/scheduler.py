@@ -1,0 +1,203 @@
+"""The in-process scheduler: plan expiry and queued-plan activation, autopay, bill
+reminders and idempotency-key cleanup, one tick every
+``settings.scheduler_interval_seconds``.
+
+Every replica of the server runs its own scheduler; the jobs coordinate through the
+database (server/jobs: advisory locks or ``FOR UPDATE SKIP LOCKED``), so no job runs
+twice. A failing job is logged and does not stop the others or later ticks. See
+docs/scheduler.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from server import db, idempotency
+from server.jobs import LOCK_IDEMPOTENCY_PURGE, try_job_lock
+from server.jobs import autopay as autopay_job
+from server.jobs import bills as bills_job
+from server.jobs import plans as plans_job
+from server.recharge.domain import Recharges
+from server.resources import Resources
+from server.wallet.domain import expire_pending_payments
+
+log = logging.getLogger(__name__)
+
+#: Autopay mandates executed per tick (the rest wait for the next tick).
+AUTOPAY_BATCH = 100
+#: Seconds before a mandate whose last attempt failed (e.g. short wallet) is retried.
+AUTOPAY_RETRY_SECONDS = 3600.0
+#: Seconds a tick in progress may run on when the scheduler is stopped.
+STOP_GRACE_SECONDS = 5.0
+
+
+@dataclass
+class TickReport:
+    """What one tick did, per job (``None``: the job failed; see the log)."""
+
+    plans: plans_job.PlanCounts | None = None
+    autopay: autopay_job.AutopayCounts | None = None
+    bills: bills_job.BillCounts | None = None
+    purged_keys: int | None = None
+    expired_payments: int | None = None
+    failed_jobs: list[str] = field(default_factory=list)
+
+    @property
+    def busy(self) -> bool:
+        """Whether the tick changed anything or failed (worth an INFO log line)."""
+        counts = [
+            v
+            for part in (self.plans, self.autopay, self.bills)
+            if part is not None
+            for v in asdict(part).values()
+            if not isinstance(v, bool)
+        ]
+        return bool(self.failed_jobs or self.purged_keys or self.expired_payments or any(counts))
+
+    def as_log(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"failed_jobs": list(self.failed_jobs)}
+        for name in ("plans", "autopay", "bills"):
+            value = getattr(self, name)
+            out[name] = asdict(value) if value is not None else None
+        out["purged_keys"] = self.purged_keys
+        out["expired_payments"] = self.expired_payments
+        return out
+
+
+async def _purge(resources: Resources) -> int:
+    async with db.side_transaction(resources.engine) as conn:
+        if not await try_job_lock(conn, LOCK_IDEMPOTENCY_PURGE):
+            return 0
+        return await idempotency.purge_expired(conn)
+
+
+async def _expire_payments(resources: Resources) -> int:
+    """External payments left pending past their deadline are marked failed (so bills
+    they were paying become payable again in the same tick)."""
+    async with db.side_transaction(resources.engine) as conn:
+        return await expire_pending_payments(conn)
+
+
+async def run_once(
+    resources: Resources,
+    recharges: Recharges,
+    *,
+    autopay_batch: int = AUTOPAY_BATCH,
+    autopay_retry_seconds: float = AUTOPAY_RETRY_SECONDS,
+) -> TickReport:
+    """One tick of every job, in order: plans (so queued plans are active before
+    autopay queues more), autopay, expired external payments, bill reminders,
+    idempotency-key purge."""
+    report = TickReport()
+    engine = resources.engine
+    try:
+        report.plans = await plans_job.run(engine)
+    except Exception as exc:
+        report.failed_jobs.append("plans")
+        log.exception("scheduler job failed", extra={"job": "plans", "error": type(exc).__name__})
+    try:
+        report.autopay = await autopay_job.run(
+            engine,
+            recharges,
+            batch_size=autopay_batch,
+            retry_after_seconds=autopay_retry_seconds,
+        )
+    except Exception as exc:
+        report.failed_jobs.append("autopay")
+        log.exception("scheduler job failed", extra={"job": "autopay", "error": type(exc).__name__})
+    try:
+        report.expired_payments = await _expire_payments(resources)
+    except Exception as exc:
+        report.failed_jobs.append("expired_payments")
+        log.exception(
+            "scheduler job failed", extra={"job": "expired_payments", "error": type(exc).__name__}
+        )
+    try:
+        report.bills = await bills_job.run(
+            engine, days_before=resources.settings.bill_reminder_days_before
+        )
+    except Exception as exc:
+        report.failed_jobs.append("bills")
+        log.exception("scheduler job failed", extra={"job": "bills", "error": type(exc).__name__})
+    try:
+        report.purged_keys = await _purge(resources)
+    except Exception as exc:
+        report.failed_jobs.append("idempotency_purge")
+        log.exception(
+            "scheduler job failed",
+            extra={"job": "idempotency_purge", "error": type(exc).__name__},
+        )
+    log.log(logging.INFO if report.busy else logging.DEBUG, "scheduler tick", extra=report.as_log())
+    return report
+
+
+class Scheduler:
+    """Runs :func:`run_once` every ``interval`` seconds (default: the setting) until
+    stopped."""
+
+    def __init__(
+        self,
+        resources: Resources,
+        recharges: Recharges,
+        *,
+        interval: float | None = None,
+        autopay_batch: int = AUTOPAY_BATCH,
+        autopay_retry_seconds: float = AUTOPAY_RETRY_SECONDS,
+    ) -> None:
+        self._resources = resources
+        self._recharges = recharges
+        self._interval = (
+            interval if interval is not None else resources.settings.scheduler_interval_seconds
+        )
+        self._autopay_batch = autopay_batch
+        self._autopay_retry_seconds = autopay_retry_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    @property
+    def recharges(self) -> Recharges:
+        return self._recharges
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def run_once(self) -> TickReport:
+        return await run_once(
+            self._resources,
+            self._recharges,
+            autopay_batch=self._autopay_batch,
+            autopay_retry_seconds=self._autopay_retry_seconds,
+        )
+
+    def start(self) -> None:
+        if not self.running:
+            self._stopping = asyncio.Event()
+            self._task = asyncio.create_task(self._loop(), name="gencharge-scheduler")
+
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop ticking: a tick in progress may finish for ``grace`` seconds, then it is
+        cancelled (its open transactions roll back; every job is safe to run again)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=grace)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.run_once()
+            except Exception as exc:  # run_once isolates jobs; this is a last resort
+                log.exception("scheduler tick failed", extra={"error": type(exc).__name__})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
