@@ -14,6 +14,7 @@ help:
 	@echo "make test      lint, check generated code, run the test suite"
 	@echo "make generate  regenerate generated/ from protos/"
 	@echo "make lint      ruff, mypy, buf lint, buf format"
+	@echo "make bench     recharge throughput and latency against two ceilings (bench/README.md)"
 	@echo "make clean     remove the venv, node_modules, build output and local data"
 
 $(STAMP): pyproject.toml
@@ -47,6 +48,9 @@ lint: $(STAMP) $(BUF)
 
 test: lint check-generated
 	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) node_modules build .data .pytest_cache .mypy_cache .ruff_cache

@@ -172,8 +172,8 @@ async def test_replayed_item_returns_its_original_result(channel, resources) -> 
     # Same key, different request: a clear error for that item only.
     changed = item(user.user_id, plan_id, request_id=original.request_id, phone_number="9999900088")
     [mismatch] = await batch(channel, service, [changed])
-    assert mismatch.error.code == code_pb2.INVALID_ARGUMENT
-    assert "request_id" in error_info(mismatch.error)[1]
+    assert mismatch.error.code == code_pb2.ALREADY_EXISTS
+    assert error_info(mismatch.error)[0] == "IDEMPOTENCY_KEY_REUSED"
     assert await balance(resources, user.user_id) == Decimal("10.00")
     await assert_ledger_balances(resources)
 

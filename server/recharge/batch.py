@@ -6,8 +6,9 @@ idempotency key, scoped to the calling service like a unary ``Recharge``) and it
 same position, in order, with the recharge or the ``google.rpc.Status`` the unary call
 would have failed with; a failed item never ends the stream.
 
-Throughput comes from concurrency: up to :data:`WINDOW` items are in flight at once,
-each as its own short transaction through :meth:`Recharges.recharge` (the same two
+Throughput comes from concurrency: up to :data:`WINDOW` items of a stream are in flight
+at once (and at most ``db_pool_size`` items of all streams run at once), each as its
+own short transaction through :meth:`Recharges.recharge` (the same two
 statements as a unary recharge), so the database round trips of many items overlap
 while the stream pays the per-call gRPC cost once. The window also bounds memory: a
 slot is freed only when its response has been sent, so a slow item at the head holds
@@ -64,6 +65,16 @@ def _item_scope(call: AuditScope | None, index: int) -> AuditScope:
 
 
 class BatchRpcs(RechargeRpcBase):
+    _batch_slots: asyncio.Semaphore | None = None
+
+    def _slots(self) -> asyncio.Semaphore:
+        """Items of all streams that run at once: no more than the pool's steady
+        connections, so batches never push the pool into overflow (connections opened
+        and closed per checkout) nor starve unary calls of connections."""
+        if self._batch_slots is None:
+            self._batch_slots = asyncio.Semaphore(self._resources.settings.db_pool_size)
+        return self._batch_slots
+
     async def BatchRecharge(
         self, request_iterator: AsyncIterable[pb.BatchRechargeRequest], context: Context
     ) -> AsyncIterator[pb.BatchRechargeResponse]:
@@ -121,9 +132,10 @@ class BatchRpcs(RechargeRpcBase):
                 payment_details={},
                 user_id=request.user_id,
             )
-            result = await self._recharges.recharge(
-                who, order, request_hash(request), rpc=RPC, source="recharge"
-            )
+            async with self._slots():
+                result = await self._recharges.recharge(
+                    who, order, request_hash(request), rpc=RPC, source="recharge"
+                )
             response.recharge.CopyFrom(recharge_message(result))
         except DomainError as exc:
             response.error.CopyFrom(to_status_proto(exc))
