@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     load_demo_data: bool = True
 
     db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    db_max_overflow: int = Field(default=20, ge=0)
     #: Cap on concurrent RPCs; beyond it the server answers RESOURCE_EXHAUSTED.
     max_concurrent_rpcs: int = Field(default=1000, ge=1)
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)

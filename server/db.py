@@ -24,7 +24,13 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
         max_overflow=max_overflow,
         pool_pre_ping=False,
         pool_recycle=1800,
-        connect_args={"server_settings": {"application_name": "gencharge"}},
+        # A busy pool answers UNAVAILABLE after this many seconds instead of queueing on.
+        pool_timeout=10,
+        connect_args={
+            "server_settings": {"application_name": "gencharge"},
+            "timeout": 5,  # connecting
+            "command_timeout": 60,  # any one statement
+        },
     )
 
 

@@ -120,6 +120,12 @@ async def test_mongo_outage_loses_no_event(pg_url: str, own_mongo: EmbeddedMongo
             await asyncio.to_thread(own_mongo.stop)
             actors = [await register_user(channel) for _ in range(5)]  # all succeed
             assert await running.relay.backlog() >= 5
+            # A call that needs MongoDB itself says UNAVAILABLE (retry), not INTERNAL.
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await auth_stub(channel).RequestOtp(
+                    pb.RequestOtpRequest(phone_number=actors[0].phone_number)
+                )
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
             await asyncio.to_thread(own_mongo.start)
             docs = await _documents(
                 mongo_db, {"rpc": "/gencharge.v1.AuthService/Register"}, want=5, seconds=30

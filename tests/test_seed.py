@@ -375,3 +375,14 @@ async def test_demo_after_a_bootstrap_admin(
     assert {"admin@example.com", "support@example.com"} <= rows.keys()
     plan_creators = {c for (c,) in await _rows(engine, select(plans.c.created_by).distinct())}
     assert plan_creators == {rows["admin@example.com"]}
+
+
+def test_demo_catalogue_criteria_follow_the_offer_rules() -> None:
+    """Every demo plan and offer uses only criteria the rule set understands."""
+    from server.plans.offers import validate_criteria, validate_plan_criteria
+    from server.seed.demo import DEMO_OFFERS, DEMO_PLANS
+
+    for plan in DEMO_PLANS:
+        assert validate_plan_criteria(plan.get("criteria") or {}, "criteria") == [], plan
+    for offer in DEMO_OFFERS:
+        assert validate_criteria(offer.get("criteria") or {}, "criteria") == [], offer

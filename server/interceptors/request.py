@@ -19,8 +19,10 @@ from typing import Any, TypeAlias
 
 import grpc
 from grpc_status import rpc_status
+from pymongo import errors as mongo_errors
+from sqlalchemy import exc as sa_exc
 
-from server.errors import DomainError, internal_status, to_status_proto
+from server.errors import DomainError, Unavailable, internal_status, to_status_proto
 from server.logs import request_id_var, rpc_method_var
 
 log = logging.getLogger("gencharge.rpc")
@@ -39,10 +41,32 @@ def _request_id(details: grpc.HandlerCallDetails) -> str:
     return uuid.uuid4().hex
 
 
+def _unavailable(exc: BaseException) -> bool:
+    """A database that is down, unreachable or saturated: the caller may retry."""
+    return isinstance(
+        exc,
+        sa_exc.TimeoutError
+        | sa_exc.OperationalError
+        | sa_exc.InterfaceError
+        | mongo_errors.ConnectionFailure
+        | OSError,
+    ) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated)
+
+
 async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]) -> None:
     request_id = request_id_var.get()
     if isinstance(exc, DomainError):
         status = rpc_status.to_status(to_status_proto(exc))
+    elif _unavailable(exc):
+        log.warning("dependency unavailable", extra={"error": type(exc).__name__})
+        status = rpc_status.to_status(
+            to_status_proto(
+                Unavailable(
+                    "the service is temporarily unavailable; retry with backoff",
+                    reason="DEPENDENCY_UNAVAILABLE",
+                )
+            )
+        )
     else:
         log.exception("unhandled error")
         status = rpc_status.to_status(internal_status(request_id))
@@ -73,6 +97,8 @@ class _Call:
     def failed(self, exc: BaseException) -> None:
         if isinstance(exc, DomainError):
             self.code = exc.code
+        elif _unavailable(exc):
+            self.code = grpc.StatusCode.UNAVAILABLE
         elif isinstance(exc, grpc.aio.AbortError):
             self.code = grpc.StatusCode.UNKNOWN  # refined by the context's code below
         else:

@@ -244,7 +244,6 @@ DEMO_PLANS: Final[tuple[dict[str, Any], ...]] = (
         5,
         "1 GB extra data for 1 day (needs an active base plan)",
         data_mb=1 * GB,
-        criteria={"requires_active_base_plan": True},
     ),
     _plan(
         9,
@@ -255,7 +254,6 @@ DEMO_PLANS: Final[tuple[dict[str, Any], ...]] = (
         5,
         "6 GB extra data for 28 days (needs an active base plan)",
         data_mb=6 * GB,
-        criteria={"requires_active_base_plan": True},
     ),
     _plan(
         10,
@@ -268,7 +266,6 @@ DEMO_PLANS: Final[tuple[dict[str, Any], ...]] = (
         data_mb=5 * GB,
         voice_minutes=100,
         sms_count=100,
-        criteria={"countries": ["AE", "GB", "SG", "TH", "US"]},
     ),
     _plan(
         11,
@@ -325,14 +322,14 @@ DEMO_PLANS: Final[tuple[dict[str, Any], ...]] = (
 DEMO_OFFERS: Final[tuple[dict[str, Any], ...]] = (
     {
         "offer_id": 1,
-        "offer_name": "10% UPI cashback",
+        "offer_name": "10% cashback on 199 and above",
         "offer_type_id": 1,
         "offer_validity": 30,
         "is_special": False,
         "cashback_percent": Decimal("10.00"),
         "max_benefit_amount": Decimal("50.00"),
-        "criteria": {"payment_methods": ["UPI"], "min_amount": "199.00"},
-        "description": "10% back to the wallet (up to INR 50) on recharges paid by UPI",
+        "criteria": {"min_amount_minor": 19900},
+        "description": "10% back to the wallet (up to INR 50) on recharges of INR 199 or more",
     },
     {
         "offer_id": 2,
@@ -341,7 +338,7 @@ DEMO_OFFERS: Final[tuple[dict[str, Any], ...]] = (
         "offer_validity": 30,
         "is_special": False,
         "discount_amount": Decimal("20.00"),
-        "criteria": {"min_amount": "479.00"},
+        "criteria": {"min_amount_minor": 47900},
         "description": "Flat INR 20 off on any recharge of INR 479 or more",
     },
     {
@@ -354,7 +351,7 @@ DEMO_OFFERS: Final[tuple[dict[str, Any], ...]] = (
         "max_benefit_amount": Decimal("100.00"),
         "valid_from": _ts("2025-10-15 00:00:00"),
         "valid_to": _ts("2025-10-30 00:00:00"),
-        "criteria": {"plan_types": ["prepaid"]},
+        "criteria": {"user_types": ["prepaid"]},
         "description": "15% off (up to INR 100) on prepaid recharges during Diwali",
     },
     {
@@ -363,7 +360,8 @@ DEMO_OFFERS: Final[tuple[dict[str, Any], ...]] = (
         "offer_type_id": 2,
         "offer_validity": 30,
         "is_special": False,
-        "criteria": {"min_amount": "299.00", "bonus_data_mb": 2 * GB},
+        "criteria": {"min_amount_minor": 29900},
+        "bonus": {"data_mb": 2 * GB},
         "description": "2 GB extra data with any recharge of INR 299 or more",
     },
     {

@@ -331,7 +331,7 @@ class AdminServiceServicer:
         """Credits or debits a customer's wallet by hand (source ADJUSTMENT), with a reason.
         Errors: INVALID_ARGUMENT (zero amount, missing reason), NOT_FOUND (user),
         FAILED_PRECONDITION (debit larger than the balance: reason
-        "INSUFFICIENT_BALANCE"), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+        "INSUFFICIENT_FUNDS"), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

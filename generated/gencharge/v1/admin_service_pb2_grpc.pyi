@@ -116,7 +116,7 @@ class AdminServiceStub:
     """Credits or debits a customer's wallet by hand (source ADJUSTMENT), with a reason.
     Errors: INVALID_ARGUMENT (zero amount, missing reason), NOT_FOUND (user),
     FAILED_PRECONDITION (debit larger than the balance: reason
-    "INSUFFICIENT_BALANCE"), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+    "INSUFFICIENT_FUNDS"), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
     """
     ListAuditLogs: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListAuditLogsRequest, _admin_service_pb2.ListAuditLogsResponse]
     """Searches the audit log (MongoDB AuditLog), newest first.
@@ -221,7 +221,7 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Credits or debits a customer's wallet by hand (source ADJUSTMENT), with a reason.
     Errors: INVALID_ARGUMENT (zero amount, missing reason), NOT_FOUND (user),
     FAILED_PRECONDITION (debit larger than the balance: reason
-    "INSUFFICIENT_BALANCE"), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+    "INSUFFICIENT_FUNDS"), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
     """
     ListAuditLogs: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListAuditLogsRequest, _admin_service_pb2.ListAuditLogsResponse]  # type: ignore[assignment]
     """Searches the audit log (MongoDB AuditLog), newest first.
@@ -443,7 +443,7 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """Credits or debits a customer's wallet by hand (source ADJUSTMENT), with a reason.
         Errors: INVALID_ARGUMENT (zero amount, missing reason), NOT_FOUND (user),
         FAILED_PRECONDITION (debit larger than the balance: reason
-        "INSUFFICIENT_BALANCE"), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+        "INSUFFICIENT_FUNDS"), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod

@@ -212,8 +212,8 @@ class Plan(_message.Message):
     """Output only. Admin who created the plan."""
     @_builtins.property
     def criteria(self) -> _struct_pb2.Struct:
-        """Eligibility criteria as JSON (DDS Plans.criteria), e.g.
-        {"user_type": "prepaid", "new_users_only": true}.
+        """Eligibility criteria as JSON (DDS Plans.criteria); keys "user_types" and
+        "first_recharge_only", e.g. {"user_types": ["prepaid"]} (see docs/offers.md).
         """
 
     @_builtins.property
@@ -381,8 +381,10 @@ class Offer(_message.Message):
     """Active or withdrawn; defaults to ACTIVE on create."""
     @_builtins.property
     def criteria(self) -> _struct_pb2.Struct:
-        """Eligibility criteria as JSON (DDS Offers.criteria), e.g.
-        {"plan_ids": [1, 2], "user_type": "prepaid", "first_recharge_only": true}.
+        """Eligibility criteria as JSON (DDS Offers.criteria): keys "plan_ids",
+        "plan_group_ids", "user_types", "first_recharge_only", "min_amount_minor", e.g.
+        {"plan_ids": [1, 2], "user_types": ["prepaid"], "first_recharge_only": true}.
+        Unknown keys are rejected (see docs/offers.md).
         """
 
     @_builtins.property
@@ -395,7 +397,9 @@ class Offer(_message.Message):
 
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp:
-        """Output only. End of validity: created_at + offer_validity_days."""
+        """End of validity: the earlier of the stored end (settable on create/update) and
+        created_at + offer_validity_days.
+        """
 
     def __init__(
         self,

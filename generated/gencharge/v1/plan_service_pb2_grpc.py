@@ -168,7 +168,7 @@ class PlanServiceServicer:
 
     def CreatePlan(self, request, context):
         """Creates a plan. Errors: INVALID_ARGUMENT (missing name, price not positive,
-        validity_days < 1, inconsistent benefits), NOT_FOUND (group_id),
+        validity_days < 1, inconsistent benefits, unknown group_id, invalid criteria),
         PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -185,9 +185,9 @@ class PlanServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeletePlan(self, request, context):
-        """Deletes a plan that was never bought. Plans referenced by transactions, active
-        plans or autopay mandates cannot be deleted: set status INACTIVE instead.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (plan in use), PERMISSION_DENIED.
+        """Withdraws a plan: its status becomes INACTIVE. Plans are never hard-deleted
+        (transactions and active plans refer to them); withdrawn plans stay readable with
+        GetPlan. Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -195,7 +195,7 @@ class PlanServiceServicer:
 
     def CreateOffer(self, request, context):
         """Creates an offer. Errors: INVALID_ARGUMENT (benefit inconsistent with its kind,
-        percent above 100%), NOT_FOUND (offer_type_id), PERMISSION_DENIED.
+        percent above 100%, unknown offer_type_id, invalid criteria), PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -210,8 +210,8 @@ class PlanServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteOffer(self, request, context):
-        """Deletes an offer that was never applied; otherwise set status INACTIVE.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (offer in use), PERMISSION_DENIED.
+        """Withdraws an offer: its status becomes INACTIVE (offers are never hard-deleted).
+        Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -61,7 +61,7 @@ class PlanServiceStub:
     """
     CreatePlan: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.CreatePlanRequest, _plan_service_pb2.Plan]
     """Creates a plan. Errors: INVALID_ARGUMENT (missing name, price not positive,
-    validity_days < 1, inconsistent benefits), NOT_FOUND (group_id),
+    validity_days < 1, inconsistent benefits, unknown group_id, invalid criteria),
     PERMISSION_DENIED.
     """
     UpdatePlan: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.UpdatePlanRequest, _plan_service_pb2.Plan]
@@ -70,21 +70,21 @@ class PlanServiceStub:
     Errors: INVALID_ARGUMENT (bad value or mask path), NOT_FOUND, PERMISSION_DENIED.
     """
     DeletePlan: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.DeletePlanRequest, _empty_pb2.Empty]
-    """Deletes a plan that was never bought. Plans referenced by transactions, active
-    plans or autopay mandates cannot be deleted: set status INACTIVE instead.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (plan in use), PERMISSION_DENIED.
+    """Withdraws a plan: its status becomes INACTIVE. Plans are never hard-deleted
+    (transactions and active plans refer to them); withdrawn plans stay readable with
+    GetPlan. Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
     """
     CreateOffer: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.CreateOfferRequest, _plan_service_pb2.Offer]
     """Creates an offer. Errors: INVALID_ARGUMENT (benefit inconsistent with its kind,
-    percent above 100%), NOT_FOUND (offer_type_id), PERMISSION_DENIED.
+    percent above 100%, unknown offer_type_id, invalid criteria), PERMISSION_DENIED.
     """
     UpdateOffer: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.UpdateOfferRequest, _plan_service_pb2.Offer]
     """Updates the fields of an offer named in update_mask.
     Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED.
     """
     DeleteOffer: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.DeleteOfferRequest, _empty_pb2.Empty]
-    """Deletes an offer that was never applied; otherwise set status INACTIVE.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (offer in use), PERMISSION_DENIED.
+    """Withdraws an offer: its status becomes INACTIVE (offers are never hard-deleted).
+    Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
     """
     CreatePlanGroup: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.CreatePlanGroupRequest, _plan_service_pb2.PlanGroup]
     """Creates a plan group. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (group_name taken),
@@ -127,7 +127,7 @@ class PlanServiceAsyncStub(PlanServiceStub):
     """
     CreatePlan: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.CreatePlanRequest, _plan_service_pb2.Plan]  # type: ignore[assignment]
     """Creates a plan. Errors: INVALID_ARGUMENT (missing name, price not positive,
-    validity_days < 1, inconsistent benefits), NOT_FOUND (group_id),
+    validity_days < 1, inconsistent benefits, unknown group_id, invalid criteria),
     PERMISSION_DENIED.
     """
     UpdatePlan: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.UpdatePlanRequest, _plan_service_pb2.Plan]  # type: ignore[assignment]
@@ -136,21 +136,21 @@ class PlanServiceAsyncStub(PlanServiceStub):
     Errors: INVALID_ARGUMENT (bad value or mask path), NOT_FOUND, PERMISSION_DENIED.
     """
     DeletePlan: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.DeletePlanRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Deletes a plan that was never bought. Plans referenced by transactions, active
-    plans or autopay mandates cannot be deleted: set status INACTIVE instead.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (plan in use), PERMISSION_DENIED.
+    """Withdraws a plan: its status becomes INACTIVE. Plans are never hard-deleted
+    (transactions and active plans refer to them); withdrawn plans stay readable with
+    GetPlan. Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
     """
     CreateOffer: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.CreateOfferRequest, _plan_service_pb2.Offer]  # type: ignore[assignment]
     """Creates an offer. Errors: INVALID_ARGUMENT (benefit inconsistent with its kind,
-    percent above 100%), NOT_FOUND (offer_type_id), PERMISSION_DENIED.
+    percent above 100%, unknown offer_type_id, invalid criteria), PERMISSION_DENIED.
     """
     UpdateOffer: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.UpdateOfferRequest, _plan_service_pb2.Offer]  # type: ignore[assignment]
     """Updates the fields of an offer named in update_mask.
     Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED.
     """
     DeleteOffer: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.DeleteOfferRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Deletes an offer that was never applied; otherwise set status INACTIVE.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (offer in use), PERMISSION_DENIED.
+    """Withdraws an offer: its status becomes INACTIVE (offers are never hard-deleted).
+    Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
     """
     CreatePlanGroup: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.CreatePlanGroupRequest, _plan_service_pb2.PlanGroup]  # type: ignore[assignment]
     """Creates a plan group. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (group_name taken),
@@ -232,7 +232,7 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_plan_service_pb2.Plan, _abc.Awaitable[_plan_service_pb2.Plan]]:
         """Creates a plan. Errors: INVALID_ARGUMENT (missing name, price not positive,
-        validity_days < 1, inconsistent benefits), NOT_FOUND (group_id),
+        validity_days < 1, inconsistent benefits, unknown group_id, invalid criteria),
         PERMISSION_DENIED.
         """
 
@@ -253,9 +253,9 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _plan_service_pb2.DeletePlanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Deletes a plan that was never bought. Plans referenced by transactions, active
-        plans or autopay mandates cannot be deleted: set status INACTIVE instead.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (plan in use), PERMISSION_DENIED.
+        """Withdraws a plan: its status becomes INACTIVE. Plans are never hard-deleted
+        (transactions and active plans refer to them); withdrawn plans stay readable with
+        GetPlan. Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod
@@ -265,7 +265,7 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_plan_service_pb2.Offer, _abc.Awaitable[_plan_service_pb2.Offer]]:
         """Creates an offer. Errors: INVALID_ARGUMENT (benefit inconsistent with its kind,
-        percent above 100%), NOT_FOUND (offer_type_id), PERMISSION_DENIED.
+        percent above 100%, unknown offer_type_id, invalid criteria), PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod
@@ -284,8 +284,8 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _plan_service_pb2.DeleteOfferRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Deletes an offer that was never applied; otherwise set status INACTIVE.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (offer in use), PERMISSION_DENIED.
+        """Withdraws an offer: its status becomes INACTIVE (offers are never hard-deleted).
+        Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod

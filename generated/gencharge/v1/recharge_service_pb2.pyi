@@ -290,7 +290,7 @@ class IneligibilityReason(_message.Message):
     reason: _builtins.str
     """Machine-readable reason, UPPER_SNAKE_CASE, e.g. "PLAN_INACTIVE",
     "OFFER_NOT_APPLICABLE", "OFFER_EXPIRED", "PLAN_TYPE_MISMATCH",
-    "INSUFFICIENT_BALANCE", "ACCOUNT_BLOCKED".
+    "INSUFFICIENT_FUNDS", "ACCOUNT_BLOCKED".
     """
     message: _builtins.str
     """Human-readable explanation (English)."""

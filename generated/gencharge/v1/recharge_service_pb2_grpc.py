@@ -133,7 +133,7 @@ class RechargeServiceServicer:
         transaction is pending until WalletService.ConfirmPayment.
         Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer), FAILED_PRECONDITION (plan
         inactive, offer not applicable, plan type does not match the number, insufficient
-        wallet balance: ErrorInfo reason "INSUFFICIENT_BALANCE"), ALREADY_EXISTS
+        wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"), ALREADY_EXISTS
         (request_id reused with a different request), PERMISSION_DENIED
         (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED.
         """

@@ -54,7 +54,7 @@ class RechargeServiceStub:
     transaction is pending until WalletService.ConfirmPayment.
     Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer), FAILED_PRECONDITION (plan
     inactive, offer not applicable, plan type does not match the number, insufficient
-    wallet balance: ErrorInfo reason "INSUFFICIENT_BALANCE"), ALREADY_EXISTS
+    wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"), ALREADY_EXISTS
     (request_id reused with a different request), PERMISSION_DENIED
     (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED.
     """
@@ -124,7 +124,7 @@ class RechargeServiceAsyncStub(RechargeServiceStub):
     transaction is pending until WalletService.ConfirmPayment.
     Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer), FAILED_PRECONDITION (plan
     inactive, offer not applicable, plan type does not match the number, insufficient
-    wallet balance: ErrorInfo reason "INSUFFICIENT_BALANCE"), ALREADY_EXISTS
+    wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"), ALREADY_EXISTS
     (request_id reused with a different request), PERMISSION_DENIED
     (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED.
     """
@@ -203,7 +203,7 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         transaction is pending until WalletService.ConfirmPayment.
         Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer), FAILED_PRECONDITION (plan
         inactive, offer not applicable, plan type does not match the number, insufficient
-        wallet balance: ErrorInfo reason "INSUFFICIENT_BALANCE"), ALREADY_EXISTS
+        wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"), ALREADY_EXISTS
         (request_id reused with a different request), PERMISSION_DENIED
         (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED.
         """
