@@ -104,7 +104,7 @@ async def test_request_id_is_echoed(channel: grpc.aio.Channel) -> None:
         plan_service_pb2.ListPlanGroupsRequest(), metadata=(("x-request-id", "req-42"),)
     )
     await call
-    assert ("x-request-id", "req-42") in tuple(await call.initial_metadata())
+    assert ("x-request-id", "req-42") in tuple(await call.trailing_metadata())
 
 
 async def test_malformed_request_id_is_replaced(channel: grpc.aio.Channel) -> None:
@@ -114,7 +114,7 @@ async def test_malformed_request_id_is_replaced(channel: grpc.aio.Channel) -> No
         metadata=(("x-request-id", "bad id " + "x" * 100),),
     )
     await call
-    sent = dict(await call.initial_metadata())["x-request-id"]
+    sent = dict(await call.trailing_metadata())["x-request-id"]
     assert sent and " " not in sent
 
 

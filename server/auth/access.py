@@ -28,7 +28,7 @@ from server import db
 from server.auth import queries
 from server.auth.principal import ANONYMOUS, Principal
 from server.auth.rbac_queries import load_permission_rows
-from server.auth.tokens import TokenError, TokenService
+from server.auth.tokens import AccessClaims, TokenError, TokenService
 from server.errors import PermissionDenied, Unauthenticated
 
 K = TypeVar("K")
@@ -91,9 +91,16 @@ class AccessRules:
 class TtlCache(Generic[K, V]):
     """A small per-process cache whose entries live ``ttl`` seconds."""
 
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_items: int = 100_000,
+    ) -> None:
         self._ttl = ttl
         self._clock = clock
+        self._max_items = max_items
         self._items: dict[K, tuple[float, V]] = {}
 
     def get(self, key: K) -> V | None:
@@ -103,7 +110,7 @@ class TtlCache(Generic[K, V]):
         return item[1]
 
     def put(self, key: K, value: V) -> None:
-        if len(self._items) > 100_000:
+        if len(self._items) >= self._max_items:
             self._items.clear()
         self._items[key] = (self._clock(), value)
 
@@ -124,6 +131,26 @@ class Authenticator:
         self._tokens = tokens
         self._sessions: TtlCache[str, _SessionState] = TtlCache(cache_seconds)
         self._services: TtlCache[str, _SessionState] = TtlCache(cache_seconds)
+        self._claims: TtlCache[str, AccessClaims] = TtlCache(60.0, max_items=10_000)
+
+    def _verified(self, token: str) -> AccessClaims:
+        """Verify a token, or reuse the claims of the same token verified before.
+
+        Verifying a signature costs more than the rest of a cheap RPC; internal callers
+        send one token thousands of times. A cached token is only reused until it
+        expires, and revocation is still checked on every call (session/service state).
+        """
+        cached = self._claims.get(token)
+        if cached is not None and cached.expires_at > datetime.now(UTC):
+            return cached
+        try:
+            claims = self._tokens.verify(token)
+        except TokenError as exc:
+            raise Unauthenticated(
+                "invalid access token", reason="INVALID_TOKEN", metadata={"cause": exc.reason}
+            ) from None
+        self._claims.put(token, claims)
+        return claims
 
     def forget_session(self, session_id: str) -> None:
         self._sessions.discard(session_id)
@@ -137,12 +164,7 @@ class Authenticator:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("authorization must be 'Bearer <access token>'")
-        try:
-            claims = self._tokens.verify(token.strip())
-        except TokenError as exc:
-            raise Unauthenticated(
-                "invalid access token", reason="INVALID_TOKEN", metadata={"cause": exc.reason}
-            ) from None
+        claims = self._verified(token.strip())
         if claims.principal_type == "service":
             state = await self._service_state(claims.principal_id)
         elif claims.session_id is not None:

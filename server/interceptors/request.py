@@ -1,7 +1,7 @@
 """The outermost interceptor: request id, access log, and the one error mapping.
 
 - Takes the caller's ``x-request-id`` (if well-formed) or makes one, puts it in the
-  logging context and sends it back as initial metadata.
+  logging context and sends it back as trailing metadata.
 - Maps :class:`server.errors.DomainError` to its gRPC status with ``google.rpc.Status``
   details; any other exception becomes INTERNAL with no internals leaked (the log has
   the traceback under the same request id).
@@ -90,9 +90,10 @@ class _Call:
         request_id_var.set(self.request_id)
         rpc_method_var.set(self.method)
 
-    async def start(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    def start(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         self.enter()
-        await context.send_initial_metadata((("x-request-id", self.request_id),))
+        # Sent with the status (errors add it to their own trailing metadata).
+        context.set_trailing_metadata((("x-request-id", self.request_id),))
 
     def failed(self, exc: BaseException) -> None:
         if isinstance(exc, DomainError):
@@ -154,7 +155,7 @@ def _wrap(handler: Handler, method: str, request_id: str) -> Handler:
 
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _Call(method, request_id)
-        await call.start(context)
+        call.start(context)
         try:
             assert inner_unary is not None
             return await inner_unary(request, context)
@@ -171,7 +172,7 @@ def _wrap(handler: Handler, method: str, request_id: str) -> Handler:
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         call = _Call(method, request_id)
-        await call.start(context)
+        call.start(context)
         try:
             assert inner_stream is not None
             async for response in inner_stream(request, context):
