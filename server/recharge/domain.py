@@ -275,26 +275,18 @@ class Recharges:
         self._check_order(order)
         payer_user = payer_id(who, order.user_id)
         caller = scope or who.subject
-        if order.payment_method == WALLET and order.phone_number:
-            # The hot path: the payer is read by the statement that claims the key.
+        if order.payment_method == WALLET:
+            # The hot path: the payer is read by the statement that claims the key (and,
+            # for their own number, by one more statement in the same transaction).
+            phone = _phone(order.phone_number) if order.phone_number else None
             return await self._from_wallet(
-                who.subject,
-                order,
-                fingerprint,
-                rpc,
-                source,
-                payer_user,
-                _phone(order.phone_number),
+                caller, order, fingerprint, rpc, source, payer_user, phone
             )
         async with db.read_only(self._engine) as conn:
             payer = await self._payer(conn, payer_user)
         phone = _phone(order.phone_number) if order.phone_number else payer.phone
         if phone is None:
             raise InvalidArgument.field("phone_number", "is required (no number on file)")
-        if order.payment_method == WALLET:
-            return await self._from_wallet(
-                caller, order, fingerprint, rpc, source, payer_user, phone
-            )
         pricing = await self.price(payer, order.plan_id, order.offer_id)
         return await self._external(caller, order, fingerprint, rpc, payer, phone, pricing)
 
@@ -309,11 +301,17 @@ class Recharges:
         rpc: str,
         source: str,
         payer_user: int,
-        phone: str,
+        phone: str | None,
     ) -> RechargeResult:
         to_pay: Decimal | None = None
         try:
             async with db.transaction(self._engine) as conn:
+                if phone is None:
+                    phone = (await self._payer(conn, payer_user)).phone
+                    if phone is None:
+                        raise InvalidArgument.field(
+                            "phone_number", "is required (no number on file)"
+                        )
                 row = await queries.lock_claim_payer(
                     conn,
                     phone=phone,
