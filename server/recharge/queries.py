@@ -251,29 +251,40 @@ async def pay_referral_reward(conn: AsyncConnection, reward_id: int) -> None:
     )
 
 
+def _buyer_statement(exclude_txn: bool) -> Any:
+    earlier = select(transactions.c.txn_id).where(
+        transactions.c.user_id == bindparam("user_id"),
+        transactions.c.source.in_(["recharge", "autopay"]),
+        transactions.c.status == "success",
+    )
+    if exclude_txn:
+        earlier = earlier.where(transactions.c.txn_id != bindparam("exclude_txn"))
+    return select(
+        users.c.user_id,
+        users.c.user_type,
+        users.c.status,
+        users.c.phone_number,
+        users.c.wallet_balance,
+        earlier.limit(1).exists().label("has_recharged"),
+    ).where(users.c.user_id == bindparam("user_id"))
+
+
+# Built once: constructing statements per call costs more than running them.
+_BUYER = _buyer_statement(exclude_txn=False)
+_BUYER_EXCLUDING = _buyer_statement(exclude_txn=True)
+
+
 async def buyer(
     conn: AsyncConnection, user_id: int, *, exclude_txn: int | None = None
 ) -> RowT | None:
     """The paying user, and whether a recharge of theirs (other than ``exclude_txn``)
     has ever succeeded."""
-    earlier_query = select(transactions.c.txn_id).where(
-        transactions.c.user_id == user_id,
-        transactions.c.source.in_(["recharge", "autopay"]),
-        transactions.c.status == "success",
-    )
-    if exclude_txn is not None:
-        earlier_query = earlier_query.where(transactions.c.txn_id != exclude_txn)
-    earlier = earlier_query.limit(1).exists()
-    result = await conn.execute(
-        select(
-            users.c.user_id,
-            users.c.user_type,
-            users.c.status,
-            users.c.phone_number,
-            users.c.wallet_balance,
-            earlier.label("has_recharged"),
-        ).where(users.c.user_id == user_id)
-    )
+    if exclude_txn is None:
+        result = await conn.execute(_BUYER, {"user_id": user_id})
+    else:
+        result = await conn.execute(
+            _BUYER_EXCLUDING, {"user_id": user_id, "exclude_txn": exclude_txn}
+        )
     row: RowT | None = result.one_or_none()
     return row
 
