@@ -44,15 +44,19 @@ class RunningServer:
     #: was called with ``scheduler=True``, else tests drive it with ``run_once()``.
     scheduler: Scheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
+    #: Set on stop: the background loops end at their next wait.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     async def stop(self, grace: float | None) -> None:
         """Graceful stop: NOT_SERVING first, drain in-flight calls for ``grace`` seconds,
         then stop background jobs; the audit relay makes a last attempt to ship."""
+        self.stopping.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Bounded: a cancellation swallowed inside a library (asyncio.wait_for in Python
+        # 3.11 can lose one) must not hang shutdown; the loops also watch `stopping`.
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
         if self.scheduler is not None:
             await self.scheduler.stop()
         await self.health.enter_graceful_shutdown()
@@ -73,7 +77,7 @@ async def _set_all(health: health_aio.HealthServicer, names: list[str], serving:
 async def _monitor_health(running: RunningServer, interval: float) -> None:
     """SERVING only while both databases answer; re-checked every ``interval`` seconds."""
     serving: bool | None = None
-    while True:
+    while not running.stopping.is_set():
         try:
             await asyncio.wait_for(
                 asyncio.gather(
@@ -90,22 +94,30 @@ async def _monitor_health(running: RunningServer, interval: float) -> None:
             await _set_all(running.health, running.service_names, ok)
             log.info("health changed", extra={"serving": ok})
             serving = ok
-        await asyncio.sleep(interval)
+        await _pause(running.stopping, interval)
+        if running.stopping.is_set():
+            return
 
 
-async def _cleanup_loop(resources: Resources, interval: float) -> None:
+async def _pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if the server is stopping."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+
+
+async def _cleanup_loop(resources: Resources, interval: float, stopping: asyncio.Event) -> None:
     """Expired sessions, one-time codes, reset tokens, MFA challenges: deleted hourly.
 
     Deleting expired rows is idempotent, so replicas running it at once is harmless.
     """
-    while True:
+    while not stopping.is_set():
         try:
             removed = await auth_domain.cleanup(resources.engine)
             if removed:
                 log.info("expired auth rows removed", extra={"rows": removed})
         except Exception as exc:
             log.warning("auth cleanup failed", extra={"error": repr(exc)})
-        await asyncio.sleep(interval)
+        await _pause(stopping, interval)
 
 
 async def start_server(
@@ -194,7 +206,9 @@ async def start_server(
         running.scheduler.start()
     running._tasks = [
         asyncio.create_task(_monitor_health(running, health_interval)),
-        asyncio.create_task(_cleanup_loop(resources, CLEANUP_INTERVAL_SECONDS)),
+        asyncio.create_task(
+            _cleanup_loop(resources, CLEANUP_INTERVAL_SECONDS, running.stopping)
+        ),
     ]
     log.info("grpc server listening", extra={"port": port, "services": len(names)})
     return running
