@@ -206,9 +206,7 @@ async def start_server(
         running.scheduler.start()
     running._tasks = [
         asyncio.create_task(_monitor_health(running, health_interval)),
-        asyncio.create_task(
-            _cleanup_loop(resources, CLEANUP_INTERVAL_SECONDS, running.stopping)
-        ),
+        asyncio.create_task(_cleanup_loop(resources, CLEANUP_INTERVAL_SECONDS, running.stopping)),
     ]
     log.info("grpc server listening", extra={"port": port, "services": len(names)})
     return running
