@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from server.errors import InvalidArgument
@@ -42,6 +43,22 @@ class Page:
 def split(rows: list[Any], page: Page) -> tuple[list[Any], bool]:
     """The rows of this page, and whether more exist (rows were fetched with page.fetch)."""
     return rows[: page.size], len(rows) > page.size
+
+
+def time_keyset(after: Any) -> tuple[datetime, int] | None:
+    """The (timestamp, id) position of a newest-first keyset token ([isoformat, id])."""
+    if after is None:
+        return None
+    try:
+        at, key = after
+        if not isinstance(at, str) or not isinstance(key, int) or isinstance(key, bool):
+            raise TypeError
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise InvalidArgument.field("page_token", "is not a token this service issued") from None
+    return moment, key
 
 
 def fingerprint(filters: dict[str, Any]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row
@@ -76,15 +75,6 @@ def _user(who: Principal) -> int:
     return who.numeric_id
 
 
-def _keyset(after: Any) -> tuple[datetime, int] | None:
-    if after is None:
-        return None
-    try:
-        return datetime.fromisoformat(after[0]), int(after[1])
-    except (TypeError, ValueError, IndexError, KeyError):
-        raise InvalidArgument.field("page_token", "is not a token this service issued") from None
-
-
 class Notifications:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -112,7 +102,7 @@ class Notifications:
                 user_id=user_id,
                 status=status,
                 type_id=type_id or None,
-                after=_keyset(page.after),
+                after=pagination.time_keyset(page.after),
                 limit=page.fetch,
             )
             unread = await queries.unread_count(conn, user_id)

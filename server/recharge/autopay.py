@@ -95,15 +95,6 @@ async def _active_plan(conn: Any, plan_id: int) -> RowT:
     return plan
 
 
-def _keyset(after: Any) -> tuple[datetime, int] | None:
-    if after is None:
-        return None
-    try:
-        return datetime.fromisoformat(after[0]), int(after[1])
-    except (TypeError, ValueError, IndexError, KeyError):
-        raise InvalidArgument.field("page_token", "is not a token this service issued") from None
-
-
 class AutoPays:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -187,7 +178,11 @@ class AutoPays:
         page = pagination.parse(page_size, page_token, {"autopays": [user_id, status]})
         async with db.read_only(self._engine) as conn:
             rows = await queries.list_own(
-                conn, user_id=user_id, status=status, after=_keyset(page.after), limit=page.fetch
+                conn,
+                user_id=user_id,
+                status=status,
+                after=pagination.time_keyset(page.after),
+                limit=page.fetch,
             )
         items, more = pagination.split(list(rows), page)
         last = items[-1] if items else None

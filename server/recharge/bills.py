@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import grpc
@@ -67,15 +66,6 @@ def _user(who: Principal) -> int:
     return who.numeric_id
 
 
-def _keyset(after: Any) -> tuple[datetime, int] | None:
-    if after is None:
-        return None
-    try:
-        return datetime.fromisoformat(after[0]), int(after[1])
-    except (TypeError, ValueError, IndexError, KeyError):
-        raise InvalidArgument.field("page_token", "is not a token this service issued") from None
-
-
 class Bills:
     def __init__(self, engine: AsyncEngine, recharges: Recharges) -> None:
         self._engine = engine
@@ -88,7 +78,11 @@ class Bills:
         page = pagination.parse(page_size, page_token, {"bills": [user_id, status]})
         async with db.read_only(self._engine) as conn:
             rows = await queries.list_own(
-                conn, user_id=user_id, status=status, after=_keyset(page.after), limit=page.fetch
+                conn,
+                user_id=user_id,
+                status=status,
+                after=pagination.time_keyset(page.after),
+                limit=page.fetch,
             )
         items, more = pagination.split(list(rows), page)
         last = items[-1] if items else None

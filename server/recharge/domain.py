@@ -561,7 +561,7 @@ class Recharges:
             page_token,
             {"recharges": [phone, status, str(created_after), str(created_before), user_id]},
         )
-        after = _keyset(page.after)
+        after = pagination.time_keyset(page.after)
         async with db.read_only(self._engine) as conn:
             rows = await queries.list_recharges(
                 conn,
@@ -612,15 +612,6 @@ def _own_user(who: Principal) -> int:
     if who.kind != "user":
         raise PermissionDenied("only customers have recharges to list", reason="USER_ONLY")
     return who.numeric_id
-
-
-def _keyset(after: Any) -> tuple[datetime, int] | None:
-    if after is None:
-        return None
-    try:
-        return datetime.fromisoformat(after[0]), int(after[1])
-    except (TypeError, ValueError, IndexError, KeyError):
-        raise InvalidArgument.field("page_token", "is not a token this service issued") from None
 
 
 async def result_of(conn: AsyncConnection, result: Mapping[str, Any]) -> RechargeResult:

@@ -524,21 +524,6 @@ class TransactionFilter:
     created_before: datetime | None = None
 
 
-def _keyset(after: Any) -> tuple[datetime, int] | None:
-    if after is None:
-        return None
-    try:
-        at, key = after
-        if not isinstance(at, str) or not isinstance(key, int) or isinstance(key, bool):
-            raise TypeError
-        moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise InvalidArgument.field("page_token", "is not a token this service issued") from None
-    return moment, key
-
-
 def _next_key(row: Row[Any] | None, key: str) -> list[Any] | None:
     if row is None:
         return None
@@ -557,7 +542,7 @@ async def list_transactions(
     owner = who.numeric_id if who.kind == "user" else None
     filters = asdict(flt)
     page = pagination.parse(page_size, token, {"transactions": filters, "owner": who.subject})
-    after = _keyset(page.after)
+    after = pagination.time_keyset(page.after)
     if owner is None:
         return [], ""
     rows = await queries.list_transactions(
@@ -582,7 +567,7 @@ async def list_referral_rewards(
     page = pagination.parse(
         page_size, token, {"referral_rewards": {"status": status}, "owner": who.subject}
     )
-    after = _keyset(page.after)
+    after = pagination.time_keyset(page.after)
     if who.kind != "user":
         return [], ""
     rows = await queries.list_referral_rewards(
