@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import db
 from server.admin import queries
+from server.auth import queries as auth_queries
 from server.auth.password_policy import normalize_password, password_problem
 from server.auth.passwords import hash_password
 
@@ -31,7 +32,7 @@ async def ensure_admin(
         raise ValueError(problem)
     password_hash = await asyncio.to_thread(hash_password, normalize_password(password))
     async with db.transaction(engine) as conn:
-        role_id = await queries.role_id_by_name(conn, role_name)
+        role_id = await auth_queries.role_id_by_name(conn, role_name)
         if role_id is None:
             raise ValueError(f"unknown role {role_name!r}; load reference data first")
         return await queries.insert_admin_if_absent(

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.schema import admins, roles
-
-
-async def role_id_by_name(conn: AsyncConnection, role_name: str) -> int | None:
-    result = await conn.execute(
-        select(roles.c.role_id).where(func.lower(roles.c.role_name) == role_name.lower())
-    )
-    return result.scalar_one_or_none()
+from server.schema import admins
 
 
 async def insert_admin_if_absent(

@@ -155,9 +155,6 @@ class Authenticator:
     def forget_session(self, session_id: str) -> None:
         self._sessions.discard(session_id)
 
-    def forget_service(self, client_id: str) -> None:
-        self._services.discard(client_id)
-
     async def authenticate(self, authorization: str | None) -> Principal:
         if authorization is None:
             return ANONYMOUS

@@ -43,16 +43,6 @@ def principal() -> Principal:
     return current_principal.get()
 
 
-def require_user() -> Principal:
-    """The calling end user; admins and services get PERMISSION_DENIED."""
-    who = principal()
-    if not who.authenticated:
-        raise Unauthenticated("login required")
-    if who.kind != "user":
-        raise PermissionDenied("only end users can do this", reason="USER_ONLY")
-    return who
-
-
 def require_session_principal() -> Principal:
     """A user or an admin with a session (not a service token)."""
     who = principal()

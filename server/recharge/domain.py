@@ -36,7 +36,7 @@ from server.money import from_minor, to_minor
 from server.payments.gateway import ChargeResult, PaymentGateway
 from server.plans import queries as plan_queries
 from server.plans.catalogue import Catalogue, OfferInfo, PlanInfo
-from server.plans.offers import Buyer, OfferOutcome, evaluate, plan_reasons
+from server.plans.offers import Buyer, evaluate, plan_reasons
 from server.recharge import queries
 from server.schema import SQLSTATE_INSUFFICIENT_BALANCE
 
@@ -57,7 +57,6 @@ class Payer:
 class Pricing:
     plan: PlanInfo
     offer: OfferInfo | None
-    outcome: OfferOutcome | None
     reasons: tuple[tuple[str, str], ...]
     price: Decimal
     discount: Decimal
@@ -190,7 +189,7 @@ class Recharges:
             raise NotFound(f"plan {plan_id} not found", metadata={"plan_id": str(plan_id)})
         buyer = Buyer(payer.user_id, payer.user_type, payer.first_recharge)
         reasons = list(plan_reasons(plan, buyer))
-        offer = outcome = None
+        offer = None
         discount = cashback = Decimal("0.00")
         if offer_id is not None:
             offer = await self._catalogue.offer(offer_id)
@@ -200,7 +199,7 @@ class Recharges:
             reasons.extend(outcome.reasons)
             if outcome.eligible:
                 discount, cashback = outcome.discount, outcome.cashback
-        return Pricing(plan, offer, outcome, tuple(reasons), plan.price, discount, cashback)
+        return Pricing(plan, offer, tuple(reasons), plan.price, discount, cashback)
 
     async def quote(
         self,
@@ -718,7 +717,7 @@ async def activate_paid_recharge(
     return await _settle_extras(
         conn,
         user_id=int(txn.user_id),
-        pricing=Pricing(plan, offer, None, (), plan.price, Decimal("0.00"), cashback),
+        pricing=Pricing(plan, offer, (), plan.price, Decimal("0.00"), cashback),
         reward_id=reward.reward_id if reward else None,
         reward_status=reward.status if reward else None,
         referrer_id=reward.referrer_id if reward else None,
