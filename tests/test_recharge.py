@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import uuid
@@ -228,7 +229,9 @@ async def test_randomized_workload_keeps_the_ledger_balanced(channel, resources)
     users = [await register_user(channel) for _ in range(6)]
     plans = [await make_plan(resources, price=p) for p in ("7.00", "10.50", "25.00")]
     for user in users:
-        await fund(resources, user.user_id, str(rng.randint(0, 120)))
+        opening = rng.randint(0, 120)  # some users start with an empty wallet
+        if opening:
+            await fund(resources, user.user_id, str(opening))
 
     async def client(actor: Actor) -> None:
         for _ in range(rng.randint(5, 15)):
@@ -383,6 +386,55 @@ async def test_first_recharge_of_a_referred_user_rewards_the_referrer(channel, r
         )
         == 1
     )
+    await assert_ledger_balances(resources)
+
+
+async def test_referral_reward_is_the_configured_amount_on_both_payment_paths(resources) -> None:
+    """A server configured with another reward pays that amount, whether the referred
+    user's first recharge is paid from the wallet or confirmed later by the gateway."""
+    from gencharge.v1 import wallet_service_pb2, wallet_service_pb2_grpc
+    from server.app import start_server
+
+    settings = resources.settings.model_copy(update={"referral_reward_minor": 1234})
+    running = await start_server(
+        dataclasses.replace(resources, settings=settings), "127.0.0.1:0", scheduler=False
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            plan_id = await make_plan(resources, price="10.00")
+            service = await create_service(channel, resources)
+            for paid_by_card in (False, True):
+                referrer = await register_user(channel)
+                me = await auth_stub(channel).GetMe(
+                    auth_pb.GetMeRequest(), metadata=referrer.metadata
+                )
+                referred = await register_user(channel, referral_code=me.user.referral_code)
+                if not paid_by_card:
+                    await fund(resources, referred.user_id, "10")
+                    await recharge(channel, referred, plan_id)
+                else:
+                    pending = await recharge(
+                        channel,
+                        referred,
+                        plan_id,
+                        payment_method=common_pb2.PAYMENT_METHOD_CARD,
+                        payment_details=common_pb2.PaymentDetails(
+                            card=common_pb2.CardPayment(card_token="tok_pending")
+                        ),
+                    )
+                    assert await balance(resources, referrer.user_id) == Decimal("0.00")
+                    await wallet_service_pb2_grpc.WalletServiceStub(channel).ConfirmPayment(
+                        wallet_service_pb2.ConfirmPaymentRequest(
+                            request_id=rid(),
+                            txn_id=pending.transaction.txn_id,
+                            payment_transaction_id=pending.transaction.payment_transaction_id,
+                            outcome=wallet_service_pb2.PAYMENT_OUTCOME_SUCCESS,
+                        ),
+                        metadata=service.metadata,
+                    )
+                assert await balance(resources, referrer.user_id) == Decimal("12.34"), paid_by_card
+    finally:
+        await running.stop(0)
     await assert_ledger_balances(resources)
 
 

@@ -24,7 +24,7 @@ from server import db, idempotency, pagination
 from server.audit.scope import audit_change, take_event
 from server.auth.identifiers import normalize_phone
 from server.auth.principal import Principal
-from server.config import Settings, get_settings
+from server.config import Settings
 from server.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -679,15 +679,13 @@ async def _settle_extras(
 
 
 async def activate_paid_recharge(
-    conn: AsyncConnection, txn: RowT, *, reward_amount: Decimal | None = None
+    conn: AsyncConnection, txn: RowT, *, reward_amount: Decimal
 ) -> RowT | None:
     """Finish an externally paid recharge whose payment just succeeded (ConfirmPayment):
     queue or activate its plan, credit the offer's cashback (if the offer is still
     eligible at settlement) and pay a referral reward on a first recharge. Runs in the
     caller's transaction, after the ledger row was marked success. Returns the cashback
     ledger row, if any."""
-    if reward_amount is None:
-        reward_amount = from_minor(get_settings().referral_reward_minor)
     plan_row = await plan_queries.get_plan(conn, int(txn.plan_id))
     assert plan_row is not None
     plan = PlanInfo.from_row(plan_row)

@@ -366,7 +366,9 @@ def validate_confirmation(c: Confirmation) -> None:
         raise InvalidArgument.of(violations)
 
 
-async def confirm_payment(conn: AsyncConnection, who: Principal, c: Confirmation) -> Row[Any]:
+async def confirm_payment(
+    conn: AsyncConnection, who: Principal, c: Confirmation, *, referral_reward: Decimal
+) -> Row[Any]:
     """Settle a pending external payment, once; idempotent per request_id and per outcome.
 
     The row is locked first, so concurrent callbacks for one payment serialise: the first
@@ -405,7 +407,7 @@ async def confirm_payment(conn: AsyncConnection, who: Principal, c: Confirmation
             reason="PAYMENT_ID_MISMATCH",
         )
     if row.status == "pending":
-        row = await _settle(conn, row, c)
+        row = await _settle(conn, row, c, referral_reward)
     elif row.status != c.outcome:
         raise FailedPrecondition(
             f"the transaction is already settled as {row.status}",
@@ -418,7 +420,9 @@ async def confirm_payment(conn: AsyncConnection, who: Principal, c: Confirmation
     return row
 
 
-async def _settle(conn: AsyncConnection, row: Row[Any], c: Confirmation) -> Row[Any]:
+async def _settle(
+    conn: AsyncConnection, row: Row[Any], c: Confirmation, referral_reward: Decimal
+) -> Row[Any]:
     new_payment_id = (
         c.payment_transaction_id
         if c.payment_transaction_id and not row.payment_transaction_id
@@ -440,7 +444,7 @@ async def _settle(conn: AsyncConnection, row: Row[Any], c: Confirmation) -> Row[
             ) from None
         raise
     if settled.status == "success" and _is_paid_recharge(settled):
-        await _activate_paid_recharge(conn, settled)
+        await _activate_paid_recharge(conn, settled, referral_reward)
     extra: dict[str, Any] = {"previous_status": "pending"}
     if c.outcome == "failed" and c.failure_reason:
         extra["failure_reason"] = c.failure_reason
@@ -459,14 +463,16 @@ def _is_paid_recharge(row: Row[Any]) -> bool:
 _RECHARGE_DOMAIN = "server.recharge.domain"
 
 
-async def _activate_paid_recharge(conn: AsyncConnection, row: Row[Any]) -> None:
+async def _activate_paid_recharge(
+    conn: AsyncConnection, row: Row[Any], referral_reward: Decimal
+) -> None:
     """Activate the plan of an externally paid recharge, in the settling transaction.
 
     Imported at call time: the recharge domain imports the wallet package. A build
     without it cannot activate plans, so the confirmation fails (UNAVAILABLE, nothing
     written, the payment stays pending) and the gateway retries it later.
     """
-    activate: Callable[[AsyncConnection, Row[Any]], Awaitable[Any]] | None = None
+    activate: Callable[..., Awaitable[Any]] | None = None
     try:
         module = importlib.import_module(_RECHARGE_DOMAIN)
     except ModuleNotFoundError as exc:
@@ -479,7 +485,7 @@ async def _activate_paid_recharge(conn: AsyncConnection, row: Row[Any]) -> None:
             "this server cannot activate paid recharges; retry the confirmation later",
             reason="RECHARGE_ACTIVATION_UNAVAILABLE",
         )
-    await activate(conn, row)
+    await activate(conn, row, reward_amount=referral_reward)
 
 
 async def expire_pending_payments(

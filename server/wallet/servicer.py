@@ -14,6 +14,7 @@ from server import db, protoconv
 from server.auth.access import PermissionMatrix
 from server.auth.principal import principal
 from server.idempotency import request_hash
+from server.money import from_minor
 from server.payments.gateway import PaymentGateway
 from server.resources import Resources
 from server.wallet import convert, domain
@@ -59,6 +60,7 @@ class WalletServicer(wallet_service_pb2_grpc.WalletServiceServicer):
         self._engine = resources.engine
         self._gateway = gateway
         self._matrix = matrix
+        self._referral_reward = from_minor(resources.settings.referral_reward_minor)
 
     async def GetWallet(self, request: pb.GetWalletRequest, context: Context) -> pb.Wallet:
         async with db.read_only(self._engine) as conn:
@@ -108,7 +110,9 @@ class WalletServicer(wallet_service_pb2_grpc.WalletServiceServicer):
             fingerprint=request_hash(request),
         )
         async with db.transaction(self._engine) as conn:
-            row = await domain.confirm_payment(conn, principal(), confirmation)
+            row = await domain.confirm_payment(
+                conn, principal(), confirmation, referral_reward=self._referral_reward
+            )
         return convert.transaction_message(row)
 
     async def ListTransactions(
