@@ -712,6 +712,15 @@ billreminders = Table(
     Index("idx_billreminders_user_id", "user_id"),
     Index("idx_billreminders_due_date", "due_date"),
     Index("idx_billreminders_status", "status"),
+    # migration 0006: one reminder per bill
+    Index(
+        "uq_billreminders_bill",
+        "user_id",
+        "due_date",
+        "phone_number",
+        unique=True,
+        postgresql_nulls_not_distinct=True,
+    ),
 )
 
 # --- backups ----------------------------------------------------------------------------

@@ -68,6 +68,7 @@ REVISIONS = [
     "0003_indexes",
     "0004_identity_access",
     "0005_money_path",
+    "0006_bill_reminder_unique",
 ]
 
 

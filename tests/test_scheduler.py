@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from gencharge.v1 import common_pb2
 from gencharge.v1 import recharge_service_pb2 as pb
@@ -354,6 +356,32 @@ async def test_bill_reminders_before_the_due_date(channel, resources, grpc_serve
     )
     assert len(await rows(resources, "SELECT * FROM billreminders")) == 1
     assert len(await notifications(resources, due_soon.user_id, "bill_reminder")) == 1
+
+
+async def test_the_database_allows_one_reminder_per_bill(channel, resources, grpc_server) -> None:
+    await postpaid_with_plan(channel, resources, grpc_server, due_in_days=2)
+    await grpc_server.scheduler.run_once()
+    (reminder,) = await rows(resources, "SELECT * FROM billreminders")
+    copy = (
+        "INSERT INTO billreminders (user_id, plan_id, due_date, amount, phone_number)"
+        " VALUES (:u, :p, :d, :a, :n)"
+    )
+    values = {
+        "u": reminder.user_id,
+        "p": reminder.plan_id,
+        "d": reminder.due_date,
+        "a": reminder.amount,
+    }
+    with pytest.raises(IntegrityError, match="uq_billreminders_bill"):
+        await execute(resources, copy, **values, n=reminder.phone_number)
+    # Without a phone number, two reminders for one due date collide as well.
+    await execute(resources, copy, **values, n=None)
+    with pytest.raises(IntegrityError, match="uq_billreminders_bill"):
+        await execute(resources, copy, **values, n=None)
+    # Another due date is another bill.
+    await execute(
+        resources, copy, **{**values, "d": reminder.due_date + timedelta(days=30)}, n=None
+    )
 
 
 # --- idempotency keys ---------------------------------------------------------------------

@@ -100,6 +100,7 @@ CREATE_DUE = text(
             AND b.phone_number IS NOT DISTINCT FROM cap.phone_number)
     ORDER BY cap.valid_to, cap.id
     LIMIT :limit
+    ON CONFLICT (user_id, due_date, phone_number) DO NOTHING
     RETURNING reminder_id, user_id, plan_id, due_date, amount, phone_number
     """
 ).bindparams(bindparam("days", type_=Integer), bindparam("limit", type_=Integer))
