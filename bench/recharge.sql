@@ -1,5 +1,6 @@
 -- One wallet recharge, as the server runs it (server/recharge/queries.py): the
--- LOCK_AND_CLAIM statement, then the RECHARGE statement, in one transaction.
+-- LOCK_AND_CLAIM statement (no number in the request: the payer's own is locked, as
+-- in the bench's calls), then the RECHARGE statement, in one transaction.
 -- Variables: -D plan=<plan_id> -D minuser=<id> -D maxuser=<id> -D phonebase=<n>
 -- -D reward=<rupees>; a user's phone number is phonebase + user_id (see bench/run.py).
 -- The caller and the audit event are constants without ':' (pgbench reads ":name" as
@@ -8,15 +9,32 @@
 \set phone :phonebase + :uid
 \set rid random(1, 9000000000000000000)
 BEGIN;
-WITH phone_lock AS (SELECT pg_advisory_xact_lock(hashtextextended(CAST(:phone AS text), 7)))
-INSERT INTO idempotency_keys (caller, request_id, rpc, request_hash, expires_at)
-SELECT 'service-pgbench', 'pgb-' || :client_id || '-' || :rid,
-    '/gencharge.v1.RechargeService/Recharge',
-    'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
-    now() + interval '24 hours'
-FROM phone_lock
-ON CONFLICT DO NOTHING
-RETURNING request_id;
+WITH target AS (
+    SELECT coalesce(CAST(NULL AS text),
+                    (SELECT phone_number FROM users WHERE user_id = :uid)) AS phone
+),
+phone_lock AS (
+    SELECT pg_advisory_xact_lock(hashtextextended(target.phone, 7)) FROM target
+),
+claim AS (
+    INSERT INTO idempotency_keys (caller, request_id, rpc, request_hash, expires_at)
+    SELECT 'service-pgbench', 'pgb-' || :client_id || '-' || :rid,
+        '/gencharge.v1.RechargeService/Recharge',
+        'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+        now() + interval '24 hours'
+    FROM phone_lock
+    ON CONFLICT DO NOTHING
+    RETURNING request_id
+)
+SELECT (SELECT count(*) FROM claim) = 1 AS claimed,
+       (SELECT phone FROM target) AS locked_phone,
+       payer.user_id, payer.user_type, payer.status, payer.phone_number,
+       EXISTS (SELECT 1 FROM transactions earlier
+               WHERE earlier.user_id = payer.user_id
+                 AND earlier.source IN ('recharge', 'autopay')
+                 AND earlier.status = 'success') AS has_recharged
+FROM (SELECT 1) AS one
+LEFT JOIN users AS payer ON payer.user_id = :uid;
 WITH queue AS (
     SELECT max(valid_to) AS until
     FROM currentactiveplans

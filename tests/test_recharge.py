@@ -159,6 +159,22 @@ async def test_bad_input(channel, resources) -> None:
     assert details.reason in ("PRICE_CHANGED", "INSUFFICIENT_FUNDS")
 
 
+async def test_own_number_is_required_when_none_is_on_file(channel, resources) -> None:
+    user = await register_user(channel, phone_number="")
+    await fund(resources, user.user_id, "20")
+    plan_id = await make_plan(resources, price="10.00")
+    key = rid()
+    details = await failure(recharge(channel, user, plan_id, request_id=key))
+    assert details.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "phone_number" in details.field_violations
+    # Nothing was written: no debit, no plan, and the key is free for the corrected call.
+    assert await balance(resources, user.user_id) == Decimal("20.00")
+    done = await recharge(channel, user, plan_id, request_id=key, phone_number="9123456789")
+    assert done.active_plan.phone_number == "9123456789"
+    assert await balance(resources, user.user_id) == Decimal("10.00")
+    await assert_ledger_balances(resources)
+
+
 # --- idempotency --------------------------------------------------------------------------
 
 

@@ -275,8 +275,8 @@ class Recharges:
         payer_user = payer_id(who, order.user_id)
         caller = scope or who.subject
         if order.payment_method == WALLET:
-            # The hot path: the payer is read by the statement that claims the key (and,
-            # for their own number, by one more statement in the same transaction).
+            # The hot path: the statement that claims the key also locks the number (the
+            # payer's own when none is given) and reads the payer.
             phone = _phone(order.phone_number) if order.phone_number else None
             return await self._from_wallet(
                 caller, order, fingerprint, rpc, source, payer_user, phone
@@ -305,12 +305,6 @@ class Recharges:
         to_pay: Decimal | None = None
         try:
             async with db.transaction(self._engine) as conn:
-                if phone is None:
-                    phone = (await self._payer(conn, payer_user)).phone
-                    if phone is None:
-                        raise InvalidArgument.field(
-                            "phone_number", "is required (no number on file)"
-                        )
                 row = await queries.lock_claim_payer(
                     conn,
                     phone=phone,
@@ -331,6 +325,9 @@ class Recharges:
                     assert replay is not None
                     return await self._replay(conn, replay)
                 payer = _payer_of(row, payer_user)
+                phone = row.locked_phone
+                if phone is None:
+                    raise InvalidArgument.field("phone_number", "is required (no number on file)")
                 pricing = await self.price(payer, order.plan_id, order.offer_id)
                 to_pay = pricing.to_pay
                 self._check_price(order, pricing)

@@ -1,8 +1,8 @@
 """SQL for recharges. The hot path is two statements in one transaction:
 
 1. :data:`LOCK_AND_CLAIM` takes the per-number advisory lock (so the queue of plans on
-   a number is computed by one recharge at a time), claims the idempotency key and
-   reads the payer;
+   a number is computed by one recharge at a time; the number is the payer's own when
+   the request names none), claims the idempotency key and reads the payer;
 2. :data:`RECHARGE` (one statement of data-modifying CTEs) inserts the ledger row (the
    wallet trigger debits the wallet), queues or activates the plan, records a referral
    reward on the buyer's first recharge, completes the idempotency key and writes the
@@ -31,7 +31,13 @@ RowT = Row[Any]
 
 LOCK_AND_CLAIM = text(
     """
-    WITH phone_lock AS (SELECT pg_advisory_xact_lock(hashtextextended(:phone, 7))),
+    WITH target AS (
+        SELECT coalesce(CAST(:phone AS text),
+                        (SELECT phone_number FROM users WHERE user_id = :user_id)) AS phone
+    ),
+    phone_lock AS (
+        SELECT pg_advisory_xact_lock(hashtextextended(target.phone, 7)) FROM target
+    ),
     claim AS (
         INSERT INTO idempotency_keys (caller, request_id, rpc, request_hash, expires_at)
         SELECT :caller, :request_id, :rpc, :request_hash, now() + interval '24 hours'
@@ -40,6 +46,7 @@ LOCK_AND_CLAIM = text(
         RETURNING request_id
     )
     SELECT (SELECT count(*) FROM claim) = 1 AS claimed,
+           (SELECT phone FROM target) AS locked_phone,
            payer.user_id, payer.user_type, payer.status, payer.phone_number,
            EXISTS (SELECT 1 FROM transactions earlier
                    WHERE earlier.user_id = payer.user_id
@@ -48,7 +55,7 @@ LOCK_AND_CLAIM = text(
     FROM (SELECT 1) AS one
     LEFT JOIN users AS payer ON payer.user_id = :user_id
     """
-).bindparams(bindparam("user_id", type_=Integer))
+).bindparams(bindparam("user_id", type_=Integer), bindparam("phone", type_=String))
 
 _TXN_COLUMNS = """txn_id, user_id, category, txn_type, amount, service_type, plan_id, offer_id,
     from_phone_number, to_phone_number, source, status, payment_method,
@@ -128,15 +135,18 @@ RECHARGE = text(
 async def lock_claim_payer(
     conn: AsyncConnection,
     *,
-    phone: str,
+    phone: str | None,
     caller: str,
     request_id: str,
     rpc: str,
     request_hash: str,
     user_id: int,
 ) -> RowT:
-    """Lock the number for this transaction, claim the key and read the payer, in one
-    round trip: ``claimed`` plus the payer's columns (NULL for an unknown user)."""
+    """Lock the number (``phone``, or the payer's own number when None) for this
+    transaction, claim the key and read the payer, in one round trip: ``claimed``,
+    ``locked_phone`` (NULL when the payer has no number on file) and the payer's
+    columns (NULL for an unknown user). Nothing is locked without a number; the caller
+    then refuses the order and the transaction rolls back."""
     result = await conn.execute(
         LOCK_AND_CLAIM,
         {
