@@ -1,5 +1,7 @@
 """Load-generating workers. Each runs in its own process (multiprocessing, spawn) with
-its own asyncio loop and one gRPC channel to the server, and returns what it measured.
+its own asyncio loop and ``channels`` gRPC connections to the server (one unless the
+server runs several worker processes: the kernel spreads connections, not calls, over
+them), and returns what it measured. Callers and streams take the connections in turn.
 
 All workers of a phase start at the same wall-clock instant (``start_at``) after a
 short warm-up of their own (channel connected, a few calls made), run for ``duration``
@@ -37,6 +39,7 @@ class Job:
     user_ids: tuple[int, ...] = ()
     plan_id: int = 0
     seed: int = 0
+    channels: int = 1
 
 
 @dataclass
@@ -58,16 +61,20 @@ def run(job: Job) -> Result:
 
 
 async def _run(job: Job) -> Result:
-    options = [("grpc.max_concurrent_streams", 1000)]
-    async with grpc.aio.insecure_channel(job.target, options=options) as channel:
-        await channel.channel_ready()
+    # A local subchannel pool: otherwise channels to one target share one connection.
+    options = [("grpc.max_concurrent_streams", 1000), ("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(job.target, options=options) for _ in range(job.channels)]
+    try:
+        await asyncio.gather(*(channel.channel_ready() for channel in channels))
         if job.kind == "health":
-            return await _health(channel, job)
+            return await _loops(job, [_HealthCall(channel) for channel in channels])
         if job.kind == "recharge":
-            return await _recharges(channel, job)
+            return await _loops(job, [_RechargeCall(channel, job) for channel in channels])
         if job.kind == "batch":
-            return await _batch(channel, job)
+            return await _batch(channels, job)
         raise ValueError(f"unknown job kind {job.kind}")
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
 
 
 def _metadata(job: Job) -> tuple[tuple[str, str], ...]:
@@ -135,28 +142,22 @@ class _RechargeCall(_CallMaker):
         return "OK"
 
 
-async def _health(channel: grpc.aio.Channel, job: Job) -> Result:
-    return await _loops(job, _HealthCall(channel))
-
-
-async def _recharges(channel: grpc.aio.Channel, job: Job) -> Result:
-    return await _loops(job, _RechargeCall(channel, job))
-
-
-async def _loops(job: Job, make_call: _CallMaker) -> Result:
+async def _loops(job: Job, callers: list[_CallMaker]) -> Result:
     result = Result()
     await asyncio.gather(
         *(
-            _closed_loop(job, result, make_call, random.Random(job.seed * 1000 + i))
+            _closed_loop(job, result, callers[i % len(callers)], random.Random(job.seed * 1000 + i))
             for i in range(job.concurrency)
         )
     )
     return result
 
 
-async def _batch(channel: grpc.aio.Channel, job: Job) -> Result:
+async def _batch(channels: list[grpc.aio.Channel], job: Job) -> Result:
     result = Result()
-    await asyncio.gather(*(_one_stream(channel, job, result, i) for i in range(job.concurrency)))
+    await asyncio.gather(
+        *(_one_stream(channels[i % len(channels)], job, result, i) for i in range(job.concurrency))
+    )
     return result
 
 

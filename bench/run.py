@@ -160,7 +160,7 @@ async def prepare(pg: EmbeddedPostgres, mongo_url: str, n_users: int) -> Fixture
 
 @contextmanager
 def gencharge_server(
-    folder: Path, database_url: str, mongo_url: str, listen: str
+    folder: Path, database_url: str, mongo_url: str, listen: str, workers: int
 ) -> Iterator[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
@@ -171,6 +171,7 @@ def gencharge_server(
         "GENCHARGE_LOAD_DEMO_DATA": "false",
         "GENCHARGE_DATA_DIR": str(folder),
         "GENCHARGE_ENVIRONMENT": "development",
+        "GENCHARGE_WORKERS": str(workers),
     }
     gencharge = Path(sys.executable).with_name("gencharge")
     log_path = folder / "server.log"
@@ -200,8 +201,33 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-def wait_serving(target: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+def listening_sockets(port: int) -> int:
+    """TCP sockets listening on ``port`` (Linux /proc): one per server worker, as each
+    worker binds its own socket with SO_REUSEPORT."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def wait_serving(
+    target: str, proc: subprocess.Popen[bytes], log_path: Path, workers: int = 1
+) -> None:
+    """Until health says SERVING and (Linux) every worker listens: connections made
+    earlier would all land on the workers that were up."""
     deadline = time.monotonic() + 120
+    port = int(target.rsplit(":", 1)[1])
+    while workers > 1 and sys.platform == "linux" and listening_sockets(port) < workers:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            break  # reported below
+        time.sleep(0.2)
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
@@ -253,8 +279,10 @@ def phase(
     token: str,
     fixture: Fixture,
     database_url: str,
+    channels: int = 1,
 ) -> Measured:
-    """Run one measurement across up to WORKER_PROCESSES processes."""
+    """Run one measurement across up to WORKER_PROCESSES processes, each with up to
+    ``channels`` connections."""
     processes = min(WORKER_PROCESSES, concurrency)
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
     waited = drain_outbox(database_url)
@@ -272,6 +300,7 @@ def phase(
             user_ids=fixture.user_ids,
             plan_id=fixture.plan_id,
             seed=hash((name, i)) & 0xFFFF,
+            channels=max(1, min(share, channels)),
         )
         for i, share in enumerate(shares)
     ]
@@ -432,6 +461,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--levels", default="1,8,32", help="concurrency levels of unary Recharge calls"
     )
     parser.add_argument("--batch-streams", type=int, default=2, help="BatchRecharge streams")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server worker processes (GENCHARGE_WORKERS); health is measured on them too",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     levels = [int(v) for v in args.levels.split(",") if v.strip()]
@@ -453,9 +488,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         spawn = multiprocessing.get_context("spawn")
         with (
             concurrent.futures.ProcessPoolExecutor(WORKER_PROCESSES, mp_context=spawn) as pool,
-            gencharge_server(folder / "server", database_url, mongo_url, target) as server,
+            gencharge_server(
+                folder / "server", database_url, mongo_url, target, args.workers
+            ) as server,
         ):
-            wait_serving(target, server, folder / "server" / "server.log")
+            wait_serving(target, server, folder / "server" / "server.log", args.workers)
             token = service_token(target, fixture)
             print(f"server SERVING on {target} after {time.monotonic() - began:.0f}s", flush=True)
             common: dict[str, Any] = {
@@ -464,6 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "token": token,
                 "fixture": fixture,
                 "database_url": database_url,
+                # Several connections per load process so that they spread over workers.
+                "channels": 1 if args.workers == 1 else 4 * args.workers,
             }
             health = phase(
                 pool, name="health Check (empty RPC)", kind="health", concurrency=32, **common

@@ -126,9 +126,12 @@ async def start_server(
     *,
     health_interval: float = 2.0,
     scheduler: bool = True,
+    reuse_port: bool = False,
 ) -> RunningServer:
     """Serve on ``listen``; with ``scheduler`` (the default) the background jobs of
-    server/scheduler.py tick in this process too."""
+    server/scheduler.py tick in this process too. ``reuse_port`` lets several worker
+    processes share the port (server/workers.py); without it a port already in use is
+    an error rather than silently shared with another server."""
     settings = resources.settings
     try:
         security = build_security(resources)
@@ -162,6 +165,7 @@ async def start_server(
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.max_connection_idle_ms", 30 * 60_000),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
     server = grpc.aio.server(
         interceptors=[RequestInterceptor(), access],
@@ -181,9 +185,15 @@ async def start_server(
         ],
         server,
     )
-    port = server.add_insecure_port(listen)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError:  # grpc's own message names no cause
+        port = 0
     if port == 0:
-        raise RuntimeError(f"cannot listen on {listen}")
+        raise ConfigurationError(
+            f"cannot listen on {listen}: the address is in use (another server?) "
+            "or not available on this host"
+        )
     relay = AuditRelay(
         resources.engine,
         resources.mongo_db,

@@ -21,12 +21,14 @@ from server.config import (
 )
 from server.errors import DomainError
 from server.resources import Resources
+from server.workers import WorkerDied
 
 
 def _banner(settings: Settings) -> None:
     """What ``make run`` prints for a newcomer: where it listens, how to log in."""
     credentials = runtime.bootstrap_admin_credentials(settings, settings.embedded_postgres)
-    lines = [f"GenCharge gRPC service on {settings.listen} ({settings.environment.value})"]
+    workers = f", {settings.workers} workers" if settings.workers > 1 else ""
+    lines = [f"GenCharge gRPC service on {settings.listen} ({settings.environment.value}{workers})"]
     if settings.embedded:
         lines.append(f"embedded databases under {settings.data_dir.resolve()}")
     if credentials == (DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD):
@@ -39,7 +41,11 @@ def _banner(settings: Settings) -> None:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     _banner(settings)
-    asyncio.run(runtime.serve(settings))
+    try:
+        asyncio.run(runtime.serve(settings))
+    except WorkerDied as exc:
+        print(f"gencharge: {exc}; see the log above", file=sys.stderr)
+        return 1
     return 0
 
 

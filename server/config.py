@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     #: Seconds the in-process plan/offer catalogue is cached.
     catalogue_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
+    #: Server processes sharing the listen port (SO_REUSEPORT). 1 serves in the
+    #: ``gencharge serve`` process itself; more start that many worker processes under
+    #: it (a Python process uses about one core: set this near the number of cores).
+    workers: int = Field(default=1, ge=1, le=64)
+
     log_level: str = "INFO"
     #: ``json`` (one JSON object per line) or ``text``.
     log_format: str = "json"

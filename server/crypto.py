@@ -112,6 +112,11 @@ class SecretBox:
                 raise ValueError("sealed value is not UTF-8 text") from exc
         raise ValueError("cannot open sealed value: wrong key, wrong associated data or tampered")
 
+    def export_key(self) -> str:
+        """The current master key in the ``GENCHARGE_DATA_ENCRYPTION_KEY`` format, to
+        hand to this service's own worker processes (server/workers.py). Never log it."""
+        return base64.b64encode(self._master).decode("ascii")
+
     def derive_key(self, label: bytes) -> bytes:
         """A 32-byte subkey for ``label`` (HKDF-SHA256, info=label), e.g. an HMAC pepper.
 

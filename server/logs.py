@@ -23,6 +23,9 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys())
     "asctime",
     "taskName",
 }
+#: The worker index of this process (server/workers.py), None when not a worker.
+_worker: int | None = None
+
 _SECRET_MARKERS = ("password", "secret", "token", "otp", "hash", "totp", "authorization")
 
 
@@ -40,6 +43,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if _worker is not None:
+            entry["worker"] = _worker
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
@@ -64,11 +69,16 @@ class TextFormatter(logging.Formatter):
         }
         request_id = request_id_var.get()
         prefix = f"[{request_id}] " if request_id else ""
+        if _worker is not None:
+            prefix = f"worker {_worker} {prefix}"
         suffix = " " + " ".join(f"{k}={v}" for k, v in extras.items()) if extras else ""
         return prefix + base + suffix
 
 
-def configure(level: str = "INFO", fmt: str = "json") -> None:
+def configure(level: str = "INFO", fmt: str = "json", *, worker: int | None = None) -> None:
+    """Log to stderr; ``worker`` (server/workers.py) tags every line of a worker."""
+    global _worker
+    _worker = worker
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

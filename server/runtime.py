@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,7 @@ from pymongo import AsyncMongoClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrations import mongo as mongo_migrations
-from server import db, mongo, pgmigrate, seed
+from server import db, mongo, pgmigrate, seed, workers
 from server.admin import bootstrap
 from server.app import RunningServer, start_server
 from server.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, ConfigurationError, Settings
@@ -139,18 +139,37 @@ async def ensure_bootstrap_admin(engine: AsyncEngine, settings: Settings, embedd
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM or SIGINT; then drain and stop everything we started."""
+    """Run until SIGTERM or SIGINT; then drain and stop everything we started.
+
+    With ``settings.workers`` > 1 this process prepares the databases and supervises
+    that many worker processes (server/workers.py) instead of serving itself."""
+    workers.check_listen(settings)
     databases = await open_databases(settings)
     try:
         async with connected(settings, databases) as resources:
             await migrate(resources, databases.database_url)
             await load_seed(resources, demo=settings.load_demo_data and not settings.production)
             await ensure_bootstrap_admin(resources.engine, settings, settings.embedded_postgres)
-            running = await start_server(resources, settings.listen)
-            await _run_until_signalled(running, settings.shutdown_grace_seconds, ready)
+            if settings.workers == 1:
+                running = await start_server(resources, settings.listen)
+                await _run_until_signalled(running, settings.shutdown_grace_seconds, ready)
+                return
+        shared = workers.worker_settings(settings, databases.database_url, databases.mongo_url)
+        await workers.supervise(shared, ready)
     finally:
         await asyncio.to_thread(databases.stop)
         log.info("stopped")
+
+
+async def serve_worker(settings: Settings, listening: Callable[[], None]) -> None:
+    """One of several workers (server/workers.py): the databases are ready; serve on
+    the shared port (calling ``listening`` once it listens) until SIGTERM or SIGINT."""
+    databases = Databases(settings.database_url, settings.mongo_url)
+    async with connected(settings, databases) as resources:
+        running = await start_server(resources, settings.listen, reuse_port=True)
+        listening()
+        await _run_until_signalled(running, settings.shutdown_grace_seconds, None)
+    log.info("worker stopped")
 
 
 async def _run_until_signalled(

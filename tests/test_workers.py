@@ -1,0 +1,175 @@
+"""`gencharge serve` with GENCHARGE_WORKERS=2: one port, two worker processes that share
+the signing key, a clean SIGTERM, and a supervisor that stops when a worker dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gencharge.v1 import auth_service_pb2 as auth_pb
+from gencharge.v1 import auth_service_pb2_grpc, common_pb2
+from server.embedded import free_port
+from tests.test_cli import GENCHARGE, _wait_serving
+
+#: Fresh connections made to see both workers answer: all of them landing on one
+#: worker by chance has probability 2 * 2**-24.
+CONNECTIONS = 24
+
+
+def _env(private_tmp: Path, pg_url: str, mongo_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENCHARGE_")}
+    env.update(
+        GENCHARGE_DATABASE_URL=pg_url,
+        GENCHARGE_MONGO_URL=mongo_url,
+        GENCHARGE_DATA_DIR=str(private_tmp / "data"),
+        GENCHARGE_LISTEN=f"127.0.0.1:{free_port()}",
+        GENCHARGE_LOG_FORMAT="json",
+        GENCHARGE_LOAD_DEMO_DATA="false",
+        GENCHARGE_SHUTDOWN_GRACE_SECONDS="2",
+        GENCHARGE_SCHEDULER_INTERVAL_SECONDS="3600",
+        GENCHARGE_WORKERS="2",
+    )
+    env.update(extra)
+    return env
+
+
+def _log_lines(path: Path) -> list[dict[str, object]]:
+    lines = []
+    for raw in path.read_text().splitlines():
+        if raw.startswith("{"):
+            lines.append(json.loads(raw))
+    return lines
+
+
+def _wait_for(path: Path, msg: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(line.get("msg") == msg for line in _log_lines(path)):
+            return
+        assert proc.poll() is None, path.read_text()
+        time.sleep(0.1)
+    raise AssertionError(f"no {msg!r} in the log:\n{path.read_text()}")
+
+
+def _worker_pids(path: Path) -> list[int]:
+    (started,) = [line for line in _log_lines(path) if line.get("msg") == "workers started"]
+    pids = started["pids"]
+    assert isinstance(pids, list)
+    return [int(p) for p in pids]
+
+
+def _register(target: str) -> str:
+    with grpc.insecure_channel(target) as channel:
+        reply = auth_service_pb2_grpc.AuthServiceStub(channel).Register(
+            auth_pb.RegisterRequest(
+                name="Worker Test",
+                email=f"workers-{uuid.uuid4().hex[:10]}@example.com",
+                password="correct horse battery staple 7",
+                user_type=common_pb2.USER_TYPE_PREPAID,
+            ),
+            timeout=30,
+        )
+    return reply.tokens.access_token
+
+
+def test_two_workers_share_the_port_and_the_keys(
+    private_tmp: Path, pg_url: str, mongo_url: str
+) -> None:
+    env = _env(private_tmp, pg_url, mongo_url)
+    target = env["GENCHARGE_LISTEN"]
+    log_path = private_tmp / "serve.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [GENCHARGE, "serve"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_serving(target, proc)
+        _wait_for(log_path, "all workers serving", proc)
+        token = _register(target)
+        # Each channel with its own connection: the kernel spreads connections over the
+        # workers. A token signed by one worker is accepted by the other.
+        for _ in range(CONNECTIONS):
+            options = [("grpc.use_local_subchannel_pool", 1)]
+            with grpc.insecure_channel(target, options=options) as channel:
+                me = auth_service_pb2_grpc.AuthServiceStub(channel).GetMe(
+                    auth_pb.GetMeRequest(),
+                    metadata=[("authorization", f"Bearer {token}")],
+                    timeout=30,
+                )
+                assert me.user.name == "Worker Test"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = _log_lines(log_path)
+    served_by = {line.get("worker") for line in lines if line.get("rpc", "").endswith("/GetMe")}
+    assert served_by == {0, 1}, served_by
+    stopped = [line["worker"] for line in lines if line.get("msg") == "worker stopped"]
+    assert sorted(stopped) == [0, 1]
+    assert lines[-1]["msg"] == "stopped"
+    for pid in _worker_pids(log_path):
+        assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return True
+
+
+def test_a_dead_worker_stops_the_service(private_tmp: Path, pg_url: str, mongo_url: str) -> None:
+    env = _env(private_tmp, pg_url, mongo_url)
+    log_path = private_tmp / "serve.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [GENCHARGE, "serve"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_serving(env["GENCHARGE_LISTEN"], proc)
+        _wait_for(log_path, "all workers serving", proc)
+        first, _second = _worker_pids(log_path)
+        os.kill(first, signal.SIGKILL)
+        # The supervisor notices, stops the other worker and exits non-zero, so that
+        # a process manager restarts the service as a whole.
+        assert proc.wait(timeout=60) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log_path.read_text()
+    assert "a worker exited unexpectedly" in text
+    assert "1 worker(s) exited unexpectedly" in text
+    stopped = [
+        line["worker"] for line in _log_lines(log_path) if line.get("msg") == "worker stopped"
+    ]
+    assert stopped == [1]
+
+
+def test_workers_need_a_fixed_port(private_tmp: Path, pg_url: str, mongo_url: str) -> None:
+    env = _env(private_tmp, pg_url, mongo_url, GENCHARGE_LISTEN="127.0.0.1:0")
+    done = subprocess.run([GENCHARGE, "serve"], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 2
+    assert b"GENCHARGE_WORKERS > 1 needs a fixed port" in done.stderr
+
+
+async def test_a_single_server_does_not_share_its_port(resources, grpc_server) -> None:
+    from server.app import start_server
+    from server.config import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="address is in use"):
+        await start_server(resources, f"127.0.0.1:{grpc_server.port}", scheduler=False)
