@@ -147,5 +147,10 @@ def run_worker(settings: Settings, index: int, serving: SimpleQueue[int]) -> Non
     logs.configure(settings.log_level, settings.log_format, worker=index)
     # The supervisor's terminal sends SIGINT to the whole process group; the worker's
     # own handler (runtime) drains on it, like on SIGTERM from the supervisor.
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(runtime.serve_worker(settings, lambda: serving.put(index)))
+    except KeyboardInterrupt:
+        pass
+    except ConfigurationError as exc:  # e.g. the port is taken: say so, no traceback
+        log.error("worker cannot start: %s", exc)
+        raise SystemExit(2) from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -165,6 +166,16 @@ def test_workers_need_a_fixed_port(private_tmp: Path, pg_url: str, mongo_url: st
     done = subprocess.run([GENCHARGE, "serve"], env=env, capture_output=True, timeout=60)
     assert done.returncode == 2
     assert b"GENCHARGE_WORKERS > 1 needs a fixed port" in done.stderr
+
+
+def test_workers_cannot_take_a_port_in_use(private_tmp: Path, pg_url: str, mongo_url: str) -> None:
+    env = _env(private_tmp, pg_url, mongo_url)
+    host, port = env["GENCHARGE_LISTEN"].rsplit(":", 1)
+    with socket.create_server((host, int(port))):  # someone else's server
+        done = subprocess.run([GENCHARGE, "serve"], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 1
+    assert b"worker cannot start: cannot listen on" in done.stderr
+    assert b"Traceback" not in done.stderr
 
 
 async def test_a_single_server_does_not_share_its_port(resources, grpc_server) -> None:
