@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from server import db, idempotency
+from server.audit.scope import job_scope
 from server.jobs import LOCK_IDEMPOTENCY_PURGE, try_job_lock
 from server.jobs import autopay as autopay_job
 from server.jobs import bills as bills_job
@@ -78,8 +79,9 @@ async def _purge(resources: Resources) -> int:
 async def _expire_payments(resources: Resources) -> int:
     """External payments left pending past their deadline are marked failed (so bills
     they were paying become payable again in the same tick)."""
-    async with db.side_transaction(resources.engine) as conn:
-        return await expire_pending_payments(conn)
+    with job_scope("expire_payments"):
+        async with db.transaction(resources.engine) as conn:
+            return await expire_pending_payments(conn)
 
 
 async def run_once(

@@ -424,12 +424,12 @@ async def test_scheduler_ticks_in_the_background(channel, resources, grpc_server
     assert len(await autopay_debits(resources, user.user_id)) == 1
 
 
-async def test_pending_payments_past_their_deadline_fail(channel, resources, grpc_server) -> None:
+async def pending_topup(channel: Any, user: Any) -> int:
+    """A ₹50 UPI top-up the sandbox leaves pending; its txn_id."""
     import uuid
 
     from gencharge.v1 import wallet_service_pb2, wallet_service_pb2_grpc
 
-    user = await register_user(channel)
     reply = await wallet_service_pb2_grpc.WalletServiceStub(channel).TopUp(
         wallet_service_pb2.TopUpRequest(
             request_id=uuid.uuid4().hex,
@@ -441,7 +441,12 @@ async def test_pending_payments_past_their_deadline_fail(channel, resources, grp
         ),
         metadata=user.metadata,
     )
-    txn_id = reply.transaction.txn_id
+    return reply.transaction.txn_id
+
+
+async def test_pending_payments_past_their_deadline_fail(channel, resources, grpc_server) -> None:
+    user = await register_user(channel)
+    txn_id = await pending_topup(channel, user)
     report = await grpc_server.scheduler.run_once()
     assert report.expired_payments == 0  # not yet past the deadline
     await execute(
@@ -454,3 +459,73 @@ async def test_pending_payments_past_their_deadline_fail(channel, resources, grp
     (row,) = await rows(resources, "SELECT status FROM transactions WHERE txn_id = :t", t=txn_id)
     assert row.status == "failed"
     assert await balance(resources, user.user_id) == Decimal("0.00")
+
+
+# --- audit --------------------------------------------------------------------------------
+
+
+async def scheduler_events(resources: Any, job: str, want: int = 1) -> list[dict[str, Any]]:
+    from tests.test_audit_e2e import _documents
+
+    return await _documents(resources.mongo_db, {"rpc": f"scheduler/{job}"}, want=want)
+
+
+async def test_scheduler_changes_are_audited(channel, resources, grpc_server) -> None:
+    quiet = await grpc_server.scheduler.run_once()
+    assert not quiet.busy
+    # Autopay: the debit is one event in the recharge's own transaction.
+    user = await register_user(channel)
+    await fund(resources, user.user_id, "100")
+    plan_id = await make_plan(resources, price="10.00", validity=28)
+    mandate = await create_autopay(channel, user, plan_id, tag=pb.AUTO_PAY_TAG_REGULAR)
+    await make_due(resources, mandate.autopay_id)
+    # A plan that has just ended: the plan-expiry job expires it.
+    ended = await recharge(channel, user, plan_id, phone_number="9000000001")
+    await execute(
+        resources,
+        "UPDATE currentactiveplans SET valid_to = now() WHERE id = :i",
+        i=ended.active_plan.id,
+    )
+    # An external payment past its deadline.
+    pending_id = await pending_topup(channel, user)
+    await execute(
+        resources,
+        "UPDATE transactions SET created_at = now() - interval '31 minutes' WHERE txn_id = :t",
+        t=pending_id,
+    )
+    # A postpaid bill due soon: the reminder job creates its reminder.
+    await postpaid_with_plan(channel, resources, grpc_server, due_in_days=1)
+
+    report = await grpc_server.scheduler.run_once()
+    assert report.autopay is not None and report.autopay.succeeded == 1
+    assert report.plans is not None and report.plans.expired == 1
+    assert report.expired_payments == 1
+    assert report.bills is not None and report.bills.created == 1
+
+    (debit,) = await autopay_debits(resources, user.user_id)
+    (autopay,) = await scheduler_events(resources, "autopay")
+    assert autopay["user_id"] == "system:scheduler" and autopay["outcome"] == "ok"
+    assert autopay["table_name"] == "Transactions" and autopay["action_type"] == "INSERT"
+    assert autopay["details"]["txn_id"] == debit.txn_id
+    assert autopay["request_id"].startswith("autopay-")
+    (expiry,) = await scheduler_events(resources, "plan_expiry")
+    assert expiry["table_name"] == "CurrentActivePlans" and expiry["action_type"] == "UPDATE"
+    assert expiry["details"]["expired"] == {"count": 1, "ids": [ended.active_plan.id]}
+    (payments,) = await scheduler_events(resources, "expire_payments")
+    assert payments["details"]["ids"] == [pending_id]
+    assert payments["details"]["status"] == "failed"
+    (bills,) = await scheduler_events(resources, "bill_reminders")
+    (reminder,) = await rows(resources, "SELECT reminder_id FROM billreminders")
+    assert bills["action_type"] == "INSERT"
+    assert bills["details"]["created"] == {"count": 1, "ids": [reminder.reminder_id]}
+
+    # A tick that changes nothing records nothing.
+    await grpc_server.scheduler.run_once()
+    for _ in range(100):  # until the relay has shipped whatever the tick wrote
+        if not await rows(resources, "SELECT 1 FROM audit_outbox"):
+            break
+        await asyncio.sleep(0.1)
+    shipped = await resources.mongo_db["AuditLog"].count_documents(
+        {"rpc": {"$regex": "^scheduler/"}}
+    )
+    assert shipped == 4

@@ -76,10 +76,11 @@ def _utc_now() -> datetime:
 class AuditEvent:
     """One audited action.
 
-    ``actor`` is who acted: ``"user:12"``, ``"admin:1"``, ``"service:<client_id>"`` or
-    ``"anonymous"``. ``action_type`` is INSERT, UPDATE or DELETE for a change to
-    ``table_name``, SECURITY for a denied or failed call. ``outcome`` is ok, denied or
-    failed. ``details`` are redacted when the event is recorded.
+    ``actor`` is who acted: ``"user:12"``, ``"admin:1"``, ``"service:<client_id>"``,
+    ``"system:scheduler"`` (background jobs) or ``"anonymous"``. ``action_type`` is
+    INSERT, UPDATE or DELETE for a change to ``table_name``, SECURITY for a denied or
+    failed call. ``outcome`` is ok, denied or failed. ``details`` are redacted when the
+    event is recorded.
     """
 
     actor: str

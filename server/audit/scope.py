@@ -10,7 +10,9 @@ written by the interceptor after the call succeeds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,40 @@ class AuditScope:
 
 
 current_scope: ContextVar[AuditScope | None] = ContextVar("audit_scope", default=None)
+
+#: The actor of the changes the scheduler makes on its own (server/scheduler.py).
+SCHEDULER_ACTOR = "system:scheduler"
+#: Details lists longer than this are cut (the event says how many there were).
+MAX_LISTED_IDS = 500
+
+
+@contextmanager
+def job_scope(job: str, request_id: str = "") -> Iterator[AuditScope]:
+    """The audit scope of one unit of scheduler work: the changes it names are
+    recorded like an RPC's, with actor ``system:scheduler``, ``rpc`` set to
+    ``scheduler/<job>`` and ``request_id`` (the work's idempotency key, or a fresh
+    ``<job>-<uuid>``), in the same transaction as the change."""
+    scope = AuditScope(
+        actor=SCHEDULER_ACTOR,
+        rpc=f"scheduler/{job}",
+        request_id=request_id or f"{job}-{uuid.uuid4().hex}",
+        peer=None,
+        mutating=True,
+    )
+    token = current_scope.set(scope)
+    try:
+        yield scope
+    finally:
+        current_scope.reset(token)
+
+
+def listed(ids: list[int]) -> dict[str, object]:
+    """``{"ids": [...], "count": n}`` for event details, the list cut at MAX_LISTED_IDS
+    (``"truncated": true`` then)."""
+    out: dict[str, object] = {"count": len(ids), "ids": ids[:MAX_LISTED_IDS]}
+    if len(ids) > MAX_LISTED_IDS:
+        out["truncated"] = True
+    return out
 
 
 def audit_change(table_name: str, action_type: str, details: Mapping[str, Any]) -> None:

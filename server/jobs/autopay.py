@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import db
+from server.audit.scope import job_scope
 from server.auth.principal import Principal
 from server.errors import DomainError
 from server.notifications import notify
@@ -102,13 +103,14 @@ async def run(
             )
             phone = row.phone_number or "your number"
             try:
-                result = await recharges.recharge(
-                    Principal("user", str(row.user_id)),
-                    order,
-                    _fingerprint(row.autopay_id, due),
-                    rpc=RPC,
-                    source="autopay",
-                )
+                with job_scope("autopay", order.request_id):  # the debit is audited
+                    result = await recharges.recharge(
+                        Principal("user", str(row.user_id)),
+                        order,
+                        _fingerprint(row.autopay_id, due),
+                        rpc=RPC,
+                        source="autopay",
+                    )
             except DomainError as exc:
                 failed += 1
                 error = f"{exc.reason}: {exc.message}"

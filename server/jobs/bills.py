@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server import db
+from server.audit.scope import audit_change, job_scope, listed
 from server.jobs import LOCK_BILL_REMINDERS, try_job_lock
 from server.notifications import notify
 from server.recharge import bills_queries as queries
@@ -26,28 +27,45 @@ async def run(engine: AsyncEngine, *, days_before: int, batch_size: int = 500) -
     """One reminder per postpaid bill due within ``days_before`` days (the bill is the
     valid_to of an active postpaid plan of a postpaid user): created, notified
     (``bill_reminder``, status delivered) and marked sent in one transaction."""
-    async with db.side_transaction(engine) as conn:
-        if not await try_job_lock(conn, LOCK_BILL_REMINDERS):
-            return BillCounts(ran=False)
-        rows = await queries.create_due(conn, days_before=days_before, limit=batch_size)
-        for row in rows:
-            amount = f" of \u20b9{row.amount}" if row.amount is not None else ""
-            await notify(
-                conn,
-                user_id=row.user_id,
-                type_name="bill_reminder",
-                description=(
-                    f"Your postpaid bill{amount} for {row.phone_number} is due on "
-                    f"{row.due_date.date().isoformat()}."
-                ),
-                attachments=[
-                    {
-                        "kind": "bill_reminder",
-                        "reminder_id": row.reminder_id,
-                        "due_date": row.due_date.isoformat(),
-                    }
-                ],
-            )
-        await queries.mark_sent(conn, [r.reminder_id for r in rows])
-        paid, released = await queries.reconcile_external(conn, limit=batch_size)
+    with job_scope("bill_reminders"):
+        async with db.transaction(engine) as conn:
+            if not await try_job_lock(conn, LOCK_BILL_REMINDERS):
+                return BillCounts(ran=False)
+            return await _remind_and_reconcile(conn, days_before, batch_size)
+
+
+async def _remind_and_reconcile(
+    conn: AsyncConnection, days_before: int, batch_size: int
+) -> BillCounts:
+    rows = await queries.create_due(conn, days_before=days_before, limit=batch_size)
+    for row in rows:
+        amount = f" of \u20b9{row.amount}" if row.amount is not None else ""
+        await notify(
+            conn,
+            user_id=row.user_id,
+            type_name="bill_reminder",
+            description=(
+                f"Your postpaid bill{amount} for {row.phone_number} is due on "
+                f"{row.due_date.date().isoformat()}."
+            ),
+            attachments=[
+                {
+                    "kind": "bill_reminder",
+                    "reminder_id": row.reminder_id,
+                    "due_date": row.due_date.isoformat(),
+                }
+            ],
+        )
+    await queries.mark_sent(conn, [r.reminder_id for r in rows])
+    paid, released = await queries.reconcile_external(conn, limit=batch_size)
+    if rows or paid or released:
+        audit_change(
+            "BillReminders",
+            "INSERT" if rows else "UPDATE",
+            {
+                "created": listed(sorted(r.reminder_id for r in rows)),
+                "paid_by_settled_payment": paid,
+                "released_after_failed_payment": released,
+            },
+        )
     return BillCounts(True, len(rows), len(rows), paid, released)

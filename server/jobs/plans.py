@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server import db
+from server.audit.scope import audit_change, job_scope, listed
 from server.jobs import LOCK_PLAN_EXPIRY, try_job_lock
 from server.notifications import notify
 
@@ -52,25 +53,39 @@ class PlanCounts:
 async def run(engine: AsyncEngine) -> PlanCounts:
     """Mark plans whose valid_to passed expired, activate queued plans whose valid_from
     came, and tell users whose number is left without a plan (``plan_expiry``)."""
-    async with db.side_transaction(engine) as conn:
-        if not await try_job_lock(conn, LOCK_PLAN_EXPIRY):
-            return PlanCounts(ran=False)
-        expired = (await conn.execute(EXPIRE)).all()
-        activated = (await conn.execute(ACTIVATE)).all()
-        phones = sorted({r.phone_number for r in expired if r.old_status == "active"})
-        uncovered: set[str] = set()
-        if phones:
-            uncovered = set((await conn.execute(UNCOVERED, {"phones": phones})).scalars())
-        notified = 0
-        for row in expired:
-            if row.old_status == "active" and row.phone_number in uncovered:
-                await notify(
-                    conn,
-                    user_id=row.user_id,
-                    type_name="plan_expiry",
-                    description=f"Your plan {row.plan_name} on {row.phone_number} has expired.",
-                    attachments=[{"kind": "active_plan", "active_plan_id": row.id}],
-                )
-                uncovered.discard(row.phone_number)
-                notified += 1
+    with job_scope("plan_expiry"):
+        async with db.transaction(engine) as conn:
+            if not await try_job_lock(conn, LOCK_PLAN_EXPIRY):
+                return PlanCounts(ran=False)
+            return await _expire_and_activate(conn)
+
+
+async def _expire_and_activate(conn: AsyncConnection) -> PlanCounts:
+    expired = (await conn.execute(EXPIRE)).all()
+    activated = (await conn.execute(ACTIVATE)).all()
+    if expired or activated:
+        audit_change(
+            "CurrentActivePlans",
+            "UPDATE",
+            {
+                "expired": listed(sorted(r.id for r in expired)),
+                "activated": listed(sorted(r.id for r in activated)),
+            },
+        )
+    phones = sorted({r.phone_number for r in expired if r.old_status == "active"})
+    uncovered: set[str] = set()
+    if phones:
+        uncovered = set((await conn.execute(UNCOVERED, {"phones": phones})).scalars())
+    notified = 0
+    for row in expired:
+        if row.old_status == "active" and row.phone_number in uncovered:
+            await notify(
+                conn,
+                user_id=row.user_id,
+                type_name="plan_expiry",
+                description=f"Your plan {row.plan_name} on {row.phone_number} has expired.",
+                attachments=[{"kind": "active_plan", "active_plan_id": row.id}],
+            )
+            uncovered.discard(row.phone_number)
+            notified += 1
     return PlanCounts(True, len(expired), len(activated), notified)

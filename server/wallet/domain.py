@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server import db, idempotency, pagination
-from server.audit.scope import audit_change
+from server.audit.scope import audit_change, listed
 from server.auth.access import PermissionMatrix
 from server.auth.principal import Principal
 from server.errors import (
@@ -491,13 +491,21 @@ async def _activate_paid_recharge(
 async def expire_pending_payments(
     conn: AsyncConnection, *, now: datetime | None = None, ttl: timedelta = PENDING_PAYMENT_TTL
 ) -> int:
-    """Mark external payments still pending after ``ttl`` failed (for the scheduler).
+    """Mark external payments still pending after ``ttl`` failed (for the scheduler);
+    how many. The change is named for the audit (under the scheduler's job scope).
 
     A gateway success arriving later for such a row is refused (FAILED_PRECONDITION,
     TRANSACTION_ALREADY_SETTLED) and must be refunded by the gateway (docs/payments.md).
     """
     cutoff = (now or datetime.now(UTC)) - ttl
-    return await queries.fail_stale_pending(conn, created_before=cutoff)
+    failed = await queries.fail_stale_pending(conn, created_before=cutoff)
+    if failed:
+        audit_change(
+            "Transactions",
+            "UPDATE",
+            {"status": "failed", "reason": "payment_deadline_passed", **listed(failed)},
+        )
+    return len(failed)
 
 
 # --- reading the ledger -----------------------------------------------------------------------

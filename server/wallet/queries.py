@@ -78,7 +78,8 @@ async def settle_transaction(
     return row
 
 
-async def fail_stale_pending(conn: AsyncConnection, *, created_before: datetime) -> int:
+async def fail_stale_pending(conn: AsyncConnection, *, created_before: datetime) -> list[int]:
+    """Mark external payments pending since before ``created_before`` failed; their ids."""
     result = await conn.execute(
         update(transactions)
         .where(
@@ -87,8 +88,9 @@ async def fail_stale_pending(conn: AsyncConnection, *, created_before: datetime)
             transactions.c.created_at < created_before,
         )
         .values(status="failed")
+        .returning(transactions.c.txn_id)
     )
-    return int(result.rowcount)
+    return sorted(int(txn_id) for txn_id in result.scalars())
 
 
 async def list_transactions(
