@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     #: 32-byte key (base64) encrypting secrets at rest (TOTP secrets). Development
     #: default: generated once under ``<data_dir>/keys``.
     data_encryption_key: SecretStr = SecretStr("")
+    #: Retired data-encryption keys (base64, separated by commas or whitespace): values
+    #: sealed under them still open, and are re-sealed under the current key when used
+    #: (docs/keys.md, "Rotating the data-encryption key").
+    data_encryption_previous_keys: SecretStr = SecretStr("")
     otp_ttl_seconds: int = Field(default=300, ge=60, le=600)
     otp_max_attempts: int = Field(default=5, ge=1, le=5)
     password_reset_ttl_seconds: int = Field(default=1800, ge=300, le=86400)

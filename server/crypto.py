@@ -112,6 +112,18 @@ class SecretBox:
                 raise ValueError("sealed value is not UTF-8 text") from exc
         raise ValueError("cannot open sealed value: wrong key, wrong associated data or tampered")
 
+    def sealed_with_current_key(self, token: str, *, associated_data: bytes = b"") -> bool:
+        """Whether ``token`` opens under the current key (False: it needs re-sealing,
+        or does not open at all)."""
+        try:
+            blob = b64url_decode(token[len(_VERSION) :]) if token.startswith(_VERSION) else b""
+            if len(blob) < _NONCE_BYTES + _TAG_BYTES:
+                return False
+            self._aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], associated_data)
+        except (InvalidTag, ValueError):
+            return False
+        return True
+
     def export_key(self) -> str:
         """The current master key in the ``GENCHARGE_DATA_ENCRYPTION_KEY`` format, to
         hand to this service's own worker processes (server/workers.py). Never log it."""
@@ -213,11 +225,27 @@ def _tighten(path: Path, mode: int) -> None:
         pass  # not ours to change (e.g. read-only mount); reading may still work
 
 
+def _previous_data_keys(settings: Settings) -> list[bytes]:
+    text = settings.data_encryption_previous_keys.get_secret_value()
+    keys: list[bytes] = []
+    for number, item in enumerate(text.replace(",", " ").split(), start=1):
+        try:
+            keys.append(parse_data_key(item))
+        except ValueError:
+            raise ValueError(
+                f"GENCHARGE_DATA_ENCRYPTION_PREVIOUS_KEYS: key {number} is not base64 of "
+                f"exactly {KEY_BYTES} bytes"
+            ) from None
+    return keys
+
+
 def load_secret_box(settings: Settings) -> SecretBox:
-    """The data-encryption SecretBox from settings (see module docstring)."""
+    """The data-encryption SecretBox from settings (see module docstring), accepting
+    values sealed under ``data_encryption_previous_keys`` too."""
+    previous = _previous_data_keys(settings)
     configured = settings.data_encryption_key.get_secret_value().strip()
     if configured:
-        return SecretBox(parse_data_key(configured))
+        return SecretBox(parse_data_key(configured), previous_keys=previous)
     if settings.production:
         raise ValueError("GENCHARGE_DATA_ENCRYPTION_KEY is required in production")
     stored = load_or_create_dev_secret(
@@ -227,10 +255,10 @@ def load_secret_box(settings: Settings) -> SecretBox:
         "data-encryption key",
     )
     if stored is None:
-        return SecretBox(secrets.token_bytes(KEY_BYTES))
+        return SecretBox(secrets.token_bytes(KEY_BYTES), previous_keys=previous)
     try:
         text = stored.decode("ascii")
-        return SecretBox(parse_data_key(text))
+        return SecretBox(parse_data_key(text), previous_keys=previous)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(
             f"{settings.data_dir / DATA_KEY_FILE} does not hold a base64 32-byte key; "

@@ -624,3 +624,55 @@ async def test_expired_sessions_and_codes_are_cleaned_up(channel, resources) -> 
     assert removed >= 2
     assert await _sql(resources, "SELECT 1 FROM sessions WHERE user_id = :u", u=actor.user_id) == []
     assert await _sql(resources, "SELECT 1 FROM otp_codes") == []
+
+
+async def test_data_key_rotation_keeps_admin_mfa_working(channel, resources) -> None:
+    """A new data-encryption key with the old one listed as previous: enrolled TOTP
+    secrets still open and are re-sealed under the new key on the next login; a key
+    that never sealed them gives a clear FAILED_PRECONDITION, not INTERNAL."""
+    import dataclasses
+
+    from pydantic import SecretStr
+
+    from server.app import start_server
+    from server.crypto import generate_data_key
+
+    admin = await create_admin(channel, resources)  # enrolled under the fixture's key
+    old_key = resources.settings.data_encryption_key.get_secret_value()
+    new_key = generate_data_key()
+
+    async def sealed() -> str:
+        async with db.read_only(resources.engine) as conn:
+            query = text("SELECT totp_secret FROM admins WHERE email = :e")
+            return str((await conn.execute(query, {"e": admin.email})).scalar_one())
+
+    async def login_with(data_key: str, previous: str = "") -> None:
+        settings = resources.settings.model_copy(
+            update={
+                "data_encryption_key": SecretStr(data_key),
+                "data_encryption_previous_keys": SecretStr(previous),
+            }
+        )
+        async with db.transaction(resources.engine) as conn:  # a fresh TOTP step
+            await conn.execute(text("UPDATE admins SET totp_last_step = NULL"))
+        admin.totp_uses = 0
+        running = await start_server(
+            dataclasses.replace(resources, settings=settings), "127.0.0.1:0", scheduler=False
+        )
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as other:
+                await admin_login(other, admin)
+        finally:
+            await running.stop(0)
+
+    before = await sealed()
+    await login_with(new_key, previous=f"{generate_data_key()}, {old_key}")
+    after = await sealed()
+    assert after != before  # re-sealed under the new key
+    await login_with(new_key)  # the old key is no longer needed
+    assert await sealed() == after
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await login_with(generate_data_key())
+    details = details_of(info.value)
+    assert details.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert details.reason == "MFA_SECRET_UNREADABLE"

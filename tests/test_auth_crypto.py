@@ -619,6 +619,37 @@ def test_secret_box_previous_keys_open_old_values() -> None:
         SecretBox(b"o" * 32).open(rotated.seal("x"))
 
 
+def test_secret_box_knows_what_needs_resealing() -> None:
+    sealed_old = SecretBox(b"o" * 32).seal("secret", associated_data=b"a")
+    rotated = SecretBox(b"n" * 32, previous_keys=[b"o" * 32])
+    assert not rotated.sealed_with_current_key(sealed_old, associated_data=b"a")
+    assert rotated.sealed_with_current_key(
+        rotated.seal("s", associated_data=b"a"), associated_data=b"a"
+    )
+    assert not rotated.sealed_with_current_key(rotated.seal("s"), associated_data=b"a")
+    assert not rotated.sealed_with_current_key("v1.garbage!")
+    assert not rotated.sealed_with_current_key("not sealed")
+
+
+def test_previous_data_keys_from_settings(tmp_path: Path) -> None:
+    from server.crypto import generate_data_key, load_secret_box
+
+    old, new = generate_data_key(), generate_data_key()
+    sealed = load_secret_box(Settings(data_encryption_key=old, data_dir=tmp_path)).seal("x")
+    rotated = Settings(
+        data_encryption_key=new, data_encryption_previous_keys=f" {old},\n", data_dir=tmp_path
+    )
+    assert load_secret_box(rotated).open(sealed) == "x"
+    bad = Settings(
+        data_encryption_key=new,
+        data_encryption_previous_keys=f"{old} not-a-key-at-all",
+        data_dir=tmp_path,
+    )
+    with pytest.raises(ValueError, match="PREVIOUS_KEYS: key 2 is not base64") as info:
+        load_secret_box(bad)
+    assert "not-a-key-at-all" not in str(info.value)
+
+
 def test_secret_box_key_length_and_derive_key() -> None:
     with pytest.raises(ValueError):
         SecretBox(b"short")

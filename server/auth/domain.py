@@ -8,6 +8,7 @@ except the tokens handed to their owner; nothing secret is logged or audited.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 import string
@@ -32,6 +33,7 @@ from server.auth.security import Security
 from server.auth.throttle import keys_for, peer_ip
 from server.auth.tokens import hashes_equal, new_opaque_token, new_otp_code, otp_hash, token_hash
 from server.config import Settings
+from server.crypto import SecretBox
 from server.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -51,6 +53,8 @@ MAX_MFA_ATTEMPTS = 5
 _DUMMY_HASH = hash_password("gencharge-timing-equaliser")
 _REFERRAL_ALPHABET = string.ascii_uppercase + string.digits
 _SIX_DIGITS = re.compile(r"[0-9]{6}")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -367,6 +371,23 @@ def _totp_aad(admin_id: int) -> bytes:
     return f"admins.totp_secret:{admin_id}".encode()
 
 
+def _open_totp_secret(box: SecretBox, sealed: str, aad: bytes, admin_id: int) -> str:
+    try:
+        return box.open(sealed, associated_data=aad)
+    except ValueError:
+        # The data key changed without GENCHARGE_DATA_ENCRYPTION_PREVIOUS_KEYS (or the
+        # row was tampered with): an operator's problem, not a wrong code.
+        log.error(
+            "an admin's TOTP secret does not open with the configured data keys",
+            extra={"admin_id": admin_id},
+        )
+        raise FailedPrecondition(
+            "the second factor cannot be checked: the stored TOTP secret does not open "
+            "with the server's data keys; ask an operator",
+            reason="MFA_SECRET_UNREADABLE",
+        ) from None
+
+
 async def verify_mfa(auth: Auth, *, challenge_token: str, code: str, client: Client) -> Tokens:
     if not challenge_token:
         raise InvalidArgument.field("challenge_token", "is required")
@@ -391,10 +412,10 @@ async def verify_mfa(auth: Auth, *, challenge_token: str, code: str, client: Cli
                 challenge.pending_secret if challenge.enrolment else (admin and admin.totp_secret)
             )
             step = None
+            box = auth.security.secret_box
             if admin is not None and admin.status == "active" and sealed:
-                secret = auth.security.secret_box.open(
-                    sealed, associated_data=_totp_aad(admin.admin_id)
-                )
+                aad = _totp_aad(admin.admin_id)
+                secret = _open_totp_secret(box, sealed, aad, int(admin.admin_id))
                 step = totp.verify(secret, code, now=_now(), last_step=admin.totp_last_step)
             if step is None or admin is None:
                 last = challenge.attempts + 1 >= MAX_MFA_ATTEMPTS
@@ -405,6 +426,9 @@ async def verify_mfa(auth: Auth, *, challenge_token: str, code: str, client: Cli
                 values: dict[str, Any] = {"totp_last_step": step}
                 if challenge.enrolment:
                     values.update(totp_secret=challenge.pending_secret, mfa_enabled=True)
+                elif sealed and not box.sealed_with_current_key(sealed, associated_data=aad):
+                    # Sealed under a retired data key: re-seal under the current one.
+                    values.update(totp_secret=box.seal(secret, associated_data=aad))
                 await queries.update_admin(conn, admin.admin_id, values)
                 tokens = await _open_session(
                     auth,
