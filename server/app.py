@@ -21,6 +21,7 @@ from server.config import ConfigurationError
 from server.interceptors.access import AccessInterceptor
 from server.interceptors.request import RequestInterceptor
 from server.payments.gateway import create_gateway
+from server.peers import parse_networks
 from server.plans.catalogue import Catalogue
 from server.resources import Resources
 from server.scheduler import Scheduler
@@ -157,6 +158,10 @@ async def start_server(
         matrix=security.matrix,
         unimplemented=unimplemented,
     )
+    try:
+        proxies = parse_networks(settings.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -168,7 +173,7 @@ async def start_server(
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
     server = grpc.aio.server(
-        interceptors=[RequestInterceptor(), access],
+        interceptors=[RequestInterceptor(proxies), access],
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )

@@ -103,3 +103,53 @@ async def test_limits_hold_across_servers_sharing_a_database(
         await second.stop(0)
         await client.close()
         await engine.dispose()
+
+
+def _from(address: str) -> tuple[tuple[str, str], ...]:
+    return (("x-forwarded-for", f"198.51.100.250, {address}"),)
+
+
+async def test_limits_apply_to_the_client_a_trusted_proxy_names(channel, resources) -> None:
+    """Behind a trusted proxy (here: loopback) the per-address limits key on the
+    forwarded client address: one client's failures do not block another's."""
+    import dataclasses
+
+    settings = resources.settings.model_copy(update={"trusted_proxies": "127.0.0.0/8, ::1"})
+    proxied = await start_server(
+        dataclasses.replace(resources, settings=settings), "127.0.0.1:0", scheduler=False
+    )
+    try:
+        actor = await register_user(channel)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{proxied.port}") as through_proxy:
+            stub = auth_stub(through_proxy)
+            wrong = pb.LoginRequest(email=actor.email, password=WRONG)
+            right = pb.LoginRequest(email=actor.email, password=PASSWORD)
+            for _ in range(5):
+                code = await _code(stub.Login(wrong, metadata=_from("203.0.113.5")))
+                assert code == grpc.StatusCode.UNAUTHENTICATED
+            assert await _code(stub.Login(right, metadata=_from("203.0.113.5"))) == (
+                grpc.StatusCode.RESOURCE_EXHAUSTED
+            )
+            # Another client behind the same proxy logs in; the session records it.
+            reply = await stub.Login(right, metadata=_from("203.0.113.77"))
+            sessions = await auth_stub(through_proxy).ListSessions(
+                pb.ListSessionsRequest(),
+                metadata=(("authorization", f"Bearer {reply.tokens.access_token}"),),
+            )
+            assert "203.0.113.77" in {s.ip_address for s in sessions.sessions}
+    finally:
+        await proxied.stop(0)
+
+
+async def test_forwarded_addresses_from_untrusted_peers_are_ignored(channel) -> None:
+    """Without trusted proxies a client cannot pick its address to dodge the limits."""
+    actor = await register_user(channel)
+    stub = auth_stub(channel)
+    for attempt in range(5):
+        wrong = pb.LoginRequest(email=actor.email, password=WRONG)
+        code = await _code(stub.Login(wrong, metadata=_from(f"203.0.113.{attempt}")))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+    right = pb.LoginRequest(email=actor.email, password=PASSWORD)
+    assert await _code(stub.Login(right, metadata=_from("203.0.113.99"))) == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+    )

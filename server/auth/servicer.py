@@ -15,6 +15,7 @@ from server import protoconv
 from server.auth import domain
 from server.auth.principal import principal, require_session_principal
 from server.errors import InvalidArgument
+from server.peers import client_peer
 
 Context = grpc.aio.ServicerContext[Any, Any]
 TOKEN_TYPE = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
@@ -39,7 +40,7 @@ def client_of(context: Context, user_agent: str = "") -> domain.Client:
         user_agent = next(
             (str(v) for k, v in context.invocation_metadata() or () if k == "user-agent"), ""
         )
-    return domain.Client(peer=context.peer(), user_agent=user_agent or None)
+    return domain.Client(peer=client_peer(context), user_agent=user_agent or None)
 
 
 def tokens_message(tokens: domain.Tokens) -> pb.AuthTokens:

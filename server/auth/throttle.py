@@ -6,7 +6,7 @@ read-modify-write races). The policy and its trade-off are in docs/security.md.
 
 Usage around a credential check::
 
-    keys = keys_for("login", account=email, peer=peer_ip(context.peer()))
+    keys = keys_for("login", account=email, peer=peer_ip(client_peer(context)))
     await throttle.check(keys)          # ResourceExhausted while any key is blocked
     if not password_ok:
         await throttle.failure(keys)

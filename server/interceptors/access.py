@@ -28,6 +28,7 @@ from server.auth.principal import current_principal
 from server.errors import DomainError, Unimplemented
 from server.interceptors.request import Continuation, Handler, rebuild
 from server.logs import request_id_var
+from server.peers import client_peer
 
 log = logging.getLogger("gencharge.access")
 
@@ -71,7 +72,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
             actor="anonymous",
             rpc=rule.method,
             request_id=request_id_var.get(),
-            peer=context.peer(),
+            peer=client_peer(context),
             mutating=rule.mutating,
         )
         current_scope.set(scope)

@@ -5,7 +5,10 @@
 - Maps :class:`server.errors.DomainError` to its gRPC status with ``google.rpc.Status``
   details; any other exception becomes INTERNAL with no internals leaked (the log has
   the traceback under the same request id).
-- Writes one access-log line per call: method, code, duration, peer.
+- Resolves the caller's address once (server/peers.py: the TCP peer, or the client a
+  trusted proxy forwarded) for throttling, sessions, audit and the log.
+- Writes one access-log line per call: method, code, duration, peer (and the proxy's
+  address when the call came through one).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
 import grpc
@@ -24,6 +27,7 @@ from sqlalchemy import exc as sa_exc
 
 from server.errors import DomainError, Unavailable, internal_status, to_status_proto
 from server.logs import request_id_var, rpc_method_var
+from server.peers import Network, client_peer_var, resolve
 
 log = logging.getLogger("gencharge.rpc")
 
@@ -80,9 +84,11 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext[Any, 
 class _Call:
     """Per-call bookkeeping shared by the four handler shapes."""
 
-    def __init__(self, method: str, request_id: str) -> None:
+    def __init__(self, method: str, request_id: str, proxies: Sequence[Network]) -> None:
         self.method = method
         self.request_id = request_id
+        self.proxies = proxies
+        self.peer = ""
         self.started = time.perf_counter()
         self.code = grpc.StatusCode.OK
 
@@ -92,6 +98,8 @@ class _Call:
 
     def start(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         self.enter()
+        self.peer = resolve(context, self.proxies)
+        client_peer_var.set(self.peer)
         # Sent with the status (errors add it to their own trailing metadata).
         context.set_trailing_metadata((("x-request-id", self.request_id),))
 
@@ -109,18 +117,21 @@ class _Call:
         code = context.code() if self.code is grpc.StatusCode.UNKNOWN else self.code
         name = code.name if isinstance(code, grpc.StatusCode) else str(code or "OK")
         level = logging.INFO if name in ("OK", "None") else logging.WARNING
-        log.log(
-            level,
-            "rpc finished",
-            extra={
-                "code": name,
-                "duration_ms": round((time.perf_counter() - self.started) * 1000, 3),
-                "peer": context.peer(),
-            },
-        )
+        extra: dict[str, Any] = {
+            "code": name,
+            "duration_ms": round((time.perf_counter() - self.started) * 1000, 3),
+            "peer": self.peer,
+        }
+        direct = context.peer()
+        if direct != self.peer:
+            extra["proxy"] = direct
+        log.log(level, "rpc finished", extra=extra)
 
 
 class RequestInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, trusted_proxies: Sequence[Network] = ()) -> None:
+        self._proxies = tuple(trusted_proxies)
+
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
@@ -131,7 +142,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         if not method.startswith(_OWN_PREFIX):
             # Health checks and reflection: served as they are, not access-logged.
             return handler
-        return _wrap(handler, method, _request_id(handler_call_details))
+        return _wrap(handler, method, _request_id(handler_call_details), self._proxies)
 
 
 def rebuild(handler: Handler, unary: Any, streaming: Any) -> Handler:
@@ -148,13 +159,13 @@ def rebuild(handler: Handler, unary: Any, streaming: Any) -> Handler:
     return grpc.stream_stream_rpc_method_handler(streaming, **common)
 
 
-def _wrap(handler: Handler, method: str, request_id: str) -> Handler:
+def _wrap(handler: Handler, method: str, request_id: str, proxies: Sequence[Network]) -> Handler:
     # In a grpc.aio server these are coroutine functions / async generator functions.
     inner_unary: Any = handler.unary_unary or handler.stream_unary
     inner_stream: Any = handler.unary_stream or handler.stream_stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        call = _Call(method, request_id)
+        call = _Call(method, request_id, proxies)
         call.start(context)
         try:
             assert inner_unary is not None
@@ -171,7 +182,7 @@ def _wrap(handler: Handler, method: str, request_id: str) -> Handler:
     async def streaming(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        call = _Call(method, request_id)
+        call = _Call(method, request_id, proxies)
         call.start(context)
         try:
             assert inner_stream is not None
