@@ -13,6 +13,8 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from server import db, mongo
+from server.audit.gate import SecurityEventGate
+from server.audit.outbox import record_standalone
 from server.audit.relay import AuditRelay
 from server.auth import domain as auth_domain
 from server.auth.access import AccessRules
@@ -47,6 +49,8 @@ class RunningServer:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     #: Set on stop: the background loops end at their next wait.
     stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    #: The per-address budget of SECURITY events (server/audit/gate.py).
+    security_gate: SecurityEventGate | None = None
 
     async def stop(self, grace: float | None) -> None:
         """Graceful stop: NOT_SERVING first, drain in-flight calls for ``grace`` seconds,
@@ -62,6 +66,8 @@ class RunningServer:
             await self.scheduler.stop()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.security_gate is not None:  # the windows still open: their summaries
+            await _write_summaries(self.resources, self.security_gate, closing=True)
         await self.relay.stop()
 
 
@@ -121,6 +127,26 @@ async def _cleanup_loop(resources: Resources, interval: float, stopping: asyncio
         await _pause(stopping, interval)
 
 
+async def _write_summaries(
+    resources: Resources, gate: SecurityEventGate, *, closing: bool = False
+) -> None:
+    for event in gate.take_summaries(closing=closing):
+        try:
+            await record_standalone(resources.engine, event)
+        except Exception as exc:
+            log.warning("could not record a security summary", extra={"error": repr(exc)})
+
+
+async def _summary_loop(
+    resources: Resources, gate: SecurityEventGate, stopping: asyncio.Event
+) -> None:
+    """Summaries of suppressed SECURITY events, written soon after their window ends."""
+    interval = min(5.0, gate.window / 2)
+    while not stopping.is_set():
+        await _write_summaries(resources, gate)
+        await _pause(stopping, interval)
+
+
 async def start_server(
     resources: Resources,
     listen: str,
@@ -151,12 +177,16 @@ async def start_server(
         for spec, servicer in zip(SERVICES, servicers, strict=True)
         for name in spec.unimplemented(servicer)
     )
+    gate = SecurityEventGate(
+        budget=settings.security_events_per_peer, window=settings.security_event_window_seconds
+    )
     access = AccessInterceptor(
         engine=resources.engine,
         rules=AccessRules(names),
         authenticator=security.authenticator,
         matrix=security.matrix,
         unimplemented=unimplemented,
+        security_gate=gate,
     )
     try:
         proxies = parse_networks(settings.trusted_proxies)
@@ -222,6 +252,8 @@ async def start_server(
     running._tasks = [
         asyncio.create_task(_monitor_health(running, health_interval)),
         asyncio.create_task(_cleanup_loop(resources, CLEANUP_INTERVAL_SECONDS, running.stopping)),
+        asyncio.create_task(_summary_loop(resources, gate, running.stopping)),
     ]
+    running.security_gate = gate
     log.info("grpc server listening", extra={"port": port, "services": len(names)})
     return running

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     #: within this time on every replica.
     auth_cache_seconds: float = Field(default=2.0, ge=0, le=30)
 
+    #: SECURITY events (denied and failed calls) recorded per client address per
+    #: window; the rest are counted into one summary event (server/audit/gate.py).
+    security_events_per_peer: int = Field(default=60, ge=1)
+    security_event_window_seconds: float = Field(default=60.0, ge=0.5, le=3600)
+
     #: Longest pause between audit-relay retries while MongoDB is unreachable.
     audit_relay_max_backoff_seconds: float = Field(default=30.0, ge=0.1, le=600)
 

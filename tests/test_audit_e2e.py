@@ -91,6 +91,42 @@ async def test_denied_and_failed_calls_are_security_events(channel, resources) -
     assert "wrong password" not in str(failed)
 
 
+async def test_a_flood_of_denied_calls_is_summarised(resources) -> None:
+    """Past the per-address budget, denied calls are counted, not written one by one;
+    one summary event says how many there were once the window ends."""
+    import dataclasses
+
+    from server.app import start_server
+
+    settings = resources.settings.model_copy(
+        update={"security_events_per_peer": 3, "security_event_window_seconds": 1.0}
+    )
+    running = await start_server(
+        dataclasses.replace(resources, settings=settings), "127.0.0.1:0", scheduler=False
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = auth_stub(channel)
+            for _ in range(10):
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await stub.GetMe(pb.GetMeRequest())
+                assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED  # still refused
+        summary = await _documents(
+            resources.mongo_db, {"details.suppressed_events": {"$exists": True}}, want=1
+        )
+    finally:
+        await running.stop(0)
+    single = await resources.mongo_db["AuditLog"].count_documents(
+        {"rpc": "/gencharge.v1.AuthService/GetMe", "action_type": "SECURITY"}
+    )
+    assert single == 3
+    (doc,) = summary
+    assert doc["action_type"] == "SECURITY" and doc["outcome"] == "denied"
+    assert doc["details"]["suppressed_events"] == 7
+    assert doc["details"]["rpcs"] == [{"rpc": "/gencharge.v1.AuthService/GetMe", "count": 7}]
+    assert doc["peer"].startswith("ipv4:127.0.0.1")
+
+
 @pytest.fixture
 async def own_mongo(tmp_path: Path) -> AsyncIterator[EmbeddedMongo]:
     server = await asyncio.to_thread(EmbeddedMongo(tmp_path / "mongo").start)

@@ -9,7 +9,8 @@ mapping). Per call, in the RPC's own task:
 3. answer UNIMPLEMENTED for contract RPCs no servicer implements yet,
 4. run the handler inside an audit scope; a mutating call that succeeded has exactly
    one AuditLog event (written with its change, or here if it named none); denied and
-   failed calls are recorded as SECURITY events.
+   failed calls are recorded as SECURITY events, within a per-address budget
+   (server/audit/gate.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.audit.gate import SecurityEventGate
 from server.audit.outbox import AuditEvent, record_standalone
 from server.audit.scope import AuditScope, current_scope
 from server.auth.access import AccessRules, Authenticator, PermissionMatrix, Rule, authorize
@@ -49,8 +51,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         authenticator: Authenticator,
         matrix: PermissionMatrix,
         unimplemented: frozenset[str],
+        security_gate: SecurityEventGate | None = None,
     ) -> None:
         self._engine = engine
+        self._gate = security_gate
         self._rules = rules
         self._authenticator = authenticator
         self._matrix = matrix
@@ -112,6 +116,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         if not denied and not rule.mutating:
             return
         scope = current_scope.get()
+        if self._gate is not None and not self._gate.admit(
+            scope.peer if scope else None, rule.method
+        ):
+            return  # over this address's budget: counted in the window's summary
         details: dict[str, Any] = {"status": code.name}
         if isinstance(exc, DomainError):
             details["reason"] = exc.reason
