@@ -130,11 +130,16 @@ async def _cleanup_loop(resources: Resources, interval: float, stopping: asyncio
 async def _write_summaries(
     resources: Resources, gate: SecurityEventGate, *, closing: bool = False
 ) -> None:
-    for event in gate.take_summaries(closing=closing):
+    events = gate.take_summaries(closing=closing)
+    for index, event in enumerate(events):
         try:
             await record_standalone(resources.engine, event)
-        except Exception as exc:
+        except BaseException as exc:  # kept for the next attempt (or the final flush)
+            gate.requeue(events[index:])
+            if not isinstance(exc, Exception):
+                raise  # cancelled
             log.warning("could not record a security summary", extra={"error": repr(exc)})
+            return
 
 
 async def _summary_loop(

@@ -144,6 +144,11 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     With ``settings.workers`` > 1 this process prepares the databases and supervises
     that many worker processes (server/workers.py) instead of serving itself."""
     workers.check_listen(settings)
+    with workers.exclusive_listen(settings):
+        await _serve(settings, ready)
+
+
+async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
     databases = await open_databases(settings)
     try:
         async with connected(settings, databases) as resources:
@@ -161,21 +166,33 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         log.info("stopped")
 
 
-async def serve_worker(settings: Settings, listening: Callable[[], None]) -> None:
+async def serve_worker(
+    settings: Settings, listening: Callable[[], None], supervisor_pid: int
+) -> None:
     """One of several workers (server/workers.py): the databases are ready; serve on
-    the shared port (calling ``listening`` once it listens) until SIGTERM or SIGINT."""
+    the shared port (calling ``listening`` once it listens) until SIGTERM or SIGINT,
+    or until the supervisor is gone (a worker never outlives it)."""
     databases = Databases(settings.database_url, settings.mongo_url)
     async with connected(settings, databases) as resources:
         running = await start_server(resources, settings.listen, reuse_port=True)
         listening()
-        await _run_until_signalled(running, settings.shutdown_grace_seconds, None)
+        stop = asyncio.Event()
+        watch = asyncio.create_task(workers.watch_supervisor(supervisor_pid, stop))
+        try:
+            await _run_until_signalled(running, settings.shutdown_grace_seconds, None, stop)
+        finally:
+            watch.cancel()
     log.info("worker stopped")
 
 
 async def _run_until_signalled(
-    running: RunningServer, grace: float, ready: asyncio.Event | None
+    running: RunningServer,
+    grace: float,
+    ready: asyncio.Event | None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    stop = asyncio.Event()
+    """Serve until SIGTERM/SIGINT (or until ``stop`` is set by someone else)."""
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -16,21 +16,31 @@ are resolved once here and handed to the workers through the spawn pipe, never t
 the environment or the command line: in development without configured keys the
 workers share the generated keys, even when they could not be stored.
 
-The supervisor forwards SIGTERM/SIGINT to the workers, waits for them to drain
-(``shutdown_grace_seconds`` plus a margin) and stops the embedded servers. When a
-worker dies on its own, the supervisor stops the others and exits non-zero, so the
-process manager (systemd, Kubernetes) restarts the service as a whole.
+The supervisor forwards SIGTERM/SIGINT to the workers, waits for them to drain (one
+deadline for all: ``shutdown_grace_seconds`` plus a margin, then SIGKILL) and stops
+the embedded servers. It exits non-zero when a worker dies on its own (after stopping
+the others) or does not stop cleanly, so the process manager (systemd, Kubernetes)
+restarts the service as a whole. Workers stop by themselves when the supervisor is
+gone (SIGKILL, OOM), and a second supervisor on the same listen address is refused
+(a lock file named after it), so two generations never share the port.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import multiprocessing
+import os
+import re
 import signal
+import tempfile
+import time
+from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import SimpleQueue
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -73,13 +83,39 @@ def check_listen(settings: Settings) -> None:
         )
 
 
+@contextlib.contextmanager
+def exclusive_listen(settings: Settings) -> Iterator[None]:
+    """With workers, hold a lock named after the listen address for the supervisor's
+    lifetime: SO_REUSEPORT would let a second supervisor (an overlapping deploy) bind
+    the same port and silently take part of the traffic. One server process needs no
+    lock: its port is not shared, so a second bind fails by itself."""
+    if settings.workers == 1:
+        yield
+        return
+    name = re.sub(r"[^A-Za-z0-9.-]", "_", settings.listen)
+    path = Path(tempfile.gettempdir()) / f"gencharge-listen-{name}.lock"
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigurationError(
+                f"another gencharge supervisor is serving on {settings.listen} ({path})"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 async def supervise(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Run ``settings.workers`` workers until SIGTERM/SIGINT (or one of them dies)."""
     context = multiprocessing.get_context("spawn")
     serving: SimpleQueue[int] = context.SimpleQueue()  # a worker's index once it listens
     processes: list[BaseProcess] = [
         context.Process(
-            target=run_worker, args=(settings, index, serving), name=f"gencharge-worker-{index}"
+            target=run_worker,
+            args=(settings, index, serving, os.getpid()),
+            name=f"gencharge-worker-{index}",
         )
         for index in range(settings.workers)
     ]
@@ -116,30 +152,57 @@ async def supervise(settings: Settings, ready: asyncio.Event | None = None) -> N
         else:
             log.info("shutdown requested; stopping workers")
     finally:
-        await asyncio.to_thread(
+        unclean = await asyncio.to_thread(
             _stop_all, processes, settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS
         )
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     if died:
         raise WorkerDied(f"{len(died)} worker(s) exited unexpectedly")
+    if unclean:
+        log.error(
+            "workers did not stop cleanly",
+            extra={"pids": [p.pid for p in unclean], "exit_codes": [p.exitcode for p in unclean]},
+        )
+        raise WorkerDied(f"{len(unclean)} worker(s) did not stop cleanly")
 
 
-def _stop_all(processes: list[BaseProcess], timeout: float) -> None:
+def _stop_all(processes: list[BaseProcess], timeout: float) -> list[BaseProcess]:
+    """SIGTERM every worker, wait for all of them until one shared deadline, kill the
+    rest; the workers that did not stop cleanly (killed, or a non-zero exit)."""
     for process in processes:
         if process.is_alive():
             process.terminate()  # SIGTERM: the worker drains like a single server
+    deadline = time.monotonic() + timeout
     for process in processes:
         if process.pid is not None:
-            process.join(timeout)
+            process.join(max(0.0, deadline - time.monotonic()))
+    unclean: list[BaseProcess] = []
     for process in processes:
         if process.is_alive():
             log.warning("worker did not stop in time; killing it", extra={"pid": process.pid})
             process.kill()
             process.join()
+            unclean.append(process)
+        elif process.exitcode not in (0, None):
+            unclean.append(process)
+    return unclean
 
 
-def run_worker(settings: Settings, index: int, serving: SimpleQueue[int]) -> None:
+async def watch_supervisor(supervisor_pid: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` once the supervisor is gone (killed with SIGKILL, OOM): an orphaned
+    worker would otherwise keep serving old code beside the restarted service."""
+    while not stop.is_set():
+        if os.getppid() != supervisor_pid:
+            log.error("the supervisor is gone; stopping this worker")
+            stop.set()
+            return
+        await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+
+
+def run_worker(
+    settings: Settings, index: int, serving: SimpleQueue[int], supervisor_pid: int
+) -> None:
     """Entry point of a worker process (spawned: a fresh interpreter); puts ``index``
     on ``serving`` once the server listens."""
     from server import runtime
@@ -148,7 +211,7 @@ def run_worker(settings: Settings, index: int, serving: SimpleQueue[int]) -> Non
     # The supervisor's terminal sends SIGINT to the whole process group; the worker's
     # own handler (runtime) drains on it, like on SIGTERM from the supervisor.
     try:
-        asyncio.run(runtime.serve_worker(settings, lambda: serving.put(index)))
+        asyncio.run(runtime.serve_worker(settings, lambda: serving.put(index), supervisor_pid))
     except KeyboardInterrupt:
         pass
     except ConfigurationError as exc:  # e.g. the port is taken: say so, no traceback

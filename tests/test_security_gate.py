@@ -61,3 +61,26 @@ def test_tracked_addresses_are_bounded() -> None:
     (summary,) = gate.take_summaries(closing=True)
     assert summary.peer is None and summary.details["suppressed_events"] == 2
     assert SHARED == "shared"
+
+
+def test_ipv6_addresses_share_their_64() -> None:
+    gate = SecurityEventGate(budget=2, window=60, clock=Clock())
+    assert gate.admit("ipv6:[2001:db8:1:2::1]:1", "/x")
+    assert gate.admit("ipv6:[2001:db8:1:2::ffff]:1", "/x")
+    assert gate.admit("ipv6:[2001:db8:1:2:abcd::9]:1", "/x") is False  # same /64
+    assert gate.admit("ipv6:[2001:db8:1:3::1]:1", "/x") is True  # the next /64
+
+
+def test_ended_windows_make_room_and_unwritten_summaries_come_back() -> None:
+    clock = Clock()
+    gate = SecurityEventGate(budget=1, window=10, max_peers=1, clock=clock)
+    gate.admit("ipv4:10.0.0.1:1", "/x")
+    gate.admit("ipv4:10.0.0.1:1", "/x")  # suppressed
+    clock.now = 11
+    # The table is full, but its only window has ended: the new address gets its own.
+    assert gate.admit("ipv4:10.0.0.2:1", "/x") is True
+    assert gate.admit("ipv4:10.0.0.2:1", "/x") is False
+    (ended,) = gate.take_summaries()
+    assert ended.peer == "ipv4:10.0.0.1:1"
+    gate.requeue([ended])  # e.g. the database was down
+    assert gate.take_summaries() == [ended]

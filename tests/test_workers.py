@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -50,8 +51,6 @@ def _log_lines(path: Path) -> list[dict[str, object]]:
 
 
 def _wait_for(path: Path, msg: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(line.get("msg") == msg for line in _log_lines(path)):
@@ -120,7 +119,7 @@ def test_two_workers_share_the_port_and_the_keys(
     assert sorted(stopped) == [0, 1]
     assert lines[-1]["msg"] == "stopped"
     for pid in _worker_pids(log_path):
-        assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+        assert _gone(pid)
 
 
 def _is_zombie(pid: int) -> bool:
@@ -159,6 +158,41 @@ def test_a_dead_worker_stops_the_service(private_tmp: Path, pg_url: str, mongo_u
         line["worker"] for line in _log_lines(log_path) if line.get("msg") == "worker stopped"
     ]
     assert stopped == [1]
+
+
+def test_one_supervisor_per_address_and_no_orphaned_workers(
+    private_tmp: Path, pg_url: str, mongo_url: str
+) -> None:
+    env = _env(private_tmp, pg_url, mongo_url)
+    log_path = private_tmp / "serve.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [GENCHARGE, "serve"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_serving(env["GENCHARGE_LISTEN"], proc)
+        _wait_for(log_path, "all workers serving", proc)
+        # An overlapping deploy: a second supervisor on the same address is refused.
+        second = subprocess.run([GENCHARGE, "serve"], env=env, capture_output=True, timeout=60)
+        assert second.returncode == 2
+        assert b"another gencharge supervisor is serving on" in second.stderr
+        # The supervisor dies hard: its workers notice and stop serving.
+        pids = _worker_pids(log_path)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(_gone(pid) for pid in pids):
+            time.sleep(0.1)
+        assert all(_gone(pid) for pid in pids), log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "the supervisor is gone; stopping this worker" in log_path.read_text()
+
+
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
 
 
 def test_workers_need_a_fixed_port(private_tmp: Path, pg_url: str, mongo_url: str) -> None:

@@ -9,7 +9,8 @@ ends one summary event records how many were suppressed and for which RPCs. A wa
 is logged the moment suppression starts, so an SRE sees the flood as it happens.
 
 The state is per process (each replica has its own budget) and bounded: at most
-``max_peers`` addresses are tracked; beyond that, new addresses share one bucket.
+``max_peers`` addresses are tracked (IPv6 per /64, as the login limits count them);
+beyond that, new addresses share one bucket (and one budget), with a warning.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from server.audit.outbox import AuditEvent
-from server.auth.throttle import peer_ip
+from server.auth.throttle import peer_bucket, peer_ip
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +63,30 @@ class SecurityEventGate:
         self._clock = clock
         self._windows: dict[str, _Window] = {}
         self._pending: list[AuditEvent] = []
+        self._overflowing = False
 
-    def _key(self, peer: str | None) -> str:
+    def _key(self, peer: str | None, now: float) -> str:
         ip = peer_ip(peer) if peer else None
         if ip is None:
             return SHARED
-        if ip not in self._windows and len(self._windows) >= self._max_peers:
-            return SHARED
-        return ip
+        key = peer_bucket(ip)  # IPv6 per /64: rotating inside one's block does not help
+        if key not in self._windows and len(self._windows) >= self._max_peers:
+            self._close_ended(now)  # make room from ended windows first
+            if len(self._windows) >= self._max_peers:
+                if not self._overflowing:
+                    log.warning(
+                        "too many addresses with security events; the rest share one budget",
+                        extra={"tracked": len(self._windows)},
+                    )
+                self._overflowing = True
+                return SHARED
+        self._overflowing = False
+        return key
 
     def admit(self, peer: str | None, rpc: str) -> bool:
         """Whether to record this call's SECURITY event (False: counted instead)."""
-        key = self._key(peer)
         now = self._clock()
+        key = self._key(peer, now)
         window = self._windows.get(key)
         if window is None or now - window.started >= self.window:
             if window is not None and window.suppressed:
@@ -113,15 +125,22 @@ class SecurityEventGate:
             outcome="denied",
         )
 
-    def take_summaries(self, *, closing: bool = False) -> list[AuditEvent]:
-        """Summary events of the windows that ended with suppressed events (all
-        windows when ``closing``), and forget the ended windows."""
-        now = self._clock()
-        out = list(self._pending)
-        self._pending.clear()
+    def _close_ended(self, now: float, *, closing: bool = False) -> None:
         for key, window in list(self._windows.items()):
             if closing or now - window.started >= self.window:
                 if window.suppressed:
-                    out.append(self._summary(window))
+                    self._pending.append(self._summary(window))
                 del self._windows[key]
+
+    def take_summaries(self, *, closing: bool = False) -> list[AuditEvent]:
+        """Summary events of the windows that ended with suppressed events (all
+        windows when ``closing``), and forget the ended windows. Hand back the ones
+        that could not be written with :meth:`requeue`."""
+        self._close_ended(self._clock(), closing=closing)
+        out = list(self._pending)
+        self._pending.clear()
         return out
+
+    def requeue(self, events: list[AuditEvent]) -> None:
+        """Summaries taken but not written (database down, shutdown): written later."""
+        self._pending[:0] = events

@@ -99,7 +99,7 @@ def normalise_account(account: str) -> str:
     return account.strip().lower()
 
 
-def _peer_bucket(peer: str) -> str:
+def peer_bucket(peer: str) -> str:
     """IPv4 addresses as they are; IPv6 grouped by /64 (one subscriber's usual share)."""
     try:
         address = ipaddress.ip_address(peer)
@@ -119,7 +119,7 @@ def keys_for(action: str, *, account: str | None, peer: str | None) -> list[Thro
     if action not in ACTIONS:
         raise ValueError(f"unknown throttle action {action!r}")
     account_id = normalise_account(account) if account else ""
-    peer_id = _peer_bucket(peer.strip()) if peer and peer.strip() else ""
+    peer_id = peer_bucket(peer.strip()) if peer and peer.strip() else ""
     keys: list[ThrottleKey] = []
     if account_id and peer_id:
         keys.append(_key(action, ACCOUNT_PEER, _digest("account", account_id, "peer", peer_id)))
