@@ -115,6 +115,25 @@ def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
     return _with_databases(settings, work)
 
 
+def _reset_admin_mfa(settings: Settings, args: argparse.Namespace) -> int:
+    found = False
+
+    async def work(resources: Resources, databases: runtime.Databases) -> None:
+        nonlocal found
+        await runtime.migrate(resources, databases.database_url)
+        found = await bootstrap.reset_admin_mfa(resources.engine, args.email)
+
+    code = _with_databases(settings, work)
+    if not found:
+        print(f"no administrator with e-mail {args.email}", file=sys.stderr)
+        return 1
+    print(
+        f"second factor reset: {args.email} enrols a new authenticator at the next login; "
+        "their sessions were ended"
+    )
+    return code
+
+
 def _create_service_account(settings: Settings, args: argparse.Namespace) -> int:
     async def work(resources: Resources, databases: runtime.Databases) -> None:
         await runtime.migrate(resources, databases.database_url)
@@ -156,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     admin.set_defaults(run=_create_admin)
+    reset = sub.add_parser(
+        "reset-admin-mfa",
+        help="forget an administrator's TOTP authenticator (lost device, lost data key)",
+    )
+    reset.add_argument("email")
+    reset.set_defaults(run=_reset_admin_mfa)
     service = sub.add_parser(
         "create-service-account",
         help="create a service account for an internal caller (prints its secret once)",

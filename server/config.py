@@ -107,8 +107,9 @@ class Settings(BaseSettings):
     #: Seconds the in-process plan/offer catalogue is cached.
     catalogue_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
-    #: Networks (CIDRs, comma-separated) of proxies in front of the service whose
-    #: ``x-forwarded-for`` names the client (server/peers.py). Empty: the TCP peer.
+    #: The addresses (or CIDRs, comma-separated) of the proxies in front of the service
+    #: whose ``x-forwarded-for`` names the client (server/peers.py); only the proxies'
+    #: own addresses, never a pod or VPC range. Empty: the TCP peer.
     trusted_proxies: str = ""
     #: Server processes sharing the listen port (SO_REUSEPORT). 1 serves in the
     #: ``gencharge serve`` process itself; more start that many worker processes under

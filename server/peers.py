@@ -2,7 +2,8 @@
 
 Behind a load balancer or an API gateway every call arrives from the proxy's address,
 so per-address brute-force limits, session records and audit events would all see one
-client. With ``GENCHARGE_TRUSTED_PROXIES`` (CIDRs, e.g. ``10.0.0.0/8,127.0.0.1/32``)
+client. With ``GENCHARGE_TRUSTED_PROXIES`` (the proxies' own addresses or CIDRs, e.g.
+``10.0.5.12,10.0.5.13``; never a whole pod or VPC range, see docs/security.md)
 the address of a call whose TCP peer is inside those networks is taken from the
 ``x-forwarded-for`` metadata instead: the right-most hop that is *not* a trusted proxy
 (each proxy appends the address it saw, so hops to the left of the last trusted one

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -671,8 +675,47 @@ async def test_data_key_rotation_keeps_admin_mfa_working(channel, resources) -> 
     assert after != before  # re-sealed under the new key
     await login_with(new_key)  # the old key is no longer needed
     assert await sealed() == after
+    lost_key = generate_data_key()
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await login_with(generate_data_key())
+        await login_with(lost_key)
     details = details_of(info.value)
     assert details.code == grpc.StatusCode.FAILED_PRECONDITION
     assert details.reason == "MFA_SECRET_UNREADABLE"
+
+    # The operator's way out: `gencharge reset-admin-mfa` forgets the authenticator and
+    # ends the admin's sessions; the next login enrols a new one.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENCHARGE_")}
+    env.update(
+        GENCHARGE_DATABASE_URL=resources.settings.database_url,
+        GENCHARGE_MONGO_URL=resources.settings.mongo_url,
+        GENCHARGE_LOG_LEVEL="WARNING",
+    )
+    gencharge = str(Path(sys.executable).parent / "gencharge")
+    done = await asyncio.to_thread(
+        subprocess.run, [gencharge, "reset-admin-mfa", admin.email], env=env, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"second factor reset" in done.stdout
+    async with db.read_only(resources.engine) as conn:
+        active = await conn.execute(
+            text(
+                "SELECT count(*) FROM sessions s JOIN admins a ON a.admin_id = s.admin_id"
+                " WHERE a.email = :e AND s.is_active"
+            ),
+            {"e": admin.email},
+        )
+        assert active.scalar_one() == 0
+    from tests.test_audit_e2e import _documents
+
+    (event,) = await _documents(resources.mongo_db, {"rpc": "cli/reset-admin-mfa"}, want=1)
+    assert event["user_id"] == "system:cli" and event["details"]["mfa_reset"] is True
+    admin.totp_secret = ""
+    await login_with(lost_key)  # enrolment under the key now in use
+    assert admin.totp_secret
+    missing = await asyncio.to_thread(
+        subprocess.run,
+        [gencharge, "reset-admin-mfa", "nobody@example.com"],
+        env=env,
+        capture_output=True,
+    )
+    assert missing.returncode == 1 and b"no administrator" in missing.stderr

@@ -125,3 +125,34 @@ def test_to_async_url() -> None:
     assert to_async_url("postgresql://u@h/d?connect_timeout=5") == (
         "postgresql+asyncpg://u@h/d?timeout=5"
     )
+
+
+async def test_0006_keeps_one_reminder_per_bill(pg_empty_url: str) -> None:
+    """Duplicate reminders written before the unique index: the paid one (else the
+    oldest) is kept, so the upgrade succeeds on existing data."""
+    await asyncio.to_thread(pgmigrate.upgrade, pg_empty_url, "0005_money_path")
+    conn = await asyncpg.connect(pg_empty_url)
+    try:
+        user_id = await conn.fetchval(
+            "INSERT INTO users (name, email, password_hash, user_type, referral_code)"
+            " VALUES ('Dup', 'dup@example.com', 'x', 'postpaid', 'DUP00001') RETURNING user_id"
+        )
+        insert = (
+            "INSERT INTO billreminders (user_id, due_date, status, phone_number)"
+            " VALUES ($1, '2026-12-01T00:00:00Z', $2, $3) RETURNING reminder_id"
+        )
+        await conn.fetchval(insert, user_id, "sent", None)
+        await conn.fetchval(insert, user_id, "pending", None)
+        await conn.fetchval(insert, user_id, "sent", "9123456789")
+        paid = await conn.fetchval(insert, user_id, "paid", "9123456789")
+        await asyncio.to_thread(pgmigrate.upgrade, pg_empty_url, "0006_bill_reminder_unique")
+        kept = await conn.fetch(
+            "SELECT reminder_id, status, phone_number FROM billreminders ORDER BY reminder_id"
+        )
+    finally:
+        await conn.close()
+    assert [(r["status"], r["phone_number"]) for r in kept] == [
+        ("sent", None),
+        ("paid", "9123456789"),
+    ]
+    assert kept[1]["reminder_id"] == paid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,3 +33,15 @@ async def insert_admin_if_absent(
         .returning(admins.c.admin_id)
     )
     return result.scalar_one_or_none() is not None
+
+
+async def reset_admin_mfa(conn: AsyncConnection, email: str) -> int | None:
+    """Clear the admin's TOTP enrolment; their id, or None when no admin has ``email``."""
+    result = await conn.execute(
+        update(admins)
+        .where(admins.c.email == email)
+        .values(totp_secret=None, mfa_enabled=False, totp_last_step=None, updated_at=func.now())
+        .returning(admins.c.admin_id)
+    )
+    admin_id: int | None = result.scalar_one_or_none()
+    return admin_id

@@ -47,15 +47,22 @@ SCHEDULER_ACTOR = "system:scheduler"
 MAX_LISTED_IDS = 500
 
 
+#: The actor of changes made with the ``gencharge`` command (server/cli.py).
+CLI_ACTOR = "system:cli"
+
+
 @contextmanager
-def job_scope(job: str, request_id: str = "") -> Iterator[AuditScope]:
-    """The audit scope of one unit of scheduler work: the changes it names are
-    recorded like an RPC's, with actor ``system:scheduler``, ``rpc`` set to
-    ``scheduler/<job>`` and ``request_id`` (the work's idempotency key, or a fresh
-    ``<job>-<uuid>``), in the same transaction as the change."""
+def job_scope(
+    job: str, request_id: str = "", *, actor: str = SCHEDULER_ACTOR
+) -> Iterator[AuditScope]:
+    """The audit scope of one unit of work outside RPCs: the changes it names are
+    recorded like an RPC's, with ``actor`` (the scheduler by default), ``rpc`` set to
+    ``<scheduler|cli>/<job>`` and ``request_id`` (the work's idempotency key, or a
+    fresh ``<job>-<uuid>``), in the same transaction as the change."""
+    kind = "cli" if actor == CLI_ACTOR else "scheduler"
     scope = AuditScope(
-        actor=SCHEDULER_ACTOR,
-        rpc=f"scheduler/{job}",
+        actor=actor,
+        rpc=f"{kind}/{job}",
         request_id=request_id or f"{job}-{uuid.uuid4().hex}",
         peer=None,
         mutating=True,

@@ -22,6 +22,18 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 UPGRADE = [
+    # Duplicates written before this revision (by hand, or before 0005 gave reminders a
+    # phone number) would stop the index: keep one reminder per bill, the paid one if
+    # any, else the oldest. Nothing references billreminders rows.
+    """DELETE FROM billreminders
+        WHERE reminder_id IN (
+            SELECT reminder_id FROM (
+                SELECT reminder_id,
+                       row_number() OVER (
+                           PARTITION BY user_id, due_date, phone_number
+                           ORDER BY (status = 'paid') DESC, reminder_id) AS rank
+                FROM billreminders) ranked
+            WHERE rank > 1)""",
     """CREATE UNIQUE INDEX uq_billreminders_bill
          ON billreminders (user_id, due_date, phone_number) NULLS NOT DISTINCT""",
 ]
