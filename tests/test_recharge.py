@@ -327,6 +327,37 @@ async def test_cashback_offer_credits_the_wallet_after(channel, resources) -> No
     await assert_ledger_balances(resources)
 
 
+async def test_a_first_recharge_offer_is_granted_once_under_concurrency(channel, resources) -> None:
+    """Concurrent recharges by one new customer to different numbers (different number
+    locks): only one of them is the first recharge."""
+    user = await register_user(channel)
+    await fund(resources, user.user_id, "1000")
+    plan_id = await make_plan(resources, price="100.00")
+    offer_id = await make_offer(
+        resources,
+        type_name="discount",
+        discount_percent=Decimal("50"),
+        max_benefit_amount=Decimal("50"),
+        criteria={"first_recharge_only": True},
+    )
+
+    async def attempt(number: int) -> Any:
+        try:
+            return await recharge(
+                channel, user, plan_id, offer_id=offer_id, phone_number=f"98765{number:05d}"
+            )
+        except grpc.aio.AioRpcError as error:
+            return details_of(error)
+
+    outcomes = await asyncio.gather(*(attempt(n) for n in range(8)))
+    done = [o for o in outcomes if isinstance(o, pb.Recharge)]
+    refused = [o for o in outcomes if not isinstance(o, pb.Recharge)]
+    assert len(done) == 1, outcomes
+    assert all(r.reason == "NOT_FIRST_RECHARGE" for r in refused), refused
+    assert await balance(resources, user.user_id) == Decimal("950.00")
+    await assert_ledger_balances(resources)
+
+
 async def test_ineligible_offer_is_refused_with_its_reason(channel, resources) -> None:
     user = await register_user(channel)
     await fund(resources, user.user_id, "100")

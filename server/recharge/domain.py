@@ -145,6 +145,12 @@ def _payer_of(row: Any, user_id: int) -> Payer:
     return Payer(row.user_id, row.user_type, row.phone_number, not row.has_recharged)
 
 
+def _first_recharge_priced(pricing: Pricing) -> bool:
+    """Whether the plan or the offer is limited to a buyer's first recharge."""
+    criteria = [pricing.plan.criteria, pricing.offer.criteria if pricing.offer else {}]
+    return any(c.get("first_recharge_only") for c in criteria)
+
+
 def payer_id(who: Principal, requested: int) -> int:
     """Users pay for themselves; services name the customer; admins cannot recharge."""
     if who.kind == "user":
@@ -289,6 +295,14 @@ class Recharges:
         pricing = await self.price(payer, order.plan_id, order.offer_id)
         return await self._external(caller, order, fingerprint, rpc, payer, phone, pricing)
 
+    async def _confirm_first_recharge(self, conn: AsyncConnection, payer: Payer) -> Payer:
+        """The payer's history was read before any lock on them: two concurrent
+        recharges (to different numbers) would both look like the first. When the
+        price depends on it, lock the payer and read it again in a new statement (a
+        snapshot taken after the lock, so it sees a first recharge just committed)."""
+        await queries.lock_payer(conn, payer.user_id)
+        return _payer_of(await queries.buyer(conn, payer.user_id), payer.user_id)
+
     async def _replay(self, conn: AsyncConnection, replay: idempotency.Replay) -> RechargeResult:
         return await _result_from_key(conn, replay.result)
 
@@ -329,6 +343,9 @@ class Recharges:
                 if phone is None:
                     raise InvalidArgument.field("phone_number", "is required (no number on file)")
                 pricing = await self.price(payer, order.plan_id, order.offer_id)
+                if payer.first_recharge and _first_recharge_priced(pricing):
+                    payer = await self._confirm_first_recharge(conn, payer)
+                    pricing = await self.price(payer, order.plan_id, order.offer_id)
                 to_pay = pricing.to_pay
                 self._check_price(order, pricing)
                 return await self._write(

@@ -168,6 +168,15 @@ async def lock_phone(conn: AsyncConnection, phone: str) -> None:
     )
 
 
+async def lock_payer(conn: AsyncConnection, user_id: int) -> None:
+    """Serialise this payer's recharges that depend on their history (first-recharge
+    pricing) until the transaction ends. Keyed apart from the number locks."""
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 8))"),
+        {"key": f"payer:{user_id}"},
+    )
+
+
 async def insert_recharge(
     conn: AsyncConnection,
     *,
