@@ -32,7 +32,7 @@ SELECT (SELECT count(*) FROM claim) = 1 AS claimed,
        EXISTS (SELECT 1 FROM transactions earlier
                WHERE earlier.user_id = payer.user_id
                  AND earlier.source IN ('recharge', 'autopay')
-                 AND earlier.status = 'success') AS has_recharged
+                 AND earlier.status IN ('success', 'pending')) AS has_recharged
 FROM (SELECT 1) AS one
 LEFT JOIN users AS payer ON payer.user_id = :uid;
 WITH queue AS (

@@ -358,6 +358,45 @@ async def test_a_first_recharge_offer_is_granted_once_under_concurrency(channel,
     await assert_ledger_balances(resources)
 
 
+async def test_a_pending_payment_holds_the_first_recharge_price(channel, resources) -> None:
+    """A first-recharge discount given to a card payment still pending is not given to
+    a second one; once the first payment fails, it is available again."""
+    from gencharge.v1 import wallet_service_pb2, wallet_service_pb2_grpc
+
+    user = await register_user(channel)
+    service = await create_service(channel, resources)
+    plan_id = await make_plan(resources, price="100.00")
+    offer_id = await make_offer(
+        resources,
+        type_name="discount",
+        discount_percent=Decimal("50"),
+        max_benefit_amount=Decimal("50"),
+        criteria={"first_recharge_only": True},
+    )
+    card = {
+        "payment_method": common_pb2.PAYMENT_METHOD_CARD,
+        "payment_details": common_pb2.PaymentDetails(
+            card=common_pb2.CardPayment(card_token="tok_pending")
+        ),
+    }
+    first = await recharge(channel, user, plan_id, offer_id=offer_id, **card)
+    assert first.transaction.status == tpb.TRANSACTION_STATUS_PENDING
+    assert first.transaction.amount.units_minor == 5000
+    details = await failure(recharge(channel, user, plan_id, offer_id=offer_id, **card))
+    assert details.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert details.reason == "NOT_FIRST_RECHARGE"
+    await wallet_service_pb2_grpc.WalletServiceStub(channel).ConfirmPayment(
+        wallet_service_pb2.ConfirmPaymentRequest(
+            request_id=rid(),
+            txn_id=first.transaction.txn_id,
+            outcome=wallet_service_pb2.PAYMENT_OUTCOME_FAILED,
+        ),
+        metadata=service.metadata,
+    )
+    again = await recharge(channel, user, plan_id, offer_id=offer_id, **card)
+    assert again.transaction.amount.units_minor == 5000
+
+
 async def test_ineligible_offer_is_refused_with_its_reason(channel, resources) -> None:
     user = await register_user(channel)
     await fund(resources, user.user_id, "100")

@@ -67,7 +67,7 @@ class Buyer:
 
     user_id: int
     user_type: str  # "prepaid" | "postpaid"
-    first_recharge: bool  # no successful recharge yet
+    first_recharge: bool  # no recharge yet, successful or awaiting its payment
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ LOCK_AND_CLAIM = text(
            EXISTS (SELECT 1 FROM transactions earlier
                    WHERE earlier.user_id = payer.user_id
                      AND earlier.source IN ('recharge', 'autopay')
-                     AND earlier.status = 'success') AS has_recharged
+                     AND earlier.status IN ('success', 'pending')) AS has_recharged
     FROM (SELECT 1) AS one
     LEFT JOIN users AS payer ON payer.user_id = :user_id
     """
@@ -274,7 +274,9 @@ def _buyer_statement(exclude_txn: bool) -> Any:
     earlier = select(transactions.c.txn_id).where(
         transactions.c.user_id == bindparam("user_id"),
         transactions.c.source.in_(["recharge", "autopay"]),
-        transactions.c.status == "success",
+        # A pending (externally paid) recharge counts: its first-recharge price was
+        # given when it was charged, so a second one must not get it too.
+        transactions.c.status.in_(["success", "pending"]),
     )
     if exclude_txn:
         earlier = earlier.where(transactions.c.txn_id != bindparam("exclude_txn"))
@@ -297,7 +299,7 @@ async def buyer(
     conn: AsyncConnection, user_id: int, *, exclude_txn: int | None = None
 ) -> RowT | None:
     """The paying user, and whether a recharge of theirs (other than ``exclude_txn``)
-    has ever succeeded."""
+    has succeeded or is still waiting for its payment (``has_recharged``)."""
     if exclude_txn is None:
         result = await conn.execute(_BUYER, {"user_id": user_id})
     else:
