@@ -327,19 +327,24 @@ async def test_cashback_offer_credits_the_wallet_after(channel, resources) -> No
     await assert_ledger_balances(resources)
 
 
-async def test_a_first_recharge_offer_is_granted_once_under_concurrency(channel, resources) -> None:
-    """Concurrent recharges by one new customer to different numbers (different number
-    locks): only one of them is the first recharge."""
-    user = await register_user(channel)
-    await fund(resources, user.user_id, "1000")
-    plan_id = await make_plan(resources, price="100.00")
-    offer_id = await make_offer(
+async def half_price_first_recharge(resources: Any) -> int:
+    """A 50% discount (at most ₹50) for a customer's first recharge only."""
+    return await make_offer(
         resources,
         type_name="discount",
         discount_percent=Decimal("50"),
         max_benefit_amount=Decimal("50"),
         criteria={"first_recharge_only": True},
     )
+
+
+async def test_a_first_recharge_offer_is_granted_once_under_concurrency(channel, resources) -> None:
+    """Concurrent recharges by one new customer to different numbers (different number
+    locks): only one of them is the first recharge."""
+    user = await register_user(channel)
+    await fund(resources, user.user_id, "1000")
+    plan_id = await make_plan(resources, price="100.00")
+    offer_id = await half_price_first_recharge(resources)
 
     async def attempt(number: int) -> Any:
         try:
@@ -366,13 +371,7 @@ async def test_a_pending_payment_holds_the_first_recharge_price(channel, resourc
     user = await register_user(channel)
     service = await create_service(channel, resources)
     plan_id = await make_plan(resources, price="100.00")
-    offer_id = await make_offer(
-        resources,
-        type_name="discount",
-        discount_percent=Decimal("50"),
-        max_benefit_amount=Decimal("50"),
-        criteria={"first_recharge_only": True},
-    )
+    offer_id = await half_price_first_recharge(resources)
     card = {
         "payment_method": common_pb2.PAYMENT_METHOD_CARD,
         "payment_details": common_pb2.PaymentDetails(
