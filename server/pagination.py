@@ -11,11 +11,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.sql.elements import ColumnElement
 
 from server.errors import InvalidArgument
+
+SelectT = TypeVar("SelectT", bound=Select[Any])
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -43,6 +49,37 @@ class Page:
 def split(rows: list[Any], page: Page) -> tuple[list[Any], bool]:
     """The rows of this page, and whether more exist (rows were fetched with page.fetch)."""
     return rows[: page.size], len(rows) > page.size
+
+
+def time_page(rows: Sequence[Any], page: Page, at: str, key: str) -> tuple[list[Any], str]:
+    """This page of ``rows`` (fetched with page.fetch) and the token of the next one,
+    keyed on the last row's (``at``, ``key``) columns as :func:`time_keyset` reads it."""
+    items, more = split(list(rows), page)
+    last = items[-1] if items else None
+    position = [getattr(last, at).isoformat(), getattr(last, key)] if last else None
+    return items, page.next_token(position, more)
+
+
+def keyset_query(
+    query: SelectT,
+    time_column: ColumnElement[Any],
+    id_column: ColumnElement[Any],
+    after: tuple[datetime, Any] | None,
+    limit: int,
+    *,
+    newest_first: bool,
+) -> SelectT:
+    """``query`` ordered by (time, id), newest or earliest first, from just past the
+    keyset position ``after`` (for queries modules), at most ``limit`` rows."""
+    if after is not None:
+        at, key = after
+        if newest_first:
+            beyond = or_(time_column < at, and_(time_column == at, id_column < key))
+        else:
+            beyond = or_(time_column > at, and_(time_column == at, id_column > key))
+        query = query.where(beyond)
+    order = (time_column.desc(), id_column.desc()) if newest_first else (time_column, id_column)
+    return query.order_by(*order).limit(limit)
 
 
 def time_keyset(after: Any) -> tuple[datetime, int] | None:

@@ -11,6 +11,7 @@ from sqlalchemy import Row, and_, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import pagination
 from server.schema import (
     admins,
     mfa_challenges,
@@ -256,17 +257,11 @@ async def list_sessions(
         statement = statement.where(
             sessions.c.is_active, sessions.c.refresh_token_expires_at > func.now()
         )
-    if after is not None:
-        login_time, sid = after
-        statement = statement.where(
-            or_(
-                sessions.c.login_time < login_time,
-                and_(sessions.c.login_time == login_time, sessions.c.session_id < sid),
-            )
-        )
     return await _all(
         conn,
-        statement.order_by(sessions.c.login_time.desc(), sessions.c.session_id.desc()).limit(limit),
+        pagination.keyset_query(
+            statement, sessions.c.login_time, sessions.c.session_id, after, limit, newest_first=True
+        ),
     )
 
 

@@ -106,11 +106,7 @@ class Notifications:
                 limit=page.fetch,
             )
             unread = await queries.unread_count(conn, user_id)
-        items, more = pagination.split(list(rows), page)
-        last = items[-1] if items else None
-        token = page.next_token(
-            [last.timestamp.isoformat(), last.notification_id] if last else None, more
-        )
+        items, token = pagination.time_page(rows, page, "timestamp", "notification_id")
         return items, token, unread
 
     async def mark_viewed(self, who: Principal, notification_id: int) -> RowT:

@@ -7,10 +7,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Row, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer, String
 
+from server import pagination
 from server.schema import notificationrecipienttypes, notifications, notificationtypes, users
 
 RowT = Row[Any]
@@ -79,21 +80,15 @@ async def list_for_user(
         query = query.where(notifications.c.status == status)
     if type_id is not None:
         query = query.where(notifications.c.type_id == type_id)
-    if after is not None:
-        at, notification_id = after
-        query = query.where(
-            or_(
-                notifications.c.timestamp < at,
-                and_(
-                    notifications.c.timestamp == at,
-                    notifications.c.notification_id < notification_id,
-                ),
-            )
-        )
     result = await conn.execute(
-        query.order_by(
-            notifications.c.timestamp.desc(), notifications.c.notification_id.desc()
-        ).limit(limit)
+        pagination.keyset_query(
+            query,
+            notifications.c.timestamp,
+            notifications.c.notification_id,
+            after,
+            limit,
+            newest_first=True,
+        )
     )
     rows: Sequence[RowT] = result.all()
     return rows

@@ -184,11 +184,7 @@ class AutoPays:
                 after=pagination.time_keyset(page.after),
                 limit=page.fetch,
             )
-        items, more = pagination.split(list(rows), page)
-        last = items[-1] if items else None
-        return items, page.next_token(
-            [last.next_due_date.isoformat(), last.autopay_id] if last else None, more
-        )
+        return pagination.time_page(rows, page, "next_due_date", "autopay_id")
 
     async def update(
         self, who: Principal, autopay_id: int, mandate: Mandate, paths: Iterable[str]

@@ -7,9 +7,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Interval, Row, and_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import Interval, Row, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import pagination
 from server.schema import autopay, plans, users
 
 RowT = Row[Any]
@@ -84,16 +85,10 @@ async def list_own(
     query = select(autopay).where(autopay.c.user_id == user_id)
     if status is not None:
         query = query.where(autopay.c.status == status)
-    if after is not None:
-        at, autopay_id = after
-        query = query.where(
-            or_(
-                autopay.c.next_due_date > at,
-                and_(autopay.c.next_due_date == at, autopay.c.autopay_id > autopay_id),
-            )
-        )
     result = await conn.execute(
-        query.order_by(autopay.c.next_due_date, autopay.c.autopay_id).limit(limit)
+        pagination.keyset_query(
+            query, autopay.c.next_due_date, autopay.c.autopay_id, after, limit, newest_first=False
+        )
     )
     rows: Sequence[RowT] = result.all()
     return rows

@@ -84,11 +84,7 @@ class Bills:
                 after=pagination.time_keyset(page.after),
                 limit=page.fetch,
             )
-        items, more = pagination.split(list(rows), page)
-        last = items[-1] if items else None
-        return items, page.next_token(
-            [last.due_date.isoformat(), last.reminder_id] if last else None, more
-        )
+        return pagination.time_page(rows, page, "due_date", "reminder_id")
 
     async def pay(
         self,

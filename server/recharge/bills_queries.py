@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, Row, and_, bindparam, or_, select, text, update
+from sqlalchemy import ARRAY, Row, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer
 
+from server import pagination
 from server.schema import billreminders, idempotency_keys, transactions
 
 RowT = Row[Any]
@@ -40,16 +41,15 @@ async def list_own(
     query = select(billreminders).where(billreminders.c.user_id == user_id)
     if status is not None:
         query = query.where(billreminders.c.status == status)
-    if after is not None:
-        at, reminder_id = after
-        query = query.where(
-            or_(
-                billreminders.c.due_date > at,
-                and_(billreminders.c.due_date == at, billreminders.c.reminder_id > reminder_id),
-            )
-        )
     result = await conn.execute(
-        query.order_by(billreminders.c.due_date, billreminders.c.reminder_id).limit(limit)
+        pagination.keyset_query(
+            query,
+            billreminders.c.due_date,
+            billreminders.c.reminder_id,
+            after,
+            limit,
+            newest_first=False,
+        )
     )
     rows: Sequence[RowT] = result.all()
     return rows

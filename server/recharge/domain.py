@@ -586,11 +586,7 @@ class Recharges:
                 after=after,
                 limit=page.fetch,
             )
-        items, more = pagination.split(list(rows), page)
-        last = items[-1] if items else None
-        return items, page.next_token(
-            [last.created_at.isoformat(), last.txn_id] if last else None, more
-        )
+        return pagination.time_page(rows, page, "created_at", "txn_id")
 
     async def active_plans(
         self,

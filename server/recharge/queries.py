@@ -21,10 +21,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Row, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer, Numeric, String
 
+from server import pagination
 from server.schema import currentactiveplans, plans, referralrewards, transactions, users
 
 RowT = Row[Any]
@@ -386,16 +387,10 @@ async def list_recharges(
         query = query.where(transactions.c.created_at >= created_after)
     if created_before is not None:
         query = query.where(transactions.c.created_at < created_before)
-    if after is not None:
-        at, txn_id = after
-        query = query.where(
-            or_(
-                transactions.c.created_at < at,
-                and_(transactions.c.created_at == at, transactions.c.txn_id < txn_id),
-            )
-        )
     result = await conn.execute(
-        query.order_by(transactions.c.created_at.desc(), transactions.c.txn_id.desc()).limit(limit)
+        pagination.keyset_query(
+            query, transactions.c.created_at, transactions.c.txn_id, after, limit, newest_first=True
+        )
     )
     rows: Sequence[RowT] = result.all()
     return rows

@@ -538,12 +538,6 @@ class TransactionFilter:
     created_before: datetime | None = None
 
 
-def _next_key(row: Row[Any] | None, key: str) -> list[Any] | None:
-    if row is None:
-        return None
-    return [row.created_at.isoformat(), getattr(row, key)]
-
-
 async def list_transactions(
     conn: AsyncConnection, who: Principal, flt: TransactionFilter, page_size: int, token: str
 ) -> tuple[Rows, str]:
@@ -571,8 +565,7 @@ async def list_transactions(
         after=after,
         limit=page.fetch,
     )
-    items, more = pagination.split(list(rows), page)
-    return items, page.next_token(_next_key(items[-1] if items else None, "txn_id"), more)
+    return pagination.time_page(rows, page, "created_at", "txn_id")
 
 
 async def list_referral_rewards(
@@ -587,5 +580,4 @@ async def list_referral_rewards(
     rows = await queries.list_referral_rewards(
         conn, referrer_id=who.numeric_id, status=status, after=after, limit=page.fetch
     )
-    items, more = pagination.split(list(rows), page)
-    return items, page.next_token(_next_key(items[-1] if items else None, "reward_id"), more)
+    return pagination.time_page(rows, page, "created_at", "reward_id")

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import pagination
 from server.schema import referralrewards, transactions, users
 
 
@@ -121,10 +122,9 @@ async def list_transactions(
         query = query.where(t.created_at >= created_after)
     if created_before is not None:
         query = query.where(t.created_at < created_before)
-    if after is not None:
-        at, txn_id = after
-        query = query.where(or_(t.created_at < at, and_(t.created_at == at, t.txn_id < txn_id)))
-    result = await conn.execute(query.order_by(t.created_at.desc(), t.txn_id.desc()).limit(limit))
+    result = await conn.execute(
+        pagination.keyset_query(query, t.created_at, t.txn_id, after, limit, newest_first=True)
+    )
     rows: Sequence[Row[Any]] = result.all()
     return rows
 
@@ -141,13 +141,8 @@ async def list_referral_rewards(
     query = select(*referralrewards.c).where(r.referrer_id == referrer_id)
     if status is not None:
         query = query.where(r.status == status)
-    if after is not None:
-        at, reward_id = after
-        query = query.where(
-            or_(r.created_at < at, and_(r.created_at == at, r.reward_id < reward_id))
-        )
     result = await conn.execute(
-        query.order_by(r.created_at.desc(), r.reward_id.desc()).limit(limit)
+        pagination.keyset_query(query, r.created_at, r.reward_id, after, limit, newest_first=True)
     )
     rows: Sequence[Row[Any]] = result.all()
     return rows
