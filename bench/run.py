@@ -48,11 +48,12 @@ from bench.load import Job, Result, run
 from bench.stats import Row, percentile, render
 from gencharge.v1 import auth_service_pb2, auth_service_pb2_grpc
 from migrations import mongo as mongo_migrations
-from server import db, pgmigrate, seed
 from server.auth.domain import create_service_account
-from server.config import Settings
-from server.embedded import EmbeddedMongo, EmbeddedPostgres, _pg_bin, free_port
-from server.schema import plangroups, plans, transactions, users
+from server.core import db
+from server.core.config import Settings
+from server.core.schema import plangroups, plans, transactions, users
+from server.ops import pgmigrate, seed
+from server.ops.embedded import EmbeddedMongo, EmbeddedPostgres, _pg_bin, free_port
 
 HERE = Path(__file__).resolve().parent
 DATABASE = "gencharge"

@@ -35,8 +35,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pymongo import AsyncMongoClient
 
 from server.auth.keys import generate_private_key_pem
-from server.crypto import generate_data_key
-from server.embedded import EmbeddedMongo, EmbeddedPostgres
+from server.core.crypto import generate_data_key
+from server.ops.embedded import EmbeddedMongo, EmbeddedPostgres
 
 TEMPLATE_DB = "gencharge_template"
 # One signing key and one data key per test session (explicit, so nothing is written
@@ -109,7 +109,8 @@ async def _admin_execute(pg_server: EmbeddedPostgres, sql: str) -> None:
 async def pg_template(pg_server: EmbeddedPostgres, mongo_server: MongoHandle) -> str:
     """Name of the template database: migrated to head, reference data loaded."""
     from migrations import mongo as mongo_migrations
-    from server import db, pgmigrate, seed
+    from server.core import db
+    from server.ops import pgmigrate, seed
 
     await _admin_execute(pg_server, f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
     await _admin_execute(pg_server, f'CREATE DATABASE "{TEMPLATE_DB}"')
@@ -167,7 +168,8 @@ async def mongo_empty_url(mongo_server: MongoHandle) -> AsyncIterator[str]:
 async def mongo_url(mongo_server: MongoHandle, pg_url: str) -> AsyncIterator[str]:
     """A fresh MongoDB database with the versioned steps and reference data applied."""
     from migrations import mongo as mongo_migrations
-    from server import db, seed
+    from server.core import db
+    from server.ops import seed
 
     name = _unique("m")
     url = mongo_server.db_url(name)
@@ -187,9 +189,10 @@ async def mongo_url(mongo_server: MongoHandle, pg_url: str) -> AsyncIterator[str
 @pytest.fixture
 async def resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
     """The server's shared resources over this test's fresh databases."""
-    from server import db, mongo
-    from server.config import Settings
-    from server.resources import Resources
+    from server.audit.scope import unit_of_work
+    from server.core import db, mongo
+    from server.core.config import Settings
+    from server.core.resources import Resources
 
     settings = Settings(
         database_url=pg_url,
@@ -205,7 +208,7 @@ async def resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
     try:
         yield Resources(
             settings=settings,
-            engine=engine,
+            db=unit_of_work(engine),
             mongo_db=mongo.get_database(client, mongo_url, "gencharge"),
         )
     finally:
@@ -216,7 +219,7 @@ async def resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
 @pytest.fixture
 async def grpc_server(resources: Any) -> AsyncIterator[Any]:
     """The real gRPC server on an ephemeral port, SERVING once both databases answer."""
-    from server.app import start_server
+    from server.rpc.app import start_server
 
     running = await start_server(resources, "127.0.0.1:0", health_interval=0.2, scheduler=False)
     try:

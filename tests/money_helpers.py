@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import insert, text
 
-from server import db
-from server.schema import offers, offertypes, plangroups, plans, transactions
+from server.core import db
+from server.core.schema import offers, offertypes, plangroups, plans, transactions
 
 
 async def fund(resources: Any, user_id: int, rupees: str | Decimal) -> None:

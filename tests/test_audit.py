@@ -20,12 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from migrations import mongo as mongo_migrations
-from server import db, mongo
 from server.audit import queries
 from server.audit.outbox import AuditEvent, record, record_standalone, redact
 from server.audit.relay import AuditRelay, AuditShipError, to_document
-from server.embedded import EmbeddedMongo
-from server.schema import audit_outbox
+from server.core import db, mongo
+from server.core.schema import audit_outbox
+from server.ops.embedded import EmbeddedMongo
 
 Document = dict[str, Any]
 

@@ -12,11 +12,12 @@ import grpc
 import pytest
 
 from gencharge.v1 import auth_service_pb2 as pb
-from server import db, mongo
-from server.app import start_server
-from server.config import Settings
-from server.embedded import EmbeddedMongo
-from server.resources import Resources
+from server.audit.scope import unit_of_work
+from server.core import db, mongo
+from server.core.config import Settings
+from server.core.resources import Resources
+from server.ops.embedded import EmbeddedMongo
+from server.rpc.app import start_server
 from tests.auth_helpers import PASSWORD, auth_stub, register_user
 from tests.conftest import _TEST_KEYS
 
@@ -96,7 +97,7 @@ async def test_a_flood_of_denied_calls_is_summarised(resources) -> None:
     one summary event says how many there were once the window ends."""
     import dataclasses
 
-    from server.app import start_server
+    from server.rpc.app import start_server
 
     settings = resources.settings.model_copy(
         # A window long enough for the 10 calls even on a slow machine.
@@ -151,7 +152,7 @@ async def test_mongo_outage_loses_no_event(pg_url: str, own_mongo: EmbeddedMongo
     client = mongo.create_client(url)
     mongo_db = mongo.get_database(client, url, "gencharge")
     await mongo_migrations.upgrade(mongo_db)
-    running = await start_server(Resources(settings, engine, mongo_db), "127.0.0.1:0")
+    running = await start_server(Resources(settings, unit_of_work(engine), mongo_db), "127.0.0.1:0")
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             await asyncio.to_thread(own_mongo.stop)

@@ -18,8 +18,8 @@ from sqlalchemy import text
 
 from gencharge.v1 import auth_service_pb2 as pb
 from gencharge.v1 import common_pb2, plan_service_pb2, plan_service_pb2_grpc
-from server import db
-from server.messaging import DevOutboxSender
+from server.core import db
+from server.core.messaging import DevOutboxSender
 from tests.auth_helpers import (
     PASSWORD,
     Actor,
@@ -638,8 +638,8 @@ async def test_data_key_rotation_keeps_admin_mfa_working(channel, resources) -> 
 
     from pydantic import SecretStr
 
-    from server.app import start_server
-    from server.crypto import generate_data_key
+    from server.core.crypto import generate_data_key
+    from server.rpc.app import start_server
 
     admin = await create_admin(channel, resources)  # enrolled under the fixture's key
     old_key = resources.settings.data_encryption_key.get_secret_value()

@@ -44,8 +44,14 @@ from server.auth.tokens import (
     otp_pepper,
     token_hash,
 )
-from server.config import Environment, Settings
-from server.crypto import DATA_KEY_FILE, SecretBox, b64url_decode, b64url_encode, load_secret_box
+from server.core.config import Environment, Settings
+from server.core.crypto import (
+    DATA_KEY_FILE,
+    SecretBox,
+    b64url_decode,
+    b64url_encode,
+    load_secret_box,
+)
 
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 ISSUER = "gencharge"
@@ -632,7 +638,7 @@ def test_secret_box_knows_what_needs_resealing() -> None:
 
 
 def test_previous_data_keys_from_settings(tmp_path: Path) -> None:
-    from server.crypto import generate_data_key, load_secret_box
+    from server.core.crypto import generate_data_key, load_secret_box
 
     old, new = generate_data_key(), generate_data_key()
     sealed = load_secret_box(Settings(data_encryption_key=old, data_dir=tmp_path)).seal("x")

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import recharge_service_pb2_grpc
 from gencharge.v1 import transaction_pb2 as tpb
-from server import db
+from server.core import db
 from tests.auth_helpers import Actor, create_service, register_user
 from tests.money_helpers import assert_ledger_balances, balance, fund, make_plan
 

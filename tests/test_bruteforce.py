@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import text
 
 from gencharge.v1 import auth_service_pb2 as pb
-from server import db, mongo
-from server.app import start_server
-from server.config import Settings
-from server.resources import Resources
+from server.audit.scope import unit_of_work
+from server.core import db, mongo
+from server.core.config import Settings
+from server.core.resources import Resources
+from server.rpc.app import start_server
 from tests.auth_helpers import PASSWORD, auth_stub, create_service, register_user
 from tests.conftest import _TEST_KEYS
 from tests.grpc_helpers import details_of
@@ -83,7 +84,9 @@ async def test_limits_hold_across_servers_sharing_a_database(
     engine = db.create_engine(pg_url, pool_size=2)
     client = mongo.create_client(mongo_url)
     second = await start_server(
-        Resources(settings, engine, mongo.get_database(client, mongo_url, "gencharge")),
+        Resources(
+            settings, unit_of_work(engine), mongo.get_database(client, mongo_url, "gencharge")
+        ),
         "127.0.0.1:0",
     )
     try:

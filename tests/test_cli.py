@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gencharge.v1 import plan_service_pb2, plan_service_pb2_grpc
-from server.embedded import free_port
+from server.ops.embedded import free_port
 
 GENCHARGE = str(Path(sys.executable).parent / "gencharge")
 ADMIN_PASSWORD = "correct horse battery staple 42"

@@ -10,11 +10,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server import db, mongo
-from server.app import start_server
-from server.config import Settings
-from server.embedded import EmbeddedMongo
-from server.resources import Resources
+from server.audit.scope import unit_of_work
+from server.core import db, mongo
+from server.core.config import Settings
+from server.core.resources import Resources
+from server.ops.embedded import EmbeddedMongo
+from server.rpc.app import start_server
 
 
 @pytest.fixture
@@ -42,7 +43,9 @@ async def test_health_tracks_mongo_outage(pg_url: str, own_mongo: EmbeddedMongo)
     settings = Settings(database_url=pg_url, mongo_url=url, listen="127.0.0.1:0")
     engine = db.create_engine(pg_url, pool_size=2)
     client = mongo.create_client(url)
-    resources = Resources(settings, engine, mongo.get_database(client, url, "gencharge"))
+    resources = Resources(
+        settings, unit_of_work(engine), mongo.get_database(client, url, "gencharge")
+    )
     running = await start_server(resources, "127.0.0.1:0", health_interval=0.2)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
@@ -60,13 +63,15 @@ async def test_health_tracks_mongo_outage(pg_url: str, own_mongo: EmbeddedMongo)
 
 async def test_health_not_serving_before_databases_answer(pg_url: str, tmp_path: Path) -> None:
     """With MongoDB unreachable from the start, the server never claims SERVING."""
-    from server.embedded import free_port
+    from server.ops.embedded import free_port
 
     url = f"mongodb://127.0.0.1:{free_port()}/gencharge?directConnection=true"
     settings = Settings(database_url=pg_url, mongo_url=url, listen="127.0.0.1:0")
     engine = db.create_engine(pg_url, pool_size=1)
     client = mongo.create_client(url)
-    resources = Resources(settings, engine, mongo.get_database(client, url, "gencharge"))
+    resources = Resources(
+        settings, unit_of_work(engine), mongo.get_database(client, url, "gencharge")
+    )
     running = await start_server(resources, "127.0.0.1:0", health_interval=0.2)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:

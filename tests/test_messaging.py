@@ -1,4 +1,4 @@
-"""Outbound message senders (server.messaging) over real transports.
+"""Outbound message senders (server.core.messaging) over real transports.
 
 DevOutboxSender writes to a real SecantusDB; WebhookSender posts to a real HTTP server
 on 127.0.0.1 in a thread.
@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from server import mongo
-from server.config import Settings
-from server.messaging import (
+from server.core import mongo
+from server.core.config import Settings
+from server.core.errors import code_name
+from server.core.messaging import (
     DEV_OUTBOX_COLLECTION,
     DevOutboxSender,
     MessageDeliveryError,
@@ -123,7 +124,7 @@ async def test_webhook_raises_on_non_2xx(gateway: Gateway, status: int) -> None:
     with pytest.raises(MessageDeliveryError) as caught:
         await WebhookSender(gateway.url).send(OTP)
     assert "123456" not in str(caught.value)
-    assert caught.value.code.name == "UNAVAILABLE"
+    assert code_name(caught.value.code) == "UNAVAILABLE"
 
 
 async def test_webhook_raises_when_unreachable() -> None:

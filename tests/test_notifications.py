@@ -11,7 +11,7 @@ from google.protobuf.struct_pb2 import Struct
 
 from gencharge.v1 import common_pb2, notification_service_pb2_grpc
 from gencharge.v1 import notification_service_pb2 as pb
-from server import db
+from server.core import db
 from server.notifications import UnknownNotificationType, notify
 from tests.auth_helpers import Actor, create_admin, register_user
 from tests.grpc_helpers import details_of

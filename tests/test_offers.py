@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server import db
+from server.core import db
+from server.core.schema import offers, offertypes, plangroups, plans
 from server.plans.catalogue import Catalogue, OfferInfo, PlanInfo
 from server.plans.offers import (
     BELOW_MIN_AMOUNT,
@@ -37,7 +38,6 @@ from server.plans.offers import (
     validate_criteria,
     validate_plan_criteria,
 )
-from server.schema import offers, offertypes, plangroups, plans
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 PREPAID_FIRST = Buyer(user_id=1, user_type="prepaid", first_recharge=True)

@@ -1,4 +1,4 @@
-"""server/peers.py: which address a call comes from, behind trusted proxies or not."""
+"""server/core/peers.py: which address a call comes from, behind trusted proxies or not."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from server.peers import forwarded_client, parse_networks, peer_string
+from server.core.peers import forwarded_client, parse_networks, peer_string
 
 PROXIES = parse_networks("10.0.0.0/8, 127.0.0.1 2001:db8:ffff::/48")
 
@@ -40,7 +40,7 @@ def test_the_tcp_peer_is_kept_unless_it_is_a_trusted_proxy() -> None:
 
 
 def test_peer_strings_read_back() -> None:
-    from server.auth.throttle import peer_ip
+    from server.core.peers import peer_ip
 
     for text in ("203.0.113.5", "2001:db8::7"):
         rendered = peer_string(ipaddress.ip_address(text))

@@ -8,8 +8,8 @@ import sys
 
 import asyncpg
 
-from server import pgmigrate
-from server.dburl import to_async_url
+from server.core.dburl import to_async_url
+from server.ops import pgmigrate
 
 _OBJECTS_SQL = {
     "tables": "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",

@@ -1,8 +1,8 @@
 """The migrated PostgreSQL schema matches the DDS (sections 4.1, 5.1, 6.1, 8.1, 9.1).
 
 The expectations below are written from the DDS (plus the documented GenCharge
-extensions in docs/data-model.md), not from server/schema.py; a final test checks
-that server/schema.py and the migrated database agree (alembic compare_metadata).
+extensions in docs/data-model.md), not from server/core/schema.py; a final test checks
+that server/core/schema.py and the migrated database agree (alembic compare_metadata).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.dburl import to_async_url
-from server.schema import metadata
+from server.core.dburl import to_async_url
+from server.core.schema import metadata
 
 # column name -> PostgreSQL udt_name. DDS columns first, then GenCharge extensions.
 INT, VARCHAR, TEXT, BOOL, TSTZ = "int4", "varchar", "text", "bool", "timestamptz"
@@ -791,7 +791,7 @@ def _compare(connection: Connection) -> list[object]:
     diffs = compare_metadata(context, metadata)
 
     def concerns_dds_table(diff: object) -> bool:
-        # Tables other migrations own (not in server/schema.py) are not ours to compare.
+        # Tables other migrations own (not in server/core/schema.py) are not ours to compare.
         item = diff[0] if isinstance(diff, list) else diff
         assert isinstance(item, tuple)
         if item[0] == "remove_table":
@@ -821,7 +821,7 @@ async def test_core_enums_and_checks_match_database(conn: asyncpg.Connection) ->
     """What compare_metadata does not compare: enum labels and CHECK constraint names."""
     from sqlalchemy import CheckConstraint
 
-    from server.schema import ENUM_TYPES
+    from server.core.schema import ENUM_TYPES
 
     rows = await conn.fetch(
         "SELECT t.typname, array_agg(e.enumlabel ORDER BY e.enumsortorder) AS labels "

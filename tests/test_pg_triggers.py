@@ -21,8 +21,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server import schema
-from server.dburl import to_async_url
+from server.core import schema
+from server.core.dburl import to_async_url
 
 INSUFFICIENT = "GC001"
 FINAL = "GC002"

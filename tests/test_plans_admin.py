@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 
 from gencharge.v1 import common_pb2, plan_service_pb2_grpc
 from gencharge.v1 import plan_service_pb2 as pb
-from server import db
-from server.schema import admins, offers, offertypes, plangroups, plans
+from server.core import db
+from server.core.schema import admins, offers, offertypes, plangroups, plans
 from tests.auth_helpers import Actor, create_admin
 from tests.grpc_helpers import details_of
 

@@ -35,7 +35,7 @@ from sqlalchemy import text
 
 from gencharge.v1 import access_pb2
 from server.auth.access import ACTIONS, AccessRules
-from server.services import SERVICES
+from server.rpc.services import SERVICES
 from tests.auth_helpers import Actor, create_admin, create_service, register_user
 from tests.grpc_helpers import ErrorDetails, details_of
 

@@ -18,7 +18,7 @@ from gencharge.v1 import auth_service_pb2 as auth_pb
 from gencharge.v1 import common_pb2, recharge_service_pb2_grpc
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import transaction_pb2 as tpb
-from server import db
+from server.core import db
 from tests.auth_helpers import Actor, auth_stub, create_service, register_user
 from tests.grpc_helpers import details_of
 from tests.money_helpers import assert_ledger_balances, balance, fund, make_offer, make_plan
@@ -478,7 +478,7 @@ async def test_referral_reward_is_the_configured_amount_on_both_payment_paths(re
     """A server configured with another reward pays that amount, whether the referred
     user's first recharge is paid from the wallet or confirmed later by the gateway."""
     from gencharge.v1 import wallet_service_pb2, wallet_service_pb2_grpc
-    from server.app import start_server
+    from server.rpc.app import start_server
 
     settings = resources.settings.model_copy(update={"referral_reward_minor": 1234})
     running = await start_server(

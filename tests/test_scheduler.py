@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError
 
 from gencharge.v1 import common_pb2
 from gencharge.v1 import recharge_service_pb2 as pb
-from server import db
+from server.core import db
 from server.jobs.autopay import next_due
-from server.scheduler import Scheduler, run_once
+from server.ops.scheduler import Scheduler, run_once
 from tests.auth_helpers import register_user
 from tests.money_helpers import assert_ledger_balances, balance, fund, make_plan
 from tests.test_autopay import create as create_autopay

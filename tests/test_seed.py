@@ -14,10 +14,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server import db as pg
-from server import seed
 from server.auth.passwords import verify_password
-from server.schema import (
+from server.core import db as pg
+from server.core.schema import (
     admins,
     backup,
     notificationrecipienttypes,
@@ -33,7 +32,8 @@ from server.schema import (
     transactions,
     users,
 )
-from server.seed import demo, reference
+from server.ops import seed
+from server.ops.seed import demo, reference
 
 Document = dict[str, Any]
 PROTO_DIR = Path(__file__).resolve().parents[1] / "protos" / "gencharge" / "v1"
@@ -245,7 +245,7 @@ async def test_admin_has_full_access_to_every_contract_resource(engine: AsyncEng
     resources = _contract_resources()
     assert resources, f"no access rules found in {PROTO_DIR}"
     assert resources <= set(reference.CONTRACT_RESOURCES), (
-        "add the new resources to server/seed/reference.py CONTRACT_RESOURCES and PERMISSIONS"
+        "add the new resources to server/ops/seed/reference.py CONTRACT_RESOURCES and PERMISSIONS"
     )
     full = {resource for resource, *flags in await _granted(engine, 1) if all(flags)}
     missing = sorted(resources - full)
@@ -379,8 +379,8 @@ async def test_demo_after_a_bootstrap_admin(
 
 def test_demo_catalogue_criteria_follow_the_offer_rules() -> None:
     """Every demo plan and offer uses only criteria the rule set understands."""
+    from server.ops.seed.demo import DEMO_OFFERS, DEMO_PLANS
     from server.plans.offers import validate_criteria, validate_plan_criteria
-    from server.seed.demo import DEMO_OFFERS, DEMO_PLANS
 
     for plan in DEMO_PLANS:
         assert validate_plan_criteria(plan.get("criteria") or {}, "criteria") == [], plan

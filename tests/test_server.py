@@ -16,7 +16,7 @@ from gencharge.v1 import (
     plan_service_pb2,
     plan_service_pb2_grpc,
 )
-from server.services import SERVICES
+from server.rpc.services import SERVICES
 from tests.grpc_helpers import details_of
 
 EXPECTED_SERVICES = {

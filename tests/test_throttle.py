@@ -19,17 +19,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server import db
 from server.auth.throttle import (
     Limit,
     Throttle,
     ThrottleKey,
     keys_for,
-    peer_ip,
     purge_expired,
 )
-from server.errors import ResourceExhausted, to_status_proto
-from server.schema import auth_throttle
+from server.core import db
+from server.core.errors import ResourceExhausted, to_status_proto
+from server.core.peers import peer_ip
+from server.core.schema import auth_throttle
 
 ROOT = Path(__file__).resolve().parent.parent
 VICTIM = "victim@example.test"
@@ -268,7 +268,7 @@ async def test_limit_trips_once_under_concurrency(pg_url: str, clock: Clock) -> 
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from server import db
+    from server.core import db
     from server.auth.throttle import Limit, Throttle, keys_for
 
     async def main(url: str, n: int) -> None:

@@ -20,16 +20,16 @@ from sqlalchemy import insert, text
 
 from gencharge.v1 import common_pb2, transaction_pb2, wallet_service_pb2_grpc
 from gencharge.v1 import wallet_service_pb2 as pb
-from server import db
 from server.auth.principal import Principal
-from server.config import Environment
-from server.errors import Unavailable
+from server.core import db
+from server.core.config import Environment
+from server.core.errors import Unavailable
+from server.core.schema import referralrewards, transactions
 from server.payments.gateway import (
     ChargeResult,
     SandboxGateway,
     create_gateway,
 )
-from server.schema import referralrewards, transactions
 from server.wallet import domain
 from tests.auth_helpers import Actor, create_admin, create_service, register_user
 from tests.grpc_helpers import details_of

@@ -17,7 +17,7 @@ import pytest
 
 from gencharge.v1 import auth_service_pb2 as auth_pb
 from gencharge.v1 import auth_service_pb2_grpc, common_pb2
-from server.embedded import free_port
+from server.ops.embedded import free_port
 from tests.test_cli import GENCHARGE, _wait_serving
 
 #: Fresh connections made to see both workers answer: all of them landing on one
@@ -213,8 +213,8 @@ def test_workers_cannot_take_a_port_in_use(private_tmp: Path, pg_url: str, mongo
 
 
 async def test_a_single_server_does_not_share_its_port(resources, grpc_server) -> None:
-    from server.app import start_server
-    from server.config import ConfigurationError
+    from server.core.config import ConfigurationError
+    from server.rpc.app import start_server
 
     with pytest.raises(ConfigurationError, match="address is in use"):
         await start_server(resources, f"127.0.0.1:{grpc_server.port}", scheduler=False)

@@ -1,6 +1,6 @@
 """Alembic environment for GenCharge's PostgreSQL schema (async, asyncpg).
 
-Driven by :mod:`server.pgmigrate`, which puts the asyncpg URL in
+Driven by :mod:`server.ops.pgmigrate`, which puts the asyncpg URL in
 ``config.attributes["url"]``. ``asyncio.run`` is used here because callers run
 Alembic commands in a worker thread (``asyncio.to_thread``), never on a running loop.
 """
@@ -14,7 +14,7 @@ from alembic import context
 from sqlalchemy import Connection, MetaData, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.dburl import to_async_url
+from server.core.dburl import to_async_url
 
 config = context.config
 
@@ -36,7 +36,7 @@ def _url() -> str:
 
 def _target_metadata() -> MetaData:
     # Only used by `alembic revision --autogenerate`; migrations never import it.
-    from server.schema import metadata
+    from server.core.schema import metadata
 
     return metadata
 

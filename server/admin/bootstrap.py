@@ -7,12 +7,12 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server import db
 from server.admin import queries
 from server.audit.scope import CLI_ACTOR, audit_change, job_scope
 from server.auth import queries as auth_queries
 from server.auth.password_policy import normalize_password, password_problem
 from server.auth.passwords import hash_password
+from server.core import db
 
 
 async def ensure_admin(

@@ -6,7 +6,7 @@ from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.schema import admins
+from server.core.schema import admins
 
 
 async def insert_admin_if_absent(

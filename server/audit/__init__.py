@@ -8,8 +8,8 @@
   task that ships outbox batches to ``AuditLog`` (at least once, stored once).
 - :mod:`server.audit.queries`: the SQL of the outbox.
 
-This package module imports nothing on purpose: :mod:`server.db` imports
+This package module imports nothing on purpose: :mod:`server.core.db` imports
 ``server.audit.scope``, and importing the relay (PyMongo) or the outbox from here
-would make every importer of :mod:`server.db` pay for it or risk an import cycle.
+would make every importer of :mod:`server.core.db` pay for it or risk an import cycle.
 See docs/audit.md.
 """

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from server.audit.outbox import AuditEvent
-from server.auth.throttle import peer_bucket, peer_ip
+from server.core.peers import peer_bucket, peer_ip
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ARRAY, BigInteger, Delete, Insert, Select, any_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.schema import audit_outbox
+from server.core.schema import audit_outbox
 
 #: ``INSERT INTO audit_outbox (event) VALUES (:event)``.
 INSERT_EVENT: Insert = audit_outbox.insert()

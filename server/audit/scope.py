@@ -2,7 +2,7 @@
 
 The access interceptor opens a scope per call (who, which RPC, request id, peer).
 Domain code names the change it makes with :func:`audit_change` inside its database
-transaction; :func:`server.db.transaction` writes that event into the outbox just
+transaction; :func:`server.core.db.transaction` writes that event into the outbox just
 before it commits, so the event exists if and only if the change does. A mutating
 call that named no change (e.g. one that only touched MongoDB) still gets one event,
 written by the interceptor after the call succeeds.
@@ -17,7 +17,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from server.core.db import Database
 
 
 @dataclass
@@ -41,13 +43,13 @@ class AuditScope:
 
 current_scope: ContextVar[AuditScope | None] = ContextVar("audit_scope", default=None)
 
-#: The actor of the changes the scheduler makes on its own (server/scheduler.py).
+#: The actor of the changes the scheduler makes on its own (server/ops/scheduler.py).
 SCHEDULER_ACTOR = "system:scheduler"
 #: Details lists longer than this are cut (the event says how many there were).
 MAX_LISTED_IDS = 500
 
 
-#: The actor of changes made with the ``gencharge`` command (server/cli.py).
+#: The actor of changes made with the ``gencharge`` command (server/ops/cli.py).
 CLI_ACTOR = "system:cli"
 
 
@@ -72,6 +74,16 @@ def job_scope(
         yield scope
     finally:
         current_scope.reset(token)
+
+
+def current_rpc() -> str:
+    """The method of the running call (``/gencharge.v1.RechargeService/Recharge``), or
+    ``scheduler/<job>`` / ``cli/<job>`` outside RPCs: what idempotency keys record as
+    their ``rpc``. Money-moving code always runs in a scope; outside one it is an error."""
+    scope = current_scope.get()
+    if scope is None:
+        raise LookupError("no audit scope: run this inside an RPC or a job_scope()")
+    return scope.rpc
 
 
 def listed(ids: list[int]) -> dict[str, object]:
@@ -99,6 +111,12 @@ def set_actor(actor: str) -> None:
     scope = current_scope.get()
     if scope is not None:
         scope.actor = actor
+
+
+def unit_of_work(engine: AsyncEngine) -> Database:
+    """The service's unit of work: every ``transaction()`` writes the audit event the
+    call named into the outbox just before it commits."""
+    return Database(engine, before_commit=flush)
 
 
 async def flush(conn: AsyncConnection) -> None:

@@ -24,12 +24,12 @@ from google.protobuf import descriptor_pool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gencharge.v1 import access_pb2
-from server import db
 from server.auth import queries
 from server.auth.principal import ANONYMOUS, Principal
 from server.auth.rbac_queries import load_permission_rows
 from server.auth.tokens import AccessClaims, TokenError, TokenService
-from server.errors import PermissionDenied, Unauthenticated
+from server.core import db
+from server.core.errors import PermissionDenied, Unauthenticated
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -22,7 +22,6 @@ from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server import db, pagination
 from server.audit.scope import audit_change, set_actor
 from server.auth import queries, totp
 from server.auth.identifiers import normalize_email, normalize_phone
@@ -30,11 +29,12 @@ from server.auth.password_policy import normalize_password, password_problem
 from server.auth.passwords import hash_password, needs_rehash, verify_password
 from server.auth.principal import Principal
 from server.auth.security import Security
-from server.auth.throttle import keys_for, peer_ip
+from server.auth.throttle import keys_for
 from server.auth.tokens import hashes_equal, new_opaque_token, new_otp_code, otp_hash, token_hash
-from server.config import Settings
-from server.crypto import SecretBox
-from server.errors import (
+from server.core import db, pagination
+from server.core.config import Settings
+from server.core.crypto import SecretBox
+from server.core.errors import (
     AlreadyExists,
     FailedPrecondition,
     FieldViolation,
@@ -44,7 +44,8 @@ from server.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
-from server.messaging import OutboundMessage
+from server.core.messaging import OutboundMessage
+from server.core.peers import peer_ip
 
 USER_ROLE = "User"
 SERVICE_ROLE = "Service"

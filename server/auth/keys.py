@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from server.config import Settings
-from server.crypto import b64url_encode, load_or_create_dev_secret
+from server.core.config import Settings
+from server.core.crypto import b64url_encode, load_or_create_dev_secret
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
-from server.errors import PermissionDenied, Unauthenticated
+from server.core.errors import PermissionDenied, Unauthenticated
 
 PrincipalKind = Literal["anonymous", "user", "admin", "service"]
 
@@ -41,6 +41,15 @@ current_principal: ContextVar[Principal] = ContextVar("current_principal", defau
 
 def principal() -> Principal:
     return current_principal.get()
+
+
+def customer_id(who: Principal, what: str) -> int:
+    """The caller's ``user_id``, for what only customers have (``what``: "a wallet",
+    "bills", ...): the one "customers only" rule. Admins and service accounts get
+    PERMISSION_DENIED ``USER_ONLY``."""
+    if who.kind != "user":
+        raise PermissionDenied(f"only customers have {what}", reason="USER_ONLY")
+    return who.numeric_id
 
 
 def require_session_principal() -> Principal:

@@ -11,8 +11,8 @@ from sqlalchemy import Row, and_, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import pagination
-from server.schema import (
+from server.core import pagination
+from server.core.schema import (
     admins,
     mfa_challenges,
     otp_codes,

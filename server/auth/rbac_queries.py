@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.schema import permissions, rolepermissions
+from server.core.schema import permissions, rolepermissions
 
 
 async def load_permission_rows(conn: AsyncConnection) -> Sequence[Any]:

@@ -8,9 +8,9 @@ from server.auth.access import Authenticator, PermissionMatrix
 from server.auth.keys import KeyRing, load_keyring
 from server.auth.throttle import Throttle
 from server.auth.tokens import TokenService, otp_pepper
-from server.crypto import SecretBox, load_secret_box
-from server.messaging import MessageSender, create_sender
-from server.resources import Resources
+from server.core.crypto import SecretBox, load_secret_box
+from server.core.messaging import MessageSender, create_sender
+from server.core.resources import Resources
 
 
 @dataclass(frozen=True)

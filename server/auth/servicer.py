@@ -11,11 +11,11 @@ from sqlalchemy import Row
 
 from gencharge.v1 import auth_service_pb2 as pb
 from gencharge.v1 import auth_service_pb2_grpc, common_pb2, identity_pb2
-from server import protoconv
 from server.auth import domain
 from server.auth.principal import principal, require_session_principal
-from server.errors import InvalidArgument
-from server.peers import client_peer
+from server.core import protoconv
+from server.core.errors import InvalidArgument
+from server.core.peers import client_peer
 
 Context = grpc.aio.ServicerContext[Any, Any]
 TOKEN_TYPE = "Bearer"  # noqa: S105 - the OAuth token type, not a secret

@@ -30,19 +30,18 @@ an administrator to unlock.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
-from urllib.parse import unquote
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.auth import throttle_queries as q
-from server.db import read_only, side_transaction
-from server.errors import ResourceExhausted
+from server.core.db import read_only, side_transaction
+from server.core.errors import ResourceExhausted
+from server.core.peers import peer_bucket
 
 #: Actions with their own counters (a login failure does not count against OTPs).
 ACTIONS: Final = frozenset({"login", "otp", "mfa", "service_token", "password_reset"})
@@ -99,17 +98,6 @@ def normalise_account(account: str) -> str:
     return account.strip().lower()
 
 
-def peer_bucket(peer: str) -> str:
-    """IPv4 addresses as they are; IPv6 grouped by /64 (one subscriber's usual share)."""
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return peer
-    if isinstance(address, ipaddress.IPv6Address):
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
-
-
 def keys_for(action: str, *, account: str | None, peer: str | None) -> list[ThrottleKey]:
     """The counters one attempt touches: (account, peer), (peer) and (account).
 
@@ -132,34 +120,6 @@ def keys_for(action: str, *, account: str | None, peer: str | None) -> list[Thro
 
 def _key(action: str, scope: str, digest: str) -> ThrottleKey:
     return ThrottleKey(action=action, scope=scope, key=f"{action}:{scope}:{digest}")
-
-
-def peer_ip(grpc_peer: str) -> str | None:
-    """The IP address in a gRPC peer string, or None (unix sockets, unknown forms).
-
-    ``ipv4:127.0.0.1:5555`` -> ``127.0.0.1``; ``ipv6:[::1]:5555`` (or its
-    percent-encoded form ``ipv6:%5B::1%5D:5555``) -> ``::1``. IPv4-mapped IPv6
-    addresses become their IPv4 address.
-    """
-    scheme, sep, rest = unquote(grpc_peer or "").partition(":")
-    if not sep:
-        return None
-    if scheme == "ipv4":
-        host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
-    elif scheme == "ipv6":
-        host = rest[1:].split("]", 1)[0] if rest.startswith("[") else rest
-        host = host.split("%", 1)[0]  # drop a zone index (fe80::1%eth0)
-    else:
-        return None
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    if scheme == "ipv4" and not isinstance(address, ipaddress.IPv4Address):
-        return None
-    return str(address)
 
 
 class Throttle:

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.dml import ReturningInsert
 
-from server.schema import TimestampTZ, auth_throttle
+from server.core.schema import TimestampTZ, auth_throttle
 
 t = auth_throttle
 

@@ -35,7 +35,7 @@ from typing import Any
 import jwt
 
 from server.auth.keys import ALGORITHM, KeyRing
-from server.crypto import SecretBox
+from server.core.crypto import SecretBox
 
 PRINCIPAL_TYPES = frozenset({"user", "admin", "service"})
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret

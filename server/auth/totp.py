@@ -2,7 +2,7 @@
 
 Secrets are 160 random bits (RFC 4226 section 4 recommends that length), shown to the
 admin once as base32 and in an ``otpauth://`` URI, and stored sealed with
-:class:`server.crypto.SecretBox`. :func:`verify` accepts the current step and one
+:class:`server.core.crypto.SecretBox`. :func:`verify` accepts the current step and one
 step either side (clock drift) and returns the matched step; the caller stores it and
 passes it back as ``last_step`` so a code is accepted at most once (RFC 6238
 section 5.2).

@@ -1,4 +1,4 @@
-"""Background jobs run by the scheduler (server/scheduler.py).
+"""Background jobs run by the scheduler (server/ops/scheduler.py).
 
 Each job is safe with several server processes sharing the database: it either takes
 a transaction-level advisory lock (:func:`try_job_lock`; a replica that does not get it

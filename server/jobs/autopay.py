@@ -32,10 +32,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server import db
 from server.audit.scope import job_scope
 from server.auth.principal import Principal
-from server.errors import DomainError
+from server.core import db
+from server.core.errors import DomainError
 from server.notifications import notify
 from server.recharge import autopay_queries as queries
 from server.recharge.domain import Order, Recharges

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server import db
 from server.audit.scope import audit_change, job_scope, listed
+from server.core import db
 from server.jobs import LOCK_BILL_REMINDERS, try_job_lock
 from server.notifications import notify
 from server.recharge import bills_queries as queries

@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server import db, idempotency, pagination
 from server.audit.scope import audit_change
 from server.auth.principal import Principal
-from server.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from server.core import db, idempotency, pagination
+from server.core.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from server.notifications import queries
 
 RowT = Row[Any]

@@ -11,8 +11,8 @@ from sqlalchemy import Row, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer, String
 
-from server import pagination
-from server.schema import notificationrecipienttypes, notifications, notificationtypes, users
+from server.core import pagination
+from server.core.schema import notificationrecipienttypes, notifications, notificationtypes, users
 
 RowT = Row[Any]
 

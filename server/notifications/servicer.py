@@ -10,11 +10,11 @@ from sqlalchemy import Row
 
 from gencharge.v1 import notification_service_pb2 as pb
 from gencharge.v1 import notification_service_pb2_grpc
-from server import protoconv
 from server.auth.principal import principal
-from server.idempotency import request_hash
+from server.core import protoconv
+from server.core.idempotency import request_hash
+from server.core.resources import Resources
 from server.notifications.domain import Broadcast, Notifications
-from server.resources import Resources
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from server.config import Settings
+from server.core.config import Settings
 
 ChargeStatus = Literal["authorised", "declined", "pending"]
 

@@ -23,8 +23,8 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.audit.scope import audit_change
-from server.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
-from server.money import CURRENCY, from_minor
+from server.core.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from server.core.money import CURRENCY, from_minor
 from server.plans import admin_queries, offers, queries
 
 ACTIVE: Final = "active"

@@ -1,4 +1,4 @@
-"""SQL for administering the catalogue (SQLAlchemy Core on server/schema.py)."""
+"""SQL for administering the catalogue (SQLAlchemy Core on server/core/schema.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import Row, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.schema import offers, offertypes, plangroups, plans
+from server.core.schema import offers, offertypes, plangroups, plans
 
 
 async def plan_group_exists(conn: AsyncConnection, group_id: int) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server import db
+from server.core import db
 from server.plans import queries
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})

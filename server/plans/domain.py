@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import pagination
-from server.errors import FieldViolation, InvalidArgument, NotFound
+from server.core import pagination
+from server.core.errors import FieldViolation, InvalidArgument, NotFound
 from server.plans import queries
 
 ACTIVE = "active"

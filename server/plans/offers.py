@@ -27,8 +27,8 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
 
-from server.errors import FieldViolation
-from server.money import from_minor
+from server.core.errors import FieldViolation
+from server.core.money import from_minor
 from server.plans.catalogue import OfferInfo, PlanInfo
 
 ACTIVE: Final = "active"

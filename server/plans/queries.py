@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.schema import offers, offertypes, plangroups, plans
+from server.core.schema import offers, offertypes, plangroups, plans
 
 _PLAN_COLUMNS = (*plans.c, plangroups.c.group_name)
 _OFFER_COLUMNS = (*offers.c, offertypes.c.offer_type_name)

@@ -15,12 +15,12 @@ from sqlalchemy import Row
 
 from gencharge.v1 import common_pb2, plan_service_pb2_grpc
 from gencharge.v1 import plan_service_pb2 as pb
-from server import db, protoconv
 from server.auth.principal import principal
-from server.errors import InvalidArgument
+from server.core import db, protoconv
+from server.core.errors import InvalidArgument
+from server.core.resources import Resources
 from server.plans import admin, domain
 from server.plans.catalogue import Catalogue
-from server.resources import Resources
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

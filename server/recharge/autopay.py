@@ -24,11 +24,11 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gencharge.v1 import recharge_service_pb2 as pb
-from server import db, idempotency, pagination, protoconv
 from server.audit.scope import audit_change
 from server.auth.identifiers import normalize_phone
 from server.auth.principal import Principal, principal
-from server.errors import (
+from server.core import db, idempotency, pagination, protoconv
+from server.core.errors import (
     AlreadyExists,
     FailedPrecondition,
     FieldViolation,

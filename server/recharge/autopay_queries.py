@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Interval, Row, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import pagination
-from server.schema import autopay, plans, users
+from server.core import pagination
+from server.core.schema import autopay, plans, users
 
 RowT = Row[Any]
 

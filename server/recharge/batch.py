@@ -32,14 +32,15 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import grpc
+from google.rpc import code_pb2
 
 from gencharge.v1 import recharge_service_pb2 as pb
 from server.audit.outbox import AuditEvent, record_standalone
 from server.audit.scope import AuditScope, current_scope
 from server.auth.principal import Principal, principal
-from server.errors import DomainError, internal_status, to_status_proto
-from server.idempotency import request_hash
-from server.logs import request_id_var
+from server.core.errors import DomainError, code_name, internal_status, to_status_proto
+from server.core.idempotency import request_hash
+from server.core.logs import request_id_var
 from server.recharge import domain
 from server.recharge.rpc_base import RechargeRpcBase
 
@@ -143,18 +144,18 @@ class BatchRpcs(RechargeRpcBase):
         except Exception:
             log.exception("batch item %d failed", index, extra={"item_index": index})
             response.error.CopyFrom(internal_status(request_id_var.get()))
-            await self._record_failure(grpc.StatusCode.INTERNAL, None, request)
+            await self._record_failure(code_pb2.INTERNAL, None, request)
         return response
 
     async def _record_failure(
-        self, code: grpc.StatusCode, reason: str | None, request: pb.BatchRechargeRequest
+        self, code: int, reason: str | None, request: pb.BatchRechargeRequest
     ) -> None:
         """The SECURITY event of a failed item (a failed unary Recharge gets one too)."""
         scope = current_scope.get()
         if scope is None:
             return
         details: dict[str, Any] = {
-            "status": code.name,
+            "status": code_name(code),
             "item_request_id": request.request_id,
             "user_id": request.user_id,
         }

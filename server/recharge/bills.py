@@ -28,16 +28,16 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gencharge.v1 import recharge_service_pb2 as pb
-from server import db, idempotency, pagination, protoconv
 from server.auth.principal import Principal, principal
-from server.errors import (
+from server.core import db, idempotency, pagination, protoconv
+from server.core.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
     PermissionDenied,
 )
-from server.money import to_minor
+from server.core.money import to_minor
 from server.recharge import bills_queries as queries
 from server.recharge.domain import Order, RechargeResult, Recharges, result_of
 from server.recharge.rpc_base import RechargeRpcBase

@@ -11,8 +11,8 @@ from sqlalchemy import ARRAY, Row, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer
 
-from server import pagination
-from server.schema import billreminders, idempotency_keys, transactions
+from server.core import pagination
+from server.core.schema import billreminders, idempotency_keys, transactions
 
 RowT = Row[Any]
 

@@ -20,25 +20,25 @@ from sqlalchemy import Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server import db, idempotency, pagination
 from server.audit.scope import audit_change, take_event
 from server.auth.identifiers import normalize_phone
 from server.auth.principal import Principal
-from server.config import Settings
-from server.errors import (
+from server.core import db, idempotency, pagination
+from server.core.config import Settings
+from server.core.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
     PermissionDenied,
 )
-from server.money import from_minor, to_minor
+from server.core.money import from_minor, to_minor
+from server.core.schema import SQLSTATE_INSUFFICIENT_BALANCE
 from server.payments.gateway import ChargeResult, PaymentGateway
 from server.plans import queries as plan_queries
 from server.plans.catalogue import Catalogue, OfferInfo, PlanInfo
 from server.plans.offers import Buyer, evaluate, plan_reasons
 from server.recharge import queries
-from server.schema import SQLSTATE_INSUFFICIENT_BALANCE
 
 WALLET = "Wallet"
 EXTERNAL_METHODS = ("UPI", "Card", "NetBanking")

@@ -25,8 +25,8 @@ from sqlalchemy import Row, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer, Numeric, String
 
-from server import pagination
-from server.schema import currentactiveplans, plans, referralrewards, transactions, users
+from server.core import pagination
+from server.core.schema import currentactiveplans, plans, referralrewards, transactions, users
 
 RowT = Row[Any]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from server.core.resources import Resources
 from server.recharge.domain import Recharges
-from server.resources import Resources
 
 
 class RechargeRpcBase:

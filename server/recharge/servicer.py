@@ -9,16 +9,16 @@ import grpc
 
 from gencharge.v1 import common_pb2, recharge_service_pb2_grpc, transaction_pb2
 from gencharge.v1 import recharge_service_pb2 as pb
-from server import protoconv
 from server.auth.principal import principal
-from server.errors import FieldViolation, InvalidArgument
-from server.idempotency import request_hash
+from server.core import protoconv
+from server.core.errors import FieldViolation, InvalidArgument
+from server.core.idempotency import request_hash
+from server.core.resources import Resources
 from server.plans.servicer import offer_message, plan_message
 from server.recharge import domain
 from server.recharge.autopay import AutoPayRpcs
 from server.recharge.batch import BatchRpcs
 from server.recharge.bills import BillRpcs
-from server.resources import Resources
 from server.wallet.convert import transaction_message
 
 Context = grpc.aio.ServicerContext[Any, Any]

@@ -6,8 +6,8 @@ from typing import Any
 
 from gencharge.v1 import common_pb2, transaction_pb2
 from gencharge.v1 import wallet_service_pb2 as wallet_pb
-from server import protoconv
-from server.money import CURRENCY
+from server.core import protoconv
+from server.core.money import CURRENCY
 
 CATEGORIES: dict[transaction_pb2.TransactionCategory.ValueType, str] = {
     transaction_pb2.TRANSACTION_CATEGORY_WALLET: "wallet",

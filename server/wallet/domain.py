@@ -29,11 +29,11 @@ from sqlalchemy import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server import db, idempotency, pagination
 from server.audit.scope import audit_change, listed
 from server.auth.access import PermissionMatrix
 from server.auth.principal import Principal
-from server.errors import (
+from server.core import db, idempotency, pagination
+from server.core.errors import (
     DomainError,
     FailedPrecondition,
     FieldViolation,
@@ -42,9 +42,9 @@ from server.errors import (
     PermissionDenied,
     Unavailable,
 )
-from server.money import CURRENCY, from_minor, to_minor
+from server.core.money import CURRENCY, from_minor, to_minor
+from server.core.schema import SQLSTATE_INSUFFICIENT_BALANCE
 from server.payments.gateway import EXTERNAL_METHODS, ChargeResult, PaymentGateway
-from server.schema import SQLSTATE_INSUFFICIENT_BALANCE
 from server.wallet import queries
 
 Rows = Sequence[Row[Any]]

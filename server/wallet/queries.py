@@ -15,8 +15,8 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import pagination
-from server.schema import referralrewards, transactions, users
+from server.core import pagination
+from server.core.schema import referralrewards, transactions, users
 
 
 async def get_wallet(conn: AsyncConnection, user_id: int) -> Row[Any] | None:

@@ -10,13 +10,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gencharge.v1 import common_pb2, transaction_pb2, wallet_service_pb2_grpc
 from gencharge.v1 import wallet_service_pb2 as pb
-from server import db, protoconv
 from server.auth.access import PermissionMatrix
 from server.auth.principal import principal
-from server.idempotency import request_hash
-from server.money import from_minor
+from server.core import db, protoconv
+from server.core.idempotency import request_hash
+from server.core.money import from_minor
+from server.core.resources import Resources
 from server.payments.gateway import PaymentGateway
-from server.resources import Resources
 from server.wallet import convert, domain
 
 Context = grpc.aio.ServicerContext[Any, Any]

@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from multiprocessing.queues import SimpleQueue
 from typing import Any
 
 import asyncpg
@@ -15,12 +16,14 @@ from pymongo import AsyncMongoClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrations import mongo as mongo_migrations
-from server import db, mongo, pgmigrate, seed, workers
 from server.admin import bootstrap
-from server.app import RunningServer, start_server
-from server.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, ConfigurationError, Settings
-from server.embedded import EmbeddedMongo, EmbeddedPostgres
-from server.resources import Resources
+from server.audit.scope import unit_of_work
+from server.core import db, logs, mongo
+from server.core.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, ConfigurationError, Settings
+from server.core.resources import Resources
+from server.ops import pgmigrate, seed, workers
+from server.ops.embedded import EmbeddedMongo, EmbeddedPostgres
+from server.rpc.app import RunningServer, start_server
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ async def connected(settings: Settings, databases: Databases) -> AsyncIterator[R
     try:
         yield Resources(
             settings=settings,
-            engine=engine,
+            db=unit_of_work(engine),
             mongo_db=mongo.get_database(client, databases.mongo_url, settings.mongo_database),
         )
     finally:
@@ -142,7 +145,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     """Run until SIGTERM or SIGINT; then drain and stop everything we started.
 
     With ``settings.workers`` > 1 this process prepares the databases and supervises
-    that many worker processes (server/workers.py) instead of serving itself."""
+    that many worker processes (server/ops/workers.py) instead of serving itself."""
     workers.check_listen(settings)
     with workers.exclusive_listen(settings):
         await _serve(settings, ready)
@@ -160,7 +163,7 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
                 await _run_until_signalled(running, settings.shutdown_grace_seconds, ready)
                 return
         shared = workers.worker_settings(settings, databases.database_url, databases.mongo_url)
-        await workers.supervise(shared, ready)
+        await workers.supervise(shared, run_worker, ready)
     finally:
         await asyncio.to_thread(databases.stop)
         log.info("stopped")
@@ -169,7 +172,7 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
 async def serve_worker(
     settings: Settings, listening: Callable[[], None], supervisor_pid: int
 ) -> None:
-    """One of several workers (server/workers.py): the databases are ready; serve on
+    """One of several workers (server/ops/workers.py): the databases are ready; serve on
     the shared port (calling ``listening`` once it listens) until SIGTERM or SIGINT,
     or until the supervisor is gone (a worker never outlives it)."""
     databases = Databases(settings.database_url, settings.mongo_url)
@@ -205,3 +208,20 @@ async def _run_until_signalled(
         await running.stop(grace)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+def run_worker(
+    settings: Settings, index: int, serving: SimpleQueue[int], supervisor_pid: int
+) -> None:
+    """Entry point of a worker process (spawned: a fresh interpreter); puts ``index``
+    on ``serving`` once the server listens."""
+    logs.configure(settings.log_level, settings.log_format, worker=index)
+    # The supervisor's terminal sends SIGINT to the whole process group; the worker's
+    # own handler (runtime) drains on it, like on SIGTERM from the supervisor.
+    try:
+        asyncio.run(serve_worker(settings, lambda: serving.put(index), supervisor_pid))
+    except KeyboardInterrupt:
+        pass
+    except ConfigurationError as exc:  # e.g. the port is taken: say so, no traceback
+        log.error("worker cannot start: %s", exc)
+        raise SystemExit(2) from None

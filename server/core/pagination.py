@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
-from server.errors import InvalidArgument
+from server.core.errors import InvalidArgument
 
 SelectT = TypeVar("SelectT", bound=Select[Any])
 

@@ -37,17 +37,16 @@ import re
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import SimpleQueue
 from pathlib import Path
 
 from pydantic import SecretStr
 
-from server import logs
 from server.auth.keys import load_keyring, private_key_pem
-from server.config import ConfigurationError, Settings
-from server.crypto import load_secret_box
+from server.core.config import ConfigurationError, Settings
+from server.core.crypto import load_secret_box
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +106,20 @@ def exclusive_listen(settings: Settings) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-async def supervise(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    """Run ``settings.workers`` workers until SIGTERM/SIGINT (or one of them dies)."""
+#: A worker process's entry point: (settings, index, serving queue, supervisor pid).
+WorkerTarget = Callable[[Settings, int, "SimpleQueue[int]", int], None]
+
+
+async def supervise(
+    settings: Settings, target: WorkerTarget, ready: asyncio.Event | None = None
+) -> None:
+    """Run ``settings.workers`` processes of ``target`` (server.ops.runtime.run_worker)
+    until SIGTERM/SIGINT (or one of them dies)."""
     context = multiprocessing.get_context("spawn")
     serving: SimpleQueue[int] = context.SimpleQueue()  # a worker's index once it listens
     processes: list[BaseProcess] = [
         context.Process(
-            target=run_worker,
+            target=target,
             args=(settings, index, serving, os.getpid()),
             name=f"gencharge-worker-{index}",
         )
@@ -198,22 +204,3 @@ async def watch_supervisor(supervisor_pid: int, stop: asyncio.Event) -> None:
             stop.set()
             return
         await asyncio.sleep(WATCH_INTERVAL_SECONDS)
-
-
-def run_worker(
-    settings: Settings, index: int, serving: SimpleQueue[int], supervisor_pid: int
-) -> None:
-    """Entry point of a worker process (spawned: a fresh interpreter); puts ``index``
-    on ``serving`` once the server listens."""
-    from server import runtime
-
-    logs.configure(settings.log_level, settings.log_format, worker=index)
-    # The supervisor's terminal sends SIGINT to the whole process group; the worker's
-    # own handler (runtime) drains on it, like on SIGTERM from the supervisor.
-    try:
-        asyncio.run(runtime.serve_worker(settings, lambda: serving.put(index), supervisor_pid))
-    except KeyboardInterrupt:
-        pass
-    except ConfigurationError as exc:  # e.g. the port is taken: say so, no traceback
-        log.error("worker cannot start: %s", exc)
-        raise SystemExit(2) from None

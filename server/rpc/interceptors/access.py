@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.rpc import code_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.audit.gate import SecurityEventGate
@@ -27,19 +28,15 @@ from server.audit.outbox import AuditEvent, record_standalone
 from server.audit.scope import AuditScope, current_scope
 from server.auth.access import AccessRules, Authenticator, PermissionMatrix, Rule, authorize
 from server.auth.principal import current_principal
-from server.errors import DomainError, Unimplemented
-from server.interceptors.request import Continuation, Handler, rebuild
-from server.logs import request_id_var
-from server.peers import client_peer
+from server.core.errors import DomainError, Unimplemented, code_name
+from server.core.logs import request_id_var
+from server.core.peers import client_peer
+from server.rpc.interceptors.request import Continuation, Handler, rebuild
 
 log = logging.getLogger("gencharge.access")
 
-_DENIED = {
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
-_NOT_SECURITY = {grpc.StatusCode.UNIMPLEMENTED}
+_DENIED = {code_pb2.UNAUTHENTICATED, code_pb2.PERMISSION_DENIED, code_pb2.RESOURCE_EXHAUSTED}
+_NOT_SECURITY = {code_pb2.UNIMPLEMENTED}
 
 
 class AccessInterceptor(grpc.aio.ServerInterceptor):
@@ -109,7 +106,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         scope.written = True
 
     async def _failed(self, rule: Rule, exc: BaseException) -> None:
-        code = exc.code if isinstance(exc, DomainError) else grpc.StatusCode.INTERNAL
+        code = exc.code if isinstance(exc, DomainError) else code_pb2.INTERNAL
         if code in _NOT_SECURITY:
             return
         denied = code in _DENIED
@@ -120,7 +117,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
             scope.peer if scope else None, rule.method
         ):
             return  # over this address's budget: counted in the window's summary
-        details: dict[str, Any] = {"status": code.name}
+        details: dict[str, Any] = {"status": code_name(code)}
         if isinstance(exc, DomainError):
             details["reason"] = exc.reason
         try:

@@ -1,4 +1,4 @@
-"""SQL of the seed loaders (SQLAlchemy Core on the tables of :mod:`server.schema`)."""
+"""SQL of the seed loaders (SQLAlchemy Core on the tables of :mod:`server.core.schema`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import Column, Table, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import REGCLASS, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.schema import admins, transactions, users
+from server.core.schema import admins, transactions, users
 
 
 def _present(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,20 +8,21 @@ import getpass
 import sys
 from collections.abc import Awaitable, Callable
 
-from server import logs, runtime
 from server.admin import bootstrap
 from server.auth import domain as auth_domain
 from server.auth.password_policy import password_problem
-from server.config import (
+from server.core import logs
+from server.core.config import (
     DEV_ADMIN_EMAIL,
     DEV_ADMIN_PASSWORD,
     ConfigurationError,
     Settings,
     get_settings,
 )
-from server.errors import DomainError
-from server.resources import Resources
-from server.workers import WorkerDied
+from server.core.errors import DomainError
+from server.core.resources import Resources
+from server.ops import runtime
+from server.ops.workers import WorkerDied
 
 
 def _banner(settings: Settings) -> None:

@@ -2,10 +2,10 @@
 
 - Takes the caller's ``x-request-id`` (if well-formed) or makes one, puts it in the
   logging context and sends it back as trailing metadata.
-- Maps :class:`server.errors.DomainError` to its gRPC status with ``google.rpc.Status``
+- Maps :class:`server.core.errors.DomainError` to its gRPC status with ``google.rpc.Status``
   details; any other exception becomes INTERNAL with no internals leaked (the log has
   the traceback under the same request id).
-- Resolves the caller's address once (server/peers.py: the TCP peer, or the client a
+- Resolves the caller's address once (server/core/peers.py: the TCP peer, or the client a
   trusted proxy forwarded) for throttling, sessions, audit and the log.
 - Writes one access-log line per call: method, code, duration, peer (and the proxy's
   address when the call came through one).
@@ -25,9 +25,9 @@ from grpc_status import rpc_status
 from pymongo import errors as mongo_errors
 from sqlalchemy import exc as sa_exc
 
-from server.errors import DomainError, Unavailable, internal_status, to_status_proto
-from server.logs import request_id_var, rpc_method_var
-from server.peers import Network, client_peer_var, resolve
+from server.core.errors import DomainError, Unavailable, internal_status, to_status_proto
+from server.core.logs import request_id_var, rpc_method_var
+from server.core.peers import Network, client_peer_var, resolve
 
 log = logging.getLogger("gencharge.rpc")
 
@@ -81,6 +81,10 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext[Any, 
     )
 
 
+#: ``google.rpc.Code`` value -> ``grpc.StatusCode`` (domain errors carry the former).
+GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
 class _Call:
     """Per-call bookkeeping shared by the four handler shapes."""
 
@@ -105,7 +109,7 @@ class _Call:
 
     def failed(self, exc: BaseException) -> None:
         if isinstance(exc, DomainError):
-            self.code = exc.code
+            self.code = GRPC_CODES[exc.code]
         elif _unavailable(exc):
             self.code = grpc.StatusCode.UNAVAILABLE
         elif isinstance(exc, grpc.aio.AbortError):

@@ -16,14 +16,14 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from server import db, idempotency
 from server.audit.scope import job_scope
+from server.core import db, idempotency
+from server.core.resources import Resources
 from server.jobs import LOCK_IDEMPOTENCY_PURGE, try_job_lock
 from server.jobs import autopay as autopay_job
 from server.jobs import bills as bills_job
 from server.jobs import plans as plans_job
 from server.recharge.domain import Recharges
-from server.resources import Resources
 from server.wallet.domain import expire_pending_payments
 
 log = logging.getLogger(__name__)

@@ -12,22 +12,22 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from server import db, mongo
 from server.audit.gate import SecurityEventGate
 from server.audit.outbox import record_standalone
 from server.audit.relay import AuditRelay
 from server.auth import domain as auth_domain
 from server.auth.access import AccessRules
 from server.auth.security import Security, build_security
-from server.config import ConfigurationError
-from server.interceptors.access import AccessInterceptor
-from server.interceptors.request import RequestInterceptor
+from server.core import db, mongo
+from server.core.config import ConfigurationError
+from server.core.peers import parse_networks
+from server.core.resources import Resources
+from server.ops.scheduler import Scheduler
 from server.payments.gateway import create_gateway
-from server.peers import parse_networks
 from server.plans.catalogue import Catalogue
-from server.resources import Resources
-from server.scheduler import Scheduler
-from server.services import SERVICES, AppContext
+from server.rpc.interceptors.access import AccessInterceptor
+from server.rpc.interceptors.request import RequestInterceptor
+from server.rpc.services import SERVICES, AppContext
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class RunningServer:
     security: Security
     relay: AuditRelay
     service_names: list[str]
-    #: The background scheduler (server/scheduler.py); ticking only when start_server
+    #: The background scheduler (server/ops/scheduler.py); ticking only when start_server
     #: was called with ``scheduler=True``, else tests drive it with ``run_once()``.
     scheduler: Scheduler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
@@ -161,8 +161,8 @@ async def start_server(
     reuse_port: bool = False,
 ) -> RunningServer:
     """Serve on ``listen``; with ``scheduler`` (the default) the background jobs of
-    server/scheduler.py tick in this process too. ``reuse_port`` lets several worker
-    processes share the port (server/workers.py); without it a port already in use is
+    server/ops/scheduler.py tick in this process too. ``reuse_port`` lets several worker
+    processes share the port (server/ops/workers.py); without it a port already in use is
     an error rather than silently shared with another server."""
     settings = resources.settings
     try:

@@ -1,6 +1,8 @@
 """Domain errors and their one mapping to gRPC status codes.
 
-Domain code raises these; it never touches grpc objects. The request interceptor turns
+Domain code raises these; it never touches grpc objects (nor does this module: each
+error names its canonical ``google.rpc.Code``, which is its gRPC status code). The
+request interceptor turns
 them into a gRPC status with ``google.rpc.Status`` details: an ``ErrorInfo`` (a stable,
 machine-readable ``reason`` in domain ``gencharge.v1``) and, for bad input, a
 ``BadRequest`` with one field violation per offending field.
@@ -10,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
@@ -32,7 +34,8 @@ class DomainError(Exception):
     reason: str = "ERROR"
     metadata: Mapping[str, str] = field(default_factory=dict)
 
-    code = grpc.StatusCode.UNKNOWN
+    #: The canonical status code (``google.rpc.code_pb2``), the gRPC status of the call.
+    code: ClassVar[int] = code_pb2.UNKNOWN
 
     def __str__(self) -> str:
         return self.message
@@ -42,7 +45,7 @@ class DomainError(Exception):
 class InvalidArgument(DomainError):
     violations: Sequence[FieldViolation] = ()
     reason: str = "INVALID_ARGUMENT"
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = code_pb2.INVALID_ARGUMENT
 
     @classmethod
     def of(cls, violations: Sequence[FieldViolation]) -> InvalidArgument:
@@ -57,43 +60,48 @@ class InvalidArgument(DomainError):
 @dataclass
 class NotFound(DomainError):
     reason: str = "NOT_FOUND"
-    code = grpc.StatusCode.NOT_FOUND
+    code = code_pb2.NOT_FOUND
 
 
 @dataclass
 class AlreadyExists(DomainError):
     reason: str = "ALREADY_EXISTS"
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code = code_pb2.ALREADY_EXISTS
 
 
 @dataclass
 class FailedPrecondition(DomainError):
     reason: str = "FAILED_PRECONDITION"
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = code_pb2.FAILED_PRECONDITION
 
 
 @dataclass
 class PermissionDenied(DomainError):
     reason: str = "PERMISSION_DENIED"
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code = code_pb2.PERMISSION_DENIED
 
 
 @dataclass
 class Unauthenticated(DomainError):
     reason: str = "UNAUTHENTICATED"
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code = code_pb2.UNAUTHENTICATED
 
 
 @dataclass
 class ResourceExhausted(DomainError):
     reason: str = "RESOURCE_EXHAUSTED"
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = code_pb2.RESOURCE_EXHAUSTED
 
 
 @dataclass
 class Unavailable(DomainError):
     reason: str = "UNAVAILABLE"
-    code = grpc.StatusCode.UNAVAILABLE
+    code = code_pb2.UNAVAILABLE
+
+
+def code_name(code: int) -> str:
+    """``INVALID_ARGUMENT`` for ``code_pb2.INVALID_ARGUMENT`` (as logs and audit show it)."""
+    return code_pb2.Code.Name(code)
 
 
 def _pack(message: object) -> any_pb2.Any:
@@ -104,8 +112,7 @@ def _pack(message: object) -> any_pb2.Any:
 
 def to_status_proto(error: DomainError) -> status_pb2.Status:
     """The ``google.rpc.Status`` for a domain error."""
-    code_value: int = error.code.value[0]
-    status = status_pb2.Status(code=code_value, message=error.message)
+    status = status_pb2.Status(code=error.code, message=error.message)
     status.details.append(
         _pack(
             error_details_pb2.ErrorInfo(
@@ -137,4 +144,4 @@ def internal_status(request_id: str) -> status_pb2.Status:
 @dataclass
 class Unimplemented(DomainError):
     reason: str = "NOT_IMPLEMENTED"
-    code = grpc.StatusCode.UNIMPLEMENTED
+    code = code_pb2.UNIMPLEMENTED

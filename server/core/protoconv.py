@@ -11,8 +11,8 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gencharge.v1 import common_pb2
-from server.errors import InvalidArgument
-from server.money import CURRENCY, to_minor
+from server.core.errors import InvalidArgument
+from server.core.money import CURRENCY, to_minor
 
 USER_TYPES: dict[common_pb2.UserType.ValueType, str] = {
     common_pb2.USER_TYPE_PREPAID: "prepaid",

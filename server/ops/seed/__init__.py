@@ -25,7 +25,7 @@ from pymongo.errors import DuplicateKeyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth.passwords import hash_password
-from server.schema import (
+from server.core.schema import (
     admins,
     backup,
     notificationrecipienttypes,
@@ -40,7 +40,7 @@ from server.schema import (
     schedule,
     users,
 )
-from server.seed import demo, queries, reference
+from server.ops.seed import demo, queries, reference
 
 __all__ = [
     "load_demo",

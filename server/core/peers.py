@@ -20,17 +20,23 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
-from typing import Any
-
-import grpc
-
-from server.auth.throttle import peer_ip
+from typing import Any, Protocol
+from urllib.parse import unquote
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 #: The metadata key proxies (Envoy, nginx, cloud load balancers) append to.
 FORWARDED_FOR = "x-forwarded-for"
+
+
+class CallContext(Protocol):
+    """What this module reads of a gRPC servicer context (core code imports no grpc)."""
+
+    def peer(self) -> str: ...
+
+    def invocation_metadata(self) -> Any: ...
+
 
 client_peer_var: ContextVar[str | None] = ContextVar("client_peer", default=None)
 
@@ -94,7 +100,7 @@ def peer_string(address: Address) -> str:
     return f"ipv4:{address}"
 
 
-def resolve(context: grpc.aio.ServicerContext[Any, Any], networks: Sequence[Network]) -> str:
+def resolve(context: CallContext, networks: Sequence[Network]) -> str:
     """The client address of this call (see module docstring)."""
     direct = context.peer() or ""
     if not networks:
@@ -109,7 +115,46 @@ def resolve(context: grpc.aio.ServicerContext[Any, Any], networks: Sequence[Netw
     return peer_string(client) if client is not None else direct
 
 
-def client_peer(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+def client_peer(context: CallContext) -> str:
     """The address the request interceptor resolved for this call (the TCP peer
     outside RPCs)."""
     return client_peer_var.get() or context.peer() or ""
+
+
+def peer_ip(grpc_peer: str) -> str | None:
+    """The IP address in a gRPC peer string, or None (unix sockets, unknown forms).
+
+    ``ipv4:127.0.0.1:5555`` -> ``127.0.0.1``; ``ipv6:[::1]:5555`` (or its
+    percent-encoded form ``ipv6:%5B::1%5D:5555``) -> ``::1``. IPv4-mapped IPv6
+    addresses become their IPv4 address.
+    """
+    scheme, sep, rest = unquote(grpc_peer or "").partition(":")
+    if not sep:
+        return None
+    if scheme == "ipv4":
+        host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+    elif scheme == "ipv6":
+        host = rest[1:].split("]", 1)[0] if rest.startswith("[") else rest
+        host = host.split("%", 1)[0]  # drop a zone index (fe80::1%eth0)
+    else:
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    if scheme == "ipv4" and not isinstance(address, ipaddress.IPv4Address):
+        return None
+    return str(address)
+
+
+def peer_bucket(peer: str) -> str:
+    """IPv4 addresses as they are; IPv6 grouped by /64 (one subscriber's usual share)."""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)

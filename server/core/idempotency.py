@@ -27,8 +27,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument
-from server.schema import idempotency_keys
+from server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from server.core.schema import idempotency_keys
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from server.config import Settings
+from server.core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class SecretBox:
 
     def export_key(self) -> str:
         """The current master key in the ``GENCHARGE_DATA_ENCRYPTION_KEY`` format, to
-        hand to this service's own worker processes (server/workers.py). Never log it."""
+        hand to this service's own worker processes (server/ops/workers.py). Never log it."""
         return base64.b64encode(self._master).decode("ascii")
 
     def derive_key(self, label: bytes) -> bytes:

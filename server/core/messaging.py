@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from server.config import Settings
-from server.errors import Unavailable
+from server.core.config import Settings
+from server.core.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

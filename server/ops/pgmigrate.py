@@ -24,7 +24,7 @@ from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import migrations
-from server.dburl import to_async_url
+from server.core.dburl import to_async_url
 
 __all__ = ["current", "downgrade", "head", "make_config", "script_location", "upgrade"]
 

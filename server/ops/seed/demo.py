@@ -2,7 +2,7 @@
 
 DDS 13.10-13.15 plus a realistic plan and offer catalogue. The passwords below are
 documented development passwords (docs/mongodb.md, "Seed data at a glance"): never
-load this data into a database that faces users; :func:`server.seed.load_demo` is
+load this data into a database that faces users; :func:`server.ops.seed.load_demo` is
 only called in development mode.
 """
 
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, NamedTuple
 
-from server.seed.reference import ROLE_ADMIN, ROLE_SUPPORT
+from server.ops.seed.reference import ROLE_ADMIN, ROLE_SUPPORT
 
 
 def _ts(text: str) -> datetime:

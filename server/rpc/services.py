@@ -27,13 +27,13 @@ from gencharge.v1 import (
 from server.auth import domain as auth_domain
 from server.auth.security import Security
 from server.auth.servicer import AuthServicer
+from server.core.resources import Resources
 from server.notifications.servicer import NotificationServicer
 from server.payments.gateway import PaymentGateway
 from server.plans.catalogue import Catalogue
 from server.plans.servicer import PlanServicer
 from server.recharge.domain import Recharges
 from server.recharge.servicer import RechargeServicer
-from server.resources import Resources
 from server.wallet.servicer import WalletServicer
 
 PACKAGE = "gencharge.v1"

@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     catalogue_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
     #: The addresses (or CIDRs, comma-separated) of the proxies in front of the service
-    #: whose ``x-forwarded-for`` names the client (server/peers.py); only the proxies'
+    #: whose ``x-forwarded-for`` names the client (server/core/peers.py); only the proxies'
     #: own addresses, never a pod or VPC range. Empty: the TCP peer.
     trusted_proxies: str = ""
     #: Server processes sharing the listen port (SO_REUSEPORT). 1 serves in the

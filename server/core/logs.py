@@ -23,7 +23,7 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys())
     "asctime",
     "taskName",
 }
-#: The worker index of this process (server/workers.py), None when not a worker.
+#: The worker index of this process (server/ops/workers.py), None when not a worker.
 _worker: int | None = None
 
 _SECRET_MARKERS = ("password", "secret", "token", "otp", "hash", "totp", "authorization")
@@ -76,7 +76,7 @@ class TextFormatter(logging.Formatter):
 
 
 def configure(level: str = "INFO", fmt: str = "json", *, worker: int | None = None) -> None:
-    """Log to stderr; ``worker`` (server/workers.py) tags every line of a worker."""
+    """Log to stderr; ``worker`` (server/ops/workers.py) tags every line of a worker."""
     global _worker
     _worker = worker
     handler = logging.StreamHandler(sys.stderr)

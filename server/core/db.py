@@ -1,0 +1,118 @@
+"""PostgreSQL access: the async engine and the unit of work (SQLAlchemy 2 + asyncpg).
+
+Who opens a transaction: domain functions never do. They take the connection they work
+on as the keyword argument ``conn``; the servicer (for one transaction) or a flow (for
+work that spans several transactions or calls an outside system) opens it with
+:class:`Database`, the one unit-of-work helper::
+
+    async with resources.db.transaction() as conn:
+        wallet = await domain.get_wallet(who, conn=conn)
+
+``Database.transaction`` runs the ``before_commit`` hook it was built with just before
+the commit: the application builds it with the audit scope's flush
+(server/audit/scope.py ``unit_of_work``), so a call's audit event commits with its
+change. This module imports nothing of the domains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from server.core.dburl import to_async_url
+
+
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+    """An async engine for a ``postgresql://`` URL, with a connection pool.
+
+    asyncpg prepares every statement and SQLAlchemy caches the prepared statements per
+    connection, so repeated Core statements skip parsing and planning.
+    """
+    return create_async_engine(
+        to_async_url(url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        # A busy pool answers UNAVAILABLE after this many seconds instead of queueing on.
+        pool_timeout=10,
+        connect_args={
+            "server_settings": {"application_name": "gencharge"},
+            "timeout": 5,  # connecting
+            "command_timeout": 60,  # any one statement
+        },
+    )
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One database transaction: commits on success, rolls back on any exception.
+
+    Inside an RPC, the audit event the call named (server.audit.scope) is written to
+    the outbox in this transaction, just before the commit.
+    """
+    from server.audit import scope as audit_scope  # legacy: goes with this function
+
+    async with engine.begin() as conn:
+        yield conn
+        await audit_scope.flush(conn)
+
+
+@asynccontextmanager
+async def side_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction for bookkeeping that is not the call's change (e.g. brute-force
+    counters): it never carries the call's audit event."""
+    async with engine.begin() as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads; the implicit transaction is rolled back at the end."""
+    async with engine.connect() as conn:
+        yield conn
+
+
+#: Runs on the transaction's connection just before it commits (e.g. the audit flush).
+BeforeCommit = Callable[[AsyncConnection], Awaitable[None]]
+
+
+@asynccontextmanager
+async def _transaction(
+    engine: AsyncEngine, before_commit: BeforeCommit | None
+) -> AsyncIterator[AsyncConnection]:
+    async with engine.begin() as conn:
+        yield conn
+        if before_commit is not None:
+            await before_commit(conn)
+
+
+@dataclass(frozen=True)
+class Database:
+    """The unit of work: the engine and what every transaction does before it commits."""
+
+    engine: AsyncEngine
+    before_commit: BeforeCommit | None = None
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """One transaction: ``before_commit`` then commit on success, rollback on any
+        exception."""
+        return _transaction(self.engine, self.before_commit)
+
+    def side_transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A transaction for bookkeeping that is not the call's change (brute-force
+        counters, claiming an idempotency key before a gateway call): no hook."""
+        return _transaction(self.engine, None)
+
+    def read_only(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reads; its implicit transaction is rolled back at the end."""
+        return read_only(self.engine)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
