@@ -39,6 +39,8 @@ from server.core.crypto import generate_data_key
 from server.ops.embedded import EmbeddedMongo, EmbeddedPostgres
 
 TEMPLATE_DB = "gencharge_template"
+#: How long the test server may take to report SERVING (a bound on a hang only).
+SERVING_TIMEOUT_SECONDS = 60.0
 # One signing key and one data key per test session (explicit, so nothing is written
 # under a data folder).
 _TEST_KEYS = (generate_private_key_pem(), generate_data_key())
@@ -218,20 +220,27 @@ async def resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def grpc_server(resources: Any) -> AsyncIterator[Any]:
-    """The real gRPC server on an ephemeral port, SERVING once both databases answer."""
+    """The real gRPC server on an ephemeral port, SERVING once both databases answer.
+
+    Its scheduler is attached but not ticking: tests drive it with
+    ``grpc_server.scheduler.run_once()``."""
+    from server.ops.scheduler import Scheduler
     from server.rpc.app import start_server
 
-    running = await start_server(resources, "127.0.0.1:0", health_interval=0.2, scheduler=False)
+    running = await start_server(resources, "127.0.0.1:0", health_interval=0.2)
+    running.scheduler = Scheduler(resources, running.app.recharger)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
-            for _ in range(100):
+            # A bound on a hang, not a speed requirement: a busy machine may be slow.
+            deadline = asyncio.get_running_loop().time() + SERVING_TIMEOUT_SECONDS
+            while True:
                 reply = await stub.Check(health_pb2.HealthCheckRequest())
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     break
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError("server never became SERVING")
                 await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("server never became SERVING")
         yield running
     finally:
         await running.stop(0)

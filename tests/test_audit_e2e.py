@@ -103,9 +103,7 @@ async def test_a_flood_of_denied_calls_is_summarised(resources) -> None:
         # A window long enough for the 10 calls even on a slow machine.
         update={"security_events_per_peer": 3, "security_event_window_seconds": 3.0}
     )
-    running = await start_server(
-        dataclasses.replace(resources, settings=settings), "127.0.0.1:0", scheduler=False
-    )
+    running = await start_server(dataclasses.replace(resources, settings=settings), "127.0.0.1:0")
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = auth_stub(channel)

@@ -661,7 +661,7 @@ async def test_data_key_rotation_keeps_admin_mfa_working(channel, resources) -> 
             await conn.execute(text("UPDATE admins SET totp_last_step = NULL"))
         admin.totp_uses = 0
         running = await start_server(
-            dataclasses.replace(resources, settings=settings), "127.0.0.1:0", scheduler=False
+            dataclasses.replace(resources, settings=settings), "127.0.0.1:0"
         )
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as other:

@@ -118,9 +118,7 @@ async def test_limits_apply_to_the_client_a_trusted_proxy_names(channel, resourc
     import dataclasses
 
     settings = resources.settings.model_copy(update={"trusted_proxies": "127.0.0.0/8, ::1"})
-    proxied = await start_server(
-        dataclasses.replace(resources, settings=settings), "127.0.0.1:0", scheduler=False
-    )
+    proxied = await start_server(dataclasses.replace(resources, settings=settings), "127.0.0.1:0")
     try:
         actor = await register_user(channel)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{proxied.port}") as through_proxy:

@@ -481,9 +481,7 @@ async def test_referral_reward_is_the_configured_amount_on_both_payment_paths(re
     from server.rpc.app import start_server
 
     settings = resources.settings.model_copy(update={"referral_reward_minor": 1234})
-    running = await start_server(
-        dataclasses.replace(resources, settings=settings), "127.0.0.1:0", scheduler=False
-    )
+    running = await start_server(dataclasses.replace(resources, settings=settings), "127.0.0.1:0")
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             plan_id = await make_plan(resources, price="10.00")

@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from gencharge.v1 import common_pb2
 from gencharge.v1 import recharge_service_pb2 as pb
 from server.core import db
-from server.jobs.autopay import next_due
 from server.ops.scheduler import Scheduler, run_once
+from server.recharge.autopay.domain import next_due
 from tests.auth_helpers import register_user
 from tests.money_helpers import assert_ledger_balances, balance, fund, make_plan
 from tests.test_autopay import create as create_autopay
@@ -175,7 +175,7 @@ async def test_withdrawn_plan_disables_the_mandate(channel, resources, grpc_serv
     mandate = await create_autopay(channel, user, plan_id)
     await make_due(resources, mandate.autopay_id)
     await execute(resources, "UPDATE plans SET status = 'inactive' WHERE plan_id = :p", p=plan_id)
-    grpc_server.scheduler.recharges._catalogue.invalidate()
+    grpc_server.scheduler.recharger.catalogue.invalidate()
 
     await grpc_server.scheduler.run_once()
     (row,) = await rows(
@@ -194,7 +194,7 @@ async def test_concurrent_ticks_and_replicas_pay_once(channel, resources, grpc_s
         await fund(resources, user.user_id, "100")
         mandate = await create_autopay(channel, user, plan_id)
         await make_due(resources, mandate.autopay_id)
-    recharges = grpc_server.scheduler.recharges
+    recharges = grpc_server.scheduler.recharger
     other_replica = Scheduler(resources, recharges)
     reports = await asyncio.gather(
         grpc_server.scheduler.run_once(),
@@ -308,7 +308,7 @@ async def postpaid_with_plan(
     user = await register_user(channel, user_type=common_pb2.USER_TYPE_POSTPAID)
     await fund(resources, user.user_id, "1000")
     plan_id = await make_plan(resources, price=price, validity=30, plan_type="postpaid")
-    server.scheduler.recharges._catalogue.invalidate()  # the plan is new: no cache wait
+    server.scheduler.recharger.catalogue.invalidate()  # the plan is new: no cache wait
     bought = await recharge(channel, user, plan_id)
     await execute(
         resources,
@@ -327,7 +327,7 @@ async def test_bill_reminders_before_the_due_date(channel, resources, grpc_serve
     prepaid = await register_user(channel)
     await fund(resources, prepaid.user_id, "100")
     prepaid_plan = await make_plan(resources, price="10.00")
-    grpc_server.scheduler.recharges._catalogue.invalidate()
+    grpc_server.scheduler.recharger.catalogue.invalidate()
     bought = await recharge(channel, prepaid, prepaid_plan)
     await execute(
         resources,
@@ -352,7 +352,7 @@ async def test_bill_reminders_before_the_due_date(channel, resources, grpc_serve
     # One reminder per due date, however many ticks (or replicas) run.
     await asyncio.gather(
         grpc_server.scheduler.run_once(),
-        Scheduler(resources, grpc_server.scheduler.recharges).run_once(),
+        Scheduler(resources, grpc_server.scheduler.recharger).run_once(),
     )
     assert len(await rows(resources, "SELECT * FROM billreminders")) == 1
     assert len(await notifications(resources, due_soon.user_id, "bill_reminder")) == 1
@@ -411,7 +411,7 @@ async def test_scheduler_ticks_in_the_background(channel, resources, grpc_server
     plan_id = await make_plan(resources, price="10.00")
     mandate = await create_autopay(channel, user, plan_id, next_due_date=in_days(1))
     await make_due(resources, mandate.autopay_id)
-    scheduler = Scheduler(resources, grpc_server.scheduler.recharges, interval=0.05)
+    scheduler = Scheduler(resources, grpc_server.scheduler.recharger, interval=0.05)
     scheduler.start()
     try:
         for _ in range(100):

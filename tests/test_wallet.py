@@ -20,6 +20,7 @@ from sqlalchemy import insert, text
 
 from gencharge.v1 import common_pb2, transaction_pb2, wallet_service_pb2_grpc
 from gencharge.v1 import wallet_service_pb2 as pb
+from server.audit.scope import AuditScope, current_scope
 from server.auth.principal import Principal
 from server.core import db
 from server.core.config import Environment
@@ -30,7 +31,7 @@ from server.payments.gateway import (
     SandboxGateway,
     create_gateway,
 )
-from server.wallet import domain
+from server.wallet import domain, flows
 from tests.auth_helpers import Actor, create_admin, create_service, register_user
 from tests.grpc_helpers import details_of
 
@@ -224,12 +225,18 @@ async def test_gateway_failure_releases_the_key(channel: grpc.aio.Channel, resou
         details={"vpa": "someone@okbank"},
         fingerprint="f",
     )
-    with pytest.raises(Unavailable) as caught:
-        await domain.top_up(resources.engine, _BrokenGateway(), who, order)
-    assert caught.value.reason == "GATEWAY_UNAVAILABLE"
-    assert await count_rows(resources, user.user_id) == 0
-    # The key was released: the same request_id succeeds once the gateway answers.
-    result = await domain.top_up(resources.engine, SandboxGateway(), who, order)
+    # The flow runs as TopUp would: inside the call's audit scope.
+    scope = AuditScope(who.subject, "/gencharge.v1.WalletService/TopUp", rid(), None, True)
+    token = current_scope.set(scope)
+    try:
+        with pytest.raises(Unavailable) as caught:
+            await flows.top_up(resources.db, _BrokenGateway(), who, order)
+        assert caught.value.reason == "GATEWAY_UNAVAILABLE"
+        assert await count_rows(resources, user.user_id) == 0
+        # The key was released: the same request_id succeeds once the gateway answers.
+        result = await flows.top_up(resources.db, SandboxGateway(), who, order)
+    finally:
+        current_scope.reset(token)
     assert result.transaction.status == "success"
     assert await balance_minor(channel, user) == 1_000
     await assert_ledger_invariant(resources)

@@ -217,4 +217,4 @@ async def test_a_single_server_does_not_share_its_port(resources, grpc_server) -
     from server.rpc.app import start_server
 
     with pytest.raises(ConfigurationError, match="address is in use"):
-        await start_server(resources, f"127.0.0.1:{grpc_server.port}", scheduler=False)
+        await start_server(resources, f"127.0.0.1:{grpc_server.port}")

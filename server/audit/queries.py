@@ -13,6 +13,13 @@ from server.core.schema import audit_outbox
 INSERT_EVENT: Insert = audit_outbox.insert()
 
 
+def insert_event_sql(event: str, *, source: str, when: str) -> str:
+    """The outbox insert as a fragment for a statement built from the parts of several
+    owners (the one-statement recharge): one event, the JSON expression ``event``, per
+    row of ``source`` for which ``when`` holds."""
+    return f"INSERT INTO audit_outbox (event) SELECT {event} FROM {source} WHERE {when}"
+
+
 def claim_batch(limit: int) -> Select[Any]:
     """The oldest ``limit`` rows no other transaction holds, locked until commit.
 

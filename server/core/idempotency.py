@@ -62,6 +62,32 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+#: The bind parameters every fragment below needs besides its own (the key's lifetime).
+TTL_PARAMS = {"idempotency_ttl": IDEMPOTENCY_TTL}
+
+
+def claim_sql(*, source: str) -> str:
+    """:func:`claim` as a fragment for a statement built from the parts of several owners
+    (the one-statement recharge): inserts ``(:caller, :request_id, :rpc, :request_hash)``
+    once per row of ``source``, ``RETURNING request_id`` only when the key is new. Needs
+    :data:`TTL_PARAMS` bound as well."""
+    return f"""INSERT INTO idempotency_keys (caller, request_id, rpc, request_hash, expires_at)
+        SELECT :caller, :request_id, :rpc, :request_hash,
+               now() + CAST(:idempotency_ttl AS interval)
+        FROM {source}
+        ON CONFLICT DO NOTHING
+        RETURNING request_id"""
+
+
+def complete_sql(*, result: str, source: str) -> str:
+    """:func:`complete` as a fragment: the key ``(:caller, :request_id)`` gets the JSON
+    expression ``result`` (over the rows of ``source``)."""
+    return f"""UPDATE idempotency_keys
+           SET result = {result}
+          FROM {source}
+         WHERE caller = :caller AND request_id = :request_id"""
+
+
 async def claim(
     conn: AsyncConnection, *, caller: str, request_id: str, rpc: str, fingerprint: str
 ) -> Replay | None:
@@ -102,6 +128,30 @@ async def claim(
     return Replay(row.result)
 
 
+async def lookup(
+    conn: AsyncConnection, *, caller: str, request_id: str, rpc: str, fingerprint: str
+) -> Replay | None:
+    """The completed earlier call with this key, without claiming it (None: unused or
+    still in progress); the same key for a different request is ALREADY_EXISTS."""
+    validate_request_id(request_id)
+    row = (
+        await conn.execute(
+            select(idempotency_keys).where(
+                idempotency_keys.c.caller == caller, idempotency_keys.c.request_id == request_id
+            )
+        )
+    ).one_or_none()
+    if row is None or row.result is None:
+        return None
+    if row.rpc != rpc or row.request_hash != fingerprint:
+        raise AlreadyExists(
+            "request_id was already used for a different request; use a new request_id",
+            reason="IDEMPOTENCY_KEY_REUSED",
+            metadata={"request_id": request_id},
+        )
+    return Replay(row.result)
+
+
 async def complete(
     conn: AsyncConnection, *, caller: str, request_id: str, result: Mapping[str, Any]
 ) -> None:
@@ -117,6 +167,17 @@ async def purge_expired(conn: AsyncConnection) -> int:
         delete(idempotency_keys).where(idempotency_keys.c.expires_at < func.now())
     )
     return int(result.rowcount)
+
+
+async def forget(conn: AsyncConnection, keys: list[tuple[str, str]]) -> None:
+    """Delete these ``(caller, request_id)`` keys whatever their state: the work they
+    recorded was undone (e.g. a bill's payment that failed), so the key may run again."""
+    for caller, request_id in keys:
+        await conn.execute(
+            delete(idempotency_keys).where(
+                idempotency_keys.c.caller == caller, idempotency_keys.c.request_id == request_id
+            )
+        )
 
 
 # --- calls that reach an external system (payment gateway) -------------------------------

@@ -23,6 +23,7 @@ from server.core.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, Configuratio
 from server.core.resources import Resources
 from server.ops import pgmigrate, seed, workers
 from server.ops.embedded import EmbeddedMongo, EmbeddedPostgres
+from server.ops.scheduler import Scheduler
 from server.rpc.app import RunningServer, start_server
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
             await load_seed(resources, demo=settings.load_demo_data and not settings.production)
             await ensure_bootstrap_admin(resources.engine, settings, settings.embedded_postgres)
             if settings.workers == 1:
-                running = await start_server(resources, settings.listen)
+                running = await serve_with_scheduler(resources, settings.listen)
                 await _run_until_signalled(running, settings.shutdown_grace_seconds, ready)
                 return
         shared = workers.worker_settings(settings, databases.database_url, databases.mongo_url)
@@ -177,7 +178,7 @@ async def serve_worker(
     or until the supervisor is gone (a worker never outlives it)."""
     databases = Databases(settings.database_url, settings.mongo_url)
     async with connected(settings, databases) as resources:
-        running = await start_server(resources, settings.listen, reuse_port=True)
+        running = await serve_with_scheduler(resources, settings.listen, reuse_port=True)
         listening()
         stop = asyncio.Event()
         watch = asyncio.create_task(workers.watch_supervisor(supervisor_pid, stop))
@@ -186,6 +187,18 @@ async def serve_worker(
         finally:
             watch.cancel()
     log.info("worker stopped")
+
+
+async def serve_with_scheduler(
+    resources: Resources, listen: str, *, reuse_port: bool = False
+) -> RunningServer:
+    """The gRPC server with the background scheduler ticking beside it (stopped with it)."""
+    running = await start_server(resources, listen, reuse_port=reuse_port)
+    assert running.app is not None
+    scheduler = Scheduler(resources, running.app.recharger)
+    scheduler.start()
+    running.scheduler = scheduler
+    return running
 
 
 async def _run_until_signalled(

@@ -17,13 +17,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from server.audit.scope import job_scope
-from server.core import db, idempotency
+from server.core import idempotency
+from server.core.jobs import LOCK_IDEMPOTENCY_PURGE, try_job_lock
 from server.core.resources import Resources
-from server.jobs import LOCK_IDEMPOTENCY_PURGE, try_job_lock
-from server.jobs import autopay as autopay_job
-from server.jobs import bills as bills_job
-from server.jobs import plans as plans_job
-from server.recharge.domain import Recharges
+from server.recharge import flows as recharge_flows
+from server.recharge.autopay import flows as autopay_flows
+from server.recharge.autopay.flows import AutopayCounts
+from server.recharge.bills import flows as bills_flows
+from server.recharge.bills.domain import BillCounts
+from server.recharge.domain import PlanCounts
+from server.recharge.flows import Recharger
 from server.wallet.domain import expire_pending_payments
 
 log = logging.getLogger(__name__)
@@ -40,9 +43,9 @@ STOP_GRACE_SECONDS = 5.0
 class TickReport:
     """What one tick did, per job (``None``: the job failed; see the log)."""
 
-    plans: plans_job.PlanCounts | None = None
-    autopay: autopay_job.AutopayCounts | None = None
-    bills: bills_job.BillCounts | None = None
+    plans: PlanCounts | None = None
+    autopay: AutopayCounts | None = None
+    bills: BillCounts | None = None
     purged_keys: int | None = None
     expired_payments: int | None = None
     failed_jobs: list[str] = field(default_factory=list)
@@ -70,7 +73,7 @@ class TickReport:
 
 
 async def _purge(resources: Resources) -> int:
-    async with db.side_transaction(resources.engine) as conn:
+    async with resources.db.side_transaction() as conn:
         if not await try_job_lock(conn, LOCK_IDEMPOTENCY_PURGE):
             return 0
         return await idempotency.purge_expired(conn)
@@ -80,13 +83,13 @@ async def _expire_payments(resources: Resources) -> int:
     """External payments left pending past their deadline are marked failed (so bills
     they were paying become payable again in the same tick)."""
     with job_scope("expire_payments"):
-        async with db.transaction(resources.engine) as conn:
-            return await expire_pending_payments(conn)
+        async with resources.db.transaction() as conn:
+            return await expire_pending_payments(conn=conn)
 
 
 async def run_once(
     resources: Resources,
-    recharges: Recharges,
+    recharger: Recharger,
     *,
     autopay_batch: int = AUTOPAY_BATCH,
     autopay_retry_seconds: float = AUTOPAY_RETRY_SECONDS,
@@ -95,16 +98,15 @@ async def run_once(
     autopay queues more), autopay, expired external payments, bill reminders,
     idempotency-key purge."""
     report = TickReport()
-    engine = resources.engine
     try:
-        report.plans = await plans_job.run(engine)
+        with job_scope("plan_expiry"):
+            report.plans = await recharge_flows.run_plan_expiry(resources.db)
     except Exception as exc:
         report.failed_jobs.append("plans")
         log.exception("scheduler job failed", extra={"job": "plans", "error": type(exc).__name__})
     try:
-        report.autopay = await autopay_job.run(
-            engine,
-            recharges,
+        report.autopay = await autopay_flows.run(
+            recharger,
             batch_size=autopay_batch,
             retry_after_seconds=autopay_retry_seconds,
         )
@@ -119,9 +121,10 @@ async def run_once(
             "scheduler job failed", extra={"job": "expired_payments", "error": type(exc).__name__}
         )
     try:
-        report.bills = await bills_job.run(
-            engine, days_before=resources.settings.bill_reminder_days_before
-        )
+        with job_scope("bill_reminders"):
+            report.bills = await bills_flows.run_reminders(
+                resources.db, days_before=resources.settings.bill_reminder_days_before
+            )
     except Exception as exc:
         report.failed_jobs.append("bills")
         log.exception("scheduler job failed", extra={"job": "bills", "error": type(exc).__name__})
@@ -144,14 +147,14 @@ class Scheduler:
     def __init__(
         self,
         resources: Resources,
-        recharges: Recharges,
+        recharger: Recharger,
         *,
         interval: float | None = None,
         autopay_batch: int = AUTOPAY_BATCH,
         autopay_retry_seconds: float = AUTOPAY_RETRY_SECONDS,
     ) -> None:
         self._resources = resources
-        self._recharges = recharges
+        self._recharger = recharger
         self._interval = (
             interval if interval is not None else resources.settings.scheduler_interval_seconds
         )
@@ -161,8 +164,8 @@ class Scheduler:
         self._stopping = asyncio.Event()
 
     @property
-    def recharges(self) -> Recharges:
-        return self._recharges
+    def recharger(self) -> Recharger:
+        return self._recharger
 
     @property
     def running(self) -> bool:
@@ -171,7 +174,7 @@ class Scheduler:
     async def run_once(self) -> TickReport:
         return await run_once(
             self._resources,
-            self._recharges,
+            self._recharger,
             autopay_batch=self._autopay_batch,
             autopay_retry_seconds=self._autopay_retry_seconds,
         )

@@ -1,4 +1,10 @@
-"""SQL for recharges. The hot path is two statements in one transaction:
+"""SQL for recharges and the plans they queue on a number (``currentactiveplans``: this
+module is its only writer).
+
+The hot path is two statements in one transaction, each built once from the fragments
+of the modules that own the tables it touches (idempotency keys: server/core/
+idempotency.py; the ledger and referral rewards: server/ledger/queries.py; the audit
+outbox: server/audit/queries.py; the plan queue: here):
 
 1. :data:`LOCK_AND_CLAIM` takes the per-number advisory lock (so the queue of plans on
    a number is computed by one recharge at a time; the number is the payer's own when
@@ -21,102 +27,101 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select, text, update
+from sqlalchemy import Row, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer, Numeric, String
 
-from server.core import pagination
-from server.core.schema import currentactiveplans, plans, referralrewards, transactions, users
+from server.audit.queries import insert_event_sql
+from server.core import idempotency
+from server.core.schema import currentactiveplans, plans, transactions, users
+from server.ledger.queries import (
+    HAS_RECHARGED_SQL,
+    INSERT_RECHARGE_DEBIT_SQL,
+    referral_reward_sql,
+)
 
 RowT = Row[Any]
 
-LOCK_AND_CLAIM = text(
-    """
-    WITH target AS (
-        SELECT coalesce(CAST(:phone AS text),
-                        (SELECT phone_number FROM users WHERE user_id = :user_id)) AS phone
-    ),
-    phone_lock AS (
-        SELECT pg_advisory_xact_lock(hashtextextended(target.phone, 7)) FROM target
-    ),
-    claim AS (
-        INSERT INTO idempotency_keys (caller, request_id, rpc, request_hash, expires_at)
-        SELECT :caller, :request_id, :rpc, :request_hash, now() + interval '24 hours'
-        FROM phone_lock
-        ON CONFLICT DO NOTHING
-        RETURNING request_id
-    )
-    SELECT (SELECT count(*) FROM claim) = 1 AS claimed,
-           (SELECT phone FROM target) AS locked_phone,
-           payer.user_id, payer.user_type, payer.status, payer.phone_number,
-           EXISTS (SELECT 1 FROM transactions earlier
-                   WHERE earlier.user_id = payer.user_id
-                     AND earlier.source IN ('recharge', 'autopay')
-                     AND earlier.status IN ('success', 'pending')) AS has_recharged
-    FROM (SELECT 1) AS one
-    LEFT JOIN users AS payer ON payer.user_id = :user_id
-    """
-).bindparams(bindparam("user_id", type_=Integer), bindparam("phone", type_=String))
+#: Plans that cover a number now or later: the queue a new plan goes behind.
+COVERING_SQL = "status IN ('active', 'queued') AND valid_to > now()"
+COVERING = (
+    currentactiveplans.c.status.in_(["active", "queued"]),
+    currentactiveplans.c.valid_to > func.now(),
+)
+#: The advisory lock of one phone number (the queue on it), for this transaction.
+PHONE_LOCK_SQL = "pg_advisory_xact_lock(hashtextextended({phone}, 7))"
 
-_TXN_COLUMNS = """txn_id, user_id, category, txn_type, amount, service_type, plan_id, offer_id,
-    from_phone_number, to_phone_number, source, status, payment_method,
-    payment_transaction_id, created_at, balance_after, currency"""
 
-RECHARGE = text(
-    f"""
-    WITH queue AS (
-        SELECT max(valid_to) AS until
-        FROM currentactiveplans
-        WHERE phone_number = :phone AND status IN ('active', 'queued') AND valid_to > now()
-    ),
-    txn AS (
-        INSERT INTO transactions (user_id, category, txn_type, amount, service_type, plan_id,
-            offer_id, from_phone_number, to_phone_number, source, status, payment_method,
-            payment_transaction_id)
-        VALUES (:user_id, CAST(:category AS txn_category_enum), 'debit', :amount,
-            CAST(:service_type AS user_type_enum), :plan_id, :offer_id, :from_phone, :phone,
-            CAST(:source AS txn_source_enum), 'success',
-            CAST(:payment_method AS payment_method_enum), :payment_transaction_id)
-        RETURNING {_TXN_COLUMNS}
-    ),
-    cap AS (
-        INSERT INTO currentactiveplans (user_id, plan_id, phone_number, valid_from, valid_to,
-            status)
+#: The end of the queue on ``:phone``: when the last plan covering it ends (NULL: none).
+QUEUE_END_SQL = f"""SELECT max(valid_to) AS until FROM currentactiveplans
+        WHERE phone_number = :phone AND {COVERING_SQL}"""
+
+
+def queue_plan_sql(*, source: str) -> str:
+    """Queue ``:plan_id`` for ``:user_id`` on ``:phone`` for ``:validity`` days behind the
+    plans covering it (active now when none does), once per row of ``source``, which
+    names a CTE ``queue`` of :data:`QUEUE_END_SQL`; the caller holds the number's lock.
+    Returns ``id, valid_from, valid_to, status``."""
+    return f"""INSERT INTO currentactiveplans (user_id, plan_id, phone_number, valid_from,
+            valid_to, status)
         SELECT :user_id, :plan_id, :phone,
             greatest(now(), coalesce(queue.until, now())),
             greatest(now(), coalesce(queue.until, now())) + make_interval(days => :validity),
             CAST(CASE WHEN queue.until > now() THEN 'queued' ELSE 'active' END
                  AS active_plan_status_enum)
-        FROM queue, txn
-        RETURNING id, valid_from, valid_to, status
+        FROM {source}
+        RETURNING id, valid_from, valid_to, status"""
+
+
+LOCK_AND_CLAIM = text(
+    f"""
+    WITH target AS (
+        SELECT coalesce(CAST(:phone AS text),
+                        (SELECT phone_number FROM users WHERE user_id = :user_id)) AS phone
     ),
-    reward AS (
-        INSERT INTO referralrewards (referrer_id, referred_id, reward_amount)
-        SELECT referrer.user_id, buyer.user_id, :reward_amount
-        FROM users buyer
-        JOIN users referrer ON referrer.referral_code = buyer.referred_by
-        CROSS JOIN txn
-        WHERE buyer.user_id = :user_id
-          AND :reward_amount > 0
-          AND NOT EXISTS (
-              SELECT 1 FROM transactions earlier
-              WHERE earlier.user_id = :user_id
-                AND earlier.source IN ('recharge', 'autopay')
-                AND earlier.status = 'success')
-        ON CONFLICT (referred_id) DO NOTHING
-        RETURNING reward_id, referrer_id, status
+    phone_lock AS (
+        SELECT {PHONE_LOCK_SQL.format(phone="target.phone")} FROM target
+    ),
+    claim AS (
+        {idempotency.claim_sql(source="phone_lock")}
+    )
+    SELECT (SELECT count(*) FROM claim) = 1 AS claimed,
+           (SELECT phone FROM target) AS locked_phone,
+           payer.user_id, payer.user_type, payer.status, payer.phone_number,
+           {HAS_RECHARGED_SQL.format(user="payer.user_id")} AS has_recharged
+    FROM (SELECT 1) AS one
+    LEFT JOIN users AS payer ON payer.user_id = :user_id
+    """
+).bindparams(bindparam("user_id", type_=Integer), bindparam("phone", type_=String))
+
+RECHARGE = text(
+    f"""
+    WITH queue AS (
+        {QUEUE_END_SQL}
+    ),
+    txn AS ({INSERT_RECHARGE_DEBIT_SQL}
+    ),
+    cap AS (
+        {queue_plan_sql(source="queue, txn")}
+    ),
+    reward AS ({referral_reward_sql(after="txn")}
     ),
     idem AS (
-        UPDATE idempotency_keys
-           SET result = jsonb_build_object('txn_id', txn.txn_id, 'active_plan_id', cap.id)
-          FROM txn, cap
-         WHERE caller = :caller AND request_id = :request_id
+        {
+        idempotency.complete_sql(
+            result="jsonb_build_object('txn_id', txn.txn_id, 'active_plan_id', cap.id)",
+            source="txn, cap",
+        )
+    }
     ),
     audit AS (
-        INSERT INTO audit_outbox (event)
-        SELECT jsonb_set(CAST(:audit_event AS jsonb), '{{details,txn_id}}', to_jsonb(txn.txn_id))
-        FROM txn
-        WHERE :audit_event IS NOT NULL
+        {
+        insert_event_sql(
+            "jsonb_set(CAST(:audit_event AS jsonb), '{{details,txn_id}}', to_jsonb(txn.txn_id))",
+            source="txn",
+            when=":audit_event IS NOT NULL",
+        )
+    }
     )
     SELECT txn.*, cap.id AS cap_id, cap.valid_from, cap.valid_to, cap.status AS cap_status,
            reward.reward_id, reward.referrer_id, reward.status AS reward_status
@@ -131,6 +136,20 @@ RECHARGE = text(
     bindparam("offer_id", type_=Integer),
     bindparam("audit_event", type_=String),
 )
+
+_QUEUE_PLAN = text(
+    f"""
+    WITH queue AS (
+        {QUEUE_END_SQL}
+    )
+    {queue_plan_sql(source="queue")}
+    """
+).bindparams(
+    bindparam("user_id", type_=Integer),
+    bindparam("plan_id", type_=Integer),
+    bindparam("validity", type_=Integer),
+)
+_LOCK_PHONE = text(f"SELECT {PHONE_LOCK_SQL.format(phone=':phone')}")
 
 
 async def lock_claim_payer(
@@ -157,6 +176,7 @@ async def lock_claim_payer(
             "rpc": rpc,
             "request_hash": request_hash,
             "user_id": user_id,
+            **idempotency.TTL_PARAMS,
         },
     )
     row: RowT = result.one()
@@ -164,9 +184,7 @@ async def lock_claim_payer(
 
 
 async def lock_phone(conn: AsyncConnection, phone: str) -> None:
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:phone, 7))"), {"phone": phone}
-    )
+    await conn.execute(_LOCK_PHONE, {"phone": phone})
 
 
 async def lock_payer(conn: AsyncConnection, user_id: int) -> None:
@@ -228,47 +246,11 @@ async def activate_plan(
 ) -> RowT:
     """Queue or activate a plan on ``phone`` (the caller holds the number's lock)."""
     result = await conn.execute(
-        text(
-            """
-            WITH queue AS (
-                SELECT max(valid_to) AS until FROM currentactiveplans
-                WHERE phone_number = :phone AND status IN ('active', 'queued')
-                  AND valid_to > now()
-            )
-            INSERT INTO currentactiveplans (user_id, plan_id, phone_number, valid_from,
-                valid_to, status)
-            SELECT :user_id, :plan_id, :phone,
-                greatest(now(), coalesce(queue.until, now())),
-                greatest(now(), coalesce(queue.until, now())) + make_interval(days => :validity),
-                CAST(CASE WHEN queue.until > now() THEN 'queued' ELSE 'active' END
-                     AS active_plan_status_enum)
-            FROM queue
-            RETURNING id AS cap_id, valid_from, valid_to, status AS cap_status
-            """
-        ).bindparams(
-            bindparam("user_id", type_=Integer),
-            bindparam("plan_id", type_=Integer),
-            bindparam("validity", type_=Integer),
-        ),
+        _QUEUE_PLAN,
         {"user_id": user_id, "plan_id": plan_id, "phone": phone, "validity": validity_days},
     )
     row: RowT = result.one()
     return row
-
-
-async def insert_ledger_row(conn: AsyncConnection, values: Mapping[str, Any]) -> RowT:
-    """A ledger row (the wallet trigger moves the balance for wallet/success rows)."""
-    result = await conn.execute(transactions.insert().values(**values).returning(*transactions.c))
-    row: RowT = result.one()
-    return row
-
-
-async def pay_referral_reward(conn: AsyncConnection, reward_id: int) -> None:
-    await conn.execute(
-        update(referralrewards)
-        .where(referralrewards.c.reward_id == reward_id)
-        .values(status="paid")
-    )
 
 
 def _buyer_statement(exclude_txn: bool) -> Any:
@@ -314,9 +296,7 @@ async def buyer(
 async def queue_end(conn: AsyncConnection, phone: str) -> datetime | None:
     result = await conn.execute(
         select(func.max(currentactiveplans.c.valid_to)).where(
-            currentactiveplans.c.phone_number == phone,
-            currentactiveplans.c.status.in_(["active", "queued"]),
-            currentactiveplans.c.valid_to > func.now(),
+            currentactiveplans.c.phone_number == phone, *COVERING
         )
     )
     value: datetime | None = result.scalar_one_or_none()
@@ -334,66 +314,29 @@ def _caps() -> Any:
     )
 
 
-async def transaction_by_id(conn: AsyncConnection, txn_id: int) -> RowT | None:
-    result = await conn.execute(select(transactions).where(transactions.c.txn_id == txn_id))
-    row: RowT | None = result.one_or_none()
-    return row
-
-
 async def active_plan_by_id(conn: AsyncConnection, cap_id: int) -> RowT | None:
     result = await conn.execute(_caps().where(currentactiveplans.c.id == cap_id))
     row: RowT | None = result.one_or_none()
     return row
 
 
-async def active_plan_for_txn(conn: AsyncConnection, txn: RowT) -> RowT | None:
+async def active_plan_for_txn(
+    conn: AsyncConnection, *, user_id: int, plan_id: int, phone: str, created_at: datetime
+) -> RowT | None:
     """The plan a recharge activated: same user, plan and number, created with it."""
     result = await conn.execute(
         _caps()
         .where(
-            currentactiveplans.c.user_id == txn.user_id,
-            currentactiveplans.c.plan_id == txn.plan_id,
-            currentactiveplans.c.phone_number == txn.to_phone_number,
-            currentactiveplans.c.created_at >= txn.created_at,
+            currentactiveplans.c.user_id == user_id,
+            currentactiveplans.c.plan_id == plan_id,
+            currentactiveplans.c.phone_number == phone,
+            currentactiveplans.c.created_at >= created_at,
         )
         .order_by(currentactiveplans.c.created_at, currentactiveplans.c.id)
         .limit(1)
     )
     row: RowT | None = result.one_or_none()
     return row
-
-
-async def list_recharges(
-    conn: AsyncConnection,
-    *,
-    user_id: int,
-    phone: str | None,
-    status: str | None,
-    created_after: datetime | None,
-    created_before: datetime | None,
-    after: tuple[datetime, int] | None,
-    limit: int,
-) -> Sequence[RowT]:
-    query = select(transactions).where(
-        transactions.c.user_id == user_id,
-        transactions.c.source.in_(["recharge", "autopay"]),
-        transactions.c.txn_type == "debit",
-    )
-    if phone is not None:
-        query = query.where(transactions.c.to_phone_number == phone)
-    if status is not None:
-        query = query.where(transactions.c.status == status)
-    if created_after is not None:
-        query = query.where(transactions.c.created_at >= created_after)
-    if created_before is not None:
-        query = query.where(transactions.c.created_at < created_before)
-    result = await conn.execute(
-        pagination.keyset_query(
-            query, transactions.c.created_at, transactions.c.txn_id, after, limit, newest_first=True
-        )
-    )
-    rows: Sequence[RowT] = result.all()
-    return rows
 
 
 async def list_active_plans(
@@ -417,34 +360,48 @@ async def list_active_plans(
     return rows
 
 
-async def referral_reward_on_first_recharge(
-    conn: AsyncConnection, txn: RowT, reward_amount: Decimal
-) -> RowT | None:
-    """Record the referrer's reward if ``txn`` is the buyer's first successful recharge."""
-    if reward_amount <= 0:
-        return None
-    result = await conn.execute(
-        text(
-            """
-            INSERT INTO referralrewards (referrer_id, referred_id, reward_amount)
-            SELECT referrer.user_id, buyer.user_id, :reward_amount
-            FROM users buyer
-            JOIN users referrer ON referrer.referral_code = buyer.referred_by
-            WHERE buyer.user_id = :user_id
-              AND NOT EXISTS (
-                  SELECT 1 FROM transactions earlier
-                  WHERE earlier.user_id = :user_id AND earlier.txn_id <> :txn_id
-                    AND earlier.source IN ('recharge', 'autopay')
-                    AND earlier.status = 'success')
-            ON CONFLICT (referred_id) DO NOTHING
-            RETURNING reward_id, referrer_id, reward_amount, status
-            """
-        ).bindparams(
-            bindparam("reward_amount", type_=Numeric(10, 2)),
-            bindparam("user_id", type_=Integer),
-            bindparam("txn_id", type_=Integer),
-        ),
-        {"reward_amount": reward_amount, "user_id": txn.user_id, "txn_id": txn.txn_id},
-    )
-    row: RowT | None = result.one_or_none()
-    return row
+# --- the plan queue over time (the scheduler) ------------------------------------------------
+
+_EXPIRE = text(
+    """
+    UPDATE currentactiveplans cap
+       SET status = 'expired'
+      FROM plans p
+     WHERE p.plan_id = cap.plan_id
+       AND cap.status IN ('active', 'queued') AND cap.valid_to <= now()
+    RETURNING cap.id, cap.user_id, cap.phone_number, p.plan_name,
+              (SELECT status FROM currentactiveplans WHERE id = cap.id) AS old_status
+    """
+)
+_ACTIVATE = text(
+    """
+    UPDATE currentactiveplans
+       SET status = 'active'
+     WHERE status = 'queued' AND valid_from <= now() AND valid_to > now()
+    RETURNING id
+    """
+)
+_UNCOVERED = text(
+    f"""
+    SELECT phone FROM unnest(CAST(:phones AS text[])) AS phone
+    WHERE NOT EXISTS (
+        SELECT 1 FROM currentactiveplans WHERE phone_number = phone AND {COVERING_SQL})
+    """
+)
+
+
+async def expire_plans(conn: AsyncConnection) -> Sequence[RowT]:
+    """Plans whose valid_to passed become ``expired``: ``id, user_id, phone_number,
+    plan_name, old_status``."""
+    rows: Sequence[RowT] = (await conn.execute(_EXPIRE)).all()
+    return rows
+
+
+async def activate_queued_plans(conn: AsyncConnection) -> list[int]:
+    """Queued plans whose valid_from came become ``active``; their ids."""
+    return sorted(int(i) for i in (await conn.execute(_ACTIVATE)).scalars())
+
+
+async def uncovered_phones(conn: AsyncConnection, phones: Sequence[str]) -> set[str]:
+    """Of ``phones``, those with no plan covering them now or later."""
+    return set((await conn.execute(_UNCOVERED, {"phones": list(phones)})).scalars())

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -22,7 +23,6 @@ from server.core import db, mongo
 from server.core.config import ConfigurationError
 from server.core.peers import parse_networks
 from server.core.resources import Resources
-from server.ops.scheduler import Scheduler
 from server.payments.gateway import create_gateway
 from server.plans.catalogue import Catalogue
 from server.rpc.interceptors.access import AccessInterceptor
@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 CLEANUP_INTERVAL_SECONDS = 3600.0
 
 
+class Background(Protocol):
+    """Background work attached to a running server (e.g. the scheduler)."""
+
+    async def stop(self) -> None: ...
+
+
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
@@ -43,9 +49,11 @@ class RunningServer:
     security: Security
     relay: AuditRelay
     service_names: list[str]
-    #: The background scheduler (server/ops/scheduler.py); ticking only when start_server
-    #: was called with ``scheduler=True``, else tests drive it with ``run_once()``.
-    scheduler: Scheduler | None = None
+    #: The background scheduler the process attached (server/ops/runtime.py starts
+    #: server/ops/scheduler.py here); stopped first when the server stops.
+    scheduler: Background | None = None
+    #: What the servicers were built from (the recharger is shared with the scheduler).
+    app: AppContext | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     #: Set on stop: the background loops end at their next wait.
     stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -157,11 +165,9 @@ async def start_server(
     listen: str,
     *,
     health_interval: float = 2.0,
-    scheduler: bool = True,
     reuse_port: bool = False,
 ) -> RunningServer:
-    """Serve on ``listen``; with ``scheduler`` (the default) the background jobs of
-    server/ops/scheduler.py tick in this process too. ``reuse_port`` lets several worker
+    """Serve on ``listen``. ``reuse_port`` lets several worker
     processes share the port (server/ops/workers.py); without it a port already in use is
     an error rather than silently shared with another server."""
     settings = resources.settings
@@ -249,11 +255,8 @@ async def start_server(
         security,
         relay,
         names,
-        scheduler=Scheduler(resources, app.recharges()),
+        app=app,
     )
-    if scheduler:
-        assert running.scheduler is not None
-        running.scheduler.start()
     running._tasks = [
         asyncio.create_task(_monitor_health(running, health_interval)),
         asyncio.create_task(_cleanup_loop(resources, CLEANUP_INTERVAL_SECONDS, running.stopping)),

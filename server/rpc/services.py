@@ -7,6 +7,7 @@ servicer does not override, answer UNIMPLEMENTED through the request interceptor
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -27,13 +28,17 @@ from gencharge.v1 import (
 from server.auth import domain as auth_domain
 from server.auth.security import Security
 from server.auth.servicer import AuthServicer
+from server.core.money import from_minor
 from server.core.resources import Resources
 from server.notifications.servicer import NotificationServicer
 from server.payments.gateway import PaymentGateway
 from server.plans.catalogue import Catalogue
 from server.plans.servicer import PlanServicer
-from server.recharge.domain import Recharges
-from server.recharge.servicer import RechargeServicer
+from server.recharge.autopay.servicer import AutoPayRpcs
+from server.recharge.batch.servicer import BatchRpcs
+from server.recharge.bills.servicer import BillRpcs
+from server.recharge.flows import Recharger
+from server.recharge.servicer import RechargeRpcs
 from server.wallet.servicer import WalletServicer
 
 PACKAGE = "gencharge.v1"
@@ -51,10 +56,33 @@ class AppContext:
     def auth(self) -> auth_domain.Auth:
         return auth_domain.Auth(self.resources.engine, self.resources.settings, self.security)
 
-    def recharges(self) -> Recharges:
-        return Recharges(
-            self.resources.engine, self.catalogue, self.gateway, self.resources.settings
+    @property
+    def recharger(self) -> Recharger:
+        return Recharger(
+            self.resources.db,
+            self.catalogue,
+            self.gateway,
+            from_minor(self.resources.settings.referral_reward_minor),
         )
+
+
+class RechargeServicer(
+    RechargeRpcs,
+    AutoPayRpcs,
+    BillRpcs,
+    BatchRpcs,
+    recharge_service_pb2_grpc.RechargeServiceServicer,
+):
+    """RechargeService: its RPCs by topic (server/recharge/servicer.py and the autopay,
+    bills and batch sub-packages), over one recharger."""
+
+    def __init__(self, recharger: Recharger, resources: Resources) -> None:
+        self._db = resources.db
+        self._recharger = recharger
+        # BatchRecharge items of all streams that run at once: no more than the pool's
+        # steady connections, so batches never push the pool into overflow nor starve
+        # unary calls of connections.
+        self._batch_slots = asyncio.Semaphore(resources.settings.db_pool_size)
 
 
 @dataclass(frozen=True)
@@ -103,7 +131,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "RechargeService",
         recharge_service_pb2_grpc,
-        lambda app: RechargeServicer(app.recharges(), app.resources),
+        lambda app: RechargeServicer(app.recharger, app.resources),
     ),
     ServiceSpec(
         "NotificationService",

@@ -1,98 +1,108 @@
-"""Ledger and referral-reward rows -> protobuf messages (shared with the recharge code)."""
+"""WalletService messages <-> wallet values (the ledger's messages are in
+server/ledger/convert.py)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from gencharge.v1 import common_pb2, transaction_pb2
-from gencharge.v1 import wallet_service_pb2 as wallet_pb
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from gencharge.v1 import common_pb2
+from gencharge.v1 import wallet_service_pb2 as pb
 from server.core import protoconv
-from server.core.money import CURRENCY
+from server.core.idempotency import request_hash
+from server.ledger import convert as ledger_convert
+from server.wallet import domain
 
-CATEGORIES: dict[transaction_pb2.TransactionCategory.ValueType, str] = {
-    transaction_pb2.TRANSACTION_CATEGORY_WALLET: "wallet",
-    transaction_pb2.TRANSACTION_CATEGORY_SERVICE: "service",
-}
-TXN_TYPES: dict[transaction_pb2.TransactionType.ValueType, str] = {
-    transaction_pb2.TRANSACTION_TYPE_CREDIT: "credit",
-    transaction_pb2.TRANSACTION_TYPE_DEBIT: "debit",
-}
-SOURCES: dict[transaction_pb2.TransactionSource.ValueType, str] = {
-    transaction_pb2.TRANSACTION_SOURCE_RECHARGE: "recharge",
-    transaction_pb2.TRANSACTION_SOURCE_WALLET_TOPUP: "wallet_topup",
-    transaction_pb2.TRANSACTION_SOURCE_REFUND: "refund",
-    transaction_pb2.TRANSACTION_SOURCE_REFERRAL_REWARD: "referral_reward",
-    transaction_pb2.TRANSACTION_SOURCE_AUTOPAY: "autopay",
-    transaction_pb2.TRANSACTION_SOURCE_ADJUSTMENT: "adjustment",
-    transaction_pb2.TRANSACTION_SOURCE_CASHBACK: "cashback",
-}
-STATUSES: dict[transaction_pb2.TransactionStatus.ValueType, str] = {
-    transaction_pb2.TRANSACTION_STATUS_SUCCESS: "success",
-    transaction_pb2.TRANSACTION_STATUS_FAILED: "failed",
-    transaction_pb2.TRANSACTION_STATUS_PENDING: "pending",
-}
-PAYMENT_METHODS: dict[common_pb2.PaymentMethod.ValueType, str] = {
-    common_pb2.PAYMENT_METHOD_UPI: "UPI",
-    common_pb2.PAYMENT_METHOD_CARD: "Card",
-    common_pb2.PAYMENT_METHOD_NET_BANKING: "NetBanking",
-    common_pb2.PAYMENT_METHOD_WALLET: "Wallet",
-}
-REFERRAL_STATUSES: dict[wallet_pb.ReferralRewardStatus.ValueType, str] = {
-    wallet_pb.REFERRAL_REWARD_STATUS_PENDING: "pending",
-    wallet_pb.REFERRAL_REWARD_STATUS_EARNED: "earned",
-    wallet_pb.REFERRAL_REWARD_STATUS_PAID: "paid",
+OUTCOMES: dict[int, str] = {
+    pb.PAYMENT_OUTCOME_SUCCESS: "success",
+    pb.PAYMENT_OUTCOME_FAILED: "failed",
 }
 
-CATEGORIES_BY_NAME = {name: value for value, name in CATEGORIES.items()}
-TXN_TYPES_BY_NAME = {name: value for value, name in TXN_TYPES.items()}
-SOURCES_BY_NAME = {name: value for value, name in SOURCES.items()}
-STATUSES_BY_NAME = {name: value for value, name in STATUSES.items()}
-PAYMENT_METHODS_BY_NAME = {name: value for value, name in PAYMENT_METHODS.items()}
-REFERRAL_STATUSES_BY_NAME = {name: value for value, name in REFERRAL_STATUSES.items()}
+
+def _method_name(value: int) -> str:
+    """The database method name; "" when not set, "?" for an unknown value."""
+    if value == common_pb2.PAYMENT_METHOD_UNSPECIFIED:
+        return ""
+    names = {int(key): name for key, name in ledger_convert.PAYMENT_METHODS.items()}
+    return names.get(value, "?")
 
 
-def transaction_message(row: Any) -> transaction_pb2.Transaction:
-    """A ``transactions`` row (any object with its columns as attributes) as a message."""
-    currency = (row.currency or CURRENCY).strip()
-    message = transaction_pb2.Transaction(
-        txn_id=row.txn_id,
-        user_id=row.user_id,
-        category=CATEGORIES_BY_NAME[row.category],
-        txn_type=TXN_TYPES_BY_NAME[row.txn_type],
-        amount=protoconv.money(row.amount, currency),
-        service_type=(
-            protoconv.USER_TYPES_BY_NAME[row.service_type]
-            if row.service_type
-            else common_pb2.USER_TYPE_UNSPECIFIED
-        ),
-        plan_id=row.plan_id or 0,
-        offer_id=row.offer_id or 0,
-        from_phone_number=row.from_phone_number or "",
-        to_phone_number=row.to_phone_number or "",
-        source=(
-            SOURCES_BY_NAME[row.source]
-            if row.source
-            else transaction_pb2.TRANSACTION_SOURCE_UNSPECIFIED
-        ),
-        status=STATUSES_BY_NAME[row.status],
-        payment_method=(
-            PAYMENT_METHODS_BY_NAME[row.payment_method]
-            if row.payment_method
-            else common_pb2.PAYMENT_METHOD_UNSPECIFIED
-        ),
-        payment_transaction_id=row.payment_transaction_id or "",
-        created_at=protoconv.timestamp(row.created_at),
-        balance_after=protoconv.optional_money(row.balance_after, currency),
+def _details(request: pb.TopUpRequest) -> tuple[str, dict[str, str]]:
+    details = request.payment_details
+    which = details.WhichOneof("details")
+    if which == "upi":
+        return which, {"vpa": details.upi.vpa}
+    if which == "card":
+        return which, {"card_token": details.card.card_token}
+    if which == "net_banking":
+        return which, {"bank_code": details.net_banking.bank_code}
+    return "", {}
+
+
+def time_of(message: Any, field: str) -> datetime | None:
+    if not message.HasField(field):
+        return None
+    value: Timestamp = getattr(message, field)
+    return value.ToDatetime(tzinfo=UTC)
+
+
+def wallet_message(wallet: domain.Wallet) -> pb.Wallet:
+    return pb.Wallet(
+        user_id=wallet.user_id,
+        balance=protoconv.money(wallet.balance),
+        updated_at=protoconv.timestamp(wallet.updated_at),
     )
-    return message
 
 
-def referral_reward_message(row: Any) -> wallet_pb.ReferralReward:
-    return wallet_pb.ReferralReward(
-        reward_id=row.reward_id,
-        referrer_id=row.referrer_id,
-        referred_id=row.referred_id,
-        reward_amount=protoconv.money(row.reward_amount),
-        status=REFERRAL_STATUSES_BY_NAME[row.status],
-        created_at=protoconv.timestamp(row.created_at),
+def top_up_order(request: pb.TopUpRequest) -> domain.TopUpOrder:
+    details_field, details = _details(request)
+    return domain.TopUpOrder(
+        request_id=request.request_id,
+        amount_minor=request.amount.units_minor if request.HasField("amount") else None,
+        currency=request.amount.currency_code,
+        method=_method_name(request.payment_method),
+        details_field=details_field,
+        details=details,
+        fingerprint=request_hash(request),
+    )
+
+
+def top_up_response(result: domain.TopUpResult) -> pb.TopUpResponse:
+    response = pb.TopUpResponse(transaction=ledger_convert.transaction_message(result.transaction))
+    if result.redirect_url:
+        response.pending_payment.CopyFrom(
+            common_pb2.PendingPayment(
+                redirect_url=result.redirect_url,
+                expires_at=protoconv.timestamp(result.expires_at),
+            )
+        )
+    return response
+
+
+def confirmation(request: pb.ConfirmPaymentRequest) -> domain.Confirmation:
+    outcome = (
+        ""
+        if request.outcome == pb.PAYMENT_OUTCOME_UNSPECIFIED
+        else OUTCOMES.get(request.outcome, "?")
+    )
+    return domain.Confirmation(
+        request_id=request.request_id,
+        txn_id=request.txn_id,
+        payment_transaction_id=request.payment_transaction_id,
+        outcome=outcome,
+        failure_reason=request.failure_reason,
+        fingerprint=request_hash(request),
+    )
+
+
+def transaction_filter(request: pb.ListTransactionsRequest) -> domain.TransactionFilter:
+    return domain.TransactionFilter(
+        category=protoconv.enum_filter("category", request.category, ledger_convert.CATEGORIES),
+        txn_type=protoconv.enum_filter("txn_type", request.txn_type, ledger_convert.TXN_TYPES),
+        source=protoconv.enum_filter("source", request.source, ledger_convert.SOURCES),
+        status=protoconv.enum_filter("status", request.status, ledger_convert.STATUSES),
+        created_after=time_of(request, "created_after"),
+        created_before=time_of(request, "created_before"),
     )

@@ -117,12 +117,8 @@ async def delete_own(conn: AsyncConnection, *, autopay_id: int, user_id: int) ->
 # --- the scheduler ------------------------------------------------------------------------
 
 
-async def claim_due(
-    conn: AsyncConnection, *, limit: int, retry_after_seconds: float
-) -> Sequence[RowT]:
-    """Due enabled mandates, locked for this transaction; rows another replica holds are
-    skipped. A mandate whose last attempt failed waits ``retry_after_seconds``."""
-    result = await conn.execute(
+def _due(retry_after_seconds: float) -> Any:
+    return (
         select(
             autopay,
             plans.c.plan_name,
@@ -141,12 +137,34 @@ async def claim_due(
                 - bindparam("retry_after", timedelta(seconds=retry_after_seconds), Interval()),
             ),
         )
+    )
+
+
+async def due(conn: AsyncConnection, *, limit: int, retry_after_seconds: float) -> list[int]:
+    """Ids of due enabled mandates, earliest first (not locked: each is then run in a
+    transaction of its own that locks it, see :func:`lock_due`). A mandate whose last
+    attempt failed waits ``retry_after_seconds``."""
+    query = (
+        _due(retry_after_seconds)
+        .with_only_columns(autopay.c.autopay_id)
         .order_by(autopay.c.next_due_date, autopay.c.autopay_id)
         .limit(limit)
+    )
+    return [int(i) for i in (await conn.execute(query)).scalars()]
+
+
+async def lock_due(
+    conn: AsyncConnection, autopay_id: int, *, retry_after_seconds: float
+) -> RowT | None:
+    """The mandate, locked for this transaction, if it is still due and no other
+    transaction (another replica's tick) holds it; None otherwise."""
+    result = await conn.execute(
+        _due(retry_after_seconds)
+        .where(autopay.c.autopay_id == autopay_id)
         .with_for_update(of=autopay, skip_locked=True)
     )
-    rows: Sequence[RowT] = result.all()
-    return rows
+    row: RowT | None = result.one_or_none()
+    return row
 
 
 async def record_run(

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer
 
 from server.core import pagination
-from server.core.schema import billreminders, idempotency_keys, transactions
+from server.core.schema import billreminders
 
 RowT = Row[Any]
 
@@ -53,14 +53,6 @@ async def list_own(
     )
     rows: Sequence[RowT] = result.all()
     return rows
-
-
-async def transaction_status(conn: AsyncConnection, txn_id: int) -> str | None:
-    result = await conn.execute(
-        select(transactions.c.status).where(transactions.c.txn_id == txn_id)
-    )
-    value: str | None = result.scalar_one_or_none()
-    return value
 
 
 async def settle(conn: AsyncConnection, reminder_id: int, *, txn_id: int, paid: bool) -> RowT:
@@ -126,32 +118,15 @@ async def mark_sent(conn: AsyncConnection, reminder_ids: Sequence[int]) -> None:
         )
 
 
-def bill_key(reminder_id: int) -> str:
-    """The idempotency key under which a bill's payment runs (see bills.Bills.pay)."""
-    return f"bill-{reminder_id:010d}"
-
-
-def bill_scope(subject: str) -> str:
-    return f"{subject}/bill"
-
-
-async def release_failed_payment(conn: AsyncConnection, *, reminder_id: int, subject: str) -> None:
-    """A bill whose external payment failed becomes payable again: unlink the failed
-    transaction and forget the bill's payment key."""
+async def unlink_payment(conn: AsyncConnection, reminder_id: int) -> None:
+    """The bill's payment failed: the reminder is payable again."""
     await conn.execute(
         update(billreminders)
         .where(billreminders.c.reminder_id == reminder_id)
         .values(paid_txn_id=None)
     )
-    await conn.execute(
-        idempotency_keys.delete().where(
-            idempotency_keys.c.caller == bill_scope(subject),
-            idempotency_keys.c.request_id == bill_key(reminder_id),
-        )
-    )
 
 
-# Keep the key format in step with bill_key() and bill_scope() above.
 RECONCILE = text(
     """
     WITH settled AS (
@@ -162,13 +137,6 @@ RECONCILE = text(
         ORDER BY b.reminder_id
         LIMIT :limit
         FOR UPDATE OF b SKIP LOCKED
-    ),
-    forgotten AS (
-        DELETE FROM idempotency_keys k
-        USING settled
-        WHERE settled.txn_status = 'failed'
-          AND k.caller = 'user:' || settled.user_id || '/bill'
-          AND k.request_id = 'bill-' || lpad(settled.reminder_id::text, 10, '0')
     )
     UPDATE billreminders b
        SET status = CASE WHEN settled.txn_status = 'success'
@@ -177,14 +145,13 @@ RECONCILE = text(
                               THEN b.paid_txn_id ELSE NULL END
       FROM settled
      WHERE b.reminder_id = settled.reminder_id
-    RETURNING b.reminder_id, b.status
+    RETURNING b.reminder_id, b.user_id, b.status
     """
 ).bindparams(bindparam("limit", type_=Integer))
 
 
-async def reconcile_external(conn: AsyncConnection, *, limit: int) -> tuple[int, int]:
+async def reconcile_external(conn: AsyncConnection, *, limit: int) -> Sequence[RowT]:
     """Reminders paid by an external payment that has since settled: paid when it
-    succeeded, unlinked (payable again) when it failed. Returns (paid, released)."""
-    rows = (await conn.execute(RECONCILE, {"limit": limit})).all()
-    paid = sum(1 for r in rows if r.status == "paid")
-    return paid, len(rows) - paid
+    succeeded, unlinked (payable again) when it failed: ``reminder_id, user_id, status``."""
+    rows: Sequence[RowT] = (await conn.execute(RECONCILE, {"limit": limit})).all()
+    return rows

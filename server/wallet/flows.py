@@ -1,0 +1,104 @@
+"""Wallet work that spans several transactions or calls the payment gateway
+(docs/payments.md). Each step opens its own transaction; none is held open while the
+gateway is called.
+
+- :func:`top_up`: claim the key (committed "in progress"), charge through the gateway
+  outside any transaction, then record the credit and complete the key together (or
+  release the key when the charge was declined or the gateway did not answer).
+- :func:`confirm_payment`: the gateway's callback settles a pending payment and, when the
+  payment bought a recharge, activates its plan (server/recharge/domain.py), in one
+  transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+from server.auth.principal import Principal
+from server.core.db import Database
+from server.core.errors import DomainError, FailedPrecondition, Unavailable
+from server.core.money import CURRENCY, from_minor
+from server.ledger.domain import Transaction
+from server.payments.gateway import PaymentGateway
+from server.recharge import domain as recharge
+from server.wallet import domain
+from server.wallet.domain import Confirmation, TopUpOrder, TopUpResult
+
+
+async def top_up(
+    db: Database, gateway: PaymentGateway, who: Principal, order: TopUpOrder
+) -> TopUpResult:
+    """Charge through the gateway and record the credit.
+
+    1. claim the idempotency key in its own committed transaction ("in progress");
+    2. charge through the gateway, outside any transaction;
+    3. authorised: insert the ``success`` credit (the trigger credits the wallet) and
+       complete the key, in one transaction; pending: insert a ``pending`` credit with
+       the gateway's payment id (nothing moves until ConfirmPayment); declined: release
+       the key, write nothing, FAILED_PRECONDITION ``PAYMENT_DECLINED``.
+    """
+    async with db.side_transaction() as conn:
+        replay = await domain.begin_top_up(who, order, conn=conn)
+    if replay is not None:
+        async with db.read_only() as conn:
+            return await domain.replayed_top_up(who, replay, conn=conn)
+    # From here on the key is "in progress": finish the work even if the caller goes
+    # away (a cancelled call would otherwise leave the key stuck until it expires).
+    work = asyncio.ensure_future(_charge_and_record(db, gateway, who, order))
+    work.add_done_callback(_consume_exception)
+    return await asyncio.shield(work)
+
+
+def _consume_exception(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def _charge_and_record(
+    db: Database, gateway: PaymentGateway, who: Principal, order: TopUpOrder
+) -> TopUpResult:
+    assert order.amount_minor is not None
+    try:
+        charge = await gateway.charge(
+            amount=from_minor(order.amount_minor),
+            currency=CURRENCY,
+            method=order.method,
+            details=dict(order.details),
+            reference=domain.gateway_reference(who.subject, order.request_id),
+        )
+    except Exception as exc:
+        # The gateway is idempotent per reference, so a retry with the same request_id
+        # cannot charge twice: forget the key and let the caller retry.
+        async with db.side_transaction() as conn:
+            await domain.release_top_up(who, order, conn=conn)
+        if isinstance(exc, DomainError):
+            raise
+        raise Unavailable(
+            "the payment gateway did not answer; retry with the same request_id",
+            reason="GATEWAY_UNAVAILABLE",
+        ) from exc
+    if charge.status == "declined":
+        async with db.side_transaction() as conn:
+            await domain.release_top_up(who, order, conn=conn)
+        raise FailedPrecondition(
+            "the payment was declined",
+            reason="PAYMENT_DECLINED",
+            metadata={"decline_reason": charge.decline_reason or ""},
+        )
+    async with db.transaction() as conn:
+        return await domain.record_top_up(who, order, charge, conn=conn)
+
+
+async def confirm_payment(
+    db: Database, who: Principal, confirmation: Confirmation, *, referral_reward: Decimal
+) -> Transaction:
+    """Settle a pending external payment (once); a paid recharge gets its plan, its
+    offer's cashback and, on a first recharge, the referrer's reward, in the same
+    transaction (nothing is written if any of it fails; the gateway retries)."""
+    async with db.transaction() as conn:
+        txn, settled_now = await domain.settle_payment(who, confirmation, conn=conn)
+        if settled_now and txn.status == "success" and txn.is_paid_recharge:
+            await recharge.activate_paid_recharge(txn, reward_amount=referral_reward, conn=conn)
+    return txn
