@@ -91,7 +91,7 @@ async def test_concurrent_upgrades_from_several_processes(pg_empty_url: str) -> 
     # Several replicas starting at once: the advisory lock in env.py lets one migrate
     # at a time; the others then find the database at head.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    code = "import sys; from server import pgmigrate; pgmigrate.upgrade(sys.argv[1])"
+    code = "import sys; from server.ops import pgmigrate; pgmigrate.upgrade(sys.argv[1])"
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-c", code, pg_empty_url, env=env, stderr=asyncio.subprocess.PIPE

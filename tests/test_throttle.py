@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import code_pb2
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -87,7 +88,7 @@ async def test_pair_limit_trips_exactly_at_the_threshold(throttle: Throttle) -> 
     await throttle.failure(keys)  # the 5th
     error = await blocked(throttle, keys)
     assert error is not None
-    assert error.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.code == code_pb2.RESOURCE_EXHAUSTED
     assert error.reason == "TOO_MANY_ATTEMPTS"
     assert error.metadata == {"retry_after_seconds": "900"}
     assert error.message == "too many attempts; try again in 900 seconds"
