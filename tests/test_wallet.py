@@ -256,9 +256,9 @@ async def test_get_wallet(channel: grpc.aio.Channel, resources: Any, service: Ac
     for who in (admin, service):
         details = await expect_error(
             stub(channel).GetWallet(pb.GetWalletRequest(), metadata=who.metadata),
-            grpc.StatusCode.FAILED_PRECONDITION,
+            grpc.StatusCode.PERMISSION_DENIED,
         )
-        assert details.reason == "NO_WALLET"
+        assert details.reason == "USER_ONLY"
     await expect_error(
         stub(channel).GetWallet(pb.GetWalletRequest()), grpc.StatusCode.UNAUTHENTICATED
     )
@@ -618,9 +618,9 @@ async def test_top_up_only_for_users(
     admin = await create_admin(channel, resources)
     for who in (admin, service):
         error = await expect_error(
-            top_up(channel, who, top_up_request()), grpc.StatusCode.FAILED_PRECONDITION
+            top_up(channel, who, top_up_request()), grpc.StatusCode.PERMISSION_DENIED
         )
-        assert error.reason == "NO_WALLET"
+        assert error.reason == "USER_ONLY"
 
 
 # --- ListTransactions / GetTransaction ------------------------------------------------------

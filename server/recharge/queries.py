@@ -117,7 +117,7 @@ RECHARGE = text(
     audit AS (
         {
         insert_event_sql(
-            "jsonb_set(CAST(:audit_event AS jsonb), '{{details,txn_id}}', to_jsonb(txn.txn_id))",
+            "jsonb_set(CAST(:audit_event AS jsonb), '{details,txn_id}', to_jsonb(txn.txn_id))",
             source="txn",
             when=":audit_event IS NOT NULL",
         )
