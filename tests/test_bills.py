@@ -7,12 +7,14 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
 
 from gencharge.v1 import common_pb2
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import transaction_pb2 as tpb
+from server.payments.gateway import ChargeResult, SandboxGateway
 from tests.auth_helpers import Actor, register_user
 from tests.grpc_helpers import details_of
 from tests.money_helpers import assert_ledger_balances, balance, fund
@@ -220,3 +222,105 @@ async def test_pay_bill_ownership_and_validation(channel, resources, grpc_server
     assert no_details.code == grpc.StatusCode.INVALID_ARGUMENT
     bad_key = await failure(pay(channel, user, reminder_id, request_id="x"))
     assert "request_id" in bad_key.field_violations
+
+
+# --- PayBill holds no transaction or lock across the gateway or another transaction -------
+
+_BILL_LOCKS = """
+    SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+    WHERE c.relname = 'billreminders' AND l.pid <> pg_backend_pid()
+"""
+
+
+async def _outside_view(database_url: str, reminder_id: int) -> tuple[int, bool]:
+    """What another session sees: how many locks other sessions hold on billreminders
+    (an open transaction that read or locked the reminder keeps one until it ends), and
+    whether the reminder's row can be locked right now."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        held = int(await conn.fetchval(_BILL_LOCKS))
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    "SELECT 1 FROM billreminders WHERE reminder_id = $1 FOR UPDATE NOWAIT",
+                    reminder_id,
+                )
+            row_free = True
+        except asyncpg.LockNotAvailableError:
+            row_free = False
+        return held, row_free
+    finally:
+        await conn.close()
+
+
+class _WatchingGateway:
+    """A stand-in for the payment gateway (the sandbox's answers) that, while it is
+    being charged, looks at the database from outside the service."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.reminder_id = 0
+        self.seen: list[tuple[int, bool]] = []
+        self._sandbox = SandboxGateway()
+
+    async def charge(self, **kwargs: Any) -> ChargeResult:
+        self.seen.append(await _outside_view(self.database_url, self.reminder_id))
+        return await self._sandbox.charge(**kwargs)
+
+
+async def test_pay_bill_holds_no_lock_while_the_gateway_is_called(resources) -> None:
+    from server.ops.scheduler import Scheduler
+    from server.rpc.app import start_server
+
+    gateway = _WatchingGateway(resources.settings.database_url)
+    server = await start_server(resources, "127.0.0.1:0", gateway=gateway)
+    server.scheduler = Scheduler(resources, server.app.recharger)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            user, reminder_id = await reminder_for(channel, resources, server)
+            gateway.reminder_id = reminder_id
+            for vpa in ("payer@okbank", "pending@sandbox"):
+                if vpa == "pending@sandbox":  # a second bill, paid by a pending payment
+                    user, reminder_id = await reminder_for(channel, resources, server)
+                    gateway.reminder_id = reminder_id
+                paid = await pay(
+                    channel,
+                    user,
+                    reminder_id,
+                    payment_method=common_pb2.PAYMENT_METHOD_UPI,
+                    payment_details=common_pb2.PaymentDetails(upi=common_pb2.UpiPayment(vpa=vpa)),
+                )
+                assert paid.transaction.txn_id > 0
+    finally:
+        await server.stop(0)
+    # Both charges happened with nothing of the bill held by the service.
+    assert gateway.seen == [(0, True), (0, True)]
+
+
+async def test_pay_bill_holds_no_lock_while_its_recharge_waits(
+    channel, resources, grpc_server
+) -> None:
+    user, reminder_id = await reminder_for(channel, resources, grpc_server)
+    url = resources.settings.database_url
+    blocker = await asyncpg.connect(url)
+    try:
+        # Hold the number's queue lock, so the bill's recharge transaction waits on it.
+        await blocker.execute("SELECT pg_advisory_lock(hashtextextended($1, 7))", user.phone_number)
+        paying = asyncio.create_task(pay(channel, user, reminder_id))
+        # A bound on a hang, not a speed requirement.
+        deadline = asyncio.get_running_loop().time() + 60
+        while not await blocker.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ):
+            assert not paying.done(), paying
+            assert asyncio.get_running_loop().time() < deadline, "the recharge never waited"
+            await asyncio.sleep(0.02)
+        # The recharge transaction is waiting: no other transaction of the call is open.
+        assert await _outside_view(url, reminder_id) == (0, True)
+        await blocker.execute(
+            "SELECT pg_advisory_unlock(hashtextextended($1, 7))", user.phone_number
+        )
+        paid = await paying
+    finally:
+        await blocker.close()
+    assert paid.bill_reminder.status == pb.BILL_REMINDER_STATUS_PAID

@@ -69,6 +69,7 @@ REVISIONS = [
     "0004_identity_access",
     "0005_money_path",
     "0006_bill_reminder_unique",
+    "0007_idempotency_rpc_paths",
 ]
 
 
@@ -156,3 +157,34 @@ async def test_0006_keeps_one_reminder_per_bill(pg_empty_url: str) -> None:
         ("paid", "9123456789"),
     ]
     assert kept[1]["reminder_id"] == paid
+
+
+async def test_0007_renames_live_idempotency_keys(pg_empty_url: str) -> None:
+    """Keys claimed before the upgrade keep replaying: their RPC gets its full path."""
+    await asyncio.to_thread(pgmigrate.upgrade, pg_empty_url, "0006_bill_reminder_unique")
+    conn = await asyncpg.connect(pg_empty_url)
+    try:
+        insert = (
+            "INSERT INTO idempotency_keys (caller, request_id, rpc, request_hash, expires_at)"
+            " VALUES ('user:1', $1, $2, 'h', now() + interval '1 day')"
+        )
+        for request_id, rpc in [
+            ("k-topup-1", "WalletService.TopUp"),
+            ("k-confirm-1", "WalletService.ConfirmPayment"),
+            ("k-autopay-1", "autopay"),
+            ("k-recharge-1", "/gencharge.v1.RechargeService/Recharge"),
+        ]:
+            await conn.execute(insert, request_id, rpc)
+        await asyncio.to_thread(pgmigrate.upgrade, pg_empty_url, "0007_idempotency_rpc_paths")
+        after = dict(await conn.fetch("SELECT request_id, rpc FROM idempotency_keys"))
+        await asyncio.to_thread(pgmigrate.downgrade, pg_empty_url, "0006_bill_reminder_unique")
+        before = dict(await conn.fetch("SELECT request_id, rpc FROM idempotency_keys"))
+    finally:
+        await conn.close()
+    assert after == {
+        "k-topup-1": "/gencharge.v1.WalletService/TopUp",
+        "k-confirm-1": "/gencharge.v1.WalletService/ConfirmPayment",
+        "k-autopay-1": "scheduler/autopay",
+        "k-recharge-1": "/gencharge.v1.RechargeService/Recharge",
+    }
+    assert before["k-topup-1"] == "WalletService.TopUp" and before["k-autopay-1"] == "autopay"

@@ -23,7 +23,7 @@ from server.core import db, mongo
 from server.core.config import ConfigurationError
 from server.core.peers import parse_networks
 from server.core.resources import Resources
-from server.payments.gateway import create_gateway
+from server.payments.gateway import PaymentGateway, create_gateway
 from server.plans.catalogue import Catalogue
 from server.rpc.interceptors.access import AccessInterceptor
 from server.rpc.interceptors.request import RequestInterceptor
@@ -166,8 +166,10 @@ async def start_server(
     *,
     health_interval: float = 2.0,
     reuse_port: bool = False,
+    gateway: PaymentGateway | None = None,
 ) -> RunningServer:
-    """Serve on ``listen``. ``reuse_port`` lets several worker
+    """Serve on ``listen``. ``gateway`` replaces the configured payment gateway (tests
+    put a stand-in for the third party there). ``reuse_port`` lets several worker
     processes share the port (server/ops/workers.py); without it a port already in use is
     an error rather than silently shared with another server."""
     settings = resources.settings
@@ -176,7 +178,7 @@ async def start_server(
     except ValueError as exc:  # keys, data key or message sender misconfigured
         raise ConfigurationError(str(exc)) from exc
     try:
-        gateway = create_gateway(settings)
+        gateway = gateway or create_gateway(settings)
     except ValueError as exc:  # unknown gateway, or the sandbox in production
         raise ConfigurationError(str(exc)) from exc
     catalogue = Catalogue(resources.engine, settings.catalogue_cache_seconds)
