@@ -14,7 +14,7 @@ from server.core import protoconv
 from server.core.errors import FieldViolation, InvalidArgument
 from server.core.idempotency import request_hash
 from server.core.resources import Resources
-from server.plans.servicer import offer_message, plan_message
+from server.plans.convert import offer_message, plan_message
 from server.recharge import domain
 from server.recharge.autopay import AutoPayRpcs
 from server.recharge.batch import BatchRpcs
@@ -137,7 +137,7 @@ class RechargeServicer(
         quote = pb.Quote(
             eligible=pricing.eligible,
             reasons=[pb.IneligibilityReason(reason=c, message=m) for c, m in pricing.reasons],
-            plan=plan_message(pricing.plan.row),
+            plan=plan_message(pricing.plan),
             price=protoconv.money(pricing.price),
             discount=protoconv.money(pricing.discount),
             cashback=protoconv.money(pricing.cashback),
@@ -147,7 +147,7 @@ class RechargeServicer(
             queued=result.queued,
         )
         if pricing.offer is not None:
-            quote.offer.CopyFrom(offer_message(pricing.offer.row))
+            quote.offer.CopyFrom(offer_message(pricing.offer))
         return quote
 
     async def Recharge(self, request: pb.RechargeRequest, context: Context) -> pb.Recharge:
