@@ -104,6 +104,20 @@ def codes(outcome_reasons: tuple[tuple[str, str], ...]) -> list[str]:
     return [code for code, _ in outcome_reasons]
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand (the catalogue's TTL never races real
+    time)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 # ------------------------------------------------------------------ validity window
 
 
@@ -495,11 +509,12 @@ async def test_catalogue_loads_plans_and_offers_with_names(engine: AsyncEngine) 
 
 async def test_catalogue_reloads_after_ttl(engine: AsyncEngine) -> None:
     plan_id = await _insert_plan(engine, "Before")
-    catalogue = Catalogue(Database(engine), ttl_seconds=0.3)
+    clock = FakeClock()
+    catalogue = Catalogue(Database(engine), ttl_seconds=0.3, clock=clock)
     assert (await catalogue.plan(plan_id)).plan_name == "Before"  # type: ignore[union-attr]
     await _rename_plan(engine, plan_id, "After")
     assert (await catalogue.plan(plan_id)).plan_name == "Before"  # type: ignore[union-attr]
-    await asyncio.sleep(0.35)
+    clock.advance(0.35)
     assert (await catalogue.plan(plan_id)).plan_name == "After"  # type: ignore[union-attr]
     assert catalogue.loads == 2
 
@@ -514,7 +529,8 @@ async def test_invalidate_reloads_at_once(engine: AsyncEngine) -> None:
 
 
 async def test_miss_reloads_at_most_once_per_ttl(engine: AsyncEngine) -> None:
-    catalogue = Catalogue(Database(engine), ttl_seconds=0.5)
+    clock = FakeClock()
+    catalogue = Catalogue(Database(engine), ttl_seconds=0.5, clock=clock)
     assert await catalogue.plan(10**6) is None
     # The first miss reloaded once (on top of the first load) ...
     assert catalogue.loads == 2
@@ -524,7 +540,7 @@ async def test_miss_reloads_at_most_once_per_ttl(engine: AsyncEngine) -> None:
     assert await catalogue.plan(plan_id) is None
     assert await catalogue.offer(10**6) is None
     assert catalogue.loads == 2
-    await asyncio.sleep(0.55)
+    clock.advance(0.55)
     found = await catalogue.plan(plan_id)
     assert found is not None and found.plan_name == "Elsewhere"
 

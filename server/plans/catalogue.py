@@ -3,8 +3,9 @@
 Every plan and every offer (any status), with their group / offer-type names, is loaded
 in two queries (one read-only connection of the ``Database``) and kept in dictionaries
 of :class:`~server.plans.domain.PlanInfo` / :class:`~server.plans.domain.OfferInfo`. A
-snapshot is used for ``ttl_seconds``; the first lookup after that reloads it (one
-reload at a time: concurrent callers wait for it and then share its result).
+snapshot is used for ``ttl_seconds`` by the catalogue's ``clock`` (``time.monotonic``
+unless a test injects its own); the first lookup after that reloads it (one reload at a
+time: concurrent callers wait for it and then share its result).
 
 Changes made on this process are visible at once: the admin RPCs call
 :meth:`Catalogue.invalidate` after they commit. Changes made on another replica are
@@ -17,30 +18,34 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from server.core.db import Database
 from server.plans import queries
 from server.plans.domain import OfferInfo, PlanInfo
 
-__all__ = ["Catalogue", "OfferInfo", "PlanInfo"]
+__all__ = ["Catalogue", "Clock", "OfferInfo", "PlanInfo"]
+
+#: Seconds from any fixed point, never going back (``time.monotonic``).
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
 class _Snapshot:
     plans: Mapping[int, PlanInfo]
     offers: Mapping[int, OfferInfo]
-    loaded_at: float  # time.monotonic()
+    loaded_at: float  # by the catalogue's clock
     epoch: int  # the invalidation epoch it was loaded in
 
 
 class Catalogue:
     """All plans and offers of the database, cached for ``ttl_seconds``."""
 
-    def __init__(self, db: Database, ttl_seconds: float) -> None:
+    def __init__(self, db: Database, ttl_seconds: float, *, clock: Clock = time.monotonic) -> None:
         self._db = db
         self._ttl = ttl_seconds
+        self._clock = clock
         self._snapshot: _Snapshot | None = None
         self._epoch = 0
         self._lock = asyncio.Lock()
@@ -78,14 +83,14 @@ class Catalogue:
         return (
             snapshot is not None
             and snapshot.epoch == self._epoch
-            and time.monotonic() - snapshot.loaded_at < self._ttl
+            and self._clock() - snapshot.loaded_at < self._ttl
         )
 
     async def _current(self) -> _Snapshot:
         snapshot = self._snapshot
         if snapshot is not None and self._fresh(snapshot):
             return snapshot
-        asked_at = time.monotonic()
+        asked_at = self._clock()
         async with self._lock:
             # Someone else may have reloaded while we waited for the lock: a snapshot
             # loaded after we asked is good enough for us, whatever the ttl.
@@ -103,7 +108,7 @@ class Catalogue:
             assert snapshot is not None
             if snapshot is not seen:
                 return snapshot  # reloaded while we waited: use that
-            now = time.monotonic()
+            now = self._clock()
             if self._last_miss_reload is not None and now - self._last_miss_reload < self._ttl:
                 return snapshot
             self._last_miss_reload = now
@@ -112,7 +117,7 @@ class Catalogue:
     async def _load(self) -> _Snapshot:
         """Load everything; call with the lock held."""
         epoch = self._epoch
-        loaded_at = time.monotonic()
+        loaded_at = self._clock()
         async with self._db.read_only() as conn:
             plan_rows = await queries.all_plans(conn)
             offer_rows = await queries.all_offers(conn)
