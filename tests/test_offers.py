@@ -18,8 +18,11 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.core import db
+from server.core.db import Database
 from server.core.schema import offers, offertypes, plangroups, plans
 from server.plans.catalogue import Catalogue, OfferInfo, PlanInfo
+from server.plans.convert import offer_message, plan_message
+from server.plans.domain import PlanBenefits
 from server.plans.offers import (
     BELOW_MIN_AMOUNT,
     INVALID_CRITERION,
@@ -58,7 +61,11 @@ def make_plan(**overrides: Any) -> PlanInfo:
         "status": "active",
         "most_popular": False,
         "criteria": {},
-        "row": None,
+        "description": None,
+        "benefits": PlanBenefits(),
+        "created_at": NOW - timedelta(days=30),
+        "created_by": None,
+        "stored_criteria": None,
     }
     fields.update(overrides)
     return PlanInfo(**fields)
@@ -82,7 +89,12 @@ def make_offer(**overrides: Any) -> OfferInfo:
         "valid_to": None,
         "offer_validity_days": None,
         "created_at": NOW - timedelta(days=1),
-        "row": None,
+        "offer_type_id": None,
+        "is_special": False,
+        "description": None,
+        "created_by": None,
+        "stored_criteria": None,
+        "stored_bonus": None,
     }
     fields.update(overrides)
     return OfferInfo(**fields)
@@ -90,6 +102,20 @@ def make_offer(**overrides: Any) -> OfferInfo:
 
 def codes(outcome_reasons: tuple[tuple[str, str], ...]) -> list[str]:
     return [code for code, _ in outcome_reasons]
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (the catalogue's TTL never races real
+    time)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 # ------------------------------------------------------------------ validity window
@@ -451,7 +477,7 @@ async def _rename_plan(engine: AsyncEngine, plan_id: int, name: str) -> None:
 async def test_catalogue_loads_plans_and_offers_with_names(engine: AsyncEngine) -> None:
     plan_id = await _insert_plan(engine, "Cat 199")
     offer_id = await _insert_offer(engine, "Cat cashback")
-    catalogue = Catalogue(engine, ttl_seconds=60)
+    catalogue = Catalogue(Database(engine), ttl_seconds=60)
     plan = await catalogue.plan(plan_id)
     assert plan is not None
     assert (plan.plan_name, plan.price, plan.currency, plan.status) == (
@@ -460,12 +486,14 @@ async def test_catalogue_loads_plans_and_offers_with_names(engine: AsyncEngine) 
         "INR",
         "active",
     )
-    assert plan.group_name == "unlimited" and plan.row.group_name == "unlimited"
+    assert plan.group_name == "unlimited" and plan_message(plan).group_name == "unlimited"
     assert plan.validity_days == 28 and plan.plan_type == "prepaid"
     assert dict(plan.criteria) == {"user_types": ["prepaid"]}
     offer = await catalogue.offer(offer_id)
     assert offer is not None
-    assert offer.offer_type_name == "cashback" and offer.row.offer_type_name == "cashback"
+    assert (
+        offer.offer_type_name == "cashback" and offer_message(offer).offer_type_name == "cashback"
+    )
     assert offer.cashback_percent == Decimal("10.00")
     assert offer.max_benefit_amount == Decimal("50.00")
     assert dict(offer.bonus or {}) == {"data_mb": 1024}
@@ -481,18 +509,19 @@ async def test_catalogue_loads_plans_and_offers_with_names(engine: AsyncEngine) 
 
 async def test_catalogue_reloads_after_ttl(engine: AsyncEngine) -> None:
     plan_id = await _insert_plan(engine, "Before")
-    catalogue = Catalogue(engine, ttl_seconds=0.3)
+    clock = FakeClock()
+    catalogue = Catalogue(Database(engine), ttl_seconds=0.3, clock=clock)
     assert (await catalogue.plan(plan_id)).plan_name == "Before"  # type: ignore[union-attr]
     await _rename_plan(engine, plan_id, "After")
     assert (await catalogue.plan(plan_id)).plan_name == "Before"  # type: ignore[union-attr]
-    await asyncio.sleep(0.35)
+    clock.advance(0.35)
     assert (await catalogue.plan(plan_id)).plan_name == "After"  # type: ignore[union-attr]
     assert catalogue.loads == 2
 
 
 async def test_invalidate_reloads_at_once(engine: AsyncEngine) -> None:
     plan_id = await _insert_plan(engine, "Before")
-    catalogue = Catalogue(engine, ttl_seconds=300)
+    catalogue = Catalogue(Database(engine), ttl_seconds=300)
     assert (await catalogue.plan(plan_id)).plan_name == "Before"  # type: ignore[union-attr]
     await _rename_plan(engine, plan_id, "After")
     catalogue.invalidate()
@@ -500,7 +529,8 @@ async def test_invalidate_reloads_at_once(engine: AsyncEngine) -> None:
 
 
 async def test_miss_reloads_at_most_once_per_ttl(engine: AsyncEngine) -> None:
-    catalogue = Catalogue(engine, ttl_seconds=0.5)
+    clock = FakeClock()
+    catalogue = Catalogue(Database(engine), ttl_seconds=0.5, clock=clock)
     assert await catalogue.plan(10**6) is None
     # The first miss reloaded once (on top of the first load) ...
     assert catalogue.loads == 2
@@ -510,14 +540,14 @@ async def test_miss_reloads_at_most_once_per_ttl(engine: AsyncEngine) -> None:
     assert await catalogue.plan(plan_id) is None
     assert await catalogue.offer(10**6) is None
     assert catalogue.loads == 2
-    await asyncio.sleep(0.55)
+    clock.advance(0.55)
     found = await catalogue.plan(plan_id)
     assert found is not None and found.plan_name == "Elsewhere"
 
 
 async def test_miss_finds_a_plan_created_on_another_replica(engine: AsyncEngine) -> None:
     known = await _insert_plan(engine, "Known")
-    catalogue = Catalogue(engine, ttl_seconds=300)
+    catalogue = Catalogue(Database(engine), ttl_seconds=300)
     assert await catalogue.plan(known) is not None
     assert catalogue.loads == 1
     # Created "elsewhere" (no invalidate() here): the first miss reloads at once.
@@ -532,7 +562,7 @@ async def test_miss_finds_a_plan_created_on_another_replica(engine: AsyncEngine)
 
 async def test_concurrent_lookups_share_one_reload(engine: AsyncEngine) -> None:
     plan_id = await _insert_plan(engine, "Shared")
-    catalogue = Catalogue(engine, ttl_seconds=300)
+    catalogue = Catalogue(Database(engine), ttl_seconds=300)
     results = await asyncio.gather(*(catalogue.plan(plan_id) for _ in range(20)))
     assert {r.plan_name for r in results if r is not None} == {"Shared"}
     assert catalogue.loads == 1
@@ -543,7 +573,7 @@ async def test_concurrent_lookups_share_one_reload(engine: AsyncEngine) -> None:
 
 async def test_zero_ttl_always_reads_the_database(engine: AsyncEngine) -> None:
     plan_id = await _insert_plan(engine, "Before")
-    catalogue = Catalogue(engine, ttl_seconds=0)
+    catalogue = Catalogue(Database(engine), ttl_seconds=0)
     assert (await catalogue.plan(plan_id)).plan_name == "Before"  # type: ignore[union-attr]
     await _rename_plan(engine, plan_id, "After")
     assert (await catalogue.plan(plan_id)).plan_name == "After"  # type: ignore[union-attr]

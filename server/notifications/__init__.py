@@ -6,6 +6,6 @@ transaction, to tell one user something (autopay results, bill reminders, ...).
 
 from __future__ import annotations
 
-from server.notifications.domain import Notifications, UnknownNotificationType, notify
+from server.notifications.domain import Notification, UnknownNotificationType, notify
 
-__all__ = ["Notifications", "UnknownNotificationType", "notify"]
+__all__ = ["Notification", "UnknownNotificationType", "notify"]

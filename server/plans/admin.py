@@ -1,10 +1,12 @@
 """Administering the catalogue: plans, offers, plan groups, offer types (no grpc here).
 
 The servicer turns each request into plain values keyed by the API field path
-(``plan_name``, ``price``, ``benefits.data_mb`` ...); this module validates them,
-maps them to columns and writes them in the caller's transaction, naming the change
-for the audit log. Every bad field is reported at once, as a field violation named by
-its request path (``plan.price.units_minor``), before anything is written.
+(``plan_name``, ``price``, ``benefits.data_mb`` ...; server/plans/convert.py); this
+module validates them, maps them to columns and writes them in the caller's
+transaction (keyword ``conn``), naming the change for the audit log, and returns what
+it wrote as the catalogue's values (server/plans/domain.py). Every bad field is
+reported at once, as a field violation named by its request path
+(``plan.price.units_minor``), before anything is written.
 
 Plans and offers are never removed: "delete" sets status inactive, because bought
 plans, transactions and autopay mandates keep referring to them.
@@ -23,9 +25,11 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.audit.scope import audit_change
+from server.auth.principal import Principal
 from server.core.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from server.core.money import CURRENCY, from_minor
 from server.plans import admin_queries, offers, queries
+from server.plans.domain import OfferInfo, OfferType, PlanGroup, PlanInfo
 
 ACTIVE: Final = "active"
 INACTIVE: Final = "inactive"
@@ -68,6 +72,12 @@ class BenefitIn:
     max_amount: MoneyIn | None
     min_plan_price: MoneyIn | None
     bonus: Mapping[str, Any] | None
+
+
+def creator(who: Principal) -> int | None:
+    """``created_by`` of what ``who`` creates: the calling admin (service accounts
+    leave it empty)."""
+    return who.numeric_id if who.kind == "admin" else None
 
 
 # ---------------------------------------------------------------- field paths
@@ -295,9 +305,9 @@ async def _check_group(check: _Checker, conn: AsyncConnection, columns: Mapping[
 
 
 async def create_plan(
-    conn: AsyncConnection, values: Mapping[str, Any], created_by: int | None
-) -> Row[Any]:
-    """Create a plan from ``values`` (one per :data:`PLAN_PATHS`); the new row."""
+    values: Mapping[str, Any], created_by: int | None, *, conn: AsyncConnection
+) -> PlanInfo:
+    """Create a plan from ``values`` (one per :data:`PLAN_PATHS`); the new plan."""
     check = _Checker("plan")
     columns = _plan_columns(check, values, PLAN_PATHS, creating=True)
     check.raise_if_any()
@@ -306,13 +316,17 @@ async def create_plan(
     columns["created_by"] = created_by
     plan_id = await admin_queries.insert_plan(conn, columns)
     audit_change("plans", "INSERT", {"plan_id": plan_id, **columns})
-    return await _plan_row(conn, plan_id)
+    return await _plan(conn, plan_id)
 
 
 async def update_plan(
-    conn: AsyncConnection, plan_id: int, values: Mapping[str, Any], mask: Iterable[str]
-) -> Row[Any]:
-    """Change the fields of plan ``plan_id`` named by ``mask``; the updated row."""
+    plan_id: int,
+    values: Mapping[str, Any],
+    mask: Iterable[str],
+    *,
+    conn: AsyncConnection,
+) -> PlanInfo:
+    """Change the fields of plan ``plan_id`` named by ``mask``; the updated plan."""
     paths = mask_paths(mask, PLAN_PATHS, PLAN_OUTPUT_ONLY, PLAN_GROUPS)
     check = _Checker("plan")
     if plan_id <= 0:
@@ -324,10 +338,10 @@ async def update_plan(
     if plan_id > MAX_INT32 or not await admin_queries.update_plan(conn, plan_id, columns):
         raise _plan_not_found(plan_id)
     audit_change("plans", "UPDATE", {"plan_id": plan_id, "fields": paths, "changes": columns})
-    return await _plan_row(conn, plan_id)
+    return await _plan(conn, plan_id)
 
 
-async def delete_plan(conn: AsyncConnection, plan_id: int) -> None:
+async def delete_plan(plan_id: int, *, conn: AsyncConnection) -> None:
     """Withdraw a plan (status inactive); idempotent. The row is never removed."""
     row = await _lock_plan(conn, plan_id)
     if row.status != INACTIVE:
@@ -348,10 +362,10 @@ async def _lock_plan(conn: AsyncConnection, plan_id: int) -> Row[Any]:
     return row
 
 
-async def _plan_row(conn: AsyncConnection, plan_id: int) -> Row[Any]:
+async def _plan(conn: AsyncConnection, plan_id: int) -> PlanInfo:
     row = await queries.get_plan(conn, plan_id)
     assert row is not None
-    return row
+    return PlanInfo.from_row(row)
 
 
 def _plan_not_found(plan_id: int) -> NotFound:
@@ -485,12 +499,13 @@ async def _check_offer_type(
 
 
 async def create_offer(
-    conn: AsyncConnection,
     values: Mapping[str, Any],
     created_by: int | None,
     now: datetime | None = None,
-) -> Row[Any]:
-    """Create an offer from ``values`` (one per :data:`OFFER_PATHS`); the new row."""
+    *,
+    conn: AsyncConnection,
+) -> OfferInfo:
+    """Create an offer from ``values`` (one per :data:`OFFER_PATHS`); the new offer."""
     check = _Checker("offer")
     columns = _offer_columns(
         check, values, OFFER_PATHS, creating=True, now=now or datetime.now(UTC)
@@ -501,17 +516,18 @@ async def create_offer(
     columns["created_by"] = created_by
     offer_id = await admin_queries.insert_offer(conn, columns)
     audit_change("offers", "INSERT", {"offer_id": offer_id, **columns})
-    return await _offer_row(conn, offer_id)
+    return await _offer(conn, offer_id)
 
 
 async def update_offer(
-    conn: AsyncConnection,
     offer_id: int,
     values: Mapping[str, Any],
     mask: Iterable[str],
     now: datetime | None = None,
-) -> Row[Any]:
-    """Change the fields of offer ``offer_id`` named by ``mask``; the updated row.
+    *,
+    conn: AsyncConnection,
+) -> OfferInfo:
+    """Change the fields of offer ``offer_id`` named by ``mask``; the updated offer.
 
     ``benefit`` replaces the whole benefit (kind, value, cap, minimum price).
     """
@@ -530,10 +546,10 @@ async def update_offer(
         check.raise_if_any()
     await admin_queries.update_offer(conn, offer_id, columns)
     audit_change("offers", "UPDATE", {"offer_id": offer_id, "fields": paths, "changes": columns})
-    return await _offer_row(conn, offer_id)
+    return await _offer(conn, offer_id)
 
 
-async def delete_offer(conn: AsyncConnection, offer_id: int) -> None:
+async def delete_offer(offer_id: int, *, conn: AsyncConnection) -> None:
     """Withdraw an offer (status inactive); idempotent. The row is never removed."""
     row = await _lock_offer(conn, offer_id)
     if row.status != INACTIVE:
@@ -554,16 +570,16 @@ async def _lock_offer(conn: AsyncConnection, offer_id: int) -> Row[Any]:
     return row
 
 
-async def _offer_row(conn: AsyncConnection, offer_id: int) -> Row[Any]:
+async def _offer(conn: AsyncConnection, offer_id: int) -> OfferInfo:
     row = await queries.get_offer(conn, offer_id)
     assert row is not None
-    return row
+    return OfferInfo.from_row(row)
 
 
 # ---------------------------------------------------------------- reference data
 
 
-async def create_plan_group(conn: AsyncConnection, name: str, description: str) -> Row[Any]:
+async def create_plan_group(name: str, description: str, *, conn: AsyncConnection) -> PlanGroup:
     """A new plan group; ALREADY_EXISTS if the name is taken."""
     check = _Checker("plan_group")
     if not 1 <= len(name) <= MAX_REFERENCE_NAME or not _REFERENCE_NAME.fullmatch(name):
@@ -578,10 +594,10 @@ async def create_plan_group(conn: AsyncConnection, name: str, description: str) 
             metadata={"group_name": name},
         )
     audit_change("plangroups", "INSERT", {"group_id": row.group_id, "group_name": name})
-    return row
+    return PlanGroup.from_row(row)
 
 
-async def create_offer_type(conn: AsyncConnection, name: str, description: str) -> Row[Any]:
+async def create_offer_type(name: str, description: str, *, conn: AsyncConnection) -> OfferType:
     """A new offer type; ALREADY_EXISTS if the name is taken."""
     check = _Checker("offer_type")
     if not 1 <= len(name) <= MAX_REFERENCE_NAME or not _REFERENCE_NAME.fullmatch(name):
@@ -600,4 +616,4 @@ async def create_offer_type(conn: AsyncConnection, name: str, description: str) 
     audit_change(
         "offertypes", "INSERT", {"offer_type_id": row.offer_type_id, "offer_type_name": name}
     )
-    return row
+    return OfferType.from_row(row)

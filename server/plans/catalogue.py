@@ -1,9 +1,11 @@
 """The in-process plan/offer catalogue used by the recharge hot path.
 
 Every plan and every offer (any status), with their group / offer-type names, is loaded
-in two queries and kept in dictionaries. A snapshot is used for ``ttl_seconds``; the
-first lookup after that reloads it (one reload at a time: concurrent callers wait for
-it and then share its result).
+in two queries (one read-only connection of the ``Database``) and kept in dictionaries
+of :class:`~server.plans.domain.PlanInfo` / :class:`~server.plans.domain.OfferInfo`. A
+snapshot is used for ``ttl_seconds`` by the catalogue's ``clock`` (``time.monotonic``
+unless a test injects its own); the first lookup after that reloads it (one reload at a
+time: concurrent callers wait for it and then share its result).
 
 Changes made on this process are visible at once: the admin RPCs call
 :meth:`Catalogue.invalidate` after they commit. Changes made on another replica are
@@ -16,127 +18,34 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
-from types import MappingProxyType
-from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from server.core import db
+from server.core.db import Database
 from server.plans import queries
+from server.plans.domain import OfferInfo, PlanInfo
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+__all__ = ["Catalogue", "Clock", "OfferInfo", "PlanInfo"]
 
-
-@dataclass(frozen=True)
-class PlanInfo:
-    plan_id: int
-    plan_name: str
-    validity_days: int
-    plan_type: str
-    group_id: int | None
-    group_name: str | None
-    price: Decimal
-    currency: str
-    status: str
-    most_popular: bool
-    criteria: Mapping[str, Any]
-    #: The full row (plans columns plus ``group_name``), for ``plan_message()``.
-    row: Row[Any]
-
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> PlanInfo:
-        return cls(
-            plan_id=row.plan_id,
-            plan_name=row.plan_name,
-            validity_days=row.validity,
-            plan_type=row.plan_type,
-            group_id=row.group_id,
-            group_name=row.group_name,
-            price=row.price,
-            currency=row.currency,
-            status=row.status,
-            most_popular=row.most_popular,
-            criteria=_frozen(row.criteria),
-            row=row,
-        )
-
-
-@dataclass(frozen=True)
-class OfferInfo:
-    offer_id: int
-    offer_name: str
-    offer_type_name: str | None
-    status: str
-    criteria: Mapping[str, Any]
-    discount_percent: Decimal | None
-    discount_amount: Decimal | None
-    cashback_percent: Decimal | None
-    cashback_amount: Decimal | None
-    max_benefit_amount: Decimal | None
-    min_plan_price: Decimal | None
-    bonus: Mapping[str, Any] | None
-    valid_from: datetime | None
-    valid_to: datetime | None
-    offer_validity_days: int | None
-    created_at: datetime
-    #: The full row (offers columns plus ``offer_type_name``), for ``offer_message()``.
-    row: Row[Any]
-
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> OfferInfo:
-        return cls(
-            offer_id=row.offer_id,
-            offer_name=row.offer_name,
-            offer_type_name=row.offer_type_name,
-            status=row.status,
-            criteria=_frozen(row.criteria),
-            discount_percent=row.discount_percent,
-            discount_amount=row.discount_amount,
-            cashback_percent=row.cashback_percent,
-            cashback_amount=row.cashback_amount,
-            max_benefit_amount=row.max_benefit_amount,
-            min_plan_price=row.min_plan_price,
-            bonus=None if row.bonus is None else _frozen(row.bonus),
-            valid_from=row.valid_from,
-            valid_to=row.valid_to,
-            offer_validity_days=row.offer_validity,
-            created_at=row.created_at,
-            row=row,
-        )
-
-
-def _frozen(value: Any) -> Mapping[str, Any]:
-    """A read-only view of a JSON object column; NULL is {}.
-
-    Anything else (a list, a string: only possible through SQL) becomes a single
-    unknown key, so the rule set fails closed on it instead of reading "no rules".
-    """
-    if value is None:
-        return _EMPTY
-    if isinstance(value, dict):
-        return MappingProxyType(value)
-    return MappingProxyType({"<malformed>": value})
+#: Seconds from any fixed point, never going back (``time.monotonic``).
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
 class _Snapshot:
     plans: Mapping[int, PlanInfo]
     offers: Mapping[int, OfferInfo]
-    loaded_at: float  # time.monotonic()
+    loaded_at: float  # by the catalogue's clock
     epoch: int  # the invalidation epoch it was loaded in
 
 
 class Catalogue:
     """All plans and offers of the database, cached for ``ttl_seconds``."""
 
-    def __init__(self, engine: AsyncEngine, ttl_seconds: float) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, ttl_seconds: float, *, clock: Clock = time.monotonic) -> None:
+        self._db = db
         self._ttl = ttl_seconds
+        self._clock = clock
         self._snapshot: _Snapshot | None = None
         self._epoch = 0
         self._lock = asyncio.Lock()
@@ -174,14 +83,14 @@ class Catalogue:
         return (
             snapshot is not None
             and snapshot.epoch == self._epoch
-            and time.monotonic() - snapshot.loaded_at < self._ttl
+            and self._clock() - snapshot.loaded_at < self._ttl
         )
 
     async def _current(self) -> _Snapshot:
         snapshot = self._snapshot
         if snapshot is not None and self._fresh(snapshot):
             return snapshot
-        asked_at = time.monotonic()
+        asked_at = self._clock()
         async with self._lock:
             # Someone else may have reloaded while we waited for the lock: a snapshot
             # loaded after we asked is good enough for us, whatever the ttl.
@@ -199,7 +108,7 @@ class Catalogue:
             assert snapshot is not None
             if snapshot is not seen:
                 return snapshot  # reloaded while we waited: use that
-            now = time.monotonic()
+            now = self._clock()
             if self._last_miss_reload is not None and now - self._last_miss_reload < self._ttl:
                 return snapshot
             self._last_miss_reload = now
@@ -208,8 +117,8 @@ class Catalogue:
     async def _load(self) -> _Snapshot:
         """Load everything; call with the lock held."""
         epoch = self._epoch
-        loaded_at = time.monotonic()
-        async with db.read_only(self._engine) as conn:
+        loaded_at = self._clock()
+        async with self._db.read_only() as conn:
             plan_rows = await queries.all_plans(conn)
             offer_rows = await queries.all_offers(conn)
         snapshot = _Snapshot(

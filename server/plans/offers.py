@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from server.core.errors import FieldViolation
 from server.core.money import from_minor
-from server.plans.catalogue import OfferInfo, PlanInfo
+from server.plans.domain import OfferInfo, PlanInfo
 
 ACTIVE: Final = "active"
 USER_TYPES: Final = ("prepaid", "postpaid")

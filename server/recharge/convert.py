@@ -11,7 +11,7 @@ from server.core import protoconv
 from server.core.errors import FieldViolation, InvalidArgument
 from server.ledger.convert import transaction_message
 from server.ledger.domain import Transaction
-from server.plans.servicer import offer_message, plan_message  # TODO(merge): plans.convert
+from server.plans.convert import offer_message, plan_message
 from server.recharge import domain
 
 METHODS: dict[int, str] = {
@@ -131,7 +131,7 @@ def quote_message(result: domain.QuoteResult) -> pb.Quote:
     quote = pb.Quote(
         eligible=pricing.eligible,
         reasons=[pb.IneligibilityReason(reason=c, message=m) for c, m in pricing.reasons],
-        plan=plan_message(pricing.plan.row),
+        plan=plan_message(pricing.plan),
         price=protoconv.money(pricing.price),
         discount=protoconv.money(pricing.discount),
         cashback=protoconv.money(pricing.cashback),
@@ -141,7 +141,7 @@ def quote_message(result: domain.QuoteResult) -> pb.Quote:
         queued=result.queued,
     )
     if pricing.offer is not None:
-        quote.offer.CopyFrom(offer_message(pricing.offer.row))
+        quote.offer.CopyFrom(offer_message(pricing.offer))
     return quote
 
 

@@ -38,8 +38,9 @@ from server.ledger import domain as ledger
 from server.ledger.domain import Transaction
 from server.notifications import notify
 from server.payments.gateway import ChargeResult
-from server.plans import queries as plan_queries
-from server.plans.catalogue import Catalogue, OfferInfo, PlanInfo
+from server.plans import domain as plans
+from server.plans.catalogue import Catalogue
+from server.plans.domain import OfferInfo, PlanInfo
 from server.plans.offers import Buyer, evaluate, plan_reasons
 from server.recharge import queries
 
@@ -681,9 +682,7 @@ async def activate_paid_recharge(
     caller's transaction, after the ledger row was marked success. Returns the cashback
     ledger row, if any."""
     assert txn.plan_id is not None and txn.to_phone_number is not None
-    plan_row = await plan_queries.get_plan(conn, txn.plan_id)
-    assert plan_row is not None
-    plan = PlanInfo.from_row(plan_row)
+    plan = await plans.get_plan(txn.plan_id, conn=conn)
     await queries.lock_phone(conn, txn.to_phone_number)
     await queries.activate_plan(
         conn,
@@ -695,10 +694,9 @@ async def activate_paid_recharge(
     offer: OfferInfo | None = None
     cashback = Decimal("0.00")
     if txn.offer_id is not None:
-        offer_row = await plan_queries.get_offer(conn, txn.offer_id)
         buyer_row = await queries.buyer(conn, txn.user_id, exclude_txn=txn.txn_id)
-        if offer_row is not None and buyer_row is not None:
-            offer = OfferInfo.from_row(offer_row)
+        if buyer_row is not None:
+            offer = await plans.get_offer(txn.offer_id, conn=conn)
             outcome = evaluate(
                 offer,
                 plan,

@@ -181,7 +181,7 @@ async def start_server(
         gateway = gateway or create_gateway(settings)
     except ValueError as exc:  # unknown gateway, or the sandbox in production
         raise ConfigurationError(str(exc)) from exc
-    catalogue = Catalogue(resources.engine, settings.catalogue_cache_seconds)
+    catalogue = Catalogue(resources.db, settings.catalogue_cache_seconds)
     app = AppContext(resources, security, gateway, catalogue)
     servicers = [spec.build(app) for spec in SERVICES]
     names = [spec.full_name for spec in SERVICES]
