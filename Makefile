@@ -13,7 +13,7 @@ help:
 	@echo "make run       start the service on 127.0.0.1:50051 with embedded databases"
 	@echo "make test      lint, check generated code, run the test suite"
 	@echo "make generate  regenerate generated/ from protos/"
-	@echo "make lint      ruff, mypy, buf lint, buf format"
+	@echo "make lint      ruff, mypy, import layering (lint-imports), buf lint, buf format"
 	@echo "make bench     recharge throughput and latency against two ceilings (bench/README.md)"
 	@echo "make clean     remove the venv, node_modules, build output and local data"
 
@@ -44,6 +44,7 @@ lint: $(STAMP) $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python tools/generate.py --lint
 
 test: lint check-generated
