@@ -40,6 +40,7 @@ from server.core.schema import (
     schedule,
     users,
 )
+from server.ledger import domain as ledger
 from server.ops.seed import demo, queries, reference
 
 __all__ = [
@@ -241,10 +242,22 @@ async def _load_demo_ledger(conn: AsyncConnection) -> None:
             continue
         await queries.lock_user(conn, user_id)
         reference_id = demo.topup_reference(u)
-        if await queries.ledger_row_exists(conn, reference_id):
+        if await ledger.get_by_payment_id(reference_id, conn=conn) is not None:
             continue
-        await queries.insert_wallet_topup(
-            conn, user_id=user_id, amount=u.wallet_balance, payment_transaction_id=reference_id
+        # A plain insert (no ON CONFLICT): the wallet trigger would move the balance even
+        # for a row ON CONFLICT then skipped. The user is locked and the row looked for.
+        await ledger.insert(
+            {
+                "user_id": user_id,
+                "category": "wallet",
+                "txn_type": "credit",
+                "amount": u.wallet_balance,
+                "source": "wallet_topup",
+                "status": "success",
+                "payment_method": "UPI",
+                "payment_transaction_id": reference_id,
+            },
+            conn=conn,
         )
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Column, Table, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import REGCLASS, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.core.schema import admins, transactions, users
+from server.core.schema import admins, users
 
 
 def _present(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,38 +98,6 @@ async def insert_account(
 async def lock_user(conn: AsyncConnection, user_id: int) -> None:
     """Row-lock the user so concurrent seeders serialise on its ledger."""
     await conn.execute(select(users.c.user_id).where(users.c.user_id == user_id).with_for_update())
-
-
-async def ledger_row_exists(conn: AsyncConnection, payment_transaction_id: str) -> bool:
-    result = await conn.execute(
-        select(transactions.c.txn_id).where(
-            transactions.c.payment_transaction_id == payment_transaction_id
-        )
-    )
-    return result.first() is not None
-
-
-async def insert_wallet_topup(
-    conn: AsyncConnection, *, user_id: int, amount: Decimal, payment_transaction_id: str
-) -> None:
-    """A successful UPI wallet top-up; the wallet trigger moves the balance.
-
-    A plain INSERT (no ON CONFLICT): the BEFORE INSERT wallet trigger would move the
-    balance even for a row that ON CONFLICT DO NOTHING then skips. Callers lock the
-    user and check :func:`ledger_row_exists` first.
-    """
-    await conn.execute(
-        insert(transactions).values(
-            user_id=user_id,
-            category="wallet",
-            txn_type="credit",
-            amount=amount,
-            source="wallet_topup",
-            status="success",
-            payment_method="UPI",
-            payment_transaction_id=payment_transaction_id,
-        )
-    )
 
 
 async def wallet_balance(conn: AsyncConnection, user_id: int) -> Decimal:
