@@ -19,7 +19,8 @@ from gencharge.v1 import common_pb2
 from gencharge.v1 import plan_service_pb2 as pb
 from server.core import protoconv
 from server.core.errors import InvalidArgument
-from server.plans import admin, domain
+from server.plans import domain
+from server.plans.admin import domain as admin
 from server.plans.domain import OfferInfo, OfferType, PlanGroup, PlanInfo
 
 PLAN_STATUSES: dict[pb.PlanStatus.ValueType, str] = {

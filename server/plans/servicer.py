@@ -1,5 +1,5 @@
 """PlanService: RPC methods only (proto <-> values in convert.py; reads in domain.py,
-administration in admin.py). Each call is one unit of work opened on ``resources.db``."""
+administration in admin/domain.py). Each call is one unit of work opened on ``resources.db``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from gencharge.v1 import plan_service_pb2 as pb
 from gencharge.v1 import plan_service_pb2_grpc
 from server.auth.principal import principal
 from server.core.resources import Resources
-from server.plans import admin, convert, domain
+from server.plans import convert, domain
+from server.plans.admin import domain as admin
 from server.plans.catalogue import Catalogue
 
 Context = grpc.aio.ServicerContext[Any, Any]

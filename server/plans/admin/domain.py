@@ -28,7 +28,8 @@ from server.audit.scope import audit_change
 from server.auth.principal import Principal
 from server.core.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from server.core.money import CURRENCY, from_minor
-from server.plans import admin_queries, offers, queries
+from server.plans import offers, queries
+from server.plans.admin import queries as admin_queries
 from server.plans.domain import OfferInfo, OfferType, PlanGroup, PlanInfo
 
 ACTIVE: Final = "active"
