@@ -24,7 +24,6 @@ from gencharge.v1 import (
     recharge_service_pb2_grpc,
     wallet_service_pb2_grpc,
 )
-from server.auth import domain as auth_domain
 from server.auth.security import Security
 from server.auth.servicer import AuthServicer
 from server.core.resources import Resources
@@ -47,9 +46,6 @@ class AppContext:
     security: Security
     gateway: PaymentGateway
     catalogue: Catalogue
-
-    def auth(self) -> auth_domain.Auth:
-        return auth_domain.Auth(self.resources.engine, self.resources.settings, self.security)
 
     def recharges(self) -> Recharges:
         return Recharges(
@@ -89,7 +85,11 @@ class ServiceSpec:
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("AuthService", auth_service_pb2_grpc, lambda app: AuthServicer(app.auth())),
+    ServiceSpec(
+        "AuthService",
+        auth_service_pb2_grpc,
+        lambda app: AuthServicer(app.resources, app.security),
+    ),
     ServiceSpec(
         "WalletService",
         wallet_service_pb2_grpc,
