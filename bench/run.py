@@ -48,7 +48,7 @@ from bench.load import Job, Result, run
 from bench.stats import Row, percentile, render
 from gencharge.v1 import auth_service_pb2, auth_service_pb2_grpc
 from migrations import mongo as mongo_migrations
-from server.auth.domain import create_service_account
+from server.auth.flows import create_service_account
 from server.core import db
 from server.core.config import Settings
 from server.core.schema import plangroups, plans, transactions, users
@@ -149,7 +149,9 @@ async def prepare(pg: EmbeddedPostgres, mongo_url: str, n_users: int) -> Fixture
                     .returning(plans.c.plan_id)
                 )
             ).scalar_one()
-        client_id, secret = await create_service_account(engine, name="bench load generator")
+        client_id, secret = await create_service_account(
+            db.Database(engine), name="bench load generator"
+        )
     finally:
         await client.close()
         await engine.dispose()

@@ -13,7 +13,7 @@ import grpc
 from gencharge.v1 import auth_service_pb2 as auth_pb
 from gencharge.v1 import auth_service_pb2_grpc, common_pb2
 from server.admin import bootstrap
-from server.auth import domain, totp
+from server.auth import flows, totp
 
 PASSWORD = "a sturdy passphrase for tests 7"
 _phones = itertools.count(9000000001)
@@ -104,7 +104,7 @@ async def create_admin(
 ) -> Actor:
     email = f"{role_name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
     await bootstrap.ensure_admin(
-        resources.engine,
+        resources.db,
         email=email,
         name=f"Test {role_name}",
         password=PASSWORD,
@@ -114,7 +114,7 @@ async def create_admin(
 
 
 async def create_service(channel: grpc.aio.Channel, resources: Any) -> Actor:
-    client_id, secret = await domain.create_service_account(resources.engine, name="test service")
+    client_id, secret = await flows.create_service_account(resources.db, name="test service")
     reply = await auth_stub(channel).IssueServiceToken(
         auth_pb.IssueServiceTokenRequest(client_id=client_id, client_secret=secret)
     )

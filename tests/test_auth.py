@@ -613,7 +613,7 @@ async def test_admin_session_is_not_a_user_session(channel, resources) -> None:
 
 
 async def test_expired_sessions_and_codes_are_cleaned_up(channel, resources) -> None:
-    from server.auth import domain as auth_domain
+    from server.auth import flows as auth_flows
 
     actor = await register_user(channel)
     await auth_stub(channel).RequestOtp(pb.RequestOtpRequest(phone_number=actor.phone_number))
@@ -624,7 +624,7 @@ async def test_expired_sessions_and_codes_are_cleaned_up(channel, resources) -> 
         u=actor.user_id,
     )
     await _sql(resources, "UPDATE otp_codes SET expires_at = now() - interval '2 days'")
-    removed = await auth_domain.cleanup(resources.engine)
+    removed = await auth_flows.cleanup(resources.db)
     assert removed >= 2
     assert await _sql(resources, "SELECT 1 FROM sessions WHERE user_id = :u", u=actor.user_id) == []
     assert await _sql(resources, "SELECT 1 FROM otp_codes") == []

@@ -61,7 +61,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def throttle(engine: AsyncEngine, clock: Clock) -> Throttle:
-    return Throttle(engine, clock=clock)
+    return Throttle(db.Database(engine), clock=clock)
 
 
 async def blocked(throttle: Throttle, keys: list[ThrottleKey]) -> ResourceExhausted | None:
@@ -212,7 +212,7 @@ async def test_actions_count_separately(throttle: Throttle) -> None:
 
 async def test_policy_is_configurable(engine: AsyncEngine, clock: Clock) -> None:
     strict = Throttle(
-        engine,
+        db.Database(engine),
         clock=clock,
         policy={"account_peer": Limit(max_failures=2, window_seconds=60, block_seconds=30)},
     )
@@ -224,7 +224,7 @@ async def test_policy_is_configurable(engine: AsyncEngine, clock: Clock) -> None
     error = await blocked(strict, keys)
     assert error is not None and error.metadata["retry_after_seconds"] == "30"
     with pytest.raises(ValueError, match="unknown throttle scopes"):
-        Throttle(engine, policy={"global": Limit(1, 1, 1)})
+        Throttle(db.Database(engine), policy={"global": Limit(1, 1, 1)})
     with pytest.raises(ValueError):
         Limit(0, 60, 60)
 
@@ -240,7 +240,7 @@ async def test_concurrent_failures_from_two_engines_are_all_counted(pg_url: str)
     """Two engines stand in for two server processes: 40 concurrent failures count 40."""
     engines = [db.create_engine(pg_url, pool_size=10), db.create_engine(pg_url, pool_size=10)]
     try:
-        throttles = [Throttle(e, policy=HIGH) for e in engines]
+        throttles = [Throttle(db.Database(e), policy=HIGH) for e in engines]
         keys = keys_for("login", account=VICTIM, peer="203.0.113.7")
         await asyncio.gather(*(throttles[i % 2].failure(keys) for i in range(40)))
         for key in keys:
@@ -255,7 +255,7 @@ async def test_limit_trips_once_under_concurrency(pg_url: str, clock: Clock) -> 
     policy = {**HIGH, "account_peer": Limit(40, 900, 900)}
     engines = [db.create_engine(pg_url, pool_size=10), db.create_engine(pg_url, pool_size=10)]
     try:
-        throttles = [Throttle(e, clock=clock, policy=policy) for e in engines]
+        throttles = [Throttle(db.Database(e), clock=clock, policy=policy) for e in engines]
         keys = keys_for("login", account=VICTIM, peer="203.0.113.7")
         await asyncio.gather(*(throttles[i % 2].failure(keys) for i in range(39)))
         assert await blocked(throttles[0], keys) is None
@@ -274,7 +274,7 @@ CHILD = textwrap.dedent(
 
     async def main(url: str, n: int) -> None:
         engine = db.create_engine(url, pool_size=10)
-        throttle = Throttle(engine, policy={
+        throttle = Throttle(db.Database(engine), policy={
             "account_peer": Limit(1000, 900, 900),
             "peer": Limit(1000, 900, 900),
             "account": Limit(1000, 900, 60),
@@ -294,7 +294,7 @@ CHILD = textwrap.dedent(
 
 async def test_counts_hold_across_os_processes(pg_url: str, engine: AsyncEngine) -> None:
     """A second server process (a real OS process) shares the same counters."""
-    throttle = Throttle(engine, policy=HIGH)
+    throttle = Throttle(db.Database(engine), policy=HIGH)
     keys = keys_for("login", account=VICTIM, peer="203.0.113.7")
     child = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -373,6 +373,6 @@ async def test_purge_expired(engine: AsyncEngine, throttle: Throttle, clock: Clo
         await throttle.failure(blocked_keys)
     clock.advance(10 * 60)
     # The idle counters go; the blocked pair (and its fresh rows) stay.
-    assert await purge_expired(engine, timedelta(minutes=20), now=clock.now) == 3
+    assert await purge_expired(db.Database(engine), timedelta(minutes=20), now=clock.now) == 3
     assert await failures_of(engine, idle[0]) is None
     assert await blocked(throttle, blocked_keys) is not None

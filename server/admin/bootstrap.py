@@ -3,20 +3,15 @@ resetting an administrator's second factor (an operator's recovery action)."""
 
 from __future__ import annotations
 
-import asyncio
-
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from server.admin import queries
 from server.audit.scope import CLI_ACTOR, audit_change, job_scope
-from server.auth import queries as auth_queries
-from server.auth.password_policy import normalize_password, password_problem
-from server.auth.passwords import hash_password
-from server.core import db
+from server.auth import domain as auth_domain
+from server.auth.password_policy import password_problem
+from server.core.db import Database
 
 
 async def ensure_admin(
-    engine: AsyncEngine,
+    db: Database,
     *,
     email: str,
     name: str,
@@ -32,9 +27,9 @@ async def ensure_admin(
     problem = password_problem(password, context=[email, name])
     if problem:
         raise ValueError(problem)
-    password_hash = await asyncio.to_thread(hash_password, normalize_password(password))
-    async with db.transaction(engine) as conn:
-        role_id = await auth_queries.role_id_by_name(conn, role_name)
+    password_hash = await auth_domain.new_password_hash(password)
+    async with db.transaction() as conn:
+        role_id = await auth_domain.role_id_named(role_name, conn=conn)
         if role_id is None:
             raise ValueError(f"unknown role {role_name!r}; load reference data first")
         return await queries.insert_admin_if_absent(
@@ -47,16 +42,16 @@ async def ensure_admin(
         )
 
 
-async def reset_admin_mfa(engine: AsyncEngine, email: str) -> bool:
+async def reset_admin_mfa(db: Database, email: str) -> bool:
     """Forget the admin's TOTP secret and end their sessions: the next login enrols a
     new authenticator (password first). For a lost device, or a secret sealed under a
     data key that is gone. Audited as ``system:cli``. False when no such admin."""
     with job_scope("reset-admin-mfa", actor=CLI_ACTOR):
-        async with db.transaction(engine) as conn:
+        async with db.transaction() as conn:
             admin_id = await queries.reset_admin_mfa(conn, email.strip().lower())
             if admin_id is None:
                 return False
-            ended = await auth_queries.revoke_sessions(conn, reason="mfa_reset", admin_id=admin_id)
+            ended = await auth_domain.end_sessions(reason="mfa_reset", admin_id=admin_id, conn=conn)
             audit_change(
                 "Admins",
                 "UPDATE",

@@ -21,14 +21,13 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from google.protobuf import descriptor_pool
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gencharge.v1 import access_pb2
 from server.auth import queries
 from server.auth.principal import ANONYMOUS, Principal
 from server.auth.rbac_queries import load_permission_rows
 from server.auth.tokens import AccessClaims, TokenError, TokenService
-from server.core import db
+from server.core.db import Database
 from server.core.errors import PermissionDenied, Unauthenticated
 
 K = TypeVar("K")
@@ -125,13 +124,29 @@ class _SessionState:
     role_name: str
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class Authenticator:
-    def __init__(self, engine: AsyncEngine, tokens: TokenService, cache_seconds: float) -> None:
-        self._engine = engine
+    """``clock`` (monotonic seconds) ages the caches; ``now`` (aware datetimes) is what
+    token and session expiries are compared with."""
+
+    def __init__(
+        self,
+        db: Database,
+        tokens: TokenService,
+        cache_seconds: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._db = db
         self._tokens = tokens
-        self._sessions: TtlCache[str, _SessionState] = TtlCache(cache_seconds)
-        self._services: TtlCache[str, _SessionState] = TtlCache(cache_seconds)
-        self._claims: TtlCache[str, AccessClaims] = TtlCache(60.0, max_items=10_000)
+        self._now = now
+        self._sessions: TtlCache[str, _SessionState] = TtlCache(cache_seconds, clock)
+        self._services: TtlCache[str, _SessionState] = TtlCache(cache_seconds, clock)
+        self._claims: TtlCache[str, AccessClaims] = TtlCache(60.0, clock, max_items=10_000)
 
     def _verified(self, token: str) -> AccessClaims:
         """Verify a token, or reuse the claims of the same token verified before.
@@ -141,7 +156,7 @@ class Authenticator:
         expires, and revocation is still checked on every call (session/service state).
         """
         cached = self._claims.get(token)
-        if cached is not None and cached.expires_at > datetime.now(UTC):
+        if cached is not None and cached.expires_at > self._now():
             return cached
         try:
             claims = self._tokens.verify(token)
@@ -154,6 +169,11 @@ class Authenticator:
 
     def forget_session(self, session_id: str) -> None:
         self._sessions.discard(session_id)
+
+    def forget_sessions(self, session_ids: Iterable[uuid.UUID | str]) -> None:
+        """Drop ended sessions from this process's cache (after their change commits)."""
+        for session_id in session_ids:
+            self.forget_session(str(session_id))
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if authorization is None:
@@ -186,13 +206,13 @@ class Authenticator:
             sid = uuid.UUID(session_id)
         except ValueError:
             raise Unauthenticated("invalid access token", reason="INVALID_TOKEN") from None
-        async with db.read_only(self._engine) as conn:
+        async with self._db.read_only() as conn:
             row = await queries.session_state(conn, sid)
         if row is None:
             state = _SessionState(False, None, "")
         else:
             state = _SessionState(
-                active=bool(row.is_active) and row.refresh_token_expires_at > datetime.now(UTC),
+                active=bool(row.is_active) and row.refresh_token_expires_at > self._now(),
                 role_id=row.role_id,
                 role_name=row.role_name or "",
             )
@@ -203,7 +223,7 @@ class Authenticator:
         cached = self._services.get(client_id)
         if cached is not None:
             return cached
-        async with db.read_only(self._engine) as conn:
+        async with self._db.read_only() as conn:
             row = await queries.service_account_by_client_id(conn, client_id)
         if row is None:
             state = _SessionState(False, None, "")
@@ -216,19 +236,22 @@ class Authenticator:
 class PermissionMatrix:
     """role_id -> resource -> set of allowed actions, reloaded every ``ttl`` seconds."""
 
-    def __init__(self, engine: AsyncEngine, ttl: float) -> None:
-        self._engine = engine
+    def __init__(
+        self, db: Database, ttl: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._db = db
         self._ttl = ttl
+        self._clock = clock
         self._loaded_at = float("-inf")
         self._matrix: dict[int, dict[str, set[str]]] = {}
         self._lock = asyncio.Lock()
 
     async def _current(self) -> dict[int, dict[str, set[str]]]:
-        if time.monotonic() - self._loaded_at <= self._ttl:
+        if self._clock() - self._loaded_at <= self._ttl:
             return self._matrix
         async with self._lock:
-            if time.monotonic() - self._loaded_at > self._ttl:
-                async with db.read_only(self._engine) as conn:
+            if self._clock() - self._loaded_at > self._ttl:
+                async with self._db.read_only() as conn:
                     rows = await load_permission_rows(conn)
                 matrix: dict[int, dict[str, set[str]]] = {}
                 for row in rows:
@@ -237,7 +260,7 @@ class PermissionMatrix:
                         if getattr(row, action):
                             allowed.add(action)
                 self._matrix = matrix
-                self._loaded_at = time.monotonic()
+                self._loaded_at = self._clock()
         return self._matrix
 
     def invalidate(self) -> None:

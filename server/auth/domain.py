@@ -1,8 +1,13 @@
-"""Identity flows: registration, logins (password, OTP, admin MFA), sessions with
-rotating refresh tokens, password change and reset, profile, service tokens.
+"""Identity rules: registration, logins (password, OTP, admin MFA), sessions with
+rotating refresh tokens, password change and reset, profile, service accounts.
 
-Plain async functions over the engine; no grpc here. Secrets never leave this module
-except the tokens handed to their owner; nothing secret is logged or audited.
+Plain async functions over the connection they are given (the keyword argument
+``conn``); none opens a transaction or holds an engine. The work around them that
+spans several transactions, counts brute-force attempts, sends messages or drops cached
+sessions is in server/auth/flows.py. What these functions return are frozen
+dataclasses, never database rows. Secrets never leave this module except the tokens
+handed to their owner (and the messages that carry a code or reset token to it);
+nothing secret is logged or audited.
 """
 
 from __future__ import annotations
@@ -13,25 +18,31 @@ import re
 import secrets
 import string
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.audit.scope import audit_change, set_actor
 from server.auth import queries, totp
 from server.auth.identifiers import normalize_email, normalize_phone
 from server.auth.password_policy import normalize_password, password_problem
-from server.auth.passwords import hash_password, needs_rehash, verify_password
+from server.auth.passwords import hash_password, verify_password
 from server.auth.principal import Principal
-from server.auth.security import Security
-from server.auth.throttle import keys_for
-from server.auth.tokens import hashes_equal, new_opaque_token, new_otp_code, otp_hash, token_hash
-from server.core import db, pagination
+from server.auth.tokens import (
+    TokenService,
+    hashes_equal,
+    new_opaque_token,
+    new_otp_code,
+    otp_hash,
+    token_hash,
+)
+from server.core import pagination
 from server.core.config import Settings
 from server.core.crypto import SecretBox
 from server.core.errors import (
@@ -51,11 +62,20 @@ USER_ROLE = "User"
 SERVICE_ROLE = "Service"
 OTP_RESEND_SECONDS = 30
 MAX_MFA_ATTEMPTS = 5
+INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+PROFILE_FIELDS = ("name", "email", "phone_number")
 _DUMMY_HASH = hash_password("gencharge-timing-equaliser")
 _REFERRAL_ALPHABET = string.ascii_uppercase + string.digits
 _SIX_DIGITS = re.compile(r"[0-9]{6}")
 
 log = logging.getLogger(__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- values -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -72,19 +92,19 @@ class Client:
 
 @dataclass(frozen=True)
 class Tokens:
-    access_token: str
+    access_token: str = field(repr=False)
     access_expires_at: datetime
-    refresh_token: str
+    refresh_token: str = field(repr=False)
     refresh_expires_at: datetime
     session_id: str
 
 
 @dataclass(frozen=True)
 class MfaChallengeResult:
-    challenge_token: str
+    challenge_token: str = field(repr=False)
     expires_at: datetime
-    enrolment_secret: str | None = None
-    enrolment_uri: str | None = None
+    enrolment_secret: str | None = field(default=None, repr=False)
+    enrolment_uri: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -93,60 +113,192 @@ class LoginResult:
     challenge: MfaChallengeResult | None = None
 
 
-@dataclass
-class Auth:
-    """What the flows need: the engine, settings and the security machinery."""
+@dataclass(frozen=True)
+class User:
+    user_id: int
+    name: str | None
+    email: str | None
+    phone_number: str | None
+    referral_code: str | None
+    referred_by: str | None
+    user_type: str
+    status: str
+    wallet_balance: Decimal
+    created_at: datetime
+    updated_at: datetime
+    role_id: int | None
+    role_name: str | None
 
-    engine: AsyncEngine
-    settings: Settings
-    security: Security
-    _role_ids: dict[str, int] = field(default_factory=dict)
 
-    async def role_id(self, conn: AsyncConnection, name: str) -> int:
-        cached = self._role_ids.get(name)
+@dataclass(frozen=True)
+class Admin:
+    admin_id: int
+    name: str | None
+    email: str | None
+    phone_number: str | None
+    status: str
+    role_id: int | None
+    role_name: str | None
+    mfa_enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    service_account_id: int
+    client_id: str
+    name: str
+    role_id: int
+    role_name: str | None
+    status: str
+    created_at: datetime
+    created_by: int | None
+    last_used_at: datetime | None
+
+
+#: Whoever :func:`me` finds: a customer, an administrator or a service account.
+Account = User | Admin | ServiceAccount
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: uuid.UUID
+    login_time: datetime
+    last_active: datetime
+    expires_at: datetime
+    is_active: bool
+    revoked_at: datetime | None
+    user_agent: str | None
+    ip_address: str | None
+    #: The session of the caller who listed it.
+    current: bool
+
+
+def _user(row: Row[Any]) -> User:
+    return User(
+        user_id=int(row.user_id),
+        name=row.name,
+        email=row.email,
+        phone_number=row.phone_number,
+        referral_code=row.referral_code,
+        referred_by=row.referred_by,
+        user_type=row.user_type,
+        status=row.status,
+        wallet_balance=row.wallet_balance,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        role_id=row.role_id,
+        role_name=row.role_name,
+    )
+
+
+def _admin(row: Row[Any]) -> Admin:
+    return Admin(
+        admin_id=int(row.admin_id),
+        name=row.name,
+        email=row.email,
+        phone_number=row.phone_number,
+        status=row.status,
+        role_id=row.role_id,
+        role_name=row.role_name,
+        mfa_enabled=bool(row.mfa_enabled),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _service_account(row: Row[Any]) -> ServiceAccount:
+    return ServiceAccount(
+        service_account_id=int(row.service_account_id),
+        client_id=row.client_id,
+        name=row.name,
+        role_id=row.role_id,
+        role_name=row.role_name,
+        status=row.status,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        last_used_at=row.last_used_at,
+    )
+
+
+# --- what the rules need ------------------------------------------------------------------
+
+
+class RoleIds:
+    """Role name -> role_id, remembered once read (roles are reference data)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+
+    async def get(self, name: str, *, conn: AsyncConnection) -> int:
+        cached = self._ids.get(name)
         if cached is None:
             found = await queries.role_id_by_name(conn, name)
             if found is None:
                 raise FailedPrecondition(f"role {name!r} is missing; load reference data")
-            self._role_ids[name] = cached = found
+            self._ids[name] = cached = found
         return cached
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+@dataclass(frozen=True)
+class Issuer:
+    """What the rules need to mint and check credentials: the access-token service, the
+    data-key box (TOTP secrets), the OTP pepper, the lifetimes in ``settings``, the
+    role-id cache and the clock that dates sessions, codes and challenges."""
+
+    tokens: TokenService
+    secret_box: SecretBox = field(repr=False)
+    otp_pepper: bytes = field(repr=False)
+    settings: Settings = field(repr=False)
+    roles: RoleIds = field(default_factory=RoleIds, repr=False)
+    now: Callable[[], datetime] = _utc_now
 
 
-async def _hash(password: str) -> str:
+# --- passwords (CPU work in a thread; no connection) --------------------------------------
+
+
+async def new_password_hash(password: str) -> str:
+    """The argon2id hash of a (normalised) password, computed off the event loop."""
     return await asyncio.to_thread(hash_password, normalize_password(password))
 
 
-async def _verify(password_hash: str | None, password: str) -> bool:
+async def password_ok(password_hash: str | None, password: str) -> bool:
     """Constant work whether or not the account exists (no timing oracle)."""
     candidate = normalize_password(password)
     ok = await asyncio.to_thread(verify_password, password_hash or _DUMMY_HASH, candidate)
     return ok and password_hash is not None
 
 
-def _check_password(field_name: str, password: str, context: Sequence[str]) -> None:
+async def new_secret_hash(secret: str) -> str:
+    """The argon2id hash of a generated secret (service-account secrets)."""
+    return await asyncio.to_thread(hash_password, secret)
+
+
+def _check_password(field_name: str, password: str, context: Sequence[str | None]) -> None:
     problem = password_problem(password, context=[c for c in context if c])
     if problem:
         raise InvalidArgument.field(field_name, problem)
+
+
+def _constraint(exc: IntegrityError) -> str:
+    return str(getattr(exc.orig, "constraint_name", "") or exc.orig)
 
 
 # --- sessions and tokens ------------------------------------------------------------------
 
 
 async def _open_session(
-    auth: Auth,
-    conn: AsyncConnection,
     *,
+    conn: AsyncConnection,
+    issuer: Issuer,
     kind: str,
     principal_id: int,
     role_name: str,
     client: Client,
 ) -> Tokens:
     refresh = new_opaque_token("rt")
-    refresh_expires = _now() + timedelta(seconds=auth.settings.refresh_token_ttl_seconds)
+    refresh_expires = issuer.now() + timedelta(seconds=issuer.settings.refresh_token_ttl_seconds)
     session_id = await queries.insert_session(
         conn,
         user_id=principal_id if kind == "user" else None,
@@ -156,7 +308,7 @@ async def _open_session(
         user_agent=(client.user_agent or "")[:256] or None,
         ip_address=client.ip,
     )
-    access, access_expires = auth.security.tokens.issue(
+    access, access_expires = issuer.tokens.issue(
         principal_type=kind,
         principal_id=str(principal_id),
         role=role_name or kind,
@@ -164,11 +316,6 @@ async def _open_session(
     )
     set_actor(f"{kind}:{principal_id}")
     return Tokens(access, access_expires, refresh, refresh_expires, str(session_id))
-
-
-def _forget(auth: Auth, session_ids: Sequence[uuid.UUID]) -> None:
-    for sid in session_ids:
-        auth.security.authenticator.forget_session(str(sid))
 
 
 # --- registration -------------------------------------------------------------------------
@@ -179,12 +326,24 @@ class Registration:
     name: str
     email: str
     phone_number: str
-    password: str
+    password: str = field(repr=False)
     user_type: str | None
     referral_code: str
 
 
-def _validate_registration(reg: Registration) -> tuple[str | None, str | None]:
+@dataclass(frozen=True)
+class NewUser:
+    """A registration that passed validation (the password is hashed separately)."""
+
+    name: str
+    email: str | None
+    phone_number: str | None
+    user_type: str
+    #: The referrer's code as typed, trimmed and upper-cased; "" for none.
+    referral: str
+
+
+def validate_registration(reg: Registration) -> NewUser:
     violations: list[FieldViolation] = []
     name = reg.name.strip()
     if not 1 <= len(name) <= 100:
@@ -211,66 +370,77 @@ def _validate_registration(reg: Registration) -> tuple[str | None, str | None]:
         violations.append(FieldViolation("password", problem))
     if violations:
         raise InvalidArgument.of(violations)
-    return email, phone
+    assert reg.user_type is not None
+    return NewUser(
+        name=name,
+        email=email,
+        phone_number=phone,
+        user_type=reg.user_type,
+        referral=reg.referral_code.strip().upper(),
+    )
 
 
-async def register(auth: Auth, reg: Registration, client: Client) -> tuple[Row[Any], Tokens]:
-    email, phone = _validate_registration(reg)
-    await auth.security.throttle.check(keys_for("login", account=None, peer=client.ip))
-    password_hash = await _hash(reg.password)
-    referral = reg.referral_code.strip().upper()
-    for _ in range(5):
-        try:
-            async with db.transaction(auth.engine) as conn:
-                if referral and not await queries.referral_code_exists(conn, referral):
-                    raise InvalidArgument.field("referral_code", "no user has this referral code")
-                user_id = await queries.insert_user(
-                    conn,
-                    {
-                        "name": reg.name.strip(),
-                        "email": email,
-                        "phone_number": phone,
-                        "password_hash": password_hash,
-                        "user_type": reg.user_type,
-                        "referral_code": "".join(
-                            secrets.choice(_REFERRAL_ALPHABET) for _ in range(8)
-                        ),
-                        "referred_by": referral or None,
-                        "role_id": await auth.role_id(conn, USER_ROLE),
-                    },
-                )
-                tokens = await _open_session(
-                    auth,
-                    conn,
-                    kind="user",
-                    principal_id=user_id,
-                    role_name=USER_ROLE,
-                    client=client,
-                )
-                audit_change("Users", "INSERT", {"user_id": user_id, "referred_by": referral})
-                row = await queries.user_by_id(conn, user_id)
-                assert row is not None
-                return row, tokens
-        except IntegrityError as exc:
-            constraint = str(getattr(exc.orig, "constraint_name", "") or exc.orig)
-            if "email" in constraint:
-                raise AlreadyExists(
-                    "an account with this e-mail address exists", reason="EMAIL_TAKEN"
-                ) from None
-            if "phone" in constraint:
-                raise AlreadyExists(
-                    "an account with this phone number exists", reason="PHONE_TAKEN"
-                ) from None
-            if "referral_code" not in constraint:
-                raise
-            # A generated referral code collided: try another.
-    raise FailedPrecondition("could not allocate a referral code; try again")
+async def register(
+    new: NewUser,
+    client: Client,
+    *,
+    password_hash: str,
+    conn: AsyncConnection,
+    issuer: Issuer,
+) -> tuple[User, Tokens]:
+    """Create the customer with a fresh referral code and open their first session.
+
+    A generated referral code may collide with an existing one (IntegrityError, see
+    :func:`referral_code_collision`): the caller retries in a new transaction."""
+    if new.referral and not await queries.referral_code_exists(conn, new.referral):
+        raise InvalidArgument.field("referral_code", "no user has this referral code")
+    user_id = await queries.insert_user(
+        conn,
+        {
+            "name": new.name,
+            "email": new.email,
+            "phone_number": new.phone_number,
+            "password_hash": password_hash,
+            "user_type": new.user_type,
+            "referral_code": "".join(secrets.choice(_REFERRAL_ALPHABET) for _ in range(8)),
+            "referred_by": new.referral or None,
+            "role_id": await issuer.roles.get(USER_ROLE, conn=conn),
+        },
+    )
+    tokens = await _open_session(
+        conn=conn,
+        issuer=issuer,
+        kind="user",
+        principal_id=user_id,
+        role_name=USER_ROLE,
+        client=client,
+    )
+    audit_change("Users", "INSERT", {"user_id": user_id, "referred_by": new.referral})
+    row = await queries.user_by_id(conn, user_id)
+    assert row is not None
+    return _user(row), tokens
+
+
+def contact_taken(exc: IntegrityError) -> AlreadyExists | None:
+    """The error for a registration whose e-mail or phone number another account has."""
+    constraint = _constraint(exc)
+    if "email" in constraint:
+        return AlreadyExists("an account with this e-mail address exists", reason="EMAIL_TAKEN")
+    if "phone" in constraint:
+        return AlreadyExists("an account with this phone number exists", reason="PHONE_TAKEN")
+    return None
+
+
+def referral_code_collision(exc: IntegrityError) -> bool:
+    """True when a generated referral code collided (worth another try)."""
+    return "referral_code" in _constraint(exc)
 
 
 # --- password login -----------------------------------------------------------------------
 
 
-def _identifier(email: str, phone_number: str) -> tuple[str | None, str | None, str]:
+def login_identifier(email: str, phone_number: str) -> tuple[str | None, str | None, str]:
+    """(e-mail, phone, account) of a login by e-mail or phone number, normalised."""
     if email:
         normalized = normalize_email(email)
         if normalized is None:
@@ -284,87 +454,102 @@ def _identifier(email: str, phone_number: str) -> tuple[str | None, str | None, 
     raise InvalidArgument.field("email", "an e-mail address or a phone number is required")
 
 
-INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+@dataclass(frozen=True)
+class LoginAccount:
+    """An account found by its login name, with what the login rules need of it."""
+
+    kind: str  # "user" | "admin"
+    principal_id: int
+    status: str
+    role_name: str | None
+    email: str | None
+    #: Admins only: an authenticator is enrolled (else the login enrols one).
+    mfa_enrolled: bool
+    password_hash: str | None = field(repr=False)
 
 
-async def login(
-    auth: Auth, *, email: str, phone_number: str, password: str, admin: bool, client: Client
-) -> LoginResult:
-    by_email, by_phone, account = _identifier(email, phone_number)
-    if not password:
-        raise InvalidArgument.field("password", "is required")
-    kind = "admin" if admin else "user"
-    keys = keys_for("login", account=f"{kind}:{account}", peer=client.ip)
-    await auth.security.throttle.check(keys)
-    async with db.read_only(auth.engine) as conn:
-        if admin:
-            row = await queries.admin_by_login(conn, email=by_email, phone_number=by_phone)
-        else:
-            row = await queries.user_by_login(conn, email=by_email, phone_number=by_phone)
-    if not await _verify(row.password_hash if row else None, password):
-        await auth.security.throttle.failure(keys)
-        raise Unauthenticated("wrong e-mail/phone number or password", reason=INVALID_CREDENTIALS)
-    assert row is not None
-    await auth.security.throttle.success(keys)
-    if row.status != "active":
-        raise PermissionDenied("this account is blocked", reason="ACCOUNT_BLOCKED")
-    principal_id = int(row.admin_id if admin else row.user_id)
-    if needs_rehash(row.password_hash):
-        new_hash = await _hash(password)
-        async with db.transaction(auth.engine) as conn:
-            update = queries.update_admin if admin else queries.update_user
-            await update(conn, principal_id, {"password_hash": new_hash})
+async def find_login(
+    *, admin: bool, email: str | None, phone_number: str | None, conn: AsyncConnection
+) -> LoginAccount | None:
     if admin:
-        return LoginResult(challenge=await _mfa_challenge(auth, row, client))
-    async with db.transaction(auth.engine) as conn:
-        tokens = await _open_session(
-            auth,
-            conn,
-            kind="user",
-            principal_id=principal_id,
-            role_name=row.role_name or USER_ROLE,
-            client=client,
-        )
-        audit_change("Sessions", "INSERT", {"session_id": tokens.session_id, "method": "password"})
-    return LoginResult(tokens=tokens)
+        row = await queries.admin_by_login(conn, email=email, phone_number=phone_number)
+    else:
+        row = await queries.user_by_login(conn, email=email, phone_number=phone_number)
+    if row is None:
+        return None
+    return LoginAccount(
+        kind="admin" if admin else "user",
+        principal_id=int(row.admin_id if admin else row.user_id),
+        status=row.status,
+        role_name=row.role_name,
+        email=row.email,
+        mfa_enrolled=bool(admin and row.mfa_enabled and row.totp_secret),
+        password_hash=row.password_hash,
+    )
+
+
+async def store_password_hash(
+    account: LoginAccount, password_hash: str, *, conn: AsyncConnection
+) -> None:
+    """Replace the stored hash (a rehash with current parameters after a login)."""
+    update = queries.update_admin if account.kind == "admin" else queries.update_user
+    await update(conn, account.principal_id, {"password_hash": password_hash})
+
+
+async def open_password_session(
+    account: LoginAccount, client: Client, *, conn: AsyncConnection, issuer: Issuer
+) -> Tokens:
+    """A customer's session after a good password."""
+    tokens = await _open_session(
+        conn=conn,
+        issuer=issuer,
+        kind="user",
+        principal_id=account.principal_id,
+        role_name=account.role_name or USER_ROLE,
+        client=client,
+    )
+    audit_change("Sessions", "INSERT", {"session_id": tokens.session_id, "method": "password"})
+    return tokens
 
 
 # --- admin MFA ----------------------------------------------------------------------------
 
 
-async def _mfa_challenge(auth: Auth, admin: Row[Any], client: Client) -> MfaChallengeResult:
+async def open_mfa_challenge(
+    admin: LoginAccount, client: Client, *, conn: AsyncConnection, issuer: Issuer
+) -> MfaChallengeResult:
+    """An administrator's second step after a good password (with a new TOTP secret to
+    enrol when none is enrolled yet)."""
     challenge = new_opaque_token("mfa")
-    expires = _now() + timedelta(seconds=auth.settings.mfa_challenge_ttl_seconds)
-    enrolling = not (admin.mfa_enabled and admin.totp_secret)
+    expires = issuer.now() + timedelta(seconds=issuer.settings.mfa_challenge_ttl_seconds)
+    enrolling = not admin.mfa_enrolled
     secret = totp.new_secret() if enrolling else None
-    async with db.transaction(auth.engine) as conn:
-        await queries.insert_mfa_challenge(
-            conn,
-            {
-                "challenge_hash": token_hash(challenge),
-                "admin_id": admin.admin_id,
-                "enrolment": enrolling,
-                "pending_secret": (
-                    auth.security.secret_box.seal(secret, associated_data=_totp_aad(admin.admin_id))
-                    if secret
-                    else None
-                ),
-                "expires_at": expires,
-                "user_agent": client.user_agent,
-                "ip_address": client.ip,
-            },
-        )
-        set_actor(f"admin:{admin.admin_id}")
-        audit_change(
-            "MfaChallenges", "INSERT", {"admin_id": admin.admin_id, "enrolment": enrolling}
-        )
+    admin_id = admin.principal_id
+    await queries.insert_mfa_challenge(
+        conn,
+        {
+            "challenge_hash": token_hash(challenge),
+            "admin_id": admin_id,
+            "enrolment": enrolling,
+            "pending_secret": (
+                issuer.secret_box.seal(secret, associated_data=_totp_aad(admin_id))
+                if secret
+                else None
+            ),
+            "expires_at": expires,
+            "user_agent": client.user_agent,
+            "ip_address": client.ip,
+        },
+    )
+    set_actor(f"admin:{admin_id}")
+    audit_change("MfaChallenges", "INSERT", {"admin_id": admin_id, "enrolment": enrolling})
     if secret is None:
         return MfaChallengeResult(challenge, expires)
     return MfaChallengeResult(
         challenge,
         expires,
         enrolment_secret=secret,
-        enrolment_uri=totp.provisioning_uri(secret, admin.email or f"admin-{admin.admin_id}"),
+        enrolment_uri=totp.provisioning_uri(secret, admin.email or f"admin-{admin_id}"),
     )
 
 
@@ -389,237 +574,228 @@ def _open_totp_secret(box: SecretBox, sealed: str, aad: bytes, admin_id: int) ->
         ) from None
 
 
-async def verify_mfa(auth: Auth, *, challenge_token: str, code: str, client: Client) -> Tokens:
-    if not challenge_token:
-        raise InvalidArgument.field("challenge_token", "is required")
-    if not code:
-        raise InvalidArgument.field("totp_code", "is required")
-    keys = keys_for("mfa", account=token_hash(challenge_token), peer=client.ip)
-    await auth.security.throttle.check(keys)
-    failure: str | None = None
+@dataclass(frozen=True)
+class MfaOutcome:
+    """The admin's session, or why the code was refused (the attempt is counted)."""
+
     tokens: Tokens | None = None
-    async with db.transaction(auth.engine) as conn:
-        challenge = await queries.mfa_challenge_for_update(conn, token_hash(challenge_token))
-        if (
-            challenge is None
-            or challenge.consumed_at is not None
-            or challenge.expires_at <= _now()
-            or challenge.attempts >= MAX_MFA_ATTEMPTS
-        ):
-            failure = "the MFA challenge is invalid or has expired; log in again"
-        else:
-            admin = await queries.admin_by_id(conn, challenge.admin_id, lock=True)
-            sealed = (
-                challenge.pending_secret if challenge.enrolment else (admin and admin.totp_secret)
-            )
-            step = None
-            box = auth.security.secret_box
-            if admin is not None and admin.status == "active" and sealed:
-                aad = _totp_aad(admin.admin_id)
-                secret = _open_totp_secret(box, sealed, aad, int(admin.admin_id))
-                step = totp.verify(secret, code, now=_now(), last_step=admin.totp_last_step)
-            if step is None or admin is None:
-                last = challenge.attempts + 1 >= MAX_MFA_ATTEMPTS
-                await queries.mfa_attempt(conn, challenge.challenge_hash, consume=last)
-                failure = "wrong or reused authentication code"
-            else:
-                await queries.mfa_attempt(conn, challenge.challenge_hash, consume=True)
-                values: dict[str, Any] = {"totp_last_step": step}
-                if challenge.enrolment:
-                    values.update(totp_secret=challenge.pending_secret, mfa_enabled=True)
-                elif sealed and not box.sealed_with_current_key(sealed, associated_data=aad):
-                    # Sealed under a retired data key: re-seal under the current one.
-                    values.update(totp_secret=box.seal(secret, associated_data=aad))
-                await queries.update_admin(conn, admin.admin_id, values)
-                tokens = await _open_session(
-                    auth,
-                    conn,
-                    kind="admin",
-                    principal_id=int(admin.admin_id),
-                    role_name=admin.role_name or "",
-                    client=client,
-                )
-                audit_change(
-                    "Sessions",
-                    "INSERT",
-                    {
-                        "session_id": tokens.session_id,
-                        "method": "password+totp",
-                        "mfa_enrolled": bool(challenge.enrolment),
-                    },
-                )
-    if failure is not None or tokens is None:
-        await auth.security.throttle.failure(keys)
-        raise Unauthenticated(failure or "MFA failed", reason="MFA_FAILED")
-    return tokens
+    failure: str | None = None
+
+
+async def verify_mfa(
+    *,
+    challenge_token: str,
+    code: str,
+    client: Client,
+    conn: AsyncConnection,
+    issuer: Issuer,
+) -> MfaOutcome:
+    challenge = await queries.mfa_challenge_for_update(conn, token_hash(challenge_token))
+    if (
+        challenge is None
+        or challenge.consumed_at is not None
+        or challenge.expires_at <= issuer.now()
+        or challenge.attempts >= MAX_MFA_ATTEMPTS
+    ):
+        return MfaOutcome(failure="the MFA challenge is invalid or has expired; log in again")
+    admin = await queries.admin_by_id(conn, challenge.admin_id, lock=True)
+    sealed = challenge.pending_secret if challenge.enrolment else (admin and admin.totp_secret)
+    step = None
+    box = issuer.secret_box
+    if admin is not None and admin.status == "active" and sealed:
+        aad = _totp_aad(admin.admin_id)
+        secret = _open_totp_secret(box, sealed, aad, int(admin.admin_id))
+        step = totp.verify(secret, code, now=issuer.now(), last_step=admin.totp_last_step)
+    if step is None or admin is None:
+        last = challenge.attempts + 1 >= MAX_MFA_ATTEMPTS
+        await queries.mfa_attempt(conn, challenge.challenge_hash, consume=last)
+        return MfaOutcome(failure="wrong or reused authentication code")
+    await queries.mfa_attempt(conn, challenge.challenge_hash, consume=True)
+    values: dict[str, Any] = {"totp_last_step": step}
+    if challenge.enrolment:
+        values.update(totp_secret=challenge.pending_secret, mfa_enabled=True)
+    elif sealed and not box.sealed_with_current_key(sealed, associated_data=aad):
+        # Sealed under a retired data key: re-seal under the current one.
+        values.update(totp_secret=box.seal(secret, associated_data=aad))
+    await queries.update_admin(conn, admin.admin_id, values)
+    tokens = await _open_session(
+        conn=conn,
+        issuer=issuer,
+        kind="admin",
+        principal_id=int(admin.admin_id),
+        role_name=admin.role_name or "",
+        client=client,
+    )
+    audit_change(
+        "Sessions",
+        "INSERT",
+        {
+            "session_id": tokens.session_id,
+            "method": "password+totp",
+            "mfa_enrolled": bool(challenge.enrolment),
+        },
+    )
+    return MfaOutcome(tokens=tokens)
 
 
 # --- phone OTP ----------------------------------------------------------------------------
 
 
-def _phone(value: str) -> str:
+def phone_of(value: str) -> str:
     phone = normalize_phone(value)
     if phone is None:
         raise InvalidArgument.field("phone_number", "must be a 10-digit Indian mobile number")
     return phone
 
 
-async def request_otp(auth: Auth, *, phone_number: str, client: Client) -> tuple[datetime, int]:
-    """Send a login code; the same answer whether or not the number has an account."""
-    phone = _phone(phone_number)
-    keys = keys_for("otp", account=phone, peer=client.ip)
-    await auth.security.throttle.check(keys)
-    ttl = auth.settings.otp_ttl_seconds
-    code = new_otp_code()
-    async with db.transaction(auth.engine) as conn:
-        latest = await queries.latest_otp(conn, phone_number=phone, purpose="login")
-        if latest is not None:
-            wait = OTP_RESEND_SECONDS - (_now() - latest.created_at).total_seconds()
-            if wait > 0:
-                raise ResourceExhausted(
-                    f"a code was sent moments ago; try again in {int(wait) + 1} seconds",
-                    reason="OTP_RESEND_TOO_SOON",
-                    metadata={"retry_after_seconds": str(int(wait) + 1)},
-                )
-        user = await queries.user_by_login(conn, email=None, phone_number=phone)
-        await queries.retire_open_otps(conn, phone_number=phone, purpose="login")
-        expires = _now() + timedelta(seconds=ttl)
-        otp_id = await queries.insert_otp(
-            conn, phone_number=phone, purpose="login", expires_at=expires
-        )
-        await queries.set_otp_hash(
-            conn,
-            otp_id,
-            otp_hash(
-                code,
-                phone_number=phone,
-                purpose="login",
-                otp_id=otp_id,
-                pepper=auth.security.otp_pepper,
-            ),
-        )
-        audit_change("OtpCodes", "INSERT", {"otp_id": otp_id})
-    # Count every send against the pair and peer limits, so a flood of requests trips.
-    await auth.security.throttle.failure(keys_for("otp", account=None, peer=client.ip))
-    if user is not None and user.status == "active":
-        await auth.security.sender.send(
-            OutboundMessage(
-                channel="sms",
-                to=phone,
-                purpose="login_otp",
-                body=f"{code} is your GenCharge login code. It expires in {ttl // 60} minutes. "
-                "Never share it.",
-            )
-        )
-    return expires, OTP_RESEND_SECONDS
-
-
-async def verify_otp(auth: Auth, *, phone_number: str, code: str, client: Client) -> Tokens:
-    phone = _phone(phone_number)
+def check_otp_format(code: str) -> None:
     if not _SIX_DIGITS.fullmatch(code):
         raise InvalidArgument.field("code", "must be the 6-digit code")
-    keys = keys_for("otp", account=phone, peer=client.ip)
-    await auth.security.throttle.check(keys)
-    tokens: Tokens | None = None
-    blocked = False
-    async with db.transaction(auth.engine) as conn:
-        otp = await queries.latest_otp(conn, phone_number=phone, purpose="login")
-        usable = (
-            otp is not None
-            and otp.consumed_at is None
-            and otp.expires_at > _now()
-            and otp.attempts < auth.settings.otp_max_attempts
-        )
-        if otp is not None and usable:
-            expected = otp_hash(
-                code,
-                phone_number=phone,
-                purpose="login",
-                otp_id=otp.otp_id,
-                pepper=auth.security.otp_pepper,
+
+
+@dataclass(frozen=True)
+class OtpIssued:
+    expires_at: datetime
+    #: The SMS to send; None when no active account has the number (nothing is sent,
+    #: and the caller gets the same answer).
+    message: OutboundMessage | None
+
+
+async def issue_login_otp(phone: str, *, conn: AsyncConnection, issuer: Issuer) -> OtpIssued:
+    """Store a new login code for ``phone`` (replacing older unused ones)."""
+    ttl = issuer.settings.otp_ttl_seconds
+    code = new_otp_code()
+    latest = await queries.latest_otp(conn, phone_number=phone, purpose="login")
+    if latest is not None:
+        wait = OTP_RESEND_SECONDS - (issuer.now() - latest.created_at).total_seconds()
+        if wait > 0:
+            raise ResourceExhausted(
+                f"a code was sent moments ago; try again in {int(wait) + 1} seconds",
+                reason="OTP_RESEND_TOO_SOON",
+                metadata={"retry_after_seconds": str(int(wait) + 1)},
             )
-            if hashes_equal(expected, otp.code_hash):
-                await queries.otp_attempt(conn, otp.otp_id, consume=True)
-                user = await queries.user_by_login(conn, email=None, phone_number=phone)
-                if user is not None and user.status == "active":
-                    tokens = await _open_session(
-                        auth,
-                        conn,
-                        kind="user",
-                        principal_id=int(user.user_id),
-                        role_name=user.role_name or USER_ROLE,
-                        client=client,
-                    )
-                    audit_change(
-                        "Sessions", "INSERT", {"session_id": tokens.session_id, "method": "otp"}
-                    )
-                else:
-                    blocked = user is not None
-            else:
-                last = otp.attempts + 1 >= auth.settings.otp_max_attempts
-                await queries.otp_attempt(conn, otp.otp_id, consume=last)
-    if tokens is not None:
-        await auth.security.throttle.success(keys)
-        return tokens
-    if blocked:
-        raise PermissionDenied("this account is blocked", reason="ACCOUNT_BLOCKED")
-    await auth.security.throttle.failure(keys)
-    raise Unauthenticated("the code is wrong or has expired", reason="INVALID_OTP")
+    user = await queries.user_by_login(conn, email=None, phone_number=phone)
+    await queries.retire_open_otps(conn, phone_number=phone, purpose="login")
+    expires = issuer.now() + timedelta(seconds=ttl)
+    otp_id = await queries.insert_otp(conn, phone_number=phone, purpose="login", expires_at=expires)
+    await queries.set_otp_hash(
+        conn,
+        otp_id,
+        otp_hash(
+            code, phone_number=phone, purpose="login", otp_id=otp_id, pepper=issuer.otp_pepper
+        ),
+    )
+    audit_change("OtpCodes", "INSERT", {"otp_id": otp_id})
+    if user is None or user.status != "active":
+        return OtpIssued(expires, None)
+    return OtpIssued(
+        expires,
+        OutboundMessage(
+            channel="sms",
+            to=phone,
+            purpose="login_otp",
+            body=f"{code} is your GenCharge login code. It expires in {ttl // 60} minutes. "
+            "Never share it.",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class OtpOutcome:
+    """The customer's session; else ``blocked`` (a good code for a blocked account) or
+    a wrong, used or expired code."""
+
+    tokens: Tokens | None = None
+    blocked: bool = False
+
+
+async def verify_otp(
+    phone: str, code: str, client: Client, *, conn: AsyncConnection, issuer: Issuer
+) -> OtpOutcome:
+    max_attempts = issuer.settings.otp_max_attempts
+    otp = await queries.latest_otp(conn, phone_number=phone, purpose="login")
+    usable = (
+        otp is not None
+        and otp.consumed_at is None
+        and otp.expires_at > issuer.now()
+        and otp.attempts < max_attempts
+    )
+    if otp is None or not usable:
+        return OtpOutcome()
+    expected = otp_hash(
+        code, phone_number=phone, purpose="login", otp_id=otp.otp_id, pepper=issuer.otp_pepper
+    )
+    if not hashes_equal(expected, otp.code_hash):
+        last = otp.attempts + 1 >= max_attempts
+        await queries.otp_attempt(conn, otp.otp_id, consume=last)
+        return OtpOutcome()
+    await queries.otp_attempt(conn, otp.otp_id, consume=True)
+    user = await queries.user_by_login(conn, email=None, phone_number=phone)
+    if user is None or user.status != "active":
+        return OtpOutcome(blocked=user is not None)
+    tokens = await _open_session(
+        conn=conn,
+        issuer=issuer,
+        kind="user",
+        principal_id=int(user.user_id),
+        role_name=user.role_name or USER_ROLE,
+        client=client,
+    )
+    audit_change("Sessions", "INSERT", {"session_id": tokens.session_id, "method": "otp"})
+    return OtpOutcome(tokens=tokens)
 
 
 # --- refresh, logout, sessions ------------------------------------------------------------
 
 
-async def refresh(auth: Auth, *, refresh_token: str, client: Client) -> Tokens:
-    if not refresh_token:
-        raise InvalidArgument.field("refresh_token", "is required")
+@dataclass(frozen=True)
+class Rotation:
+    """New tokens for a refresh token; else, if it was an already-rotated one, the
+    session it belonged to (``reused_session``) and the sessions ended for safety."""
+
+    tokens: Tokens | None = None
+    reused_session: uuid.UUID | None = None
+    revoked: tuple[uuid.UUID, ...] = ()
+
+
+async def rotate_refresh_token(
+    refresh_token: str, *, conn: AsyncConnection, issuer: Issuer
+) -> Rotation:
     old_hash = token_hash(refresh_token)
     new_refresh = new_opaque_token("rt")
-    new_expires = _now() + timedelta(seconds=auth.settings.refresh_token_ttl_seconds)
-    reused: uuid.UUID | None = None
-    tokens: Tokens | None = None
-    async with db.transaction(auth.engine) as conn:
-        row = await queries.rotate_refresh_token(
-            conn, old_hash=old_hash, new_hash=token_hash(new_refresh), expires_at=new_expires
+    new_expires = issuer.now() + timedelta(seconds=issuer.settings.refresh_token_ttl_seconds)
+    row = await queries.rotate_refresh_token(
+        conn, old_hash=old_hash, new_hash=token_hash(new_refresh), expires_at=new_expires
+    )
+    if row is not None:
+        kind = "user" if row.user_id is not None else "admin"
+        principal_id = int(row.user_id if row.user_id is not None else row.admin_id)
+        owner = (
+            await queries.user_by_id(conn, principal_id)
+            if kind == "user"
+            else await queries.admin_by_id(conn, principal_id)
         )
-        if row is not None:
-            kind = "user" if row.user_id is not None else "admin"
-            principal_id = int(row.user_id if row.user_id is not None else row.admin_id)
-            owner = (
-                await queries.user_by_id(conn, principal_id)
-                if kind == "user"
-                else await queries.admin_by_id(conn, principal_id)
-            )
-            access, access_expires = auth.security.tokens.issue(
-                principal_type=kind,
-                principal_id=str(principal_id),
-                role=(owner.role_name if owner else "") or kind,
-                session_id=str(row.session_id),
-            )
-            set_actor(f"{kind}:{principal_id}")
-            audit_change("Sessions", "UPDATE", {"session_id": str(row.session_id), "rotated": True})
-            tokens = Tokens(access, access_expires, new_refresh, new_expires, str(row.session_id))
-        else:
-            reused = await queries.session_of_rotated_token(conn, old_hash)
-            if reused is not None:
-                revoked = await queries.revoke_sessions(
-                    conn, reason="refresh token reuse", session_id=reused
-                )
-                _forget(auth, revoked)
-                audit_change(
-                    "Sessions", "UPDATE", {"session_id": str(reused), "revoked": "token reuse"}
-                )
-    if tokens is not None:
-        return tokens
-    if reused is not None:
-        raise Unauthenticated(
-            "this refresh token was already used; the session has been ended for safety",
-            reason="REFRESH_TOKEN_REUSED",
+        access, access_expires = issuer.tokens.issue(
+            principal_type=kind,
+            principal_id=str(principal_id),
+            role=(owner.role_name if owner else "") or kind,
+            session_id=str(row.session_id),
         )
-    raise Unauthenticated("invalid or expired refresh token", reason="INVALID_REFRESH_TOKEN")
+        set_actor(f"{kind}:{principal_id}")
+        audit_change("Sessions", "UPDATE", {"session_id": str(row.session_id), "rotated": True})
+        return Rotation(
+            tokens=Tokens(access, access_expires, new_refresh, new_expires, str(row.session_id))
+        )
+    reused = await queries.session_of_rotated_token(conn, old_hash)
+    if reused is None:
+        return Rotation()
+    revoked = await queries.revoke_sessions(conn, reason="refresh token reuse", session_id=reused)
+    audit_change("Sessions", "UPDATE", {"session_id": str(reused), "revoked": "token reuse"})
+    return Rotation(reused_session=reused, revoked=tuple(revoked))
 
 
-def _owner_filter(who: Principal) -> dict[str, int]:
+def sessions_owner(who: Principal) -> dict[str, int]:
+    """The owner filter of ``who``'s sessions; service accounts have none."""
     if who.kind == "user":
         return {"user_id": who.numeric_id}
     if who.kind == "admin":
@@ -627,33 +803,44 @@ def _owner_filter(who: Principal) -> dict[str, int]:
     raise PermissionDenied("service accounts have no sessions", reason="SESSION_ONLY")
 
 
-async def logout(auth: Auth, who: Principal, *, all_sessions: bool) -> None:
-    owner = _owner_filter(who)
-    async with db.transaction(auth.engine) as conn:
-        if all_sessions:
-            revoked = await queries.revoke_sessions(
-                conn,
-                reason="logout (all)",
-                user_id=owner.get("user_id"),
-                admin_id=owner.get("admin_id"),
-            )
-        else:
-            assert who.session_id is not None
-            revoked = await queries.revoke_sessions(
-                conn,
-                reason="logout",
-                session_id=uuid.UUID(who.session_id),
-                user_id=owner.get("user_id"),
-                admin_id=owner.get("admin_id"),
-            )
-        audit_change("Sessions", "UPDATE", {"revoked": [str(s) for s in revoked]})
-    _forget(auth, revoked)
+async def logout(who: Principal, *, all_sessions: bool, conn: AsyncConnection) -> list[uuid.UUID]:
+    """End the caller's session (or all of them); the ids ended."""
+    owner = sessions_owner(who)
+    if all_sessions:
+        revoked = await queries.revoke_sessions(
+            conn,
+            reason="logout (all)",
+            user_id=owner.get("user_id"),
+            admin_id=owner.get("admin_id"),
+        )
+    else:
+        assert who.session_id is not None
+        revoked = await queries.revoke_sessions(
+            conn,
+            reason="logout",
+            session_id=uuid.UUID(who.session_id),
+            user_id=owner.get("user_id"),
+            admin_id=owner.get("admin_id"),
+        )
+    audit_change("Sessions", "UPDATE", {"revoked": [str(s) for s in revoked]})
+    return revoked
 
 
-async def list_sessions(
-    auth: Auth, who: Principal, *, include_inactive: bool, page_size: int, page_token: str
-) -> tuple[list[Row[Any]], str]:
-    owner = _owner_filter(who)
+@dataclass(frozen=True)
+class SessionsQuery:
+    """A validated ListSessions request: whose sessions, which, from where."""
+
+    owner: Mapping[str, int]
+    include_inactive: bool
+    page: pagination.Page
+    after: tuple[datetime, uuid.UUID] | None
+    current_session: str | None
+
+
+def sessions_query(
+    who: Principal, *, include_inactive: bool, page_size: int, page_token: str
+) -> SessionsQuery:
+    owner = sessions_owner(who)
     page = pagination.parse(page_size, page_token, {"sessions": include_inactive, **owner})
     after = None
     if page.after is not None:
@@ -663,21 +850,41 @@ async def list_sessions(
             raise InvalidArgument.field(
                 "page_token", "is not a token this service issued"
             ) from None
-    async with db.read_only(auth.engine) as conn:
-        rows = await queries.list_sessions(
-            conn,
-            user_id=owner.get("user_id"),
-            admin_id=owner.get("admin_id"),
-            include_inactive=include_inactive,
-            after=after,
-            limit=page.fetch,
-        )
-    items, more = pagination.split(list(rows), page)
+    return SessionsQuery(owner, include_inactive, page, after, who.session_id)
+
+
+async def list_sessions(
+    query: SessionsQuery, *, conn: AsyncConnection
+) -> tuple[list[Session], str]:
+    """One page of the caller's sessions, newest first, and the next page's token."""
+    rows = await queries.list_sessions(
+        conn,
+        user_id=query.owner.get("user_id"),
+        admin_id=query.owner.get("admin_id"),
+        include_inactive=query.include_inactive,
+        after=query.after,
+        limit=query.page.fetch,
+    )
+    items, more = pagination.split(list(rows), query.page)
     last = items[-1] if items else None
-    token = page.next_token(
+    token = query.page.next_token(
         [last.login_time.isoformat(), str(last.session_id)] if last else None, more
     )
-    return items, token
+    sessions = [
+        Session(
+            session_id=r.session_id,
+            login_time=r.login_time,
+            last_active=r.last_active,
+            expires_at=r.refresh_token_expires_at,
+            is_active=r.is_active,
+            revoked_at=r.revoked_at,
+            user_agent=r.user_agent,
+            ip_address=r.ip_address,
+            current=str(r.session_id) == query.current_session,
+        )
+        for r in items
+    ]
+    return sessions, token
 
 
 def _session_uuid(value: str) -> uuid.UUID:
@@ -687,150 +894,167 @@ def _session_uuid(value: str) -> uuid.UUID:
         raise InvalidArgument.field("session_id", "is not a session id") from None
 
 
-async def revoke_session(auth: Auth, who: Principal, session_id: str) -> None:
-    owner = _owner_filter(who)
+async def revoke_session(
+    who: Principal, session_id: str, *, conn: AsyncConnection
+) -> list[uuid.UUID]:
+    """End one of the caller's sessions; the ids ended."""
+    owner = sessions_owner(who)
     sid = _session_uuid(session_id)
-    async with db.transaction(auth.engine) as conn:
-        row = await queries.session_owner(conn, sid)
-        mine = row is not None and all(getattr(row, k) == v for k, v in owner.items())
-        if not mine:
-            raise NotFound(f"session {session_id} not found")
-        revoked = await queries.revoke_sessions(conn, reason="revoked by owner", session_id=sid)
-        audit_change("Sessions", "UPDATE", {"session_id": session_id, "revoked": True})
-    _forget(auth, revoked)
+    row = await queries.session_owner(conn, sid)
+    mine = row is not None and all(getattr(row, k) == v for k, v in owner.items())
+    if not mine:
+        raise NotFound(f"session {session_id} not found")
+    revoked = await queries.revoke_sessions(conn, reason="revoked by owner", session_id=sid)
+    audit_change("Sessions", "UPDATE", {"session_id": session_id, "revoked": True})
+    return revoked
+
+
+async def end_sessions(
+    *, reason: str, conn: AsyncConnection, user_id: int | None = None, admin_id: int | None = None
+) -> list[uuid.UUID]:
+    """End every active session of a user or an admin (an operator's action)."""
+    return await queries.revoke_sessions(conn, reason=reason, user_id=user_id, admin_id=admin_id)
 
 
 # --- passwords ----------------------------------------------------------------------------
 
 
-async def change_password(
-    auth: Auth, who: Principal, *, current_password: str, new_password: str, client: Client
-) -> None:
-    _owner_filter(who)
-    keys = keys_for("login", account=who.subject, peer=client.ip)
-    await auth.security.throttle.check(keys)
-    async with db.read_only(auth.engine) as conn:
-        row = (
-            await queries.user_by_id(conn, who.numeric_id)
-            if who.kind == "user"
-            else await queries.admin_by_id(conn, who.numeric_id)
-        )
-    if row is None or not await _verify(row.password_hash, current_password):
-        await auth.security.throttle.failure(keys)
-        raise InvalidArgument(
-            "the current password is wrong",
-            violations=[FieldViolation("current_password", "is wrong")],
-            reason=INVALID_CREDENTIALS,
-        )
+@dataclass(frozen=True)
+class PasswordOwner:
+    """The caller's account as a password change needs it."""
+
+    name: str | None
+    email: str | None
+    phone_number: str | None
+    password_hash: str | None = field(repr=False)
+
+
+async def password_owner(who: Principal, *, conn: AsyncConnection) -> PasswordOwner | None:
+    row = (
+        await queries.user_by_id(conn, who.numeric_id)
+        if who.kind == "user"
+        else await queries.admin_by_id(conn, who.numeric_id)
+    )
+    if row is None:
+        return None
+    return PasswordOwner(row.name, row.email, row.phone_number, row.password_hash)
+
+
+def check_new_password(owner: PasswordOwner, *, current_password: str, new_password: str) -> None:
     if current_password == new_password:
         raise InvalidArgument.field("new_password", "must differ from the current password")
-    _check_password("new_password", new_password, [row.name, row.email, row.phone_number])
-    new_hash = await _hash(new_password)
+    _check_password("new_password", new_password, [owner.name, owner.email, owner.phone_number])
+
+
+async def change_password(
+    who: Principal, password_hash: str, *, conn: AsyncConnection
+) -> list[uuid.UUID]:
+    """Store the new hash and end the caller's other sessions; the ids ended."""
     assert who.session_id is not None
-    async with db.transaction(auth.engine) as conn:
-        update = queries.update_user if who.kind == "user" else queries.update_admin
-        await update(conn, who.numeric_id, {"password_hash": new_hash})
-        revoked = await queries.revoke_sessions(
-            conn,
-            reason="password changed",
-            except_session=uuid.UUID(who.session_id),
-            user_id=_owner_filter(who).get("user_id"),
-            admin_id=_owner_filter(who).get("admin_id"),
-        )
-        audit_change(
-            "Users" if who.kind == "user" else "Admins",
-            "UPDATE",
-            {"password_changed": True, "sessions_revoked": len(revoked)},
-        )
-    await auth.security.throttle.success(keys)
-    _forget(auth, revoked)
+    owner = sessions_owner(who)
+    update = queries.update_user if who.kind == "user" else queries.update_admin
+    await update(conn, who.numeric_id, {"password_hash": password_hash})
+    revoked = await queries.revoke_sessions(
+        conn,
+        reason="password changed",
+        except_session=uuid.UUID(who.session_id),
+        user_id=owner.get("user_id"),
+        admin_id=owner.get("admin_id"),
+    )
+    audit_change(
+        "Users" if who.kind == "user" else "Admins",
+        "UPDATE",
+        {"password_changed": True, "sessions_revoked": len(revoked)},
+    )
+    return revoked
 
 
-async def request_password_reset(
-    auth: Auth, *, email: str, phone_number: str, admin: bool, client: Client
-) -> None:
-    by_email, by_phone, account = _identifier(email, phone_number)
-    keys = keys_for("password_reset", account=account, peer=client.ip)
-    await auth.security.throttle.check(keys)
-    # Every request counts, so the endpoint cannot be used to flood someone's inbox.
-    await auth.security.throttle.failure(keys)
-    if admin:
-        return  # admin passwords are reset by another admin; same answer (no enumeration)
+async def create_reset_token(
+    *, email: str | None, phone_number: str | None, conn: AsyncConnection, issuer: Issuer
+) -> OutboundMessage | None:
+    """Store a password-reset token for the active customer with this e-mail or phone;
+    the message that carries it to them, or None when there is no such customer."""
     token = new_opaque_token("pr")
-    ttl = auth.settings.password_reset_ttl_seconds
-    async with db.transaction(auth.engine) as conn:
-        user = await queries.user_by_login(conn, email=by_email, phone_number=by_phone)
-        if user is None or user.status != "active":
-            return
-        await queries.insert_reset_token(
-            conn,
-            token_hash=token_hash(token),
-            user_id=int(user.user_id),
-            expires_at=_now() + timedelta(seconds=ttl),
-        )
-        audit_change("PasswordResetTokens", "INSERT", {"user_id": int(user.user_id)})
-    await auth.security.sender.send(
-        OutboundMessage(
-            channel="email" if by_email else "sms",
-            to=by_email or by_phone or "",
-            purpose="password_reset",
-            body=f"Your GenCharge password reset token is {token} . It expires in "
-            f"{ttl // 60} minutes and works once. If you did not ask for it, ignore this.",
-        )
+    ttl = issuer.settings.password_reset_ttl_seconds
+    user = await queries.user_by_login(conn, email=email, phone_number=phone_number)
+    if user is None or user.status != "active":
+        return None
+    await queries.insert_reset_token(
+        conn,
+        token_hash=token_hash(token),
+        user_id=int(user.user_id),
+        expires_at=issuer.now() + timedelta(seconds=ttl),
+    )
+    audit_change("PasswordResetTokens", "INSERT", {"user_id": int(user.user_id)})
+    return OutboundMessage(
+        channel="email" if email else "sms",
+        to=email or phone_number or "",
+        purpose="password_reset",
+        body=f"Your GenCharge password reset token is {token} . It expires in "
+        f"{ttl // 60} minutes and works once. If you did not ask for it, ignore this.",
     )
 
 
-async def reset_password(auth: Auth, *, reset_token: str, new_password: str) -> None:
-    if not reset_token:
-        raise InvalidArgument.field("reset_token", "is required")
-    revoked: list[uuid.UUID] = []
-    async with db.transaction(auth.engine) as conn:
-        user_id = await queries.consume_reset_token(conn, token_hash(reset_token))
-        if user_id is None:
-            raise Unauthenticated(
-                "the reset token is invalid, used or expired", reason="INVALID_RESET_TOKEN"
-            )
-        user = await queries.user_by_id(conn, user_id, lock=True)
-        assert user is not None
-        _check_password("new_password", new_password, [user.name, user.email, user.phone_number])
-        await queries.update_user(conn, user_id, {"password_hash": await _hash(new_password)})
-        await queries.retire_reset_tokens(conn, user_id)
-        revoked = await queries.revoke_sessions(conn, reason="password reset", user_id=user_id)
-        set_actor(f"user:{user_id}")
-        audit_change("Users", "UPDATE", {"password_reset": True, "sessions_revoked": len(revoked)})
-    _forget(auth, revoked)
+async def reset_password(
+    *, reset_token: str, new_password: str, conn: AsyncConnection
+) -> list[uuid.UUID]:
+    """Use a reset token: new password, every session ended; the ids ended."""
+    user_id = await queries.consume_reset_token(conn, token_hash(reset_token))
+    if user_id is None:
+        raise Unauthenticated(
+            "the reset token is invalid, used or expired", reason="INVALID_RESET_TOKEN"
+        )
+    user = await queries.user_by_id(conn, user_id, lock=True)
+    assert user is not None
+    _check_password("new_password", new_password, [user.name, user.email, user.phone_number])
+    await queries.update_user(
+        conn, user_id, {"password_hash": await new_password_hash(new_password)}
+    )
+    await queries.retire_reset_tokens(conn, user_id)
+    revoked = await queries.revoke_sessions(conn, reason="password reset", user_id=user_id)
+    set_actor(f"user:{user_id}")
+    audit_change("Users", "UPDATE", {"password_reset": True, "sessions_revoked": len(revoked)})
+    return revoked
 
 
 # --- profile ------------------------------------------------------------------------------
 
 
-async def me(auth: Auth, who: Principal) -> Row[Any]:
-    async with db.read_only(auth.engine) as conn:
-        if who.kind == "user":
-            row = await queries.user_by_id(conn, who.numeric_id)
-        elif who.kind == "admin":
-            row = await queries.admin_by_id(conn, who.numeric_id)
-        else:
-            row = await queries.service_account_by_client_id(conn, who.id)
-    if row is None:
-        raise NotFound("your account no longer exists")
-    return row
+async def me(who: Principal, *, conn: AsyncConnection) -> Account:
+    if who.kind == "user":
+        row = await queries.user_by_id(conn, who.numeric_id)
+        if row is not None:
+            return _user(row)
+    elif who.kind == "admin":
+        row = await queries.admin_by_id(conn, who.numeric_id)
+        if row is not None:
+            return _admin(row)
+    else:
+        row = await queries.service_account_by_client_id(conn, who.id)
+        if row is not None:
+            return _service_account(row)
+    raise NotFound("your account no longer exists")
 
 
-PROFILE_FIELDS = ("name", "email", "phone_number")
+@dataclass(frozen=True)
+class ProfileUpdate:
+    """UpdateMe: the fields named in ``paths`` take their value from ``changes``."""
+
+    changes: Mapping[str, str]
+    paths: tuple[str, ...]
 
 
-async def update_me(
-    auth: Auth, who: Principal, *, changes: dict[str, str], paths: Sequence[str]
-) -> Row[Any]:
-    owner = _owner_filter(who)
+def profile_values(who: Principal, update: ProfileUpdate) -> dict[str, Any]:
+    """The validated column values of a profile update."""
+    sessions_owner(who)
+    paths = update.paths
     unknown = [p for p in paths if p not in PROFILE_FIELDS]
     if not paths or unknown:
         raise InvalidArgument.field("update_mask", f"must list some of {', '.join(PROFILE_FIELDS)}")
     values: dict[str, Any] = {}
     violations: list[FieldViolation] = []
     for path in paths:
-        value = changes.get(path, "")
+        value = update.changes.get(path, "")
         if path == "name":
             if not 1 <= len(value.strip()) <= 100:
                 violations.append(FieldViolation("profile.name", "must have 1 to 100 characters"))
@@ -851,107 +1075,123 @@ async def update_me(
             values["phone_number"] = phone
     if violations:
         raise InvalidArgument.of(violations)
-    try:
-        async with db.transaction(auth.engine) as conn:
-            current = (
-                await queries.user_by_id(conn, who.numeric_id, lock=True)
-                if "user_id" in owner
-                else await queries.admin_by_id(conn, who.numeric_id, lock=True)
-            )
-            assert current is not None
-            email = values.get("email", current.email)
-            phone = values.get("phone_number", current.phone_number)
-            if not email and not phone:
-                raise FailedPrecondition(
-                    "an account needs an e-mail address or a phone number",
-                    reason="CONTACT_REQUIRED",
-                )
-            if "user_id" in owner:
-                await queries.update_user(conn, who.numeric_id, values)
-            else:
-                await queries.update_admin(conn, who.numeric_id, values)
-            audit_change(
-                "Users" if "user_id" in owner else "Admins",
-                "UPDATE",
-                {"fields": sorted(values)},
-            )
-    except IntegrityError as exc:
-        constraint = str(getattr(exc.orig, "constraint_name", "") or exc.orig)
-        what = "e-mail address" if "email" in constraint else "phone number"
-        raise AlreadyExists(f"another account uses this {what}", reason="CONTACT_TAKEN") from None
-    return await me(auth, who)
+    return values
+
+
+async def update_me(who: Principal, values: Mapping[str, Any], *, conn: AsyncConnection) -> None:
+    """Apply :func:`profile_values`; an account keeps an e-mail address or a phone."""
+    is_user = "user_id" in sessions_owner(who)
+    current = (
+        await queries.user_by_id(conn, who.numeric_id, lock=True)
+        if is_user
+        else await queries.admin_by_id(conn, who.numeric_id, lock=True)
+    )
+    assert current is not None
+    email = values.get("email", current.email)
+    phone = values.get("phone_number", current.phone_number)
+    if not email and not phone:
+        raise FailedPrecondition(
+            "an account needs an e-mail address or a phone number",
+            reason="CONTACT_REQUIRED",
+        )
+    if is_user:
+        await queries.update_user(conn, who.numeric_id, dict(values))
+    else:
+        await queries.update_admin(conn, who.numeric_id, dict(values))
+    audit_change("Users" if is_user else "Admins", "UPDATE", {"fields": sorted(values)})
+
+
+def contact_conflict(exc: IntegrityError) -> AlreadyExists:
+    """The error for a profile update whose e-mail or phone another account has."""
+    what = "e-mail address" if "email" in _constraint(exc) else "phone number"
+    return AlreadyExists(f"another account uses this {what}", reason="CONTACT_TAKEN")
 
 
 # --- service accounts ---------------------------------------------------------------------
 
 
-async def issue_service_token(
-    auth: Auth, *, client_id: str, client_secret: str, client: Client
-) -> tuple[str, datetime]:
-    if not client_id:
-        raise InvalidArgument.field("client_id", "is required")
-    if not client_secret:
-        raise InvalidArgument.field("client_secret", "is required")
-    keys = keys_for("service_token", account=client_id, peer=client.ip)
-    await auth.security.throttle.check(keys)
-    async with db.read_only(auth.engine) as conn:
-        row = await queries.service_account_by_client_id(conn, client_id)
+@dataclass(frozen=True)
+class ServiceCredentials:
+    client_id: str
+    status: str
+    role_name: str | None
+    secret_hash: str = field(repr=False)
+
+
+async def service_credentials(
+    client_id: str, *, conn: AsyncConnection
+) -> ServiceCredentials | None:
+    row = await queries.service_account_by_client_id(conn, client_id)
+    if row is None:
+        return None
+    return ServiceCredentials(row.client_id, row.status, row.role_name, row.secret_hash)
+
+
+async def service_secret_ok(account: ServiceCredentials | None, client_secret: str) -> bool:
+    """Constant work whether or not the account exists; True only for an active one."""
     ok = await asyncio.to_thread(
-        verify_password, row.secret_hash if row else _DUMMY_HASH, client_secret
+        verify_password, account.secret_hash if account else _DUMMY_HASH, client_secret
     )
-    if not ok or row is None or row.status != "active":
-        await auth.security.throttle.failure(keys)
-        raise Unauthenticated("invalid client credentials", reason=INVALID_CREDENTIALS)
-    await auth.security.throttle.success(keys)
-    set_actor(f"service:{client_id}")
-    async with db.transaction(auth.engine) as conn:
-        await queries.touch_service_account(conn, client_id)
-        audit_change("ServiceAccounts", "UPDATE", {"client_id": client_id, "token_issued": True})
-    return auth.security.tokens.issue(
+    return ok and account is not None and account.status == "active"
+
+
+async def issue_service_token(
+    account: ServiceCredentials, *, conn: AsyncConnection, issuer: Issuer
+) -> tuple[str, datetime]:
+    """An access token for a service account that proved its secret."""
+    await queries.touch_service_account(conn, account.client_id)
+    audit_change(
+        "ServiceAccounts", "UPDATE", {"client_id": account.client_id, "token_issued": True}
+    )
+    return issuer.tokens.issue(
         principal_type="service",
-        principal_id=client_id,
-        role=row.role_name or SERVICE_ROLE,
+        principal_id=account.client_id,
+        role=account.role_name or SERVICE_ROLE,
         session_id=None,
     )
 
 
-async def create_service_account(
-    engine: AsyncEngine, *, name: str, client_id: str | None = None, created_by: int | None = None
-) -> tuple[str, str]:
-    """Create an active service account; returns (client_id, client_secret).
-
-    The secret is shown once; only its argon2id hash is stored.
-    """
+def check_service_account_name(name: str) -> str:
     if not 1 <= len(name.strip()) <= 100:
         raise InvalidArgument.field("name", "must have 1 to 100 characters")
-    client_id = client_id or f"svc_{secrets.token_hex(8)}"
-    secret = new_opaque_token("gcs")
-    secret_hash = await asyncio.to_thread(hash_password, secret)
-    try:
-        async with db.transaction(engine) as conn:
-            role_id = await queries.role_id_by_name(conn, SERVICE_ROLE)
-            if role_id is None:
-                raise FailedPrecondition("the Service role is missing; load reference data")
-            await queries.insert_service_account(
-                conn,
-                {
-                    "client_id": client_id,
-                    "name": name.strip(),
-                    "secret_hash": secret_hash,
-                    "role_id": role_id,
-                    "created_by": created_by,
-                },
-            )
-            audit_change("ServiceAccounts", "INSERT", {"client_id": client_id})
-    except IntegrityError:
-        raise AlreadyExists(f"service account {client_id} exists") from None
-    return client_id, secret
+    return name.strip()
 
 
-async def cleanup(engine: AsyncEngine, *, grace: timedelta = timedelta(days=1)) -> int:
-    """Delete sessions and one-time rows that expired more than ``grace`` ago."""
-    before = _now() - grace
-    async with db.transaction(engine) as conn:
-        removed = await queries.delete_expired_sessions(conn, before)
-        removed += await queries.delete_stale_auth_rows(conn, before)
+async def create_service_account(
+    *,
+    name: str,
+    client_id: str,
+    secret_hash: str,
+    created_by: int | None,
+    conn: AsyncConnection,
+) -> None:
+    role_id = await queries.role_id_by_name(conn, SERVICE_ROLE)
+    if role_id is None:
+        raise FailedPrecondition("the Service role is missing; load reference data")
+    await queries.insert_service_account(
+        conn,
+        {
+            "client_id": client_id,
+            "name": name,
+            "secret_hash": secret_hash,
+            "role_id": role_id,
+            "created_by": created_by,
+        },
+    )
+    audit_change("ServiceAccounts", "INSERT", {"client_id": client_id})
+
+
+# --- roles and housekeeping ---------------------------------------------------------------
+
+
+async def role_id_named(name: str, *, conn: AsyncConnection) -> int | None:
+    """The id of the role called ``name`` (case-insensitive), None when there is none."""
+    return await queries.role_id_by_name(conn, name)
+
+
+async def delete_expired(before: datetime, *, conn: AsyncConnection) -> int:
+    """Delete sessions and one-time rows (codes, reset tokens, MFA challenges) that
+    expired before ``before``; the number deleted."""
+    removed = await queries.delete_expired_sessions(conn, before)
+    removed += await queries.delete_stale_auth_rows(conn, before)
     return removed

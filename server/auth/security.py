@@ -41,7 +41,7 @@ def build_security(resources: Resources) -> Security:
         secret_box=box,
         otp_pepper=otp_pepper(box),
         sender=create_sender(settings, resources.mongo_db),
-        throttle=Throttle(resources.engine),
-        authenticator=Authenticator(resources.engine, tokens, settings.auth_cache_seconds),
-        matrix=PermissionMatrix(resources.engine, settings.auth_cache_seconds),
+        throttle=Throttle(resources.db),
+        authenticator=Authenticator(resources.db, tokens, settings.auth_cache_seconds),
+        matrix=PermissionMatrix(resources.db, settings.auth_cache_seconds),
     )

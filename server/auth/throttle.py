@@ -36,10 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from server.auth import throttle_queries as q
-from server.core.db import read_only, side_transaction
+from server.core.db import Database
 from server.core.errors import ResourceExhausted
 from server.core.peers import peer_bucket
 
@@ -127,7 +125,7 @@ class Throttle:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        db: Database,
         *,
         clock: Callable[[], datetime] = _utc_now,
         policy: Mapping[str, Limit] | None = None,
@@ -138,7 +136,7 @@ class Throttle:
             if unknown:
                 raise ValueError(f"unknown throttle scopes: {sorted(unknown)}")
             merged.update(policy)
-        self._engine = engine
+        self._db = db
         self._clock = clock
         self.policy: Mapping[str, Limit] = merged
 
@@ -157,11 +155,11 @@ class Throttle:
         if not keys:
             return
         now = self._now()
-        async with read_only(self._engine) as conn:
-            rows = (await conn.execute(q.blocked(_unique(keys), now))).all()
-        if not rows:
+        async with self._db.read_only() as conn:
+            block_ends = await q.blocked_until(conn, _unique(keys), now)
+        if not block_ends:
             return
-        until = max(row.blocked_until for row in rows)
+        until = max(block_ends)
         retry_after = max(1, math.ceil((until - now).total_seconds()))
         raise ResourceExhausted(
             f"too many attempts; try again in {retry_after} seconds",
@@ -195,8 +193,8 @@ class Throttle:
                     blocked_until=limit.blocked_until_if_tripped if tripped else None,
                 )
             )
-        async with side_transaction(self._engine) as conn:
-            await conn.execute(q.record_failures(rows, limits, now))
+        async with self._db.side_transaction() as conn:
+            await q.record_failures(conn, rows, limits, now)
 
     async def success(self, keys: Sequence[ThrottleKey]) -> None:
         """Clear the (account, peer) and (account) counters after a good credential.
@@ -208,8 +206,8 @@ class Throttle:
         if not cleared:
             return
         now = self._now()
-        async with side_transaction(self._engine) as conn:
-            await conn.execute(q.clear(_unique(cleared), now))
+        async with self._db.side_transaction() as conn:
+            await q.clear(conn, _unique(cleared), now)
 
 
 def _unique(keys: Sequence[ThrottleKey]) -> list[str]:
@@ -217,14 +215,11 @@ def _unique(keys: Sequence[ThrottleKey]) -> list[str]:
     return sorted({k.key for k in keys})
 
 
-async def purge_expired(
-    engine: AsyncEngine, older_than: timedelta, *, now: datetime | None = None
-) -> int:
+async def purge_expired(db: Database, older_than: timedelta, *, now: datetime | None = None) -> int:
     """Delete counters idle for ``older_than`` that are not blocked; the number deleted.
 
     ``older_than`` should exceed the longest window so no live count is forgotten.
     """
     at = now or _utc_now()
-    async with side_transaction(engine) as conn:
-        result = await conn.execute(q.purge(at - older_than, at))
-    return result.rowcount
+    async with db.side_transaction() as conn:
+        return await q.purge(conn, at - older_than, at)

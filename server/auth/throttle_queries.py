@@ -16,9 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     ColumnElement,
-    Delete,
     Integer,
-    Select,
     and_,
     bindparam,
     case,
@@ -29,7 +27,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.core.schema import TimestampTZ, auth_throttle
 
@@ -73,17 +71,20 @@ def _per_scope_max(limits: Mapping[str, ScopeLimit]) -> ColumnElement[int]:
     return case(whens, value=_scope())
 
 
-def record_failures(
-    rows: Sequence[NewRow], limits: Mapping[str, ScopeLimit], now: datetime
-) -> ReturningInsert[str, int, datetime | None]:
+async def record_failures(
+    conn: AsyncConnection,
+    rows: Sequence[NewRow],
+    limits: Mapping[str, ScopeLimit],
+    now: datetime,
+) -> None:
     """Count one failure on every key, atomically, in one statement.
 
     A key without a row gets ``rows``' values. An existing row restarts its window when
     the old one expired, otherwise adds one; a row reaching its scope's limit is blocked
     until ``blocked_until_if_tripped`` and starts a fresh, empty window when the block
     ends (so each block is followed by the full allowance, never an instant re-block).
-    Returns ``throttle_key, failures, blocked_until``. Callers sort ``rows`` by key so
-    concurrent statements lock rows in the same order (no deadlocks).
+    Callers sort ``rows`` by key so concurrent statements lock rows in the same order
+    (no deadlocks).
     """
     stmt = insert(t).values(
         [
@@ -102,7 +103,7 @@ def record_failures(
     counted = case((expired, 1), else_=t.c.failures + 1)
     tripped = counted >= _per_scope_max(limits)
     block_end = _per_scope_time(limits, "blocked_until_if_tripped")
-    return stmt.on_conflict_do_update(
+    statement = stmt.on_conflict_do_update(
         index_elements=[t.c.throttle_key],
         set_={
             "failures": case((tripped, 0), else_=counted),
@@ -113,29 +114,38 @@ def record_failures(
             "updated_at": now_param,
         },
     ).returning(t.c.throttle_key, t.c.failures, t.c.blocked_until)
+    await conn.execute(statement)
 
 
-def blocked(keys: Sequence[str], now: datetime) -> Select[tuple[str, datetime]]:
-    """The keys among ``keys`` that are blocked at ``now``, with their block end."""
-    return select(t.c.throttle_key, t.c.blocked_until).where(
-        t.c.throttle_key.in_(keys), t.c.blocked_until > now
+async def blocked_until(
+    conn: AsyncConnection, keys: Sequence[str], now: datetime
+) -> list[datetime]:
+    """The block ends of the keys among ``keys`` that are blocked at ``now``."""
+    result = await conn.execute(
+        select(t.c.blocked_until).where(t.c.throttle_key.in_(keys), t.c.blocked_until > now)
     )
+    return [until for (until,) in result.all()]
 
 
-def clear(keys: Sequence[str], now: datetime) -> Delete:
+async def clear(conn: AsyncConnection, keys: Sequence[str], now: datetime) -> None:
     """Forget the counters of ``keys``; a block in force is kept until it expires."""
-    return delete(t).where(
-        t.c.throttle_key.in_(keys),
-        or_(t.c.blocked_until.is_(None), t.c.blocked_until <= now),
-    )
-
-
-def purge(updated_before: datetime, now: datetime) -> Delete:
-    """Rows idle since ``updated_before`` and not blocked at ``now``."""
-    return delete(t).where(
-        and_(
-            t.c.updated_at < updated_before,
+    await conn.execute(
+        delete(t).where(
+            t.c.throttle_key.in_(keys),
             or_(t.c.blocked_until.is_(None), t.c.blocked_until <= now),
-            t.c.window_start <= now,
         )
     )
+
+
+async def purge(conn: AsyncConnection, updated_before: datetime, now: datetime) -> int:
+    """Delete rows idle since ``updated_before`` and not blocked at ``now``; how many."""
+    result = await conn.execute(
+        delete(t).where(
+            and_(
+                t.c.updated_at < updated_before,
+                or_(t.c.blocked_until.is_(None), t.c.blocked_until <= now),
+                t.c.window_start <= now,
+            )
+        )
+    )
+    return int(result.rowcount)

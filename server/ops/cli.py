@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from server.admin import bootstrap
-from server.auth import domain as auth_domain
+from server.auth import flows as auth_flows
 from server.auth.password_policy import password_problem
 from server.core import logs
 from server.core.config import (
@@ -104,7 +104,7 @@ def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
         await runtime.migrate(resources, databases.database_url)
         await runtime.load_seed(resources, demo=False)
         created = await bootstrap.ensure_admin(
-            resources.engine,
+            resources.db,
             email=args.email,
             name=args.name,
             password=password,
@@ -122,7 +122,7 @@ def _reset_admin_mfa(settings: Settings, args: argparse.Namespace) -> int:
     async def work(resources: Resources, databases: runtime.Databases) -> None:
         nonlocal found
         await runtime.migrate(resources, databases.database_url)
-        found = await bootstrap.reset_admin_mfa(resources.engine, args.email)
+        found = await bootstrap.reset_admin_mfa(resources.db, args.email)
 
     code = _with_databases(settings, work)
     if not found:
@@ -139,8 +139,8 @@ def _create_service_account(settings: Settings, args: argparse.Namespace) -> int
     async def work(resources: Resources, databases: runtime.Databases) -> None:
         await runtime.migrate(resources, databases.database_url)
         await runtime.load_seed(resources, demo=False)
-        client_id, secret = await auth_domain.create_service_account(
-            resources.engine, name=args.name, client_id=args.client_id
+        client_id, secret = await auth_flows.create_service_account(
+            resources.db, name=args.name, client_id=args.client_id
         )
         print(f"client_id: {client_id}")
         print(f"client_secret: {secret}")

@@ -13,13 +13,13 @@ from typing import Any
 
 import asyncpg
 from pymongo import AsyncMongoClient
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrations import mongo as mongo_migrations
 from server.admin import bootstrap
 from server.audit.scope import unit_of_work
 from server.core import db, logs, mongo
 from server.core.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, ConfigurationError, Settings
+from server.core.db import Database
 from server.core.resources import Resources
 from server.ops import pgmigrate, seed, workers
 from server.ops.embedded import EmbeddedMongo, EmbeddedPostgres
@@ -131,13 +131,13 @@ def bootstrap_admin_credentials(settings: Settings, embedded: bool) -> tuple[str
     return None
 
 
-async def ensure_bootstrap_admin(engine: AsyncEngine, settings: Settings, embedded: bool) -> None:
+async def ensure_bootstrap_admin(database: Database, settings: Settings, embedded: bool) -> None:
     credentials = bootstrap_admin_credentials(settings, embedded)
     if credentials is None:
         return
     email, password = credentials
     created = await bootstrap.ensure_admin(
-        engine, email=email, name=settings.bootstrap_admin_name, password=password
+        database, email=email, name=settings.bootstrap_admin_name, password=password
     )
     log.info("bootstrap admin ready", extra={"email": email, "new_admin": created})
 
@@ -158,7 +158,7 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
         async with connected(settings, databases) as resources:
             await migrate(resources, databases.database_url)
             await load_seed(resources, demo=settings.load_demo_data and not settings.production)
-            await ensure_bootstrap_admin(resources.engine, settings, settings.embedded_postgres)
+            await ensure_bootstrap_admin(resources.db, settings, settings.embedded_postgres)
             if settings.workers == 1:
                 running = await serve_with_scheduler(resources, settings.listen)
                 await _run_until_signalled(running, settings.shutdown_grace_seconds, ready)

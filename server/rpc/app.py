@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from server.audit.gate import SecurityEventGate
 from server.audit.outbox import record_standalone
 from server.audit.relay import AuditRelay
-from server.auth import domain as auth_domain
+from server.auth import flows as auth_flows
 from server.auth.access import AccessRules
 from server.auth.security import Security, build_security
 from server.core import db, mongo
@@ -127,7 +127,7 @@ async def _cleanup_loop(resources: Resources, interval: float, stopping: asyncio
     """
     while not stopping.is_set():
         try:
-            removed = await auth_domain.cleanup(resources.engine)
+            removed = await auth_flows.cleanup(resources.db)
             if removed:
                 log.info("expired auth rows removed", extra={"rows": removed})
         except Exception as exc:

@@ -25,7 +25,6 @@ from gencharge.v1 import (
     recharge_service_pb2_grpc,
     wallet_service_pb2_grpc,
 )
-from server.auth import domain as auth_domain
 from server.auth.security import Security
 from server.auth.servicer import AuthServicer
 from server.core.money import from_minor
@@ -52,9 +51,6 @@ class AppContext:
     security: Security
     gateway: PaymentGateway
     catalogue: Catalogue
-
-    def auth(self) -> auth_domain.Auth:
-        return auth_domain.Auth(self.resources.engine, self.resources.settings, self.security)
 
     @property
     def recharger(self) -> Recharger:
@@ -117,7 +113,11 @@ class ServiceSpec:
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("AuthService", auth_service_pb2_grpc, lambda app: AuthServicer(app.auth())),
+    ServiceSpec(
+        "AuthService",
+        auth_service_pb2_grpc,
+        lambda app: AuthServicer(app.resources, app.security),
+    ),
     ServiceSpec(
         "WalletService",
         wallet_service_pb2_grpc,
