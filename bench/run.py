@@ -93,7 +93,7 @@ async def prepare(pg: EmbeddedPostgres, mongo_url: str, n_users: int) -> Fixture
         mongo_db = client.get_default_database()
         await mongo_migrations.upgrade(mongo_db)
         await seed.load_reference(engine, mongo_db)
-        async with db.transaction(engine) as conn:
+        async with db.Database(engine).transaction() as conn:
             result = await conn.execute(
                 insert(users)
                 .values(
@@ -414,7 +414,7 @@ class Ledger:
 async def check_ledger(url: str) -> Ledger:
     engine = db.create_engine(url, pool_size=1)
     try:
-        async with db.read_only(engine) as conn:
+        async with db.Database(engine).read_only() as conn:
             row = (
                 await conn.execute(
                     text(

@@ -8,13 +8,12 @@ from typing import Any
 
 from sqlalchemy import insert, text
 
-from server.core import db
 from server.core.schema import offers, offertypes, plangroups, plans, transactions
 
 
 async def fund(resources: Any, user_id: int, rupees: str | Decimal) -> None:
     """Credit a wallet through a ledger row (the trigger moves the balance)."""
-    async with db.transaction(resources.engine) as conn:
+    async with resources.db.transaction() as conn:
         await conn.execute(
             insert(transactions).values(
                 user_id=user_id,
@@ -30,7 +29,7 @@ async def fund(resources: Any, user_id: int, rupees: str | Decimal) -> None:
 
 
 async def balance(resources: Any, user_id: int) -> Decimal:
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         value = (
             await conn.execute(
                 text("SELECT wallet_balance FROM users WHERE user_id = :u"), {"u": user_id}
@@ -49,7 +48,7 @@ async def make_plan(
     criteria: dict[str, Any] | None = None,
     plan_type: str = "prepaid",
 ) -> int:
-    async with db.transaction(resources.engine) as conn:
+    async with resources.db.transaction() as conn:
         group_id = (
             await conn.execute(
                 plangroups.select().with_only_columns(plangroups.c.group_id).limit(1)
@@ -72,7 +71,7 @@ async def make_plan(
 
 
 async def make_offer(resources: Any, *, type_name: str = "cashback", **values: Any) -> int:
-    async with db.transaction(resources.engine) as conn:
+    async with resources.db.transaction() as conn:
         type_id = (
             await conn.execute(
                 offertypes.select()
@@ -92,7 +91,7 @@ async def make_offer(resources: Any, *, type_name: str = "cashback", **values: A
 
 async def assert_ledger_balances(resources: Any) -> None:
     """Every wallet equals its successful wallet credits minus debits; none negative."""
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         rows = (
             await conn.execute(
                 text(

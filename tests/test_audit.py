@@ -57,7 +57,7 @@ def _event(n: int = 0, **changes: Any) -> AuditEvent:
 
 
 async def _record_many(engine: AsyncEngine, count: int) -> None:
-    async with db.transaction(engine) as conn:
+    async with db.Database(engine).transaction() as conn:
         for n in range(count):
             await record(conn, _event(n))
 
@@ -162,7 +162,7 @@ async def test_committed_event_ships_once_with_redacted_details(
     engine: AsyncEngine, mongo_db: AsyncDatabase[Document]
 ) -> None:
     occurred = datetime(2026, 11, 2, 8, 0, 0, 123000, tzinfo=UTC)
-    async with db.transaction(engine) as conn:
+    async with db.Database(engine).transaction() as conn:
         await record(
             conn,
             AuditEvent(
@@ -212,7 +212,7 @@ async def test_committed_event_ships_once_with_redacted_details(
 
 
 async def test_the_outbox_row_never_holds_a_secret(engine: AsyncEngine) -> None:
-    async with db.transaction(engine) as conn:
+    async with db.Database(engine).transaction() as conn:
         await record(conn, _event(details={"password": "hunter2", "token": "t"}))
         row = (await conn.execute(select(audit_outbox.c.event))).scalar_one()
     assert "hunter2" not in str(row)
@@ -226,7 +226,7 @@ async def test_rolled_back_transaction_ships_nothing(
         pass
 
     with pytest.raises(Boom):
-        async with db.transaction(engine) as conn:
+        async with db.Database(engine).transaction() as conn:
             await record(conn, _event())
             raise Boom
     relay = AuditRelay(engine, mongo_db)

@@ -18,7 +18,6 @@ from sqlalchemy import text
 
 from gencharge.v1 import auth_service_pb2 as pb
 from gencharge.v1 import common_pb2, plan_service_pb2, plan_service_pb2_grpc
-from server.core import db
 from server.core.messaging import DevOutboxSender
 from tests.auth_helpers import (
     PASSWORD,
@@ -47,7 +46,7 @@ async def _me(channel: grpc.aio.Channel, actor: Actor) -> Any:
 
 
 async def _sql(resources: Any, statement: str, **params: Any) -> Any:
-    async with db.transaction(resources.engine) as conn:
+    async with resources.db.transaction() as conn:
         result = await conn.execute(text(statement), params)
         return result.all() if result.returns_rows else []
 
@@ -646,7 +645,7 @@ async def test_data_key_rotation_keeps_admin_mfa_working(channel, resources) -> 
     new_key = generate_data_key()
 
     async def sealed() -> str:
-        async with db.read_only(resources.engine) as conn:
+        async with resources.db.read_only() as conn:
             query = text("SELECT totp_secret FROM admins WHERE email = :e")
             return str((await conn.execute(query, {"e": admin.email})).scalar_one())
 
@@ -657,7 +656,7 @@ async def test_data_key_rotation_keeps_admin_mfa_working(channel, resources) -> 
                 "data_encryption_previous_keys": SecretStr(previous),
             }
         )
-        async with db.transaction(resources.engine) as conn:  # a fresh TOTP step
+        async with resources.db.transaction() as conn:  # a fresh TOTP step
             await conn.execute(text("UPDATE admins SET totp_last_step = NULL"))
         admin.totp_uses = 0
         running = await start_server(
@@ -696,7 +695,7 @@ async def test_data_key_rotation_keeps_admin_mfa_working(channel, resources) -> 
     )
     assert done.returncode == 0, done.stderr
     assert b"second factor reset" in done.stdout
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         active = await conn.execute(
             text(
                 "SELECT count(*) FROM sessions s JOIN admins a ON a.admin_id = s.admin_id"

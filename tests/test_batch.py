@@ -17,7 +17,6 @@ from sqlalchemy import text
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import recharge_service_pb2_grpc
 from gencharge.v1 import transaction_pb2 as tpb
-from server.core import db
 from tests.auth_helpers import Actor, create_service, register_user
 from tests.money_helpers import assert_ledger_balances, balance, fund, make_plan
 
@@ -56,7 +55,7 @@ def error_info(status: status_pb2.Status) -> tuple[str, dict[str, str]]:
 
 
 async def scalar(resources: Any, sql: str, **params: Any) -> Any:
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         return (await conn.execute(text(sql), params)).scalar_one()
 
 

@@ -45,7 +45,7 @@ async def test_login_limit_trips_and_expires(channel, resources) -> None:
     other = await register_user(channel)
     await stub.Login(pb.LoginRequest(email=other.email, password=PASSWORD))
     # Blocks end by time alone (no admin needed): move the clock past the block.
-    async with db.transaction(resources.engine) as conn:
+    async with resources.db.transaction() as conn:
         await conn.execute(
             text("UPDATE auth_throttle SET blocked_until = now() - interval '1 second'")
         )

@@ -11,7 +11,6 @@ from google.protobuf.struct_pb2 import Struct
 
 from gencharge.v1 import common_pb2, notification_service_pb2_grpc
 from gencharge.v1 import notification_service_pb2 as pb
-from server.core import db
 from server.notifications import UnknownNotificationType, notify
 from tests.auth_helpers import Actor, create_admin, register_user
 from tests.grpc_helpers import details_of
@@ -38,7 +37,7 @@ async def type_ids(channel: Any, actor: Actor) -> tuple[dict[str, int], dict[str
 
 
 async def system_notify(resources: Any, user_id: int, text: str, kind: str = "system") -> int:
-    async with db.transaction(resources.engine) as conn:
+    async with resources.db.transaction() as conn:
         return await notify(
             conn,
             user_id=user_id,
@@ -225,6 +224,6 @@ async def test_send_validation_and_access(channel, resources) -> None:
 
 
 async def test_notify_rejects_unknown_types(resources) -> None:
-    async with db.transaction(resources.engine) as conn:
+    async with resources.db.transaction() as conn:
         with pytest.raises(UnknownNotificationType):
             await notify(conn, user_id=1, type_name="no_such_type", description="x")

@@ -423,7 +423,7 @@ async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 async def _insert_plan(engine: AsyncEngine, name: str, price: str = "199.00") -> int:
-    async with db.transaction(engine) as conn:
+    async with db.Database(engine).transaction() as conn:
         group_id = (
             await conn.execute(
                 select(plangroups.c.group_id).where(plangroups.c.group_name == "unlimited")
@@ -446,7 +446,7 @@ async def _insert_plan(engine: AsyncEngine, name: str, price: str = "199.00") ->
 
 
 async def _insert_offer(engine: AsyncEngine, name: str) -> int:
-    async with db.transaction(engine) as conn:
+    async with db.Database(engine).transaction() as conn:
         type_id = (
             await conn.execute(
                 select(offertypes.c.offer_type_id).where(offertypes.c.offer_type_name == "cashback")
@@ -470,7 +470,7 @@ async def _insert_offer(engine: AsyncEngine, name: str) -> int:
 
 
 async def _rename_plan(engine: AsyncEngine, plan_id: int, name: str) -> None:
-    async with db.transaction(engine) as conn:
+    async with db.Database(engine).transaction() as conn:
         await conn.execute(update(plans).where(plans.c.plan_id == plan_id).values(plan_name=name))
 
 

@@ -40,7 +40,7 @@ PLANS = [
 async def catalogue(pg_url: str) -> AsyncIterator[Catalogue]:
     engine = db.create_engine(pg_url, pool_size=1)
     try:
-        async with db.transaction(engine) as conn:
+        async with db.Database(engine).transaction() as conn:
             groups = {
                 r.group_name: r.group_id for r in (await conn.execute(plangroups.select())).all()
             }

@@ -21,7 +21,6 @@ from sqlalchemy import func, select
 
 from gencharge.v1 import common_pb2, plan_service_pb2_grpc
 from gencharge.v1 import plan_service_pb2 as pb
-from server.core import db
 from server.core.schema import admins, offers, offertypes, plangroups, plans
 from tests.auth_helpers import Actor, create_admin
 from tests.grpc_helpers import details_of
@@ -54,12 +53,12 @@ async def admin(channel: grpc.aio.Channel, resources: Any) -> Actor:
 
 
 async def _scalar(resources: Any, query: Any) -> Any:
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         return (await conn.execute(query)).scalar_one_or_none()
 
 
 async def _ids(resources: Any) -> dict[str, int]:
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         groups = {
             r.group_name: r.group_id
             for r in (await conn.execute(select(plangroups.c.group_id, plangroups.c.group_name)))
@@ -174,7 +173,7 @@ async def test_create_plan_round_trip(stub: Stub, admin: Actor, resources: Any) 
     listed = await stub.ListPlans(pb.ListPlansRequest())
     assert plan in listed.plans
     # Money is NUMERIC in the database, ids are ints in criteria.
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         row = (await conn.execute(select(plans).where(plans.c.plan_id == plan.plan_id))).one()
     assert row.price == Decimal("299.50") and row.currency == "INR"
     assert row.talktime == Decimal("10.00") and row.data_mb is None
@@ -454,7 +453,7 @@ async def test_create_offer_round_trip(stub: Stub, admin: Actor, resources: Any)
     assert await stub.GetOffer(pb.GetOfferRequest(offer_id=offer.offer_id)) == offer
     listed = await stub.ListOffers(pb.ListOffersRequest())
     assert offer in listed.offers
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         row = (await conn.execute(select(offers).where(offers.c.offer_id == offer.offer_id))).one()
     assert row.cashback_percent == Decimal("10.00") and row.discount_percent is None
     assert row.max_benefit_amount == Decimal("50.00")
@@ -622,7 +621,7 @@ async def test_update_offer(stub: Stub, admin: Actor, resources: Any) -> None:
     )
     assert updated.offer_validity_days == 0 and not updated.HasField("expires_at")
     assert updated.criteria == created.criteria and updated.is_special
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         row = (
             await conn.execute(select(offers).where(offers.c.offer_id == created.offer_id))
         ).one()

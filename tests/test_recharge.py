@@ -18,7 +18,6 @@ from gencharge.v1 import auth_service_pb2 as auth_pb
 from gencharge.v1 import common_pb2, recharge_service_pb2_grpc
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import transaction_pb2 as tpb
-from server.core import db
 from tests.auth_helpers import Actor, auth_stub, create_service, register_user
 from tests.grpc_helpers import details_of
 from tests.money_helpers import assert_ledger_balances, balance, fund, make_offer, make_plan
@@ -46,7 +45,7 @@ async def failure(call: Any) -> Any:
 
 
 async def count(resources: Any, sql: str, **params: Any) -> int:
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         return int((await conn.execute(text(sql), params)).scalar_one())
 
 

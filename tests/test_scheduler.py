@@ -15,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 
 from gencharge.v1 import common_pb2
 from gencharge.v1 import recharge_service_pb2 as pb
-from server.core import db
 from server.ops.scheduler import Scheduler, run_once
 from server.recharge.autopay.domain import next_due
 from tests.auth_helpers import register_user
@@ -26,12 +25,12 @@ from tests.test_recharge import recharge
 
 
 async def rows(resources: Any, sql: str, **params: Any) -> list[Any]:
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         return list((await conn.execute(text(sql), params)).all())
 
 
 async def execute(resources: Any, sql: str, **params: Any) -> None:
-    async with db.transaction(resources.engine) as conn:
+    async with resources.db.transaction() as conn:
         await conn.execute(text(sql), params)
 
 

@@ -73,7 +73,7 @@ async def blocked(throttle: Throttle, keys: list[ThrottleKey]) -> ResourceExhaus
 
 
 async def failures_of(engine: AsyncEngine, key: ThrottleKey) -> int | None:
-    async with db.read_only(engine) as conn:
+    async with db.Database(engine).read_only() as conn:
         value = await conn.scalar(
             select(auth_throttle.c.failures).where(auth_throttle.c.throttle_key == key.key)
         )

@@ -22,7 +22,6 @@ from gencharge.v1 import common_pb2, transaction_pb2, wallet_service_pb2_grpc
 from gencharge.v1 import wallet_service_pb2 as pb
 from server.audit.scope import AuditScope, current_scope
 from server.auth.principal import Principal
-from server.core import db
 from server.core.config import Environment
 from server.core.errors import Unavailable
 from server.core.schema import referralrewards, transactions
@@ -118,7 +117,7 @@ async def expect_error(call: Any, code: grpc.StatusCode) -> Any:
 
 
 async def count_rows(resources: Any, user_id: int) -> int:
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         result = await conn.execute(
             text("SELECT count(*) FROM transactions WHERE user_id = :u"), {"u": user_id}
         )
@@ -127,7 +126,7 @@ async def count_rows(resources: Any, user_id: int) -> int:
 
 async def assert_ledger_invariant(resources: Any) -> None:
     """For every user: balance = success wallet credits - success wallet debits, >= 0."""
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         rows = (
             await conn.execute(
                 text(
@@ -321,7 +320,7 @@ async def test_top_up_declined_leaves_nothing(
         assert error.reason == "PAYMENT_DECLINED"
     assert await count_rows(resources, user.user_id) == 0
     assert await balance_minor(channel, user) == 0
-    async with db.read_only(resources.engine) as conn:
+    async with resources.db.read_only() as conn:
         keys = await conn.execute(
             text("SELECT count(*) FROM idempotency_keys WHERE request_id = :r"),
             {"r": request.request_id},
@@ -627,7 +626,7 @@ async def test_top_up_only_for_users(
 
 
 async def _insert_debit(resources: Any, user_id: int, rupees: str) -> None:
-    async with db.transaction(resources.engine) as conn:
+    async with resources.db.transaction() as conn:
         await conn.execute(
             insert(transactions).values(
                 user_id=user_id,
@@ -812,7 +811,7 @@ async def test_list_referral_rewards(channel: grpc.aio.Channel, resources: Any) 
     referrer = await register_user(channel)
     others = [await register_user(channel) for _ in range(3)]
     stranger = await register_user(channel)
-    async with db.transaction(resources.engine) as conn:
+    async with resources.db.transaction() as conn:
         for index, referred in enumerate(others):
             await conn.execute(
                 insert(referralrewards).values(

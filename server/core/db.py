@@ -49,29 +49,7 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
 
 
 @asynccontextmanager
-async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """One database transaction: commits on success, rolls back on any exception.
-
-    Inside an RPC, the audit event the call named (server.audit.scope) is written to
-    the outbox in this transaction, just before the commit.
-    """
-    from server.audit import scope as audit_scope  # legacy: goes with this function
-
-    async with engine.begin() as conn:
-        yield conn
-        await audit_scope.flush(conn)
-
-
-@asynccontextmanager
-async def side_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A transaction for bookkeeping that is not the call's change (e.g. brute-force
-    counters): it never carries the call's audit event."""
-    async with engine.begin() as conn:
-        yield conn
-
-
-@asynccontextmanager
-async def read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+async def _read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A connection for reads; the implicit transaction is rolled back at the end."""
     async with engine.connect() as conn:
         yield conn
@@ -110,7 +88,7 @@ class Database:
 
     def read_only(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection for reads; its implicit transaction is rolled back at the end."""
-        return read_only(self.engine)
+        return _read_only(self.engine)
 
 
 async def ping(engine: AsyncEngine) -> None:
