@@ -12,7 +12,7 @@ import grpc
 
 from gencharge.v1 import auth_service_pb2 as auth_pb
 from gencharge.v1 import auth_service_pb2_grpc, common_pb2
-from server.admin import bootstrap
+from server.admin import flows as admin_flows
 from server.auth import flows, totp
 
 PASSWORD = "a sturdy passphrase for tests 7"
@@ -103,7 +103,7 @@ async def create_admin(
     channel: grpc.aio.Channel, resources: Any, role_name: str = "Admin"
 ) -> Actor:
     email = f"{role_name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
-    await bootstrap.ensure_admin(
+    await admin_flows.ensure_admin(
         resources.db,
         email=email,
         name=f"Test {role_name}",

@@ -1195,3 +1195,32 @@ async def delete_expired(before: datetime, *, conn: AsyncConnection) -> int:
     removed = await queries.delete_expired_sessions(conn, before)
     removed += await queries.delete_stale_auth_rows(conn, before)
     return removed
+
+
+# --- administrators created or reset by operators (server/admin/flows.py) ---------------
+
+
+async def create_admin_if_absent(
+    *,
+    email: str,
+    name: str,
+    phone_number: str | None,
+    password_hash: str,
+    role_id: int,
+    conn: AsyncConnection,
+) -> bool:
+    """An active admin unless one with this email (or phone) exists; True if created."""
+    return await queries.insert_admin_if_absent(
+        conn,
+        email=email,
+        name=name,
+        phone_number=phone_number,
+        password_hash=password_hash,
+        role_id=role_id,
+    )
+
+
+async def forget_admin_mfa(email: str, *, conn: AsyncConnection) -> int | None:
+    """Clear the admin's TOTP enrolment (the next login enrols again); their id, or None
+    when no admin has ``email``."""
+    return await queries.reset_admin_mfa(conn, email)

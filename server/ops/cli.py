@@ -8,7 +8,7 @@ import getpass
 import sys
 from collections.abc import Awaitable, Callable
 
-from server.admin import bootstrap
+from server.admin import flows as admin_flows
 from server.auth import flows as auth_flows
 from server.auth.password_policy import password_problem
 from server.core import logs
@@ -103,7 +103,7 @@ def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
     async def work(resources: Resources, databases: runtime.Databases) -> None:
         await runtime.migrate(resources, databases.database_url)
         await runtime.load_seed(resources, demo=False)
-        created = await bootstrap.ensure_admin(
+        created = await admin_flows.ensure_admin(
             resources.db,
             email=args.email,
             name=args.name,
@@ -122,7 +122,7 @@ def _reset_admin_mfa(settings: Settings, args: argparse.Namespace) -> int:
     async def work(resources: Resources, databases: runtime.Databases) -> None:
         nonlocal found
         await runtime.migrate(resources, databases.database_url)
-        found = await bootstrap.reset_admin_mfa(resources.db, args.email)
+        found = await admin_flows.reset_admin_mfa(resources.db, args.email)
 
     code = _with_databases(settings, work)
     if not found:

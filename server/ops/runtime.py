@@ -15,7 +15,7 @@ import asyncpg
 from pymongo import AsyncMongoClient
 
 from migrations import mongo as mongo_migrations
-from server.admin import bootstrap
+from server.admin import flows as admin_flows
 from server.audit.scope import unit_of_work
 from server.core import db, logs, mongo
 from server.core.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, ConfigurationError, Settings
@@ -136,7 +136,7 @@ async def ensure_bootstrap_admin(database: Database, settings: Settings, embedde
     if credentials is None:
         return
     email, password = credentials
-    created = await bootstrap.ensure_admin(
+    created = await admin_flows.ensure_admin(
         database, email=email, name=settings.bootstrap_admin_name, password=password
     )
     log.info("bootstrap admin ready", extra={"email": email, "new_admin": created})

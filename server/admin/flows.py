@@ -3,7 +3,6 @@ resetting an administrator's second factor (an operator's recovery action)."""
 
 from __future__ import annotations
 
-from server.admin import queries
 from server.audit.scope import CLI_ACTOR, audit_change, job_scope
 from server.auth import domain as auth_domain
 from server.auth.password_policy import password_problem
@@ -32,8 +31,8 @@ async def ensure_admin(
         role_id = await auth_domain.role_id_named(role_name, conn=conn)
         if role_id is None:
             raise ValueError(f"unknown role {role_name!r}; load reference data first")
-        return await queries.insert_admin_if_absent(
-            conn,
+        return await auth_domain.create_admin_if_absent(
+            conn=conn,
             email=email.strip().lower(),
             name=name,
             phone_number=phone_number,
@@ -48,7 +47,7 @@ async def reset_admin_mfa(db: Database, email: str) -> bool:
     data key that is gone. Audited as ``system:cli``. False when no such admin."""
     with job_scope("reset-admin-mfa", actor=CLI_ACTOR):
         async with db.transaction() as conn:
-            admin_id = await queries.reset_admin_mfa(conn, email.strip().lower())
+            admin_id = await auth_domain.forget_admin_mfa(email.strip().lower(), conn=conn)
             if admin_id is None:
                 return False
             ended = await auth_domain.end_sessions(reason="mfa_reset", admin_id=admin_id, conn=conn)
