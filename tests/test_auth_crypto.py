@@ -52,6 +52,7 @@ from server.core.crypto import (
     b64url_encode,
     load_secret_box,
 )
+from tests.clock_helpers import FakeUtcClock
 
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 ISSUER = "gencharge"
@@ -73,14 +74,6 @@ def _settings(tmp: Path | None = None, **values: Any) -> Settings:
     return Settings(**base)
 
 
-class Clock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
@@ -92,12 +85,12 @@ def ring(key: Ed25519PrivateKey) -> KeyRing:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeUtcClock:
+    return FakeUtcClock(T0)
 
 
 @pytest.fixture
-def service(ring: KeyRing, clock: Clock) -> TokenService:
+def service(ring: KeyRing, clock: FakeUtcClock) -> TokenService:
     return TokenService(ring, issuer=ISSUER, audience=AUDIENCE, ttl_seconds=TTL, clock=clock)
 
 
@@ -259,7 +252,7 @@ def test_unknown_or_missing_kid_rejected(service: TokenService, key: Ed25519Priv
 
 
 def test_wrong_audience_and_issuer_rejected(
-    service: TokenService, ring: KeyRing, key: Ed25519PrivateKey, clock: Clock
+    service: TokenService, ring: KeyRing, key: Ed25519PrivateKey, clock: FakeUtcClock
 ) -> None:
     other_aud = TokenService(
         ring, issuer=ISSUER, audience="other-api", ttl_seconds=TTL, clock=clock
@@ -275,7 +268,7 @@ def test_wrong_audience_and_issuer_rejected(
     assert _reason(service, _sign(key, kid, _claims(iss=ISSUER[:-1]))) == "wrong_issuer"
 
 
-def test_expiry_with_small_leeway(service: TokenService, clock: Clock) -> None:
+def test_expiry_with_small_leeway(service: TokenService, clock: FakeUtcClock) -> None:
     token, expires = service.issue(
         principal_type="user", principal_id="1", role="r", session_id="s"
     )
@@ -360,7 +353,7 @@ def test_rfc8037_thumbprint_vector() -> None:
     assert jwk_thumbprint(public) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
 
 
-def test_previous_key_verifies_until_not_after(clock: Clock) -> None:
+def test_previous_key_verifies_until_not_after(clock: FakeUtcClock) -> None:
     old = Ed25519PrivateKey.generate()
     new = Ed25519PrivateKey.generate()
     old_service = TokenService(

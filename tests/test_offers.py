@@ -41,6 +41,7 @@ from server.plans.offers import (
     validate_criteria,
     validate_plan_criteria,
 )
+from tests.clock_helpers import FakeClock
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 PREPAID_FIRST = Buyer(user_id=1, user_type="prepaid", first_recharge=True)
@@ -102,20 +103,6 @@ def make_offer(**overrides: Any) -> OfferInfo:
 
 def codes(outcome_reasons: tuple[tuple[str, str], ...]) -> list[str]:
     return [code for code, _ in outcome_reasons]
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand (the catalogue's TTL never races real
-    time)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # ------------------------------------------------------------------ validity window
@@ -510,11 +497,13 @@ async def test_catalogue_loads_plans_and_offers_with_names(engine: AsyncEngine) 
 async def test_catalogue_reloads_after_ttl(engine: AsyncEngine) -> None:
     plan_id = await _insert_plan(engine, "Before")
     clock = FakeClock()
-    catalogue = Catalogue(Database(engine), ttl_seconds=0.3, clock=clock)
+    catalogue = Catalogue(Database(engine), ttl_seconds=300, clock=clock)
     assert (await catalogue.plan(plan_id)).plan_name == "Before"  # type: ignore[union-attr]
     await _rename_plan(engine, plan_id, "After")
     assert (await catalogue.plan(plan_id)).plan_name == "Before"  # type: ignore[union-attr]
-    clock.advance(0.35)
+    clock.advance(299)  # whole seconds: no float rounding lands on the boundary
+    assert (await catalogue.plan(plan_id)).plan_name == "Before"  # type: ignore[union-attr]
+    clock.advance(1)
     assert (await catalogue.plan(plan_id)).plan_name == "After"  # type: ignore[union-attr]
     assert catalogue.loads == 2
 
@@ -530,7 +519,7 @@ async def test_invalidate_reloads_at_once(engine: AsyncEngine) -> None:
 
 async def test_miss_reloads_at_most_once_per_ttl(engine: AsyncEngine) -> None:
     clock = FakeClock()
-    catalogue = Catalogue(Database(engine), ttl_seconds=0.5, clock=clock)
+    catalogue = Catalogue(Database(engine), ttl_seconds=300, clock=clock)
     assert await catalogue.plan(10**6) is None
     # The first miss reloaded once (on top of the first load) ...
     assert catalogue.loads == 2
@@ -540,7 +529,10 @@ async def test_miss_reloads_at_most_once_per_ttl(engine: AsyncEngine) -> None:
     assert await catalogue.plan(plan_id) is None
     assert await catalogue.offer(10**6) is None
     assert catalogue.loads == 2
-    clock.advance(0.55)
+    clock.advance(299)
+    assert await catalogue.plan(plan_id) is None
+    assert catalogue.loads == 2
+    clock.advance(1)
     found = await catalogue.plan(plan_id)
     assert found is not None and found.plan_name == "Elsewhere"
 

@@ -11,7 +11,7 @@ import asyncio
 import sys
 import textwrap
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -31,20 +31,10 @@ from server.core import db
 from server.core.errors import ResourceExhausted, to_status_proto
 from server.core.peers import peer_ip
 from server.core.schema import auth_throttle
+from tests.clock_helpers import FakeUtcClock
 
 ROOT = Path(__file__).resolve().parent.parent
 VICTIM = "victim@example.test"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -55,12 +45,12 @@ async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeUtcClock:
+    return FakeUtcClock()
 
 
 @pytest.fixture
-def throttle(engine: AsyncEngine, clock: Clock) -> Throttle:
+def throttle(engine: AsyncEngine, clock: FakeUtcClock) -> Throttle:
     return Throttle(db.Database(engine), clock=clock)
 
 
@@ -97,7 +87,7 @@ async def test_pair_limit_trips_exactly_at_the_threshold(throttle: Throttle) -> 
     assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 
 
-async def test_block_expires_by_time(throttle: Throttle, clock: Clock) -> None:
+async def test_block_expires_by_time(throttle: Throttle, clock: FakeUtcClock) -> None:
     keys = keys_for("login", account=VICTIM, peer="203.0.113.7")
     for _ in range(5):
         await throttle.failure(keys)
@@ -141,7 +131,7 @@ async def test_success_never_lifts_a_block_in_force(throttle: Throttle) -> None:
 
 
 async def test_account_cool_down_is_short_so_the_victim_gets_back_in(
-    throttle: Throttle, clock: Clock
+    throttle: Throttle, clock: FakeUtcClock
 ) -> None:
     # 20 attackers, one guess each: no pair or peer limit is near, the account one trips.
     for n in range(20):
@@ -158,7 +148,9 @@ async def test_account_cool_down_is_short_so_the_victim_gets_back_in(
     assert await blocked(throttle, victim) is None
 
 
-async def test_account_cool_down_restarts_the_window(throttle: Throttle, clock: Clock) -> None:
+async def test_account_cool_down_restarts_the_window(
+    throttle: Throttle, clock: FakeUtcClock
+) -> None:
     for n in range(20):
         await throttle.failure(keys_for("login", account=VICTIM, peer=f"198.51.100.{n}"))
     clock.advance(61)
@@ -187,7 +179,7 @@ async def test_peer_limit_is_independent_of_the_account(throttle: Throttle) -> N
 
 
 async def test_windows_restart_after_expiry(
-    engine: AsyncEngine, throttle: Throttle, clock: Clock
+    engine: AsyncEngine, throttle: Throttle, clock: FakeUtcClock
 ) -> None:
     keys = keys_for("mfa", account="admin@example.test", peer="203.0.113.7")
     for _ in range(4):
@@ -210,7 +202,7 @@ async def test_actions_count_separately(throttle: Throttle) -> None:
     assert await blocked(throttle, keys_for("otp", account=VICTIM, peer="203.0.113.7")) is None
 
 
-async def test_policy_is_configurable(engine: AsyncEngine, clock: Clock) -> None:
+async def test_policy_is_configurable(engine: AsyncEngine, clock: FakeUtcClock) -> None:
     strict = Throttle(
         db.Database(engine),
         clock=clock,
@@ -250,7 +242,7 @@ async def test_concurrent_failures_from_two_engines_are_all_counted(pg_url: str)
             await e.dispose()
 
 
-async def test_limit_trips_once_under_concurrency(pg_url: str, clock: Clock) -> None:
+async def test_limit_trips_once_under_concurrency(pg_url: str, clock: FakeUtcClock) -> None:
     """With the pair limit at 40, 40 concurrent failures block; 39 do not."""
     policy = {**HIGH, "account_peer": Limit(40, 900, 900)}
     engines = [db.create_engine(pg_url, pool_size=10), db.create_engine(pg_url, pool_size=10)]
@@ -364,7 +356,7 @@ def test_peer_ip(peer: str, expected: str | None) -> None:
     assert peer_ip(peer) == expected
 
 
-async def test_purge_expired(engine: AsyncEngine, throttle: Throttle, clock: Clock) -> None:
+async def test_purge_expired(engine: AsyncEngine, throttle: Throttle, clock: FakeUtcClock) -> None:
     idle = keys_for("login", account="idle@example.test", peer="203.0.113.1")
     await throttle.failure(idle)
     blocked_keys = keys_for("login", account="blocked@example.test", peer="203.0.113.2")
