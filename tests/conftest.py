@@ -37,10 +37,11 @@ from pymongo import AsyncMongoClient
 from server.auth.keys import generate_private_key_pem
 from server.core.crypto import generate_data_key
 from server.ops.embedded import EmbeddedMongo, EmbeddedPostgres
+from tests.clock_helpers import HANG_SECONDS, FakeClock
 
 TEMPLATE_DB = "gencharge_template"
 #: How long the test server may take to report SERVING (a bound on a hang only).
-SERVING_TIMEOUT_SECONDS = 60.0
+SERVING_TIMEOUT_SECONDS = HANG_SECONDS
 # One signing key and one data key per test session (explicit, so nothing is written
 # under a data folder).
 _TEST_KEYS = (generate_private_key_pem(), generate_data_key())
@@ -219,15 +220,36 @@ async def resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def grpc_server(resources: Any) -> AsyncIterator[Any]:
+def server_clock() -> FakeClock:
+    """The monotonic clock of the test server's caches and windows (sessions, RBAC
+    matrix, catalogue, security-event budget), moved only by ``advance``.
+
+    Only a test that asks for this fixture gets it; every other test's server runs on
+    ``time.monotonic`` (its short caches expire by themselves)."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def grpc_server(resources: Any, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     """The real gRPC server on an ephemeral port, SERVING once both databases answer.
 
     Its scheduler is attached but not ticking: tests drive it with
-    ``grpc_server.scheduler.run_once()``."""
+    ``grpc_server.scheduler.run_once()``. A test that takes ``server_clock`` steps the
+    server's caches with it instead of waiting for them."""
     from server.ops.scheduler import Scheduler
     from server.rpc.app import start_server
 
-    running = await start_server(resources, "127.0.0.1:0", health_interval=0.2)
+    clock = (
+        request.getfixturevalue("server_clock") if "server_clock" in request.fixturenames else None
+    )
+    running = await start_server(
+        resources,
+        "127.0.0.1:0",
+        health_interval=0.2,
+        # One slow ping on a busy machine must not flip the services to NOT_SERVING.
+        health_timeout=HANG_SECONDS,
+        clock=clock,
+    )
     running.scheduler = Scheduler(resources, running.app.recharger)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:

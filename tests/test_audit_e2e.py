@@ -19,16 +19,21 @@ from server.core.resources import Resources
 from server.ops.embedded import EmbeddedMongo
 from server.rpc.app import start_server
 from tests.auth_helpers import PASSWORD, auth_stub, register_user
+from tests.clock_helpers import HANG_SECONDS, FakeClock, eventually
 from tests.conftest import _TEST_KEYS
 
 
-async def _documents(mongo_db: Any, query: dict[str, Any], want: int, seconds: float = 20) -> list:
-    for _ in range(int(seconds * 10)):
-        docs = await mongo_db["AuditLog"].find(query).to_list(None)
-        if len(docs) >= want:
-            await asyncio.sleep(0.3)  # would a duplicate follow?
-            return await mongo_db["AuditLog"].find(query).to_list(None)
-        await asyncio.sleep(0.1)
+async def _documents(
+    mongo_db: Any, query: dict[str, Any], want: int, seconds: float = HANG_SECONDS
+) -> list:
+    """The matching AuditLog documents once there are ``want`` of them (or ``seconds``
+    have passed: the caller's assert then fails with what arrived)."""
+
+    async def enough() -> bool:
+        return len(await mongo_db["AuditLog"].find(query).to_list(None)) >= want
+
+    if await eventually(enough, within=seconds, every=0.1):
+        await asyncio.sleep(0.3)  # would a duplicate follow?
     return await mongo_db["AuditLog"].find(query).to_list(None)
 
 
@@ -99,11 +104,15 @@ async def test_a_flood_of_denied_calls_is_summarised(resources) -> None:
 
     from server.rpc.app import start_server
 
+    window = 3.0  # on the server's fake clock: the 10 calls land in one window however
+    # slow the machine; a short window only makes the summary loop look often
     settings = resources.settings.model_copy(
-        # A window long enough for the 10 calls even on a slow machine.
-        update={"security_events_per_peer": 3, "security_event_window_seconds": 3.0}
+        update={"security_events_per_peer": 3, "security_event_window_seconds": window}
     )
-    running = await start_server(dataclasses.replace(resources, settings=settings), "127.0.0.1:0")
+    clock = FakeClock()
+    running = await start_server(
+        dataclasses.replace(resources, settings=settings), "127.0.0.1:0", clock=clock
+    )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = auth_stub(channel)
@@ -111,6 +120,7 @@ async def test_a_flood_of_denied_calls_is_summarised(resources) -> None:
                 with pytest.raises(grpc.aio.AioRpcError) as info:
                     await stub.GetMe(pb.GetMeRequest())
                 assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED  # still refused
+        clock.advance(window)  # the window ends: the summary loop writes its summary
         summary = await _documents(
             resources.mongo_db, {"details.suppressed_events": {"$exists": True}}, want=1
         )
@@ -163,9 +173,7 @@ async def test_mongo_outage_loses_no_event(pg_url: str, own_mongo: EmbeddedMongo
                 )
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
             await asyncio.to_thread(own_mongo.start)
-            docs = await _documents(
-                mongo_db, {"rpc": "/gencharge.v1.AuthService/Register"}, want=5, seconds=30
-            )
+            docs = await _documents(mongo_db, {"rpc": "/gencharge.v1.AuthService/Register"}, want=5)
             assert sorted(d["user_id"] for d in docs) == sorted(f"user:{a.user_id}" for a in actors)
     finally:
         await running.stop(0)

@@ -17,6 +17,7 @@ from gencharge.v1 import (
     plan_service_pb2_grpc,
 )
 from server.rpc.services import SERVICES
+from tests.clock_helpers import HANG_SECONDS
 from tests.grpc_helpers import details_of
 
 EXPECTED_SERVICES = {
@@ -51,9 +52,12 @@ async def test_health_not_serving_during_shutdown(grpc_server: Any) -> None:
         watch = stub.Watch(health_pb2.HealthCheckRequest(service=""))
         first = await watch.read()
         assert first.status == health_pb2.HealthCheckResponse.SERVING
-        stopping = asyncio.create_task(grpc_server.stop(2))
+        # A generous drain grace: the update must not race the end of the drain. The
+        # server stops as soon as the watch (its only call in flight) is cancelled.
+        stopping = asyncio.create_task(grpc_server.stop(HANG_SECONDS))
         second = await watch.read()
         assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()
         await stopping
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.auth.access import Authenticator, PermissionMatrix
@@ -25,7 +27,11 @@ class Security:
     matrix: PermissionMatrix
 
 
-def build_security(resources: Resources) -> Security:
+def build_security(
+    resources: Resources, *, clock: Callable[[], float] = time.monotonic
+) -> Security:
+    """``clock`` (monotonic seconds) ages the session, service-account and permission
+    caches (tests pass a fake one to step past ``auth_cache_seconds``)."""
     settings = resources.settings
     keyring = load_keyring(settings)
     tokens = TokenService(
@@ -42,6 +48,6 @@ def build_security(resources: Resources) -> Security:
         otp_pepper=otp_pepper(box),
         sender=create_sender(settings, resources.mongo_db),
         throttle=Throttle(resources.db),
-        authenticator=Authenticator(resources.db, tokens, settings.auth_cache_seconds),
-        matrix=PermissionMatrix(resources.db, settings.auth_cache_seconds),
+        authenticator=Authenticator(resources.db, tokens, settings.auth_cache_seconds, clock=clock),
+        matrix=PermissionMatrix(resources.db, settings.auth_cache_seconds, clock=clock),
     )

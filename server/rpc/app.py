@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +34,8 @@ from server.rpc.services import SERVICES, AppContext
 log = logging.getLogger(__name__)
 
 CLEANUP_INTERVAL_SECONDS = 3600.0
+#: The shortest bound on one health probe (both database pings) by default.
+MIN_HEALTH_TIMEOUT_SECONDS = 1.0
 
 
 class Background(Protocol):
@@ -89,8 +93,9 @@ async def _set_all(health: health_aio.HealthServicer, names: list[str], serving:
         await health.set(name, status)
 
 
-async def _monitor_health(running: RunningServer, interval: float) -> None:
-    """SERVING only while both databases answer; re-checked every ``interval`` seconds."""
+async def _monitor_health(running: RunningServer, interval: float, probe_limit: float) -> None:
+    """SERVING only while both databases answer within ``probe_limit`` seconds; re-checked
+    every ``interval`` seconds."""
     serving: bool | None = None
     while not running.stopping.is_set():
         try:
@@ -98,7 +103,7 @@ async def _monitor_health(running: RunningServer, interval: float) -> None:
                 asyncio.gather(
                     db.ping(running.resources.engine), mongo.ping(running.resources.mongo_db)
                 ),
-                timeout=max(interval, 1.0),
+                timeout=probe_limit,
             )
             ok = True
         except Exception as exc:
@@ -165,23 +170,35 @@ async def start_server(
     listen: str,
     *,
     health_interval: float = 2.0,
+    health_timeout: float | None = None,
     reuse_port: bool = False,
     gateway: PaymentGateway | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> RunningServer:
     """Serve on ``listen``. ``gateway`` replaces the configured payment gateway (tests
     put a stand-in for the third party there). ``reuse_port`` lets several worker
     processes share the port (server/ops/workers.py); without it a port already in use is
-    an error rather than silently shared with another server."""
+    an error rather than silently shared with another server.
+
+    Health is probed every ``health_interval`` seconds; one probe (both database pings)
+    may take ``health_timeout`` seconds (default: ``health_interval``, at least 1 s)
+    before the services turn NOT_SERVING. ``clock`` (monotonic seconds, default
+    ``time.monotonic``) ages the caches and windows: the session and permission caches,
+    the plan catalogue and the per-address budget of security events; tests pass a fake
+    one to step past a TTL instead of waiting for it."""
     settings = resources.settings
+    clock = clock or time.monotonic
+    if health_timeout is None:
+        health_timeout = max(health_interval, MIN_HEALTH_TIMEOUT_SECONDS)
     try:
-        security = build_security(resources)
+        security = build_security(resources, clock=clock)
     except ValueError as exc:  # keys, data key or message sender misconfigured
         raise ConfigurationError(str(exc)) from exc
     try:
         gateway = gateway or create_gateway(settings)
     except ValueError as exc:  # unknown gateway, or the sandbox in production
         raise ConfigurationError(str(exc)) from exc
-    catalogue = Catalogue(resources.db, settings.catalogue_cache_seconds)
+    catalogue = Catalogue(resources.db, settings.catalogue_cache_seconds, clock=clock)
     app = AppContext(resources, security, gateway, catalogue)
     servicers = [spec.build(app) for spec in SERVICES]
     names = [spec.full_name for spec in SERVICES]
@@ -191,7 +208,9 @@ async def start_server(
         for name in spec.unimplemented(servicer)
     )
     gate = SecurityEventGate(
-        budget=settings.security_events_per_peer, window=settings.security_event_window_seconds
+        budget=settings.security_events_per_peer,
+        window=settings.security_event_window_seconds,
+        clock=clock,
     )
     access = AccessInterceptor(
         engine=resources.engine,
@@ -260,7 +279,7 @@ async def start_server(
         app=app,
     )
     running._tasks = [
-        asyncio.create_task(_monitor_health(running, health_interval)),
+        asyncio.create_task(_monitor_health(running, health_interval, health_timeout)),
         asyncio.create_task(_cleanup_loop(resources, CLEANUP_INTERVAL_SECONDS, running.stopping)),
         asyncio.create_task(_summary_loop(resources, gate, running.stopping)),
     ]
