@@ -18,6 +18,7 @@ from gencharge.v1 import recharge_service_pb2 as pb
 from server.ops.scheduler import Scheduler, run_once
 from server.recharge.autopay.domain import next_due
 from tests.auth_helpers import register_user
+from tests.clock_helpers import HANG_SECONDS, eventually
 from tests.money_helpers import assert_ledger_balances, balance, fund, make_plan
 from tests.test_autopay import create as create_autopay
 from tests.test_autopay import in_days
@@ -413,13 +414,13 @@ async def test_scheduler_ticks_in_the_background(channel, resources, grpc_server
     scheduler = Scheduler(resources, grpc_server.scheduler.recharger, interval=0.05)
     scheduler.start()
     try:
-        for _ in range(100):
-            if await autopay_debits(resources, user.user_id):
-                break
-            await asyncio.sleep(0.05)
+        # The first tick, however long it takes (the bound only catches a hang).
+        await asyncio.wait_for(scheduler.wait_ticks(1), HANG_SECONDS)
+        assert len(await autopay_debits(resources, user.user_id)) == 1
     finally:
-        await scheduler.stop()
+        await scheduler.stop(grace=HANG_SECONDS)  # a tick under way finishes
     assert not scheduler.running
+    assert scheduler.ticks >= 1
     assert len(await autopay_debits(resources, user.user_id)) == 1
 
 
@@ -520,10 +521,11 @@ async def test_scheduler_changes_are_audited(channel, resources, grpc_server) ->
 
     # A tick that changes nothing records nothing.
     await grpc_server.scheduler.run_once()
-    for _ in range(100):  # until the relay has shipped whatever the tick wrote
-        if not await rows(resources, "SELECT 1 FROM audit_outbox"):
-            break
-        await asyncio.sleep(0.1)
+
+    async def outbox_empty() -> bool:  # the relay has shipped whatever the tick wrote
+        return not await rows(resources, "SELECT 1 FROM audit_outbox")
+
+    assert await eventually(outbox_empty, every=0.1)
     shipped = await resources.mongo_db["AuditLog"].count_documents(
         {"rpc": {"$regex": "^scheduler/"}}
     )

@@ -142,7 +142,8 @@ async def run_once(
 
 class Scheduler:
     """Runs :func:`run_once` every ``interval`` seconds (default: the setting) until
-    stopped."""
+    stopped. ``ticks`` counts the background ticks finished (failed ones included);
+    :meth:`wait_ticks` waits for them."""
 
     def __init__(
         self,
@@ -162,6 +163,9 @@ class Scheduler:
         self._autopay_retry_seconds = autopay_retry_seconds
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        #: Background ticks finished so far.
+        self.ticks = 0
+        self._ticked = asyncio.Condition()
 
     @property
     def recharger(self) -> Recharger:
@@ -198,11 +202,20 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def wait_ticks(self, count: int) -> None:
+        """Return once ``count`` background ticks have finished (a barrier for whoever
+        needs a tick's effects, instead of polling for them)."""
+        async with self._ticked:
+            await self._ticked.wait_for(lambda: self.ticks >= count)
+
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
                 await self.run_once()
             except Exception as exc:  # run_once isolates jobs; this is a last resort
                 log.exception("scheduler tick failed", extra={"error": type(exc).__name__})
+            async with self._ticked:
+                self.ticks += 1
+                self._ticked.notify_all()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
