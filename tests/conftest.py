@@ -206,7 +206,9 @@ async def resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
         jwt_private_key=_TEST_KEYS[0],
         data_encryption_key=_TEST_KEYS[1],
     )
-    engine = db.create_engine(pg_url, pool_size=5)
+    # 15 connections; a burst (100 concurrent recharges) queues for them for as long as
+    # a slow machine needs: the pool timeout only catches a hang.
+    engine = db.create_engine(pg_url, pool_size=5, pool_timeout=HANG_SECONDS)
     client = mongo.create_client(mongo_url)
     try:
         yield Resources(

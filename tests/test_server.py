@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import grpc
@@ -140,3 +141,23 @@ async def test_oversized_message_is_rejected(channel: grpc.aio.Channel) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.ListPlans(plan_service_pb2.ListPlansRequest(page_token=huge))
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_pool_timeout_is_a_setting(
+    pg_url: str, mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GENCHARGE_DB_POOL_TIMEOUT_SECONDS: how long a call queues for a connection."""
+    from pathlib import Path
+
+    from server.core.config import Settings
+    from server.ops.runtime import Databases, connected
+
+    for name in list(os.environ):
+        if name.startswith("GENCHARGE_"):
+            monkeypatch.delenv(name)
+    assert Settings(data_dir=Path("/nonexistent")).db_pool_timeout_seconds == 10.0
+    monkeypatch.setenv("GENCHARGE_DB_POOL_TIMEOUT_SECONDS", "42.5")
+    settings = Settings(data_dir=Path("/nonexistent"))
+    assert settings.db_pool_timeout_seconds == 42.5
+    async with connected(settings, Databases(pg_url, mongo_url)) as resources:
+        assert resources.engine.pool.timeout() == 42.5

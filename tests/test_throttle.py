@@ -31,7 +31,7 @@ from server.core import db
 from server.core.errors import ResourceExhausted, to_status_proto
 from server.core.peers import peer_ip
 from server.core.schema import auth_throttle
-from tests.clock_helpers import FakeUtcClock
+from tests.clock_helpers import HANG_SECONDS, FakeUtcClock
 
 ROOT = Path(__file__).resolve().parent.parent
 VICTIM = "victim@example.test"
@@ -39,7 +39,8 @@ VICTIM = "victim@example.test"
 
 @pytest.fixture
 async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(pg_url, pool_size=5)
+    # 100 concurrent failures queue for 15 connections: the pool timeout bounds a hang only.
+    engine = db.create_engine(pg_url, pool_size=5, pool_timeout=HANG_SECONDS)
     yield engine
     await engine.dispose()
 
@@ -230,7 +231,7 @@ HIGH = {
 
 async def test_concurrent_failures_from_two_engines_are_all_counted(pg_url: str) -> None:
     """Two engines stand in for two server processes: 40 concurrent failures count 40."""
-    engines = [db.create_engine(pg_url, pool_size=10), db.create_engine(pg_url, pool_size=10)]
+    engines = [db.create_engine(pg_url, pool_size=10, pool_timeout=HANG_SECONDS) for _ in range(2)]
     try:
         throttles = [Throttle(db.Database(e), policy=HIGH) for e in engines]
         keys = keys_for("login", account=VICTIM, peer="203.0.113.7")
@@ -245,7 +246,7 @@ async def test_concurrent_failures_from_two_engines_are_all_counted(pg_url: str)
 async def test_limit_trips_once_under_concurrency(pg_url: str, clock: FakeUtcClock) -> None:
     """With the pair limit at 40, 40 concurrent failures block; 39 do not."""
     policy = {**HIGH, "account_peer": Limit(40, 900, 900)}
-    engines = [db.create_engine(pg_url, pool_size=10), db.create_engine(pg_url, pool_size=10)]
+    engines = [db.create_engine(pg_url, pool_size=10, pool_timeout=HANG_SECONDS) for _ in range(2)]
     try:
         throttles = [Throttle(db.Database(e), clock=clock, policy=policy) for e in engines]
         keys = keys_for("login", account=VICTIM, peer="203.0.113.7")
@@ -265,7 +266,7 @@ CHILD = textwrap.dedent(
     from server.auth.throttle import Limit, Throttle, keys_for
 
     async def main(url: str, n: int) -> None:
-        engine = db.create_engine(url, pool_size=10)
+        engine = db.create_engine(url, pool_size=10, pool_timeout=60)  # a hang only
         throttle = Throttle(db.Database(engine), policy={
             "account_peer": Limit(1000, 900, 900),
             "peer": Limit(1000, 900, 900),

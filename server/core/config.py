@@ -49,6 +49,9 @@ class Settings(BaseSettings):
 
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
+    #: Seconds a call waits for a free PostgreSQL connection before it fails with
+    #: UNAVAILABLE (the pool is busy), instead of queueing on.
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     #: Cap on concurrent RPCs; beyond it the server answers RESOURCE_EXHAUSTED.
     max_concurrent_rpcs: int = Field(default=1000, ge=1)
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)

@@ -25,8 +25,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from server.core.dburl import to_async_url
 
+#: Seconds a caller waits for a pooled connection before the call fails (UNAVAILABLE).
+DEFAULT_POOL_TIMEOUT_SECONDS = 10.0
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT_SECONDS,
+) -> AsyncEngine:
     """An async engine for a ``postgresql://`` URL, with a connection pool.
 
     asyncpg prepares every statement and SQLAlchemy caches the prepared statements per
@@ -39,7 +48,7 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
         pool_pre_ping=False,
         pool_recycle=1800,
         # A busy pool answers UNAVAILABLE after this many seconds instead of queueing on.
-        pool_timeout=10,
+        pool_timeout=pool_timeout,
         connect_args={
             "server_settings": {"application_name": "gencharge"},
             "timeout": 5,  # connecting

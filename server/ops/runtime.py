@@ -90,6 +90,7 @@ async def connected(settings: Settings, databases: Databases) -> AsyncIterator[R
         databases.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
     )
     client: AsyncMongoClient[dict[str, Any]] = mongo.create_client(databases.mongo_url)
     try:
