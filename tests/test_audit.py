@@ -26,6 +26,7 @@ from server.audit.relay import AuditRelay, AuditShipError, to_document
 from server.core import db, mongo
 from server.core.schema import audit_outbox
 from server.ops.embedded import EmbeddedMongo
+from tests.clock_helpers import HANG_SECONDS, eventually
 
 Document = dict[str, Any]
 
@@ -312,17 +313,21 @@ async def test_two_relays_ship_every_event_exactly_once(
 async def test_two_running_relays_ship_new_events_once(
     engine: AsyncEngine, mongo_db: AsyncDatabase[Document]
 ) -> None:
-    relays = [AuditRelay(engine, mongo_db, batch_size=7, interval=0.05) for _ in range(2)]
+    relays = [
+        AuditRelay(engine, mongo_db, batch_size=7, interval=0.05, stop_timeout=HANG_SECONDS)
+        for _ in range(2)
+    ]
     for relay in relays:
         relay.start()
     try:
         for n in range(60):
             await record_standalone(engine, _event(n))
             relays[n % 2].wake()
-        for _ in range(200):
-            if await relays[0].backlog() == 0:
-                break
-            await asyncio.sleep(0.05)
+
+        async def drained() -> bool:
+            return await relays[0].backlog() == 0
+
+        assert await eventually(drained)
     finally:
         for relay in relays:
             await relay.stop()
@@ -333,7 +338,8 @@ async def test_two_running_relays_ship_new_events_once(
 async def test_stop_ships_what_is_left(
     engine: AsyncEngine, mongo_db: AsyncDatabase[Document]
 ) -> None:
-    relay = AuditRelay(engine, mongo_db, interval=60)  # the loop would not come back soon
+    # The loop would not come back soon; the last shipment may take as long as it needs.
+    relay = AuditRelay(engine, mongo_db, interval=60, stop_timeout=HANG_SECONDS)
     relay.start()
     await asyncio.sleep(0.1)
     await _record_many(engine, 3)
@@ -438,19 +444,20 @@ async def test_mongo_outage_builds_a_backlog_that_ships_on_return(
         for n in range(total - 5, total):
             await record_standalone(engine, _event(n))
         relay.start()
-        for _ in range(50):  # until a few attempts have failed
-            await asyncio.sleep(0.1)
-            assert await relay.backlog() == total
+
+        async def failed_a_few_times() -> bool:
+            assert await relay.backlog() == total  # nothing lost, nothing shipped
             assert relay.running
-            if len(_relay_warnings(caplog)) and relay.failed_attempts >= 3:
-                break
+            return bool(_relay_warnings(caplog)) and relay.failed_attempts >= 3
+
+        assert await eventually(failed_a_few_times, every=0.1)
         assert relay.failed_attempts >= 3
         await asyncio.to_thread(own_mongo.start)  # same port, same data folder
-        for _ in range(300):
-            if await relay.backlog() == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert await relay.backlog() == 0
+
+        async def drained() -> bool:
+            return await relay.backlog() == 0
+
+        assert await eventually(drained, every=0.1)
         await _assert_each_event_once(mongo_db, total)
         assert len(_relay_warnings(caplog)) == 1, "one warning per outage"
         assert relay.failed_attempts == 0
