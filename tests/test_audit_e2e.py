@@ -50,7 +50,15 @@ async def test_mutation_yields_exactly_one_audit_document(channel, resources) ->
     assert PASSWORD not in str(doc)
     # A read is not audited.
     await auth_stub(channel).GetMe(pb.GetMeRequest(), metadata=actor.metadata)
-    await asyncio.sleep(1)
+    # A barrier, not a pause: the relay ships the outbox in order, so once a mutation
+    # made after the read has arrived, an event of the read would have arrived too.
+    marker = await register_user(channel)
+    shipped = await _documents(
+        resources.mongo_db,
+        {"rpc": "/gencharge.v1.AuthService/Register", "user_id": f"user:{marker.user_id}"},
+        want=1,
+    )
+    assert len(shipped) == 1
     assert not await resources.mongo_db["AuditLog"].find_one(
         {"rpc": "/gencharge.v1.AuthService/GetMe"}
     )

@@ -18,6 +18,7 @@ from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import recharge_service_pb2_grpc
 from gencharge.v1 import transaction_pb2 as tpb
 from tests.auth_helpers import Actor, create_service, register_user
+from tests.clock_helpers import eventually
 from tests.money_helpers import assert_ledger_balances, balance, fund, make_plan
 
 RPC = "/gencharge.v1.RechargeService/BatchRecharge"
@@ -59,14 +60,16 @@ async def scalar(resources: Any, sql: str, **params: Any) -> Any:
         return (await conn.execute(text(sql), params)).scalar_one()
 
 
-async def audit_documents(resources: Any, want: int, seconds: float = 20) -> list[Any]:
-    """The BatchRecharge AuditLog documents, once the relay has shipped ``want``."""
+async def audit_documents(resources: Any, want: int) -> list[Any]:
+    """The BatchRecharge AuditLog documents, once the relay has shipped ``want`` (the
+    deadline only catches a hang: the caller's assert then fails with what arrived)."""
     collection = resources.mongo_db["AuditLog"]
-    for _ in range(int(seconds * 10)):
-        if await collection.count_documents({"rpc": RPC}) >= want:
-            await asyncio.sleep(0.5)  # would an extra one follow?
-            break
-        await asyncio.sleep(0.1)
+
+    async def enough() -> bool:
+        return await collection.count_documents({"rpc": RPC}) >= want
+
+    if await eventually(enough, every=0.1):
+        await asyncio.sleep(0.5)  # would an extra one follow?
     return list(await collection.find({"rpc": RPC}).to_list(None))
 
 

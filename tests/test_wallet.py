@@ -32,6 +32,7 @@ from server.payments.gateway import (
 )
 from server.wallet import domain, flows
 from tests.auth_helpers import Actor, create_admin, create_service, register_user
+from tests.clock_helpers import eventually
 from tests.grpc_helpers import details_of
 
 TXN = transaction_pb2
@@ -874,13 +875,12 @@ async def test_money_changes_are_audited(
         "/gencharge.v1.WalletService/ConfirmPayment": "UPDATE",
     }
     for rpc, action in expected.items():
-        docs: list[Any] = []
-        for _ in range(200):
-            docs = await resources.mongo_db["AuditLog"].find({"rpc": rpc}).to_list(None)
-            if docs:
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.3)
+
+        async def shipped(rpc: str = rpc) -> bool:  # the deadline only catches a hang
+            return bool(await resources.mongo_db["AuditLog"].find_one({"rpc": rpc}))
+
+        await eventually(shipped, every=0.1)
+        await asyncio.sleep(0.3)  # would a duplicate follow?
         docs = await resources.mongo_db["AuditLog"].find({"rpc": rpc}).to_list(None)
         assert len(docs) == 1, (rpc, docs)
         assert (docs[0]["table_name"], docs[0]["action_type"]) == ("Transactions", action)
