@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gencharge.v1 import plan_service_pb2, plan_service_pb2_grpc
 from server.ops.embedded import free_port
+from tests.clock_helpers import HANG_SECONDS
 
 GENCHARGE = str(Path(sys.executable).parent / "gencharge")
 ADMIN_PASSWORD = "correct horse battery staple 42"
@@ -54,7 +55,9 @@ def _wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: float = 1
 def _plan_names(target: str) -> list[str]:
     with grpc.insecure_channel(target) as channel:
         stub = plan_service_pb2_grpc.PlanServiceStub(channel)
-        reply = stub.ListPlans(plan_service_pb2.ListPlansRequest(page_size=200), timeout=10)
+        reply = stub.ListPlans(
+            plan_service_pb2.ListPlansRequest(page_size=200), timeout=HANG_SECONDS
+        )
         return [p.plan_name for p in reply.plans]
 
 
@@ -69,7 +72,7 @@ def _serve_and_stop(env: dict[str, str], tmp_path: Path, name: str) -> tuple[lis
             names = _plan_names(env["GENCHARGE_LISTEN"])
         finally:
             proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=60)
+            code = proc.wait(timeout=2 * HANG_SECONDS)  # SIGTERM, then the embedded servers
     log_text = log_path.read_text()
     assert code == 0, log_text
     return names, log_text

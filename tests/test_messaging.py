@@ -29,6 +29,7 @@ from server.core.messaging import (
     WebhookSender,
     create_sender,
 )
+from tests.clock_helpers import HANG_SECONDS
 
 OTP = OutboundMessage(
     channel="sms", to="+919800000001", purpose="login_otp", body="Your code is 123456"
@@ -111,7 +112,7 @@ def gateway() -> Iterator[Gateway]:
 
 
 async def test_webhook_posts_json(gateway: Gateway) -> None:
-    await WebhookSender(gateway.url).send(OTP)
+    await WebhookSender(gateway.url, timeout=HANG_SECONDS).send(OTP)
     assert gateway.received == [
         {"channel": "sms", "to": OTP.to, "purpose": "login_otp", "body": OTP.body}
     ]
@@ -122,7 +123,7 @@ async def test_webhook_posts_json(gateway: Gateway) -> None:
 async def test_webhook_raises_on_non_2xx(gateway: Gateway, status: int) -> None:
     gateway.status = status
     with pytest.raises(MessageDeliveryError) as caught:
-        await WebhookSender(gateway.url).send(OTP)
+        await WebhookSender(gateway.url, timeout=HANG_SECONDS).send(OTP)
     assert "123456" not in str(caught.value)
     assert code_name(caught.value.code) == "UNAVAILABLE"
 

@@ -18,11 +18,15 @@ import pytest
 from gencharge.v1 import auth_service_pb2 as auth_pb
 from gencharge.v1 import auth_service_pb2_grpc, common_pb2
 from server.ops.embedded import free_port
+from tests.clock_helpers import HANG_SECONDS
 from tests.test_cli import GENCHARGE, _wait_serving
 
 #: Fresh connections made to see both workers answer: all of them landing on one
 #: worker by chance has probability 2 * 2**-24.
 CONNECTIONS = 24
+#: How long a stopping service may take (a bound on a hang): the workers' grace, the
+#: supervisor's kill margin and the embedded servers' stop, with room to spare.
+STOP_SECONDS = 2 * HANG_SECONDS
 
 
 def _env(private_tmp: Path, pg_url: str, mongo_url: str, **extra: str) -> dict[str, str]:
@@ -34,7 +38,10 @@ def _env(private_tmp: Path, pg_url: str, mongo_url: str, **extra: str) -> dict[s
         GENCHARGE_LISTEN=f"127.0.0.1:{free_port()}",
         GENCHARGE_LOG_FORMAT="json",
         GENCHARGE_LOAD_DEMO_DATA="false",
-        GENCHARGE_SHUTDOWN_GRACE_SECONDS="2",
+        # Generous: the supervisor kills a worker that has not stopped within the grace
+        # plus a margin, and a busy machine must not turn a clean stop into a kill. Not
+        # slower when all goes well: a worker stops as soon as no call is in flight.
+        GENCHARGE_SHUTDOWN_GRACE_SECONDS=str(HANG_SECONDS / 2),
         GENCHARGE_SCHEDULER_INTERVAL_SECONDS="3600",
         GENCHARGE_WORKERS="2",
     )
@@ -107,7 +114,7 @@ def test_two_workers_share_the_port_and_the_keys(
                 )
                 assert me.user.name == "Worker Test"
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, log_path.read_text()
+        assert proc.wait(timeout=STOP_SECONDS) == 0, log_path.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -146,7 +153,7 @@ def test_a_dead_worker_stops_the_service(private_tmp: Path, pg_url: str, mongo_u
         os.kill(first, signal.SIGKILL)
         # The supervisor notices, stops the other worker and exits non-zero, so that
         # a process manager restarts the service as a whole.
-        assert proc.wait(timeout=60) == 1
+        assert proc.wait(timeout=STOP_SECONDS) == 1
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -180,7 +187,7 @@ def test_one_supervisor_per_address_and_no_orphaned_workers(
         pids = _worker_pids(log_path)
         proc.kill()
         proc.wait()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STOP_SECONDS
         while time.monotonic() < deadline and not all(_gone(pid) for pid in pids):
             time.sleep(0.1)
         assert all(_gone(pid) for pid in pids), log_path.read_text()
