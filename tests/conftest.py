@@ -37,7 +37,7 @@ from pymongo import AsyncMongoClient
 from server.auth.keys import generate_private_key_pem
 from server.core.crypto import generate_data_key
 from server.ops.embedded import EmbeddedMongo, EmbeddedPostgres
-from tests.clock_helpers import HANG_SECONDS, FakeClock
+from tests.helpers.clock import HANG_SECONDS, FakeClock
 
 TEMPLATE_DB = "gencharge_template"
 #: How long the test server may take to report SERVING (a bound on a hang only).

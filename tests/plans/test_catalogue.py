@@ -18,7 +18,7 @@ from server.core.schema import offers, offertypes, plangroups, plans
 from server.plans.catalogue import Catalogue
 from server.plans.convert import offer_message, plan_message
 from server.plans.offers import Buyer, evaluate
-from tests.clock_helpers import FakeClock
+from tests.helpers.clock import FakeClock
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import pytest
 from gencharge.v1 import auth_service_pb2 as auth_pb
 from gencharge.v1 import auth_service_pb2_grpc, common_pb2
 from server.ops.embedded import free_port
-from tests.clock_helpers import HANG_SECONDS
-from tests.test_cli import GENCHARGE, _wait_serving
+from tests.helpers.clock import HANG_SECONDS
+from tests.ops.test_cli import GENCHARGE, _wait_serving
 
 #: Fresh connections made to see both workers answer: all of them landing on one
 #: worker by chance has probability 2 * 2**-24.

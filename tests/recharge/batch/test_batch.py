@@ -17,9 +17,9 @@ from sqlalchemy import text
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import recharge_service_pb2_grpc
 from gencharge.v1 import transaction_pb2 as tpb
-from tests.auth_helpers import Actor, create_service, register_user
-from tests.clock_helpers import eventually
-from tests.money_helpers import assert_ledger_balances, balance, fund, make_plan
+from tests.helpers.auth import Actor, create_service, register_user
+from tests.helpers.clock import eventually
+from tests.helpers.money import assert_ledger_balances, balance, fund, make_plan
 
 RPC = "/gencharge.v1.RechargeService/BatchRecharge"
 

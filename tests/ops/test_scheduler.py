@@ -17,12 +17,12 @@ from gencharge.v1 import common_pb2
 from gencharge.v1 import recharge_service_pb2 as pb
 from server.ops.scheduler import Scheduler, run_once
 from server.recharge.autopay.domain import next_due
-from tests.auth_helpers import register_user
-from tests.clock_helpers import HANG_SECONDS, eventually
-from tests.money_helpers import assert_ledger_balances, balance, fund, make_plan
-from tests.test_autopay import create as create_autopay
-from tests.test_autopay import in_days
-from tests.test_recharge import recharge
+from tests.helpers.auth import register_user
+from tests.helpers.clock import HANG_SECONDS, eventually
+from tests.helpers.money import assert_ledger_balances, balance, fund, make_plan
+from tests.recharge.autopay.test_autopay import create as create_autopay
+from tests.recharge.autopay.test_autopay import in_days
+from tests.recharge.test_recharge import recharge
 
 
 async def rows(resources: Any, sql: str, **params: Any) -> list[Any]:
@@ -465,7 +465,7 @@ async def test_pending_payments_past_their_deadline_fail(channel, resources, grp
 
 
 async def scheduler_events(resources: Any, job: str, want: int = 1) -> list[dict[str, Any]]:
-    from tests.test_audit_e2e import _documents
+    from tests.audit.test_audit_e2e import _documents
 
     return await _documents(resources.mongo_db, {"rpc": f"scheduler/{job}"}, want=want)
 

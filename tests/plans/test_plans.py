@@ -14,7 +14,7 @@ from gencharge.v1 import common_pb2, plan_service_pb2_grpc
 from gencharge.v1 import plan_service_pb2 as pb
 from server.core import db
 from server.core.schema import offers, offertypes, plangroups, plans
-from tests.grpc_helpers import details_of
+from tests.helpers.rpc import details_of
 
 
 @dataclass

@@ -52,7 +52,7 @@ from server.core.crypto import (
     b64url_encode,
     load_secret_box,
 )
-from tests.clock_helpers import FakeUtcClock
+from tests.helpers.clock import FakeUtcClock
 
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 ISSUER = "gencharge"

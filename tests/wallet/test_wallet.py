@@ -31,9 +31,9 @@ from server.payments.gateway import (
     create_gateway,
 )
 from server.wallet import domain, flows
-from tests.auth_helpers import Actor, create_admin, create_service, register_user
-from tests.clock_helpers import eventually
-from tests.grpc_helpers import details_of
+from tests.helpers.auth import Actor, create_admin, create_service, register_user
+from tests.helpers.clock import eventually
+from tests.helpers.rpc import details_of
 
 TXN = transaction_pb2
 

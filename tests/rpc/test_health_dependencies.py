@@ -16,7 +16,7 @@ from server.core.config import Settings
 from server.core.resources import Resources
 from server.ops.embedded import EmbeddedMongo
 from server.rpc.app import start_server
-from tests.clock_helpers import HANG_SECONDS, eventually
+from tests.helpers.clock import HANG_SECONDS, eventually
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from server.audit.relay import AuditRelay, AuditShipError, to_document
 from server.core import db, mongo
 from server.core.schema import audit_outbox
 from server.ops.embedded import EmbeddedMongo
-from tests.clock_helpers import HANG_SECONDS, eventually
+from tests.helpers.clock import HANG_SECONDS, eventually
 
 Document = dict[str, Any]
 

@@ -36,7 +36,7 @@ from server.ops import seed
 from server.ops.seed import demo, reference
 
 Document = dict[str, Any]
-PROTO_DIR = Path(__file__).resolve().parents[1] / "protos" / "gencharge" / "v1"
+PROTO_DIR = Path(__file__).resolve().parents[2] / "protos" / "gencharge" / "v1"
 
 REFERENCE_TABLES = (
     roles,

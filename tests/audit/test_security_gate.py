@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from server.audit.gate import SHARED, SecurityEventGate
-from tests.clock_helpers import FakeClock
+from tests.helpers.clock import FakeClock
 
 A = "ipv4:203.0.113.5:1234"
 B = "ipv6:[2001:db8::1]:443"

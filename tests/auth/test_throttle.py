@@ -31,9 +31,9 @@ from server.core import db
 from server.core.errors import ResourceExhausted, to_status_proto
 from server.core.peers import peer_ip
 from server.core.schema import auth_throttle
-from tests.clock_helpers import HANG_SECONDS, FakeUtcClock
+from tests.helpers.clock import HANG_SECONDS, FakeUtcClock
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VICTIM = "victim@example.test"
 
 

@@ -18,9 +18,9 @@ from server.core.config import Settings
 from server.core.resources import Resources
 from server.ops.embedded import EmbeddedMongo
 from server.rpc.app import start_server
-from tests.auth_helpers import PASSWORD, auth_stub, register_user
-from tests.clock_helpers import HANG_SECONDS, FakeClock, eventually
 from tests.conftest import _TEST_KEYS
+from tests.helpers.auth import PASSWORD, auth_stub, register_user
+from tests.helpers.clock import HANG_SECONDS, FakeClock, eventually
 
 
 async def _documents(

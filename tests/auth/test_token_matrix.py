@@ -29,9 +29,9 @@ from sqlalchemy import text
 
 from gencharge.v1 import auth_service_pb2, plan_service_pb2
 from server.auth.keys import jwk_thumbprint, public_jwk
-from tests.auth_helpers import Actor, auth_stub, create_service, register_user
-from tests.clock_helpers import HANG_SECONDS, FakeClock
-from tests.grpc_helpers import ErrorDetails, details_of
+from tests.helpers.auth import Actor, auth_stub, create_service, register_user
+from tests.helpers.clock import HANG_SECONDS, FakeClock
+from tests.helpers.rpc import ErrorDetails, details_of
 
 GET_ME = "/gencharge.v1.AuthService/GetMe"
 LIST_PLAN_GROUPS = "/gencharge.v1.PlanService/ListPlanGroups"

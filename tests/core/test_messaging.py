@@ -29,7 +29,7 @@ from server.core.messaging import (
     WebhookSender,
     create_sender,
 )
-from tests.clock_helpers import HANG_SECONDS
+from tests.helpers.clock import HANG_SECONDS
 
 OTP = OutboundMessage(
     channel="sms", to="+919800000001", purpose="login_otp", body="Your code is 123456"

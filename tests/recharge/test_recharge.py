@@ -18,9 +18,9 @@ from gencharge.v1 import auth_service_pb2 as auth_pb
 from gencharge.v1 import common_pb2, recharge_service_pb2_grpc
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import transaction_pb2 as tpb
-from tests.auth_helpers import Actor, auth_stub, create_service, register_user
-from tests.grpc_helpers import details_of
-from tests.money_helpers import assert_ledger_balances, balance, fund, make_offer, make_plan
+from tests.helpers.auth import Actor, auth_stub, create_service, register_user
+from tests.helpers.money import assert_ledger_balances, balance, fund, make_offer, make_plan
+from tests.helpers.rpc import details_of
 
 
 def stub(channel: grpc.aio.Channel) -> recharge_service_pb2_grpc.RechargeServiceStub:

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from gencharge.v1 import auth_service_pb2 as pb
 from gencharge.v1 import common_pb2, plan_service_pb2, plan_service_pb2_grpc
 from server.core.messaging import DevOutboxSender
-from tests.auth_helpers import (
+from tests.helpers.auth import (
     PASSWORD,
     Actor,
     admin_login,
@@ -30,7 +30,7 @@ from tests.auth_helpers import (
     register_user,
     totp_code,
 )
-from tests.grpc_helpers import details_of
+from tests.helpers.rpc import details_of
 
 
 async def _fails(call: Any, code: grpc.StatusCode) -> Any:
@@ -704,7 +704,7 @@ async def test_data_key_rotation_keeps_admin_mfa_working(channel, resources) -> 
             {"e": admin.email},
         )
         assert active.scalar_one() == 0
-    from tests.test_audit_e2e import _documents
+    from tests.audit.test_audit_e2e import _documents
 
     (event,) = await _documents(resources.mongo_db, {"rpc": "cli/reset-admin-mfa"}, want=1)
     assert event["user_id"] == "system:cli" and event["details"]["mfa_reset"] is True

@@ -22,9 +22,9 @@ from sqlalchemy import func, select
 from gencharge.v1 import common_pb2, plan_service_pb2_grpc
 from gencharge.v1 import plan_service_pb2 as pb
 from server.core.schema import admins, offers, offertypes, plangroups, plans
-from tests.auth_helpers import Actor, create_admin
-from tests.clock_helpers import eventually
-from tests.grpc_helpers import details_of
+from tests.helpers.auth import Actor, create_admin
+from tests.helpers.clock import eventually
+from tests.helpers.rpc import details_of
 
 Stub = plan_service_pb2_grpc.PlanServiceStub
 

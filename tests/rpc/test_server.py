@@ -18,8 +18,8 @@ from gencharge.v1 import (
     plan_service_pb2_grpc,
 )
 from server.rpc.services import SERVICES
-from tests.clock_helpers import HANG_SECONDS
-from tests.grpc_helpers import details_of
+from tests.helpers.clock import HANG_SECONDS
+from tests.helpers.rpc import details_of
 
 EXPECTED_SERVICES = {
     "gencharge.v1.AuthService",

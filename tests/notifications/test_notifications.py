@@ -12,8 +12,8 @@ from google.protobuf.struct_pb2 import Struct
 from gencharge.v1 import common_pb2, notification_service_pb2_grpc
 from gencharge.v1 import notification_service_pb2 as pb
 from server.notifications import UnknownNotificationType, notify
-from tests.auth_helpers import Actor, create_admin, register_user
-from tests.grpc_helpers import details_of
+from tests.helpers.auth import Actor, create_admin, register_user
+from tests.helpers.rpc import details_of
 
 
 def stub(channel: grpc.aio.Channel) -> notification_service_pb2_grpc.NotificationServiceStub:

@@ -1,5 +1,5 @@
 """AutoPay mandates through the real server: CRUD, validation, idempotency, ownership.
-(Their execution by the scheduler is in tests/test_scheduler.py.)"""
+(Their execution by the scheduler is in tests/ops/test_scheduler.py.)"""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import recharge_service_pb2_grpc
-from tests.auth_helpers import Actor, create_admin, register_user
-from tests.grpc_helpers import details_of
-from tests.money_helpers import make_plan
+from tests.helpers.auth import Actor, create_admin, register_user
+from tests.helpers.money import make_plan
+from tests.helpers.rpc import details_of
 
 
 def stub(channel: grpc.aio.Channel) -> recharge_service_pb2_grpc.RechargeServiceStub:

@@ -14,9 +14,9 @@ from server.core import db, mongo
 from server.core.config import Settings
 from server.core.resources import Resources
 from server.rpc.app import start_server
-from tests.auth_helpers import PASSWORD, auth_stub, create_service, register_user
 from tests.conftest import _TEST_KEYS
-from tests.grpc_helpers import details_of
+from tests.helpers.auth import PASSWORD, auth_stub, create_service, register_user
+from tests.helpers.rpc import details_of
 
 WRONG = "definitely not it 123"
 

@@ -35,9 +35,9 @@ from sqlalchemy import text
 from gencharge.v1 import access_pb2
 from server.auth.access import ACTIONS, AccessRules
 from server.rpc.services import SERVICES
-from tests.auth_helpers import Actor, create_admin, create_service, register_user
-from tests.clock_helpers import HANG_SECONDS, FakeClock
-from tests.grpc_helpers import ErrorDetails, details_of
+from tests.helpers.auth import Actor, create_admin, create_service, register_user
+from tests.helpers.clock import HANG_SECONDS, FakeClock
+from tests.helpers.rpc import ErrorDetails, details_of
 
 PRINCIPALS = ("anonymous", "user", "support", "admin", "service")
 AUDIENCE_NAMES: dict[int, str] = {

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gencharge.v1 import plan_service_pb2, plan_service_pb2_grpc
 from server.ops.embedded import free_port
-from tests.clock_helpers import HANG_SECONDS
+from tests.helpers.clock import HANG_SECONDS
 
 GENCHARGE = str(Path(sys.executable).parent / "gencharge")
 ADMIN_PASSWORD = "correct horse battery staple 42"

@@ -15,11 +15,11 @@ from gencharge.v1 import common_pb2
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import transaction_pb2 as tpb
 from server.payments.gateway import ChargeResult, SandboxGateway
-from tests.auth_helpers import Actor, register_user
-from tests.grpc_helpers import details_of
-from tests.money_helpers import assert_ledger_balances, balance, fund
-from tests.test_autopay import stub
-from tests.test_scheduler import execute, postpaid_with_plan, rows
+from tests.helpers.auth import Actor, register_user
+from tests.helpers.money import assert_ledger_balances, balance, fund
+from tests.helpers.rpc import details_of
+from tests.ops.test_scheduler import execute, postpaid_with_plan, rows
+from tests.recharge.autopay.test_autopay import stub
 
 
 def rid() -> str:
