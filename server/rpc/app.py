@@ -99,12 +99,19 @@ async def _monitor_health(running: RunningServer, interval: float, probe_limit: 
     serving: bool | None = None
     while not running.stopping.is_set():
         try:
-            await asyncio.wait_for(
+            # return_exceptions: a ping cut short at shutdown is a result here, never an
+            # exception left unretrieved on the gathering future.
+            results = await asyncio.wait_for(
                 asyncio.gather(
-                    db.ping(running.resources.engine), mongo.ping(running.resources.mongo_db)
+                    db.ping(running.resources.engine),
+                    mongo.ping(running.resources.mongo_db),
+                    return_exceptions=True,
                 ),
                 timeout=probe_limit,
             )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
             ok = True
         except Exception as exc:
             ok = False
