@@ -83,8 +83,8 @@ class WalletServiceServicer:
     """
 
     def GetWallet(self, request, context):
-        """Returns the caller's wallet. Errors: UNAUTHENTICATED, FAILED_PRECONDITION (the
-        caller is not a customer).
+        """Returns the caller's wallet. Errors: UNAUTHENTICATED, PERMISSION_DENIED (reason
+        "USER_ONLY": the caller is not a customer).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -97,7 +97,7 @@ class WalletServiceServicer:
         Errors: INVALID_ARGUMENT (amount not positive, above the limit, not INR, WALLET as
         method, details not matching method), ALREADY_EXISTS (request_id reused with a
         different request; ErrorInfo reason "IDEMPOTENCY_KEY_REUSED"), PERMISSION_DENIED
-        (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED.
+        (ACCOUNT_BLOCKED; USER_ONLY: the caller is not a customer), RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

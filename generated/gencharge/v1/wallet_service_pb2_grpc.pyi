@@ -41,8 +41,8 @@ class WalletServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> WalletServiceAsyncStub: ...
     GetWallet: _grpc.UnaryUnaryMultiCallable[_wallet_service_pb2.GetWalletRequest, _wallet_service_pb2.Wallet]
-    """Returns the caller's wallet. Errors: UNAUTHENTICATED, FAILED_PRECONDITION (the
-    caller is not a customer).
+    """Returns the caller's wallet. Errors: UNAUTHENTICATED, PERMISSION_DENIED (reason
+    "USER_ONLY": the caller is not a customer).
     """
     TopUp: _grpc.UnaryUnaryMultiCallable[_wallet_service_pb2.TopUpRequest, _wallet_service_pb2.TopUpResponse]
     """Starts a wallet top-up paid by UPI, card or net banking. Creates a pending credit
@@ -51,7 +51,7 @@ class WalletServiceStub:
     Errors: INVALID_ARGUMENT (amount not positive, above the limit, not INR, WALLET as
     method, details not matching method), ALREADY_EXISTS (request_id reused with a
     different request; ErrorInfo reason "IDEMPOTENCY_KEY_REUSED"), PERMISSION_DENIED
-    (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED.
+    (ACCOUNT_BLOCKED; USER_ONLY: the caller is not a customer), RESOURCE_EXHAUSTED.
     """
     ConfirmPayment: _grpc.UnaryUnaryMultiCallable[_wallet_service_pb2.ConfirmPaymentRequest, _transaction_pb2.Transaction]
     """Payment gateway callback: settles a pending transaction (top-up, recharge or bill
@@ -87,8 +87,8 @@ class WalletServiceAsyncStub(WalletServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetWallet: _aio.UnaryUnaryMultiCallable[_wallet_service_pb2.GetWalletRequest, _wallet_service_pb2.Wallet]  # type: ignore[assignment]
-    """Returns the caller's wallet. Errors: UNAUTHENTICATED, FAILED_PRECONDITION (the
-    caller is not a customer).
+    """Returns the caller's wallet. Errors: UNAUTHENTICATED, PERMISSION_DENIED (reason
+    "USER_ONLY": the caller is not a customer).
     """
     TopUp: _aio.UnaryUnaryMultiCallable[_wallet_service_pb2.TopUpRequest, _wallet_service_pb2.TopUpResponse]  # type: ignore[assignment]
     """Starts a wallet top-up paid by UPI, card or net banking. Creates a pending credit
@@ -97,7 +97,7 @@ class WalletServiceAsyncStub(WalletServiceStub):
     Errors: INVALID_ARGUMENT (amount not positive, above the limit, not INR, WALLET as
     method, details not matching method), ALREADY_EXISTS (request_id reused with a
     different request; ErrorInfo reason "IDEMPOTENCY_KEY_REUSED"), PERMISSION_DENIED
-    (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED.
+    (ACCOUNT_BLOCKED; USER_ONLY: the caller is not a customer), RESOURCE_EXHAUSTED.
     """
     ConfirmPayment: _aio.UnaryUnaryMultiCallable[_wallet_service_pb2.ConfirmPaymentRequest, _transaction_pb2.Transaction]  # type: ignore[assignment]
     """Payment gateway callback: settles a pending transaction (top-up, recharge or bill
@@ -136,8 +136,8 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _wallet_service_pb2.GetWalletRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_wallet_service_pb2.Wallet, _abc.Awaitable[_wallet_service_pb2.Wallet]]:
-        """Returns the caller's wallet. Errors: UNAUTHENTICATED, FAILED_PRECONDITION (the
-        caller is not a customer).
+        """Returns the caller's wallet. Errors: UNAUTHENTICATED, PERMISSION_DENIED (reason
+        "USER_ONLY": the caller is not a customer).
         """
 
     @_abc_1.abstractmethod
@@ -152,7 +152,7 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_ARGUMENT (amount not positive, above the limit, not INR, WALLET as
         method, details not matching method), ALREADY_EXISTS (request_id reused with a
         different request; ErrorInfo reason "IDEMPOTENCY_KEY_REUSED"), PERMISSION_DENIED
-        (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED.
+        (ACCOUNT_BLOCKED; USER_ONLY: the caller is not a customer), RESOURCE_EXHAUSTED.
         """
 
     @_abc_1.abstractmethod
