@@ -47,6 +47,9 @@ def create_engine(
         max_overflow=max_overflow,
         pool_pre_ping=False,
         pool_recycle=1800,
+        # Errors and echo never carry bound parameters: e-mails, phone numbers, password
+        # hashes and tokens are values of statements, and errors get logged.
+        hide_parameters=True,
         # A busy pool answers UNAVAILABLE after this many seconds instead of queueing on.
         pool_timeout=pool_timeout,
         connect_args={
