@@ -44,8 +44,10 @@ class Settings(BaseSettings):
     bootstrap_admin_password: SecretStr = SecretStr("")
     bootstrap_admin_name: str = "Bootstrap Admin"
 
-    #: Load the demo data set (users, plans, offers, content) at start; development only.
-    load_demo_data: bool = True
+    #: Load the demo data set (users, plans, offers, content, and an admin with a
+    #: documented password) at start; never in production. Unset: only on the embedded
+    #: default database, so configured (real) databases get it only when asked for.
+    load_demo_data: bool | None = None
 
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
@@ -135,6 +137,16 @@ class Settings(BaseSettings):
     @property
     def embedded_postgres(self) -> bool:
         return not self.database_url
+
+    @property
+    def demo_data(self) -> bool:
+        """Whether ``serve`` loads the demo set: never in production; with
+        ``GENCHARGE_LOAD_DEMO_DATA`` unset, only on the embedded PostgreSQL."""
+        if self.production:
+            return False
+        if self.load_demo_data is None:
+            return self.embedded_postgres
+        return self.load_demo_data
 
 
 @lru_cache(maxsize=1)

@@ -158,7 +158,7 @@ async def _serve(settings: Settings, ready: asyncio.Event | None) -> None:
     try:
         async with connected(settings, databases) as resources:
             await migrate(resources, databases.database_url)
-            await load_seed(resources, demo=settings.load_demo_data and not settings.production)
+            await load_seed(resources, demo=settings.demo_data)
             await ensure_bootstrap_admin(resources.db, settings, settings.embedded_postgres)
             if settings.workers == 1:
                 running = await serve_with_scheduler(resources, settings.listen)

@@ -3,6 +3,7 @@ the signing key, a clean SIGTERM, and a supervisor that stops when a worker dies
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,12 +13,14 @@ import time
 import uuid
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 
 from gencharge.v1 import auth_service_pb2 as auth_pb
 from gencharge.v1 import auth_service_pb2_grpc, common_pb2
 from server.ops.embedded import free_port
+from server.ops.seed import demo
 from tests.helpers.clock import HANG_SECONDS
 from tests.ops.test_cli import GENCHARGE, _wait_serving
 
@@ -37,7 +40,7 @@ def _env(private_tmp: Path, pg_url: str, mongo_url: str, **extra: str) -> dict[s
         GENCHARGE_DATA_DIR=str(private_tmp / "data"),
         GENCHARGE_LISTEN=f"127.0.0.1:{free_port()}",
         GENCHARGE_LOG_FORMAT="json",
-        GENCHARGE_LOAD_DEMO_DATA="false",
+        # GENCHARGE_LOAD_DEMO_DATA unset: on configured databases that means no demo data.
         # Generous: the supervisor kills a worker that has not stopped within the grace
         # plus a margin, and a busy machine must not turn a clean stop into a kill. Not
         # slower when all goes well: a worker stops as soon as no call is in flight.
@@ -127,6 +130,24 @@ def test_two_workers_share_the_port_and_the_keys(
     assert lines[-1]["msg"] == "stopped"
     for pid in _worker_pids(log_path):
         assert _gone(pid)
+    # Configured databases, GENCHARGE_LOAD_DEMO_DATA unset: the demo set (with its admin
+    # of documented password) never reached them.
+    assert asyncio.run(_demo_rows(pg_url)) == (0, 0)
+
+
+async def _demo_rows(pg_url: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        admins = await conn.fetchval(
+            "SELECT count(*) FROM admins WHERE email = ANY($1)",
+            [a.email for a in demo.DEMO_ADMINS],
+        )
+        users = await conn.fetchval(
+            "SELECT count(*) FROM users WHERE email = ANY($1)", [u.email for u in demo.DEMO_USERS]
+        )
+    finally:
+        await conn.close()
+    return int(admins), int(users)
 
 
 def _is_zombie(pid: int) -> bool:
