@@ -46,6 +46,21 @@ HAS_RECHARGED_SQL = """EXISTS (SELECT 1 FROM transactions earlier
                      AND earlier.source IN ('recharge', 'autopay')
                      AND earlier.status IN ('success', 'pending'))"""
 
+
+def has_recharged(user_id: Any, *, exclude_txn: Any = None) -> Any:
+    """:data:`HAS_RECHARGED_SQL` as a Core expression, for the user ``user_id`` (a column
+    or bind parameter), leaving out the transaction ``exclude_txn`` when given."""
+    t = transactions.c
+    earlier = select(t.txn_id).where(
+        t.user_id == user_id,
+        t.source.in_(RECHARGE_SOURCES),
+        t.status.in_(["success", "pending"]),
+    )
+    if exclude_txn is not None:
+        earlier = earlier.where(t.txn_id != exclude_txn)
+    return earlier.limit(1).exists()
+
+
 #: A successful debit for a recharge. Binds ``:user_id, :category, :amount,
 #: :service_type, :plan_id, :offer_id, :from_phone, :phone, :source, :payment_method,
 #: :payment_transaction_id``; returns :data:`TXN_COLUMNS`.

@@ -33,10 +33,11 @@ from sqlalchemy.types import Integer, Numeric, String
 
 from server.audit.queries import insert_event_sql
 from server.core import idempotency
-from server.core.schema import currentactiveplans, plans, transactions, users
+from server.core.schema import currentactiveplans, plans, users
 from server.ledger.queries import (
     HAS_RECHARGED_SQL,
     INSERT_RECHARGE_DEBIT_SQL,
+    has_recharged,
     referral_reward_sql,
 )
 
@@ -254,22 +255,16 @@ async def activate_plan(
 
 
 def _buyer_statement(exclude_txn: bool) -> Any:
-    earlier = select(transactions.c.txn_id).where(
-        transactions.c.user_id == bindparam("user_id"),
-        transactions.c.source.in_(["recharge", "autopay"]),
-        # A pending (externally paid) recharge counts: its first-recharge price was
-        # given when it was charged, so a second one must not get it too.
-        transactions.c.status.in_(["success", "pending"]),
+    recharged = has_recharged(
+        bindparam("user_id"), exclude_txn=bindparam("exclude_txn") if exclude_txn else None
     )
-    if exclude_txn:
-        earlier = earlier.where(transactions.c.txn_id != bindparam("exclude_txn"))
     return select(
         users.c.user_id,
         users.c.user_type,
         users.c.status,
         users.c.phone_number,
         users.c.wallet_balance,
-        earlier.limit(1).exists().label("has_recharged"),
+        recharged.label("has_recharged"),
     ).where(users.c.user_id == bindparam("user_id"))
 
 

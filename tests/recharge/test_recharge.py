@@ -7,6 +7,7 @@ import dataclasses
 import os
 import random
 import uuid
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,7 @@ from gencharge.v1 import auth_service_pb2 as auth_pb
 from gencharge.v1 import common_pb2, recharge_service_pb2_grpc
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import transaction_pb2 as tpb
+from server.ledger.domain import PENDING_PAYMENT_TTL
 from tests.helpers.auth import Actor, auth_stub, create_service, register_user
 from tests.helpers.money import assert_ledger_balances, balance, fund, make_offer, make_plan
 from tests.helpers.rpc import details_of
@@ -448,6 +450,11 @@ async def test_upi_recharge_outcomes(channel, resources) -> None:
     assert pending.transaction.status == tpb.TRANSACTION_STATUS_PENDING
     assert pending.pending_payment.redirect_url
     assert not pending.HasField("active_plan")
+    # The promise of PendingPayment.expires_at: the moment the scheduler fails an unpaid
+    # payment (the same deadline as a top-up's: created_at + PENDING_PAYMENT_TTL).
+    expires = pending.pending_payment.expires_at.ToDatetime(tzinfo=UTC)
+    created = pending.transaction.created_at.ToDatetime(tzinfo=UTC)
+    assert expires - created == PENDING_PAYMENT_TTL
 
 
 # --- referral rewards ---------------------------------------------------------------------

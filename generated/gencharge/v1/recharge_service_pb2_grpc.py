@@ -217,9 +217,12 @@ class RechargeServiceServicer:
 
     def PayBill(self, request, context):
         """Pays the bill of a reminder (postpaid). Wallet payments settle at once; external
-        ones when the gateway confirms. Errors: INVALID_ARGUMENT, NOT_FOUND,
-        FAILED_PRECONDITION (already paid; insufficient balance), ALREADY_EXISTS
-        (request_id reused with a different request).
+        ones when the gateway confirms. A bill is paid at most once, whatever request_ids
+        arrive; the same request_id again returns the original response. Errors:
+        INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (USER_ONLY: the caller is not a
+        customer), FAILED_PRECONDITION (ALREADY_PAID, PAYMENT_PENDING, INSUFFICIENT_FUNDS,
+        PRICE_CHANGED, PAYMENT_DECLINED), ALREADY_EXISTS (request_id reused with a
+        different request).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

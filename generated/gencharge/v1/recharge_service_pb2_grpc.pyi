@@ -94,9 +94,12 @@ class RechargeServiceStub:
     """Lists the caller's postpaid bill reminders, by due date. Errors: INVALID_ARGUMENT."""
     PayBill: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.PayBillRequest, _recharge_service_pb2.PayBillResponse]
     """Pays the bill of a reminder (postpaid). Wallet payments settle at once; external
-    ones when the gateway confirms. Errors: INVALID_ARGUMENT, NOT_FOUND,
-    FAILED_PRECONDITION (already paid; insufficient balance), ALREADY_EXISTS
-    (request_id reused with a different request).
+    ones when the gateway confirms. A bill is paid at most once, whatever request_ids
+    arrive; the same request_id again returns the original response. Errors:
+    INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (USER_ONLY: the caller is not a
+    customer), FAILED_PRECONDITION (ALREADY_PAID, PAYMENT_PENDING, INSUFFICIENT_FUNDS,
+    PRICE_CHANGED, PAYMENT_DECLINED), ALREADY_EXISTS (request_id reused with a
+    different request).
     """
 
 @_typing.type_check_only
@@ -164,9 +167,12 @@ class RechargeServiceAsyncStub(RechargeServiceStub):
     """Lists the caller's postpaid bill reminders, by due date. Errors: INVALID_ARGUMENT."""
     PayBill: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.PayBillRequest, _recharge_service_pb2.PayBillResponse]  # type: ignore[assignment]
     """Pays the bill of a reminder (postpaid). Wallet payments settle at once; external
-    ones when the gateway confirms. Errors: INVALID_ARGUMENT, NOT_FOUND,
-    FAILED_PRECONDITION (already paid; insufficient balance), ALREADY_EXISTS
-    (request_id reused with a different request).
+    ones when the gateway confirms. A bill is paid at most once, whatever request_ids
+    arrive; the same request_id again returns the original response. Errors:
+    INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (USER_ONLY: the caller is not a
+    customer), FAILED_PRECONDITION (ALREADY_PAID, PAYMENT_PENDING, INSUFFICIENT_FUNDS,
+    PRICE_CHANGED, PAYMENT_DECLINED), ALREADY_EXISTS (request_id reused with a
+    different request).
     """
 
 class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -303,9 +309,12 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_recharge_service_pb2.PayBillResponse, _abc.Awaitable[_recharge_service_pb2.PayBillResponse]]:
         """Pays the bill of a reminder (postpaid). Wallet payments settle at once; external
-        ones when the gateway confirms. Errors: INVALID_ARGUMENT, NOT_FOUND,
-        FAILED_PRECONDITION (already paid; insufficient balance), ALREADY_EXISTS
-        (request_id reused with a different request).
+        ones when the gateway confirms. A bill is paid at most once, whatever request_ids
+        arrive; the same request_id again returns the original response. Errors:
+        INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (USER_ONLY: the caller is not a
+        customer), FAILED_PRECONDITION (ALREADY_PAID, PAYMENT_PENDING, INSUFFICIENT_FUNDS,
+        PRICE_CHANGED, PAYMENT_DECLINED), ALREADY_EXISTS (request_id reused with a
+        different request).
         """
 
 def add_RechargeServiceServicer_to_server(servicer: RechargeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -324,3 +324,45 @@ async def test_pay_bill_holds_no_lock_while_its_recharge_waits(
     finally:
         await blocker.close()
     assert paid.bill_reminder.status == pb.BILL_REMINDER_STATUS_PAID
+
+
+async def test_a_declined_payment_leaves_the_bill_payable(channel, resources, grpc_server) -> None:
+    user, reminder_id = await reminder_for(channel, resources, grpc_server)
+    before = await balance(resources, user.user_id)
+    declined = await failure(
+        pay(
+            channel,
+            user,
+            reminder_id,
+            payment_method=common_pb2.PAYMENT_METHOD_UPI,
+            payment_details=common_pb2.PaymentDetails(
+                upi=common_pb2.UpiPayment(vpa="decline@sandbox")
+            ),
+        )
+    )
+    assert declined.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert declined.reason == "PAYMENT_DECLINED"
+    (row,) = await rows(
+        resources, "SELECT * FROM billreminders WHERE reminder_id = :r", r=reminder_id
+    )
+    assert row.status == "sent" and row.paid_txn_id is None
+    # Nothing was kept of the declined attempt: the bill's own key runs again.
+    paid = await pay(channel, user, reminder_id)
+    assert paid.bill_reminder.status == pb.BILL_REMINDER_STATUS_PAID
+    assert await balance(resources, user.user_id) == before - Decimal("399.00")
+
+
+async def test_a_bill_is_paid_at_its_own_amount(channel, resources, grpc_server) -> None:
+    user, reminder_id = await reminder_for(channel, resources, grpc_server)
+    (row,) = await rows(
+        resources, "SELECT * FROM billreminders WHERE reminder_id = :r", r=reminder_id
+    )
+    await execute(resources, "UPDATE plans SET price = 450 WHERE plan_id = :p", p=row.plan_id)
+    grpc_server.scheduler.recharger.catalogue.invalidate()
+    changed = await failure(pay(channel, user, reminder_id))
+    assert changed.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert changed.reason == "PRICE_CHANGED"
+    (row,) = await rows(
+        resources, "SELECT * FROM billreminders WHERE reminder_id = :r", r=reminder_id
+    )
+    assert row.status == "sent" and row.paid_txn_id is None
