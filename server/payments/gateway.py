@@ -1,33 +1,37 @@
-"""The payment-gateway interface and the sandbox gateway that ships.
+"""The payment-gateway interface (docs/payments.md).
 
 A gateway charges an amount by UPI, card or net banking and answers one of three
 outcomes (:class:`ChargeResult`): ``authorised`` (money captured), ``declined``
 (nothing captured) or ``pending`` (the user must finish at ``redirect_url``; the gateway
-reports the outcome later through ``WalletService.ConfirmPayment``).
+reports the outcome later in a signed callback, which a payments edge service forwards
+through ``WalletService.ConfirmPayment``).
 
 ``reference`` is our idempotency reference for the charge: charging twice with the same
 reference must return the first (authorised or pending) result and capture at most
-once (real gateways call it an idempotency key or merchant order id); a declined
-attempt captured nothing and may be retried with the same reference. Callers pass a
-reference derived from the caller and the request's ``request_id``, which also serves
-for reconciliation.
+once (real gateways call it an idempotency key, receipt or merchant order id); a
+declined attempt captured nothing and may be retried with the same reference. Callers
+pass a reference derived from the caller and the request's ``request_id``; the same
+reference finds the charge again (:meth:`PaymentGateway.lookup`) when the service lost
+track of it (a crash between the charge and its record: server/payments/recovery).
 
-The sandbox (:class:`SandboxGateway`) is deterministic; see docs/payments.md for its
-test inputs. It is refused in production.
+``ChargeResult.payment_id`` is the id the gateway gave the charge when it was made (for
+Razorpay the order id); it is stored as ``transactions.payment_transaction_id`` and is
+what a verified callback names (:attr:`VerifiedPayment.payment_id`).
+
+Two implementations ship: the deterministic :class:`server.payments.sandbox.SandboxGateway`
+(development and tests; refused in production) and
+:class:`server.payments.razorpay.RazorpayGateway`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from server.core.config import Settings
-
 ChargeStatus = Literal["authorised", "declined", "pending"]
+CallbackOutcome = Literal["success", "failed"]
 
 #: Method names, as in the database enum ``payment_method_enum``.
 METHOD_UPI = "UPI"
@@ -39,7 +43,7 @@ EXTERNAL_METHODS = frozenset({METHOD_UPI, METHOD_CARD, METHOD_NET_BANKING})
 @dataclass(frozen=True)
 class ChargeResult:
     status: ChargeStatus
-    #: The gateway's own payment id (stored as ``transactions.payment_transaction_id``).
+    #: The gateway's id of the charge (stored as ``transactions.payment_transaction_id``).
     payment_id: str
     #: For ``pending``: where the user completes the payment.
     redirect_url: str | None = None
@@ -47,7 +51,76 @@ class ChargeResult:
     decline_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class CheckoutCallback:
+    """What the gateway's checkout hands the app when the user finishes paying: the
+    charge (order) id, the gateway's payment id and the signature over both."""
+
+    order_id: str
+    payment_id: str
+    signature: str
+
+
+@dataclass(frozen=True)
+class WebhookCallback:
+    """A webhook exactly as the gateway delivered it: the raw request body (the
+    signature covers these bytes, so they must not be re-encoded) and the value of the
+    signature header."""
+
+    body: bytes
+    signature: str
+
+
+Callback = CheckoutCallback | WebhookCallback
+
+
+@dataclass(frozen=True)
+class VerifiedPayment:
+    """What a genuine callback says about one charge."""
+
+    #: The charge's id as :attr:`ChargeResult.payment_id` gave it (the order id).
+    payment_id: str
+    #: The gateway's id of the payment that settled the charge (``pay_...``); empty for a
+    #: failure that names none.
+    gateway_payment_id: str
+    #: ``success`` (captured), ``failed``, or None: the callback is genuine but reports
+    #: no final outcome (an event we do not act on, e.g. ``payment.authorized``).
+    outcome: CallbackOutcome | None
+    #: Amount and currency the gateway settled, to check against our record.
+    amount: Decimal
+    currency: str
+    failure_reason: str = ""
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund_id: str
+    #: ``processed`` (money on its way back), ``pending`` or ``failed``.
+    status: Literal["processed", "pending", "failed"]
+    amount: Decimal
+
+
+class CallbackRejected(Exception):
+    """A callback that is not genuine (bad or missing signature) or cannot be read.
+
+    ``reason`` is an ErrorInfo reason: ``CALLBACK_SIGNATURE_INVALID`` (the signature does
+    not match the bytes) or ``CALLBACK_MALFORMED`` (genuine bytes that do not describe a
+    payment we can act on, or an unknown charge)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class GatewayError(Exception):
+    """The gateway could not be reached or answered with an error after the retries;
+    nothing is known about the outcome (the reference makes a retry safe)."""
+
+
 class PaymentGateway(Protocol):
+    #: ``sandbox`` or ``razorpay``: stored nowhere, shown in logs and health.
+    name: str
+
     async def charge(
         self,
         *,
@@ -61,108 +134,31 @@ class PaymentGateway(Protocol):
 
         The same ``reference`` again returns the first authorised or pending result
         without charging twice; a declined charge captured nothing, so its reference
-        may be charged again (a new attempt).
+        may be charged again (a new attempt). Raises :class:`GatewayError` when the
+        outcome is unknown.
         """
         ...
 
+    async def lookup(self, *, reference: str) -> ChargeResult | None:
+        """The charge made under ``reference`` as the gateway knows it now: authorised
+        (captured), pending (waiting for the user) or declined (nothing captured); None
+        when the gateway has no charge under it. Raises :class:`GatewayError`."""
+        ...
 
-# --- the sandbox ---------------------------------------------------------------------------
+    async def verify_callback(self, callback: Callback) -> VerifiedPayment:
+        """Check the callback's signature over its exact bytes and say what it reports;
+        raises :class:`CallbackRejected` for anything not genuine, and
+        :class:`GatewayError` when the gateway must be asked and cannot be."""
+        ...
 
-#: Any method: exactly this amount (Rs 666.66) is declined.
-SANDBOX_DECLINE_AMOUNT = Decimal("666.66")
-#: UPI virtual payment addresses with a fixed outcome.
-SANDBOX_UPI_DECLINE = "decline@sandbox"
-SANDBOX_UPI_PENDING = "pending@sandbox"
-#: Card tokens with a fixed outcome.
-SANDBOX_CARD_DECLINE = "tok_decline"
-SANDBOX_CARD_PENDING = "tok_pending"
-#: Net-banking bank codes with a fixed outcome.
-SANDBOX_BANK_DECLINE = "DECLINE"
-SANDBOX_BANK_PENDING = "PENDING"
+    async def refund(
+        self, *, payment_id: str, amount: Decimal, currency: str, reference: str
+    ) -> RefundResult:
+        """Refund ``amount`` of the charge ``payment_id`` (a :attr:`ChargeResult.payment_id`);
+        ``reference`` makes a retried refund return the first one. Raises
+        :class:`GatewayError`."""
+        ...
 
-SANDBOX_REDIRECT_BASE = "https://sandbox.gencharge.invalid/pay/"
-
-_DETAIL_KEY = {METHOD_UPI: "vpa", METHOD_CARD: "card_token", METHOD_NET_BANKING: "bank_code"}
-_DECLINE = {
-    METHOD_UPI: SANDBOX_UPI_DECLINE,
-    METHOD_CARD: SANDBOX_CARD_DECLINE,
-    METHOD_NET_BANKING: SANDBOX_BANK_DECLINE,
-}
-_PENDING = {
-    METHOD_UPI: SANDBOX_UPI_PENDING,
-    METHOD_CARD: SANDBOX_CARD_PENDING,
-    METHOD_NET_BANKING: SANDBOX_BANK_PENDING,
-}
-
-
-class SandboxGateway:
-    """A deterministic in-process gateway for development and tests.
-
-    Outcome, by the first rule that matches:
-
-    1. amount exactly Rs 666.66 (any method): declined (``decline_reason`` "test amount");
-    2. the method's decline input (UPI vpa ``decline@sandbox``, card token
-       ``tok_decline``, bank code ``DECLINE``): declined;
-    3. the method's pending input (``pending@sandbox``, ``tok_pending``, ``PENDING``):
-       pending, with a redirect URL;
-    4. anything else: authorised.
-
-    Payment ids are ``sbx_<random hex>``. Charges are idempotent per ``reference``
-    within the process: the same reference returns the first authorised or pending
-    result (declined attempts are not remembered, so a reference may be retried).
-    """
-
-    def __init__(self) -> None:
-        self._results: dict[str, ChargeResult] = {}
-        self._lock = asyncio.Lock()
-
-    async def charge(
-        self,
-        *,
-        amount: Decimal,
-        currency: str,
-        method: str,
-        details: Mapping[str, str],
-        reference: str,
-    ) -> ChargeResult:
-        if method not in EXTERNAL_METHODS:
-            raise ValueError(f"the sandbox gateway cannot charge by {method!r}")
-        if not reference:
-            raise ValueError("a charge needs a reference")
-        async with self._lock:
-            earlier = self._results.get(reference)
-            if earlier is not None:
-                return earlier
-            result = self._decide(amount, method, details)
-            if result.status != "declined":
-                self._results[reference] = result
-            return result
-
-    @staticmethod
-    def _decide(amount: Decimal, method: str, details: Mapping[str, str]) -> ChargeResult:
-        payment_id = f"sbx_{secrets.token_hex(12)}"
-        value = details.get(_DETAIL_KEY[method], "")
-        if method == METHOD_UPI:
-            value = value.lower()
-        if amount == SANDBOX_DECLINE_AMOUNT:
-            return ChargeResult("declined", payment_id, decline_reason="test amount declined")
-        if value == _DECLINE[method]:
-            return ChargeResult("declined", payment_id, decline_reason="test input declined")
-        if value == _PENDING[method]:
-            return ChargeResult(
-                "pending", payment_id, redirect_url=SANDBOX_REDIRECT_BASE + payment_id
-            )
-        return ChargeResult("authorised", payment_id)
-
-
-def create_gateway(settings: Settings) -> PaymentGateway:
-    """The gateway ``settings.payment_gateway`` names; ValueError for unusable settings."""
-    kind = settings.payment_gateway.strip().lower()
-    if kind == "sandbox":
-        if settings.production:
-            raise ValueError(
-                "GENCHARGE_PAYMENT_GATEWAY=sandbox is for development and tests; "
-                "configure a real payment gateway in production"
-            )
-        return SandboxGateway()
-    raise ValueError(f"unknown GENCHARGE_PAYMENT_GATEWAY {settings.payment_gateway!r}; use sandbox")
+    async def aclose(self) -> None:
+        """Release connections (called at shutdown)."""
+        ...

@@ -25,7 +25,8 @@ from server.core import db, mongo
 from server.core.config import ConfigurationError
 from server.core.peers import parse_networks
 from server.core.resources import Resources
-from server.payments.gateway import PaymentGateway, create_gateway
+from server.payments.gateway import PaymentGateway
+from server.payments.select import create_gateway
 from server.plans.catalogue import Catalogue
 from server.rpc.interceptors.access import AccessInterceptor
 from server.rpc.interceptors.request import RequestInterceptor

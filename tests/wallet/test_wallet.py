@@ -25,11 +25,9 @@ from server.auth.principal import Principal
 from server.core.config import Environment
 from server.core.errors import Unavailable
 from server.core.schema import referralrewards, transactions
-from server.payments.gateway import (
-    ChargeResult,
-    SandboxGateway,
-    create_gateway,
-)
+from server.payments.gateway import ChargeResult
+from server.payments.sandbox import SandboxGateway
+from server.payments.select import create_gateway
 from server.wallet import domain, flows
 from tests.helpers.auth import Actor, create_admin, create_service, register_user
 from tests.helpers.clock import eventually
@@ -208,7 +206,7 @@ def test_create_gateway_refuses_sandbox_in_production(resources: Any) -> None:
         create_gateway(settings.model_copy(update={"payment_gateway": "paypal"}))
 
 
-class _BrokenGateway:
+class _BrokenGateway(SandboxGateway):
     async def charge(self, **kwargs: Any) -> ChargeResult:
         raise ConnectionError("gateway down")
 

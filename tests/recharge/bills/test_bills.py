@@ -14,7 +14,8 @@ import pytest
 from gencharge.v1 import common_pb2
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import transaction_pb2 as tpb
-from server.payments.gateway import ChargeResult, SandboxGateway
+from server.payments.gateway import ChargeResult
+from server.payments.sandbox import SandboxGateway
 from tests.helpers.auth import Actor, register_user
 from tests.helpers.money import assert_ledger_balances, balance, fund
 from tests.helpers.rpc import details_of
@@ -253,19 +254,19 @@ async def _outside_view(database_url: str, reminder_id: int) -> tuple[int, bool]
         await conn.close()
 
 
-class _WatchingGateway:
-    """A stand-in for the payment gateway (the sandbox's answers) that, while it is
-    being charged, looks at the database from outside the service."""
+class _WatchingGateway(SandboxGateway):
+    """The sandbox gateway that, while it is being charged, looks at the database from
+    outside the service."""
 
     def __init__(self, database_url: str) -> None:
+        super().__init__()
         self.database_url = database_url
         self.reminder_id = 0
         self.seen: list[tuple[int, bool]] = []
-        self._sandbox = SandboxGateway()
 
     async def charge(self, **kwargs: Any) -> ChargeResult:
         self.seen.append(await _outside_view(self.database_url, self.reminder_id))
-        return await self._sandbox.charge(**kwargs)
+        return await super().charge(**kwargs)
 
 
 async def test_pay_bill_holds_no_lock_while_the_gateway_is_called(resources) -> None:
