@@ -2,7 +2,7 @@
 
 1. Starts its own embedded PostgreSQL and SecantusDB in a temporary folder, migrates,
    loads reference data, creates N users with wallets funded through ledger credits,
-   a plan and a service account.
+   a plan and a service account (scope recharges.write).
 2. Launches ``gencharge serve`` on those databases as a subprocess and waits for
    SERVING; a service token is issued through the real IssueServiceToken RPC.
 3. Runs the load from separate worker processes (real gRPC over loopback):
@@ -49,6 +49,7 @@ from bench.stats import Row, percentile, render
 from gencharge.v1 import auth_service_pb2, auth_service_pb2_grpc
 from migrations import mongo as mongo_migrations
 from server.auth.flows import create_service_account
+from server.auth.scopes import RECHARGES_WRITE
 from server.core import db
 from server.core.config import Settings
 from server.core.schema import plangroups, plans, transactions, users
@@ -150,7 +151,7 @@ async def prepare(pg: EmbeddedPostgres, mongo_url: str, n_users: int) -> Fixture
                 )
             ).scalar_one()
         client_id, secret = await create_service_account(
-            db.Database(engine), name="bench load generator"
+            db.Database(engine), name="bench load generator", scopes=[RECHARGES_WRITE]
         )
     finally:
         await client.close()

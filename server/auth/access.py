@@ -1,13 +1,19 @@
 """Authentication and authorisation decisions for the access interceptor.
 
 - :class:`AccessRules`: each RPC's rule, read once from the contract's
-  ``(gencharge.v1.access)`` method option. A method without a rule is a start-up error.
+  ``(gencharge.v1.access)`` method option. A method without a rule, or with a rule that
+  is not consistent (an unknown service scope, a SERVICE rule naming none, ...), is a
+  start-up error.
 - :class:`Authenticator`: bearer token -> :class:`Principal`, checking that the session
   (or the service account) is still active. Session and service-account states are
   cached for ``auth_cache_seconds`` (a revocation elsewhere takes effect within that
   time on every replica; in the revoking process it is immediate).
 - :class:`PermissionMatrix`: Roles x Permissions x RolePermissions, cached the same
   way, so a grant or revocation takes effect within seconds without a restart.
+- :func:`authorize`: the decision. Service accounts pass an AUTHENTICATED or SERVICE
+  rule only with the rule's ``service_scope`` (:mod:`server.auth.scopes`), checked on
+  the principal's scopes: those of the token that the account still holds, so the check
+  costs no database round trip beyond the cached account state.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from gencharge.v1 import access_pb2
 from server.auth import queries
 from server.auth.principal import ANONYMOUS, Principal
 from server.auth.rbac_queries import load_permission_rows
+from server.auth.scopes import SCOPES
 from server.auth.tokens import AccessClaims, TokenError, TokenService
 from server.core.db import Database
 from server.core.errors import PermissionDenied, Unauthenticated
@@ -48,6 +55,10 @@ class Rule:
     audience: int
     resource: str
     action: str  # "" unless audience is PERMISSION
+    #: The scope a service account needs ("" : service accounts may not call it).
+    service_scope: str = ""
+    #: Every service account may call it, without a scope (GetMe).
+    service_self: bool = False
 
     @property
     def public(self) -> bool:
@@ -73,11 +84,16 @@ class AccessRules:
                 rule = options.Extensions[access_pb2.access]
                 if rule.audience == access_pb2.AUDIENCE_UNSPECIFIED:
                     raise RuntimeError(f"{path} has an unspecified access audience")
+                problem = service_rule_problem(rule)
+                if problem:
+                    raise RuntimeError(f"{path}: {problem}")
                 self._rules[path] = Rule(
                     method=path,
                     audience=rule.audience,
                     resource=rule.resource,
                     action=ACTIONS.get(rule.action, ""),
+                    service_scope=rule.service_scope,
+                    service_self=rule.service_self,
                 )
 
     def get(self, method: str) -> Rule | None:
@@ -85,6 +101,20 @@ class AccessRules:
 
     def __iter__(self) -> Any:
         return iter(self._rules.values())
+
+
+def service_rule_problem(rule: access_pb2.AccessRule) -> str | None:
+    """What is wrong with a rule's service part (None when it is consistent)."""
+    scope, audience = rule.service_scope, rule.audience
+    if scope and scope not in SCOPES:
+        return f"unknown service_scope {scope!r} (known: {', '.join(sorted(SCOPES))})"
+    if audience == access_pb2.AUDIENCE_SERVICE and not scope:
+        return "an AUDIENCE_SERVICE rule must name its service_scope"
+    if scope and audience not in (access_pb2.AUDIENCE_SERVICE, access_pb2.AUDIENCE_AUTHENTICATED):
+        return "service_scope is only for AUDIENCE_SERVICE and AUDIENCE_AUTHENTICATED rules"
+    if rule.service_self and (audience != access_pb2.AUDIENCE_AUTHENTICATED or scope):
+        return "service_self is only for AUDIENCE_AUTHENTICATED rules without a service_scope"
+    return None
 
 
 class TtlCache(Generic[K, V]):
@@ -122,6 +152,8 @@ class _SessionState:
     active: bool
     role_id: int | None
     role_name: str
+    #: A service account's scopes as stored now (sessions have none).
+    scopes: frozenset[str] = frozenset()
 
 
 def _utc_now() -> datetime:
@@ -196,6 +228,8 @@ class Authenticator:
             role_id=state.role_id,
             role_name=state.role_name,
             session_id=claims.session_id,
+            # What the token was issued with, less what the account has lost since.
+            scopes=claims.scopes & state.scopes,
         )
 
     async def _session_state(self, session_id: str) -> _SessionState:
@@ -228,7 +262,12 @@ class Authenticator:
         if row is None:
             state = _SessionState(False, None, "")
         else:
-            state = _SessionState(row.status == "active", row.role_id, row.role_name or "")
+            state = _SessionState(
+                row.status == "active",
+                row.role_id,
+                row.role_name or "",
+                frozenset(row.scopes or ()),
+            )
         self._services.put(client_id, state)
         return state
 
@@ -280,14 +319,33 @@ async def authorize(rule: Rule, who: Principal, matrix: PermissionMatrix) -> Non
     if not who.authenticated:
         raise Unauthenticated("login required", reason="LOGIN_REQUIRED")
     if rule.audience == access_pb2.AUDIENCE_AUTHENTICATED:
+        if who.kind == "service":
+            _require_scope(rule, who)
         return
     if rule.audience == access_pb2.AUDIENCE_SERVICE:
         if who.kind != "service":
             raise PermissionDenied("only service accounts may call this", reason="SERVICE_ONLY")
+        _require_scope(rule, who)
         return
     if not await matrix.allows(who.role_id, rule.resource, rule.action):
         raise PermissionDenied(
             f"role {who.role_name or '?'} lacks {rule.action} on {rule.resource}",
             reason="MISSING_PERMISSION",
             metadata={"resource": rule.resource, "action": rule.action},
+        )
+
+
+def _require_scope(rule: Rule, who: Principal) -> None:
+    """A service account may call ``rule`` only with its scope (or if it is self-only)."""
+    if rule.service_self:
+        return
+    if not rule.service_scope:
+        raise PermissionDenied(
+            "service accounts may not call this RPC", reason="SERVICE_NOT_ALLOWED"
+        )
+    if rule.service_scope not in who.scopes:
+        raise PermissionDenied(
+            f"this service account lacks the scope {rule.service_scope!r}",
+            reason="MISSING_SCOPE",
+            metadata={"scope": rule.service_scope},
         )

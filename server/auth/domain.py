@@ -18,7 +18,7 @@ import re
 import secrets
 import string
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -34,6 +34,7 @@ from server.auth.identifiers import normalize_email, normalize_phone
 from server.auth.password_policy import normalize_password, password_problem
 from server.auth.passwords import hash_password, verify_password
 from server.auth.principal import Principal
+from server.auth.scopes import check_scopes
 from server.auth.tokens import (
     TokenService,
     hashes_equal,
@@ -155,6 +156,8 @@ class ServiceAccount:
     created_at: datetime
     created_by: int | None
     last_used_at: datetime | None
+    #: What it may do as a service (server/auth/scopes.py), sorted.
+    scopes: tuple[str, ...] = ()
 
 
 #: Whoever :func:`me` finds: a customer, an administrator or a service account.
@@ -219,6 +222,7 @@ def _service_account(row: Row[Any]) -> ServiceAccount:
         created_at=row.created_at,
         created_by=row.created_by,
         last_used_at=row.last_used_at,
+        scopes=tuple(sorted(row.scopes or ())),
     )
 
 
@@ -1116,6 +1120,7 @@ class ServiceCredentials:
     status: str
     role_name: str | None
     secret_hash: str = field(repr=False)
+    scopes: tuple[str, ...] = ()
 
 
 async def service_credentials(
@@ -1124,7 +1129,9 @@ async def service_credentials(
     row = await queries.service_account_by_client_id(conn, client_id)
     if row is None:
         return None
-    return ServiceCredentials(row.client_id, row.status, row.role_name, row.secret_hash)
+    return ServiceCredentials(
+        row.client_id, row.status, row.role_name, row.secret_hash, tuple(row.scopes or ())
+    )
 
 
 async def service_secret_ok(account: ServiceCredentials | None, client_secret: str) -> bool:
@@ -1148,6 +1155,7 @@ async def issue_service_token(
         principal_id=account.client_id,
         role=account.role_name or SERVICE_ROLE,
         session_id=None,
+        scopes=account.scopes,
     )
 
 
@@ -1163,8 +1171,12 @@ async def create_service_account(
     client_id: str,
     secret_hash: str,
     created_by: int | None,
+    scopes: Iterable[str] = (),
     conn: AsyncConnection,
 ) -> None:
+    """A new active account with the Service role and ``scopes`` (validated here:
+    INVALID_ARGUMENT ``scopes`` names unknown ones)."""
+    granted = check_scopes(scopes)
     role_id = await queries.role_id_by_name(conn, SERVICE_ROLE)
     if role_id is None:
         raise FailedPrecondition("the Service role is missing; load reference data")
@@ -1176,9 +1188,30 @@ async def create_service_account(
             "secret_hash": secret_hash,
             "role_id": role_id,
             "created_by": created_by,
+            "scopes": list(granted),
         },
     )
-    audit_change("ServiceAccounts", "INSERT", {"client_id": client_id})
+    audit_change("ServiceAccounts", "INSERT", {"client_id": client_id, "scopes": list(granted)})
+
+
+async def set_service_account_scopes(
+    client_id: str, scopes: Iterable[str], *, conn: AsyncConnection
+) -> ServiceAccount:
+    """Replace the account's scopes. Tokens issued before keep only the scopes the
+    account still holds (checked on the cached account state); a scope added needs a
+    new token. NOT_FOUND for an unknown ``client_id``."""
+    granted = check_scopes(scopes)
+    if not await queries.set_service_account_scopes(conn, client_id, list(granted)):
+        raise NotFound(f"service account {client_id} not found", metadata={"client_id": client_id})
+    audit_change("ServiceAccounts", "UPDATE", {"client_id": client_id, "scopes": list(granted)})
+    row = await queries.service_account_by_client_id(conn, client_id)
+    assert row is not None
+    return _service_account(row)
+
+
+async def list_service_accounts(*, conn: AsyncConnection) -> list[ServiceAccount]:
+    """Every service account, by client id."""
+    return [_service_account(row) for row in await queries.list_service_accounts(conn)]
 
 
 # --- roles and housekeeping ---------------------------------------------------------------

@@ -19,6 +19,9 @@ class Principal:
     role_id: int | None = None
     role_name: str = ""
     session_id: str | None = None
+    #: A service account's scopes: those its token carries that the account still holds
+    #: (server.auth.scopes); empty for users and admins.
+    scopes: frozenset[str] = frozenset()
 
     @property
     def subject(self) -> str:

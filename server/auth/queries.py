@@ -309,6 +309,29 @@ async def insert_service_account(conn: AsyncConnection, values: dict[str, Any]) 
     return int(result.scalar_one())
 
 
+async def set_service_account_scopes(
+    conn: AsyncConnection, client_id: str, scopes: list[str]
+) -> bool:
+    """Replace an account's scopes; False when no account has ``client_id``."""
+    result = await conn.execute(
+        update(service_accounts)
+        .where(service_accounts.c.client_id == client_id)
+        .values(scopes=scopes)
+    )
+    return bool(result.rowcount)
+
+
+async def list_service_accounts(conn: AsyncConnection) -> Sequence[RowT]:
+    result = await conn.execute(
+        select(*_SERVICE_COLUMNS)
+        .select_from(
+            service_accounts.outerjoin(roles, service_accounts.c.role_id == roles.c.role_id)
+        )
+        .order_by(service_accounts.c.client_id)
+    )
+    return result.all()
+
+
 async def touch_service_account(conn: AsyncConnection, client_id: str) -> None:
     await conn.execute(
         update(service_accounts)

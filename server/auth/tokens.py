@@ -3,6 +3,9 @@
 Access token: header ``{"alg": "EdDSA", "typ": "at+jwt", "kid": <thumbprint>}``;
 claims ``iss aud sub iat nbf exp jti ptype role typ`` and ``sid`` when the token
 belongs to a session (service tokens have none). ``sub`` is ``"<ptype>:<id>"``.
+Service tokens also carry ``scope`` (RFC 8693 section 4.2: the account's scopes,
+space-separated, see :mod:`server.auth.scopes`) when the account holds any; a ``scope``
+claim on a user or admin token makes the token malformed.
 
 Verification never lets the token choose how it is checked: the header's ``alg`` must
 be exactly "EdDSA" (checked before any key is touched, so ``none``, HS256 keyed with the
@@ -27,7 +30,7 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +38,7 @@ from typing import Any
 import jwt
 
 from server.auth.keys import ALGORITHM, KeyRing
+from server.auth.scopes import scope_claim, scopes_of_claim
 from server.core.crypto import SecretBox
 
 PRINCIPAL_TYPES = frozenset({"user", "admin", "service"})
@@ -79,6 +83,8 @@ class AccessClaims:
     token_id: str
     issued_at: datetime
     expires_at: datetime
+    #: Service tokens: the scopes the account held when the token was issued.
+    scopes: frozenset[str] = frozenset()
 
     @property
     def subject(self) -> str:
@@ -108,13 +114,23 @@ class TokenService:
         self._clock = clock
 
     def issue(
-        self, *, principal_type: str, principal_id: str, role: str, session_id: str | None
+        self,
+        *,
+        principal_type: str,
+        principal_id: str,
+        role: str,
+        session_id: str | None,
+        scopes: Iterable[str] = (),
     ) -> tuple[str, datetime]:
-        """A signed access token and the moment it expires."""
+        """A signed access token and the moment it expires. ``scopes``: a service
+        account's scopes (the ``scope`` claim); only service tokens have them."""
         if principal_type not in PRINCIPAL_TYPES:
             raise ValueError(f"unknown principal type {principal_type!r}")
         if not principal_id or not role:
             raise ValueError("principal_id and role must be non-empty")
+        scope = scope_claim(scopes)
+        if scope and principal_type != "service":
+            raise ValueError("only service tokens carry scopes")
         issued = int(self._clock().timestamp())
         expires = issued + self.ttl_seconds
         claims: dict[str, Any] = {
@@ -131,6 +147,8 @@ class TokenService:
         }
         if session_id is not None:
             claims["sid"] = session_id
+        if scope:
+            claims["scope"] = scope
         token = jwt.encode(
             claims,
             self.keyring.sign_key,
@@ -219,6 +237,9 @@ class TokenService:
             raise TokenError("malformed", "token has no id")
         if sid is not None and (not isinstance(sid, str) or not sid):
             raise TokenError("malformed", "token has an invalid session id")
+        scope = claims.get("scope")
+        if scope is not None and (not isinstance(scope, str) or ptype != "service"):
+            raise TokenError("malformed", "token has an invalid scope claim")
         prefix = f"{ptype}:"
         if not isinstance(subject, str) or not subject.startswith(prefix):
             raise TokenError("malformed", "token subject does not match its principal type")
@@ -233,6 +254,7 @@ class TokenService:
             token_id=jti,
             issued_at=datetime.fromtimestamp(iat, UTC),
             expires_at=datetime.fromtimestamp(exp, UTC),
+            scopes=scopes_of_claim(scope) if scope else frozenset(),
         )
 
 

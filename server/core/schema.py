@@ -28,7 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import CHAR, ENUM, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, CHAR, ENUM, JSONB, UUID
 
 metadata = MetaData()
 
@@ -362,6 +362,8 @@ service_accounts = Table(
         "created_by", Integer, ForeignKey("admins.admin_id", name="fk_service_accounts_created_by")
     ),
     Column("last_used_at", TimestampTZ),
+    #: What the account may do as a service (server/auth/scopes.py); migration 0008.
+    Column("scopes", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     PrimaryKeyConstraint("service_account_id", name="service_accounts_pkey"),
     UniqueConstraint("client_id", name="uq_service_accounts_client_id"),
 )

@@ -1,4 +1,6 @@
-"""The ``gencharge`` command: serve, migrate, seed, create-admin, create-service-account."""
+"""The ``gencharge`` command: serve, migrate, seed, create-admin, reset-admin-mfa, and
+service accounts (create-service-account, set-service-account-scopes,
+list-service-accounts)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,11 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from server.admin import flows as admin_flows
+from server.audit.scope import CLI_ACTOR, job_scope
 from server.auth import flows as auth_flows
+from server.auth.domain import ServiceAccount
 from server.auth.password_policy import password_problem
+from server.auth.scopes import SCOPES, check_scopes
 from server.core import logs
 from server.core.config import (
     DEV_ADMIN_EMAIL,
@@ -19,7 +24,7 @@ from server.core.config import (
     Settings,
     get_settings,
 )
-from server.core.errors import DomainError
+from server.core.errors import DomainError, InvalidArgument
 from server.core.resources import Resources
 from server.ops import runtime
 from server.ops.workers import WorkerDied
@@ -135,22 +140,101 @@ def _reset_admin_mfa(settings: Settings, args: argparse.Namespace) -> int:
     return code
 
 
+def _refusal(exc: DomainError) -> str:
+    if isinstance(exc, InvalidArgument) and exc.violations:
+        return "; ".join(f"{v.field}: {v.description}" for v in exc.violations)
+    return str(exc)
+
+
+def _scopes_text(scopes: tuple[str, ...]) -> str:
+    return " ".join(scopes) if scopes else "none"
+
+
+def _scopes_of(args: argparse.Namespace) -> tuple[str, ...]:
+    """The ``--scope`` values, checked before any database is started."""
+    return check_scopes(args.scope or [], field="--scope")
+
+
 def _create_service_account(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        scopes = _scopes_of(args)
+    except InvalidArgument as exc:
+        print(f"refusing: {_refusal(exc)}", file=sys.stderr)
+        return 2
+
     async def work(resources: Resources, databases: runtime.Databases) -> None:
         await runtime.migrate(resources, databases.database_url)
         await runtime.load_seed(resources, demo=False)
-        client_id, secret = await auth_flows.create_service_account(
-            resources.db, name=args.name, client_id=args.client_id
-        )
+        with job_scope("create-service-account", actor=CLI_ACTOR):
+            client_id, secret = await auth_flows.create_service_account(
+                resources.db, name=args.name, client_id=args.client_id, scopes=scopes
+            )
         print(f"client_id: {client_id}")
         print(f"client_secret: {secret}")
+        print(f"scopes: {_scopes_text(scopes)}")
         print("Store the secret now: it is shown once and only its hash is kept.")
 
     try:
         return _with_databases(settings, work)
     except DomainError as exc:
-        print(f"refusing: {exc}", file=sys.stderr)
+        print(f"refusing: {_refusal(exc)}", file=sys.stderr)
         return 2
+
+
+def _set_service_account_scopes(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.scope and not args.none:
+        print("refusing: name the scopes with --scope (--none takes all away)", file=sys.stderr)
+        return 2
+    if args.scope and args.none:
+        print("refusing: --scope and --none exclude each other", file=sys.stderr)
+        return 2
+    try:
+        scopes = _scopes_of(args)
+    except InvalidArgument as exc:
+        print(f"refusing: {_refusal(exc)}", file=sys.stderr)
+        return 2
+
+    async def work(resources: Resources, databases: runtime.Databases) -> None:
+        await runtime.migrate(resources, databases.database_url)
+        with job_scope("set-service-account-scopes", actor=CLI_ACTOR):
+            account = await auth_flows.set_service_account_scopes(
+                resources.db, args.client_id, scopes
+            )
+        print(f"{account.client_id}: scopes {_scopes_text(account.scopes)}")
+        print(
+            "Tokens issued before lose removed scopes within seconds; "
+            "added scopes need a new token (IssueServiceToken)."
+        )
+
+    try:
+        return _with_databases(settings, work)
+    except DomainError as exc:
+        print(f"refusing: {_refusal(exc)}", file=sys.stderr)
+        return 2
+
+
+def _account_line(account: ServiceAccount) -> str:
+    used = account.last_used_at.isoformat(timespec="seconds") if account.last_used_at else "never"
+    return "\t".join(
+        (account.client_id, account.status, _scopes_text(account.scopes), used, account.name)
+    )
+
+
+def _list_service_accounts(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(resources: Resources, databases: runtime.Databases) -> None:
+        await runtime.migrate(resources, databases.database_url)
+        accounts = await auth_flows.list_service_accounts(resources.db)
+        print("client_id\tstatus\tscopes\tlast_token\tname")
+        for account in accounts:
+            print(_account_line(account))
+
+    return _with_databases(settings, work)
+
+
+def _scopes_help() -> str:
+    width = max(len(name) for name in SCOPES)
+    lines = [f"  {name:<{width}}  {what}" for name, what in sorted(SCOPES.items())]
+    return "scopes:\n" + "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,10 +269,31 @@ def build_parser() -> argparse.ArgumentParser:
     service = sub.add_parser(
         "create-service-account",
         help="create a service account for an internal caller (prints its secret once)",
+        epilog=_scopes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     service.add_argument("--name", required=True, help="what the caller is, e.g. billing-sync")
     service.add_argument("--client-id", default=None, help="default: svc_<random>")
+    service.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help="what the account may do (repeat for several; default: none), see below",
+    )
     service.set_defaults(run=_create_service_account)
+    scopes = sub.add_parser(
+        "set-service-account-scopes",
+        help="replace the scopes of a service account",
+        epilog=_scopes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    scopes.add_argument("client_id")
+    scopes.add_argument("--scope", action="append", metavar="SCOPE", help="repeat for several")
+    scopes.add_argument("--none", action="store_true", help="take every scope away")
+    scopes.set_defaults(run=_set_service_account_scopes)
+    sub.add_parser(
+        "list-service-accounts", help="list service accounts with their status and scopes"
+    ).set_defaults(run=_list_service_accounts)
     return parser
 
 

@@ -171,6 +171,45 @@ def test_service_token_has_no_session(service: TokenService) -> None:
     assert claims.subject == "service:billing"
 
 
+def test_service_token_carries_its_scopes(service: TokenService) -> None:
+    token, _ = service.issue(
+        principal_type="service",
+        principal_id="billing",
+        role="service",
+        session_id=None,
+        scopes=["recharges.write", "payments.confirm", "recharges.write"],
+    )
+    payload = jwt.decode(token, options={"verify_signature": False})
+    assert payload["scope"] == "payments.confirm recharges.write"  # RFC 8693: one string
+    assert service.verify(token).scopes == {"payments.confirm", "recharges.write"}
+    bare, _ = service.issue(
+        principal_type="service", principal_id="billing", role="service", session_id=None
+    )
+    assert "scope" not in jwt.decode(bare, options={"verify_signature": False})
+    assert service.verify(bare).scopes == frozenset()
+
+
+def test_only_service_tokens_carry_scopes(
+    service: TokenService, ring: KeyRing, key: Ed25519PrivateKey
+) -> None:
+    with pytest.raises(ValueError, match="only service tokens"):
+        service.issue(
+            principal_type="user",
+            principal_id="42",
+            role="customer",
+            session_id="s",
+            scopes=["payments.confirm"],
+        )
+    # Even signed with our key, a user token claiming a scope is refused outright.
+    forged = _sign(key, ring.signing_kid, _claims(scope="payments.confirm"))
+    assert _reason(service, forged) == "malformed"
+    service_claims = {"sub": "service:billing", "ptype": "service", "sid": None}
+    listed = _claims(**service_claims, scope=["payments.confirm"])
+    assert _reason(service, _sign(key, ring.signing_kid, listed)) == "malformed"
+    ok = _claims(**service_claims, scope="recharges.read")
+    assert service.verify(_sign(key, ring.signing_kid, ok)).scopes == {"recharges.read"}
+
+
 def test_principal_id_may_contain_colons(service: TokenService) -> None:
     token, _ = service.issue(
         principal_type="admin", principal_id="a:b", role="admin", session_id="1"

@@ -1,12 +1,17 @@
 """The RBAC matrix, generated from the contract and checked through the real server.
 
 Every RPC of every registered service is called with an empty request as anonymous,
-user, support, admin and service; each outcome must match the RPC's declared
+user, support, admin and service accounts: one holding every scope, one holding none,
+and one per scope holding only it; each outcome must match the RPC's declared
 ``(gencharge.v1.access)`` rule:
 
 - PUBLIC: never refused by the access layer;
-- AUTHENTICATED: anonymous UNAUTHENTICATED, everyone else let through;
-- SERVICE: anonymous UNAUTHENTICATED, users/admins PERMISSION_DENIED, services through;
+- AUTHENTICATED: anonymous UNAUTHENTICATED, users and admins let through; a service
+  account through iff the rule is ``service_self`` or names a ``service_scope`` it holds
+  (PERMISSION_DENIED MISSING_SCOPE naming the scope; SERVICE_NOT_ALLOWED if the rule
+  names none);
+- SERVICE: anonymous UNAUTHENTICATED, users/admins PERMISSION_DENIED, a service account
+  through iff it holds the rule's scope (MISSING_SCOPE otherwise);
 - PERMISSION: anonymous UNAUTHENTICATED; others through iff their role has the action
   on the resource in the seeded Roles x RolePermissions x Permissions tables (read from
   the database, not from a list kept here).
@@ -34,12 +39,20 @@ from sqlalchemy import text
 
 from gencharge.v1 import access_pb2
 from server.auth.access import ACTIONS, AccessRules
+from server.auth.scopes import PAYMENTS_CONFIRM, RECHARGES_READ, RECHARGES_WRITE, SCOPES
 from server.rpc.services import SERVICES
 from tests.helpers.auth import Actor, create_admin, create_service, register_user
 from tests.helpers.clock import HANG_SECONDS, FakeClock
 from tests.helpers.rpc import ErrorDetails, details_of
 
-PRINCIPALS = ("anonymous", "user", "support", "admin", "service")
+#: Service accounts by the scopes they hold: "service" every scope, "service-unscoped"
+#: none, "service-<scope>" only that one.
+SERVICE_KINDS: dict[str, frozenset[str]] = {
+    "service": frozenset(SCOPES),
+    "service-unscoped": frozenset(),
+    **{f"service-{scope}": frozenset({scope}) for scope in sorted(SCOPES)},
+}
+PRINCIPALS = ("anonymous", "user", "support", "admin", *SERVICE_KINDS)
 AUDIENCE_NAMES: dict[int, str] = {
     access_pb2.AUDIENCE_PUBLIC: "PUBLIC",
     access_pb2.AUDIENCE_AUTHENTICATED: "AUTHENTICATED",
@@ -55,11 +68,14 @@ ACCESS_REASONS = frozenset(
         "SESSION_ENDED",
         "SERVICE_ONLY",
         "MISSING_PERMISSION",
+        "MISSING_SCOPE",
+        "SERVICE_NOT_ALLOWED",
     }
 )
 #: Refusals a handler may give after the access layer let the call through, by reason:
-#: bad credentials on a public login-type RPC (UNAUTHENTICATED), and session-only or
-#: user-only RPCs called with a service token, which has no session (PERMISSION_DENIED).
+#: bad credentials on a public login-type RPC (UNAUTHENTICATED), and user-only RPCs
+#: called by an admin (PERMISSION_DENIED). Service accounts never meet these: the access
+#: layer lets them into no RPC that is not meant for them.
 CREDENTIAL_REFUSALS = frozenset(
     {
         "INVALID_CREDENTIALS",
@@ -71,10 +87,9 @@ CREDENTIAL_REFUSALS = frozenset(
     }
 )
 PRINCIPAL_KIND_REFUSALS = {
-    "SESSION_ONLY": {"service"},
-    "USER_ONLY": {"service", "admin", "support"},
+    "USER_ONLY": {"admin", "support"},
     # Only customers have wallets (and pay for recharges); services name a customer.
-    "NO_WALLET": {"service", "admin", "support"},
+    "NO_WALLET": {"admin", "support"},
 }
 _REFUSED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 CHUNK = 24
@@ -90,6 +105,8 @@ class Rpc:
     audience: int
     resource: str
     action: str  # "read" | "write" | "edit" | "delete" | ""
+    service_scope: str = ""
+    service_self: bool = False
 
     @property
     def audience_name(self) -> str:
@@ -119,7 +136,20 @@ def _declared() -> tuple[list[Rpc], list[str]]:
                     continue
             elif rule.resource or rule.action != access_pb2.ACTION_UNSPECIFIED:
                 problems.append(f"{path}: resource/action on a non-PERMISSION rule")
-            rpcs.append(Rpc(path, rule.audience, rule.resource, ACTIONS.get(rule.action, "")))
+            if rule.audience == access_pb2.AUDIENCE_SERVICE and not rule.service_scope:
+                problems.append(f"{path}: SERVICE rule without a service_scope")
+            if rule.service_scope and rule.service_scope not in SCOPES:
+                problems.append(f"{path}: unknown service_scope {rule.service_scope!r}")
+            rpcs.append(
+                Rpc(
+                    path,
+                    rule.audience,
+                    rule.resource,
+                    ACTIONS.get(rule.action, ""),
+                    rule.service_scope,
+                    rule.service_self,
+                )
+            )
     return rpcs, problems
 
 
@@ -159,10 +189,18 @@ def test_every_rpc_declares_a_valid_rule() -> None:
     for rpc in RPCS:
         rule = rules.get(rpc.path)
         assert rule is not None
-        assert (rule.audience, rule.resource, rule.action) == (
+        assert (
+            rule.audience,
+            rule.resource,
+            rule.action,
+            rule.service_scope,
+            rule.service_self,
+        ) == (
             rpc.audience,
             rpc.resource,
             rpc.action,
+            rpc.service_scope,
+            rpc.service_self,
         ), rpc.path
     total = sum(len(spec.method_names()) for spec in SERVICES)
     assert len(RPCS) == total > 50
@@ -182,6 +220,20 @@ def test_anchor_rules_are_as_documented() -> None:
         assert by_path[path].audience_name == "SERVICE", path
     assert by_path["/gencharge.v1.AuthService/GetMe"].audience_name == "AUTHENTICATED"
     assert by_path["/gencharge.v1.PlanService/ListPlanGroups"].audience_name == "PUBLIC"
+    # What service accounts may call, written out: growing it is a decision, not a slip.
+    open_to_services = {
+        rpc.path.removeprefix("/gencharge.v1."): rpc.service_scope or "self"
+        for rpc in RPCS
+        if rpc.service_scope or rpc.service_self
+    }
+    assert open_to_services == {
+        "WalletService/ConfirmPayment": PAYMENTS_CONFIRM,
+        "RechargeService/QuoteRecharge": RECHARGES_WRITE,
+        "RechargeService/Recharge": RECHARGES_WRITE,
+        "RechargeService/BatchRecharge": RECHARGES_WRITE,
+        "RechargeService/GetRecharge": RECHARGES_READ,
+        "AuthService/GetMe": "self",
+    }
 
 
 # ------------------------------------------------------------------------ helpers
@@ -211,7 +263,7 @@ async def _role_id(resources: Any, kind: str, actor: Actor) -> int:
         "admin": ("SELECT role_id FROM admins WHERE email = :key", actor.email),
         "service": ("SELECT role_id FROM service_accounts WHERE client_id = :key", actor.email),
     }
-    sql, key = queries[kind]
+    sql, key = queries["service" if kind in SERVICE_KINDS else kind]
     async with resources.engine.connect() as conn:
         role_id = (await conn.execute(text(sql), {"key": key})).scalar_one()
     assert role_id is not None, f"{kind} has no role"
@@ -233,8 +285,8 @@ async def _make_principal(kind: str, channel: grpc.aio.Channel, resources: Any) 
         return await create_admin(channel, resources, role_name="Support")
     if kind == "admin":
         return await create_admin(channel, resources, role_name="Admin")
-    if kind == "service":
-        return await create_service(channel, resources)
+    if kind in SERVICE_KINDS:
+        return await create_service(channel, resources, SERVICE_KINDS[kind])
     raise AssertionError(kind)
 
 
@@ -243,17 +295,28 @@ def _expect(rpc: Rpc, kind: str, permissions: dict[str, set[str]] | None) -> Exp
         return Expectation(True)
     if kind == "anonymous":
         return Expectation(False, grpc.StatusCode.UNAUTHENTICATED, "LOGIN_REQUIRED")
+    scopes = SERVICE_KINDS.get(kind)
     if rpc.audience == access_pb2.AUDIENCE_AUTHENTICATED:
-        return Expectation(True)
-    if rpc.audience == access_pb2.AUDIENCE_SERVICE:
-        if kind == "service":
+        if scopes is None or rpc.service_self:
             return Expectation(True)
+        if not rpc.service_scope:
+            return Expectation(False, grpc.StatusCode.PERMISSION_DENIED, "SERVICE_NOT_ALLOWED")
+        return _scoped(rpc, scopes)
+    if rpc.audience == access_pb2.AUDIENCE_SERVICE:
+        if scopes is not None:
+            return _scoped(rpc, scopes)
         return Expectation(False, grpc.StatusCode.PERMISSION_DENIED, "SERVICE_ONLY")
     assert rpc.audience == access_pb2.AUDIENCE_PERMISSION
     assert permissions is not None
     if rpc.action in permissions.get(rpc.resource, set()):
         return Expectation(True)
     return Expectation(False, grpc.StatusCode.PERMISSION_DENIED, "MISSING_PERMISSION")
+
+
+def _scoped(rpc: Rpc, scopes: frozenset[str]) -> Expectation:
+    if rpc.service_scope in scopes:
+        return Expectation(True)
+    return Expectation(False, grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE")
 
 
 async def _call(
@@ -283,7 +346,8 @@ def _domain_refusal(rpc: Rpc, kind: str, got: Outcome) -> bool:
 
 def _mismatch(rpc: Rpc, kind: str, expected: Expectation, got: Outcome) -> str | None:
     """None when ``got`` matches ``expected``, else a line describing the difference."""
-    where = f"{kind:9} {rpc.path} [{rpc.audience_name} {rpc.resource} {rpc.action}]".rstrip()
+    rule = f"{rpc.audience_name} {rpc.resource} {rpc.action} {rpc.service_scope}".rstrip()
+    where = f"{kind:9} {rpc.path} [{rule}]"
     if expected.allowed:
         if got.code not in _REFUSED:
             return None
@@ -297,6 +361,8 @@ def _mismatch(rpc: Rpc, kind: str, expected: Expectation, got: Outcome) -> str |
         meta = got.details.metadata
         if meta.get("resource") != rpc.resource or meta.get("action") != rpc.action:
             return f"{where}: MISSING_PERMISSION metadata names {meta}"
+    if expected.reason == "MISSING_SCOPE" and got.details.metadata != {"scope": rpc.service_scope}:
+        return f"{where}: MISSING_SCOPE metadata names {got.details.metadata}"
     return None
 
 
@@ -380,16 +446,42 @@ async def test_rbac_matrix(kind: str, channel: grpc.aio.Channel, resources: Any)
         assert refused("RechargeService/BatchRecharge", denied, "SERVICE_ONLY")
         assert through("AuthService/GetMe")
         assert outcomes["/gencharge.v1.AuthService/GetMe"].code == grpc.StatusCode.OK
+    if kind in SERVICE_KINDS:
+        # Whatever it holds: its own account, never a customer's wallet or an admin RPC.
+        assert refused("AdminService/ListUsers", denied, "MISSING_PERMISSION")
+        assert refused("WalletService/GetWallet", denied, "SERVICE_NOT_ALLOWED")
+        assert refused("WalletService/GetTransaction", denied, "SERVICE_NOT_ALLOWED")
+        assert refused("AuthService/Logout", denied, "SERVICE_NOT_ALLOWED")
+        assert outcomes["/gencharge.v1.AuthService/GetMe"].code == grpc.StatusCode.OK
     if kind == "service":
         assert through("WalletService/ConfirmPayment")
         assert through("RechargeService/BatchRecharge")
-        assert refused("AdminService/ListUsers", denied, "MISSING_PERMISSION")
-        assert outcomes["/gencharge.v1.AuthService/GetMe"].code == grpc.StatusCode.OK
+        assert through("RechargeService/Recharge")
+        assert through("RechargeService/GetRecharge")
+    if kind == "service-unscoped":
+        assert refused("WalletService/ConfirmPayment", denied, "MISSING_SCOPE")
+        assert refused("RechargeService/Recharge", denied, "MISSING_SCOPE")
+        assert refused("RechargeService/BatchRecharge", denied, "MISSING_SCOPE")
+        assert refused("RechargeService/GetRecharge", denied, "MISSING_SCOPE")
+    if kind == f"service-{RECHARGES_READ}":
+        assert through("RechargeService/GetRecharge")
+        assert refused("RechargeService/Recharge", denied, "MISSING_SCOPE")
+        assert refused("WalletService/ConfirmPayment", denied, "MISSING_SCOPE")
+    if kind == f"service-{PAYMENTS_CONFIRM}":
+        assert through("WalletService/ConfirmPayment")
+        assert refused("RechargeService/BatchRecharge", denied, "MISSING_SCOPE")
+        assert refused("RechargeService/GetRecharge", denied, "MISSING_SCOPE")
 
 
 async def test_seeded_roles_match_principals(channel: grpc.aio.Channel, resources: Any) -> None:
     """The principals the matrix uses really carry the roles it is named after."""
-    expected = {"user": "User", "support": "Support", "admin": "Admin", "service": "Service"}
+    expected = {
+        "user": "User",
+        "support": "Support",
+        "admin": "Admin",
+        "service": "Service",
+        "service-unscoped": "Service",
+    }
     actors = await asyncio.gather(*(_make_principal(kind, channel, resources) for kind in expected))
     for (kind, role_name), actor in zip(expected.items(), actors, strict=True):
         assert actor is not None

@@ -169,6 +169,11 @@ def _forged_cases(template: Template, refresh_token: str) -> list[Case]:
             "not_yet_valid",
         ),
         ("typ refresh", template.eddsa(template.claims_with(typ="refresh")), "wrong_token_type"),
+        (
+            "user token claiming a service scope, real key",
+            template.eddsa(template.claims_with(scope="payments.confirm")),
+            "malformed",
+        ),
         ("header typ JWT", template.eddsa(typ="JWT"), "wrong_token_type"),
         ("opaque refresh token as bearer", refresh_token, "malformed"),
         ("garbage", "not.a.jwt", "malformed"),

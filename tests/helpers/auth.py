@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -113,8 +114,14 @@ async def create_admin(
     return await admin_login(channel, Actor(kind="admin", access_token="", email=email))
 
 
-async def create_service(channel: grpc.aio.Channel, resources: Any) -> Actor:
-    client_id, secret = await flows.create_service_account(resources.db, name="test service")
+async def create_service(
+    channel: grpc.aio.Channel, resources: Any, scopes: Iterable[str] = ()
+) -> Actor:
+    """A service account holding ``scopes`` (server/auth/scopes.py; none by default,
+    like the command's) and a fresh token for it."""
+    client_id, secret = await flows.create_service_account(
+        resources.db, name="test service", scopes=scopes
+    )
     reply = await auth_stub(channel).IssueServiceToken(
         auth_pb.IssueServiceTokenRequest(client_id=client_id, client_secret=secret)
     )

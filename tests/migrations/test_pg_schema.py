@@ -84,6 +84,8 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "created_at": TSTZ,
         "created_by": INT,
         "last_used_at": TSTZ,
+        # migration 0008: service-account scopes
+        "scopes": "_text",
     },
     "otp_codes": {
         "otp_id": "int8",

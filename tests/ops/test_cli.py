@@ -136,9 +136,43 @@ def test_production_requires_database_urls(env: dict[str, str]) -> None:
 
 def test_create_service_account_prints_secret_once(env: dict[str, str]) -> None:
     args = [GENCHARGE, "create-service-account", "--name", "billing", "--client-id", "svc_bill"]
-    result = subprocess.run(args, env=env, capture_output=True, check=True)
+    scoped = [*args, "--scope", "recharges.write", "--scope", "payments.confirm"]
+    result = subprocess.run(scoped, env=env, capture_output=True, check=True)
     out = result.stdout.decode()
     assert "client_id: svc_bill" in out
     assert "client_secret: gcs_" in out
+    assert "scopes: payments.confirm recharges.write" in out
     again = subprocess.run(args, env=env, capture_output=True)
     assert again.returncode == 2 and b"exists" in again.stderr
+
+
+def test_service_account_scopes_are_checked_set_and_listed(env: dict[str, str]) -> None:
+    create = [GENCHARGE, "create-service-account", "--name", "sync", "--client-id", "svc_sync"]
+    # An unknown scope is refused before any database starts, naming the known ones.
+    typo = subprocess.run([*create, "--scope", "recharge.write"], env=env, capture_output=True)
+    assert typo.returncode == 2
+    error = typo.stderr.decode()
+    assert "'recharge.write'" in error and "recharges.write" in error, error
+    help_text = subprocess.run(
+        [*create, "--help"], env=env, capture_output=True, check=True
+    ).stdout.decode()
+    assert "payments.confirm" in help_text and "recharges.read" in help_text
+
+    out = subprocess.run(create, env=env, capture_output=True, check=True).stdout.decode()
+    assert "scopes: none" in out
+    change = [GENCHARGE, "set-service-account-scopes", "svc_sync"]
+    assert subprocess.run(change, env=env, capture_output=True).returncode == 2  # no --scope
+    out = subprocess.run(
+        [*change, "--scope", "recharges.read"], env=env, capture_output=True, check=True
+    ).stdout.decode()
+    assert "svc_sync: scopes recharges.read" in out
+    listed = subprocess.run(
+        [GENCHARGE, "list-service-accounts"], env=env, capture_output=True, check=True
+    ).stdout.decode()
+    assert "svc_sync\tactive\trecharges.read\tnever\tsync" in listed, listed
+    unknown = subprocess.run(
+        [GENCHARGE, "set-service-account-scopes", "svc_nobody", "--none"],
+        env=env,
+        capture_output=True,
+    )
+    assert unknown.returncode == 2 and b"not found" in unknown.stderr

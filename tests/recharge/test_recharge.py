@@ -19,6 +19,7 @@ from gencharge.v1 import auth_service_pb2 as auth_pb
 from gencharge.v1 import common_pb2, recharge_service_pb2_grpc
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import transaction_pb2 as tpb
+from server.auth.scopes import PAYMENTS_CONFIRM, RECHARGES_WRITE
 from server.ledger.domain import PENDING_PAYMENT_TTL
 from tests.helpers.auth import Actor, auth_stub, create_service, register_user
 from tests.helpers.money import assert_ledger_balances, balance, fund, make_offer, make_plan
@@ -370,7 +371,7 @@ async def test_a_pending_payment_holds_the_first_recharge_price(channel, resourc
     from gencharge.v1 import wallet_service_pb2, wallet_service_pb2_grpc
 
     user = await register_user(channel)
-    service = await create_service(channel, resources)
+    service = await create_service(channel, resources, [PAYMENTS_CONFIRM])
     plan_id = await make_plan(resources, price="100.00")
     offer_id = await half_price_first_recharge(resources)
     card = {
@@ -491,7 +492,7 @@ async def test_referral_reward_is_the_configured_amount_on_both_payment_paths(re
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             plan_id = await make_plan(resources, price="10.00")
-            service = await create_service(channel, resources)
+            service = await create_service(channel, resources, [PAYMENTS_CONFIRM])
             for paid_by_card in (False, True):
                 referrer = await register_user(channel)
                 me = await auth_stub(channel).GetMe(
@@ -554,7 +555,7 @@ async def test_ownership(channel, resources) -> None:
 
 
 async def test_service_recharges_on_behalf_of_a_customer(channel, resources) -> None:
-    service = await create_service(channel, resources)
+    service = await create_service(channel, resources, [RECHARGES_WRITE])
     user = await register_user(channel)
     await fund(resources, user.user_id, "30")
     plan_id = await make_plan(resources, price="10.00")
@@ -587,7 +588,7 @@ async def test_pending_recharge_activates_when_the_payment_is_confirmed(channel,
     from gencharge.v1 import wallet_service_pb2, wallet_service_pb2_grpc
 
     user = await register_user(channel)
-    service = await create_service(channel, resources)
+    service = await create_service(channel, resources, [PAYMENTS_CONFIRM])
     plan_id = await make_plan(resources, price="30.00", validity=7)
     offer_id = await make_offer(resources, cashback_amount=Decimal("3.00"))
     pending = await recharge(

@@ -23,6 +23,7 @@ if str(GENERATED) not in sys.path:
     sys.path.insert(0, str(GENERATED))
 
 from gencharge.v1 import access_pb2  # noqa: E402
+from server.auth.scopes import SCOPES  # noqa: E402
 
 
 def _load_generate_tool() -> ModuleType:
@@ -46,7 +47,8 @@ AUTHENTICATED = "AUTHENTICATED"
 SERVICE = "SERVICE"
 
 # Every service and RPC of the contract with its access rule: an audience, or
-# "Resource/action" for AUDIENCE_PERMISSION.
+# "Resource/action" for AUDIENCE_PERMISSION; then, for the RPCs service accounts may
+# call, the scope they need ("SERVICE payments.confirm") or "self" (any service account).
 EXPECTED_RULES: dict[str, dict[str, str]] = {
     "AuthService": {
         "Register": PUBLIC,
@@ -61,7 +63,7 @@ EXPECTED_RULES: dict[str, dict[str, str]] = {
         "ChangePassword": AUTHENTICATED,
         "RequestPasswordReset": PUBLIC,
         "ResetPassword": PUBLIC,
-        "GetMe": AUTHENTICATED,
+        "GetMe": f"{AUTHENTICATED} self",
         "UpdateMe": AUTHENTICATED,
         "GetJwks": PUBLIC,
         "IssueServiceToken": PUBLIC,
@@ -69,7 +71,7 @@ EXPECTED_RULES: dict[str, dict[str, str]] = {
     "WalletService": {
         "GetWallet": AUTHENTICATED,
         "TopUp": AUTHENTICATED,
-        "ConfirmPayment": SERVICE,
+        "ConfirmPayment": f"{SERVICE} payments.confirm",
         "ListTransactions": AUTHENTICATED,
         "GetTransaction": AUTHENTICATED,
         "ListReferralRewards": AUTHENTICATED,
@@ -91,10 +93,10 @@ EXPECTED_RULES: dict[str, dict[str, str]] = {
         "CreateOfferType": "Offers/write",
     },
     "RechargeService": {
-        "QuoteRecharge": AUTHENTICATED,
-        "Recharge": AUTHENTICATED,
-        "BatchRecharge": SERVICE,
-        "GetRecharge": AUTHENTICATED,
+        "QuoteRecharge": f"{AUTHENTICATED} recharges.write",
+        "Recharge": f"{AUTHENTICATED} recharges.write",
+        "BatchRecharge": f"{SERVICE} recharges.write",
+        "GetRecharge": f"{AUTHENTICATED} recharges.read",
         "ListRecharges": AUTHENTICATED,
         "ListActivePlans": AUTHENTICATED,
         "CreateAutoPay": AUTHENTICATED,
@@ -278,8 +280,14 @@ def _rule(method: descriptor.MethodDescriptor) -> access_pb2.AccessRule:
 
 def _describe(rule: access_pb2.AccessRule) -> str:
     if rule.audience == Audience.AUDIENCE_PERMISSION:
-        return f"{rule.resource}/{ACTION_NAMES.get(rule.action, '?')}"
-    return AUDIENCE_NAMES.get(rule.audience, "UNSPECIFIED")
+        described = f"{rule.resource}/{ACTION_NAMES.get(rule.action, '?')}"
+    else:
+        described = AUDIENCE_NAMES.get(rule.audience, "UNSPECIFIED")
+    if rule.service_scope:
+        described += f" {rule.service_scope}"
+    if rule.service_self:
+        described += " self"
+    return described
 
 
 # --- generated code and buf ----------------------------------------------------------
@@ -323,6 +331,20 @@ def test_every_rpc_has_a_valid_access_rule(name: str, method: descriptor.MethodD
     else:
         assert not rule.resource, f"{name}: only PERMISSION rules name a resource"
         assert rule.action == Action.ACTION_UNSPECIFIED, f"{name}: only PERMISSION has action"
+    # Service accounts: a known scope on SERVICE (required) and AUTHENTICATED rules only;
+    # "self" only on AUTHENTICATED rules without a scope.
+    if rule.audience == Audience.AUDIENCE_SERVICE:
+        assert rule.service_scope, f"{name}: SERVICE rule without service_scope"
+    if rule.service_scope:
+        assert rule.service_scope in SCOPES, f"{name}: unknown scope {rule.service_scope}"
+        assert rule.audience in (Audience.AUDIENCE_SERVICE, Audience.AUDIENCE_AUTHENTICATED), name
+    if rule.service_self:
+        assert rule.audience == Audience.AUDIENCE_AUTHENTICATED and not rule.service_scope, name
+
+
+def test_every_scope_opens_some_rpc() -> None:
+    used = {_rule(method).service_scope for _, method in METHODS} - {""}
+    assert used == set(SCOPES)
 
 
 @pytest.mark.parametrize(("name", "method"), METHODS, ids=METHOD_IDS)

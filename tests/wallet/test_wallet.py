@@ -22,6 +22,7 @@ from gencharge.v1 import common_pb2, transaction_pb2, wallet_service_pb2_grpc
 from gencharge.v1 import wallet_service_pb2 as pb
 from server.audit.scope import AuditScope, current_scope
 from server.auth.principal import Principal
+from server.auth.scopes import PAYMENTS_CONFIRM, SCOPES
 from server.core.config import Environment
 from server.core.errors import Unavailable
 from server.core.schema import referralrewards, transactions
@@ -148,7 +149,7 @@ async def assert_ledger_invariant(resources: Any) -> None:
 
 @pytest.fixture
 async def service(channel: grpc.aio.Channel, resources: Any) -> Actor:
-    return await create_service(channel, resources)
+    return await create_service(channel, resources, [PAYMENTS_CONFIRM])
 
 
 # --- the sandbox gateway --------------------------------------------------------------------
@@ -251,12 +252,12 @@ async def test_get_wallet(channel: grpc.aio.Channel, resources: Any, service: Ac
     assert wallet.HasField("updated_at")
 
     admin = await create_admin(channel, resources)
-    for who in (admin, service):
+    for who, reason in ((admin, "USER_ONLY"), (service, "SERVICE_NOT_ALLOWED")):
         details = await expect_error(
             stub(channel).GetWallet(pb.GetWalletRequest(), metadata=who.metadata),
             grpc.StatusCode.PERMISSION_DENIED,
         )
-        assert details.reason == "USER_ONLY"
+        assert details.reason == reason
     await expect_error(
         stub(channel).GetWallet(pb.GetWalletRequest()), grpc.StatusCode.UNAUTHENTICATED
     )
@@ -614,11 +615,11 @@ async def test_top_up_only_for_users(
     channel: grpc.aio.Channel, resources: Any, service: Actor
 ) -> None:
     admin = await create_admin(channel, resources)
-    for who in (admin, service):
+    for who, reason in ((admin, "USER_ONLY"), (service, "SERVICE_NOT_ALLOWED")):
         error = await expect_error(
             top_up(channel, who, top_up_request()), grpc.StatusCode.PERMISSION_DENIED
         )
-        assert error.reason == "USER_ONLY"
+        assert error.reason == reason
 
 
 # --- ListTransactions / GetTransaction ------------------------------------------------------
@@ -792,14 +793,15 @@ async def test_ownership(channel: grpc.aio.Channel, resources: Any) -> None:
             pb.ListTransactionsRequest(), metadata=staff.metadata
         )
         assert list(own.transactions) == []
-    # A service account has no Transactions/read: NOT_FOUND, not PERMISSION_DENIED.
-    service = await create_service(channel, resources)
-    await expect_error(
+    # Service accounts may not read the ledger, whatever their scopes.
+    service = await create_service(channel, resources, list(SCOPES))
+    refused = await expect_error(
         stub(channel).GetTransaction(
             pb.GetTransactionRequest(txn_id=alice_txn.txn_id), metadata=service.metadata
         ),
-        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.PERMISSION_DENIED,
     )
+    assert refused.reason == "SERVICE_NOT_ALLOWED"
     await assert_ledger_invariant(resources)
 
 

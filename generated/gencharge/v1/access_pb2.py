@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gencharge/v1/access.proto\x12\x0cgencharge.v1\x1a google/protobuf/descriptor.proto\"n\n\nAccessRule\x12(\n\x08\x61udience\x18\x01 \x01(\x0e\x32\x16.gencharge.v1.Audience\x12\x10\n\x08resource\x18\x02 \x01(\t\x12$\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x14.gencharge.v1.Action*\x84\x01\n\x08\x41udience\x12\x18\n\x14\x41UDIENCE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41UDIENCE_PUBLIC\x10\x01\x12\x1a\n\x16\x41UDIENCE_AUTHENTICATED\x10\x02\x12\x17\n\x13\x41UDIENCE_PERMISSION\x10\x03\x12\x14\n\x10\x41UDIENCE_SERVICE\x10\x04*g\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41\x43TION_READ\x10\x01\x12\x10\n\x0c\x41\x43TION_WRITE\x10\x02\x12\x0f\n\x0b\x41\x43TION_EDIT\x10\x03\x12\x11\n\rACTION_DELETE\x10\x04:J\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x18.gencharge.v1.AccessRuleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gencharge/v1/access.proto\x12\x0cgencharge.v1\x1a google/protobuf/descriptor.proto\"\x9b\x01\n\nAccessRule\x12(\n\x08\x61udience\x18\x01 \x01(\x0e\x32\x16.gencharge.v1.Audience\x12\x10\n\x08resource\x18\x02 \x01(\t\x12$\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x14.gencharge.v1.Action\x12\x15\n\rservice_scope\x18\x04 \x01(\t\x12\x14\n\x0cservice_self\x18\x05 \x01(\x08*\x84\x01\n\x08\x41udience\x12\x18\n\x14\x41UDIENCE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41UDIENCE_PUBLIC\x10\x01\x12\x1a\n\x16\x41UDIENCE_AUTHENTICATED\x10\x02\x12\x17\n\x13\x41UDIENCE_PERMISSION\x10\x03\x12\x14\n\x10\x41UDIENCE_SERVICE\x10\x04*g\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41\x43TION_READ\x10\x01\x12\x10\n\x0c\x41\x43TION_WRITE\x10\x02\x12\x0f\n\x0b\x41\x43TION_EDIT\x10\x03\x12\x11\n\rACTION_DELETE\x10\x04:J\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x18.gencharge.v1.AccessRuleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gencharge.v1.access_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIENCE']._serialized_start=190
-  _globals['_AUDIENCE']._serialized_end=322
-  _globals['_ACTION']._serialized_start=324
-  _globals['_ACTION']._serialized_end=427
-  _globals['_ACCESSRULE']._serialized_start=77
-  _globals['_ACCESSRULE']._serialized_end=187
+  _globals['_AUDIENCE']._serialized_start=236
+  _globals['_AUDIENCE']._serialized_end=368
+  _globals['_ACTION']._serialized_start=370
+  _globals['_ACTION']._serialized_end=473
+  _globals['_ACCESSRULE']._serialized_start=78
+  _globals['_ACCESSRULE']._serialized_end=233
 # @@protoc_insertion_point(module_scope)

@@ -32,9 +32,10 @@ class _AudienceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Audience.Val
     If a valid token is sent anyway it is used (e.g. to show admins inactive plans).
     """
     AUDIENCE_AUTHENTICATED: _Audience.ValueType  # 2
-    """Any logged-in principal (user, admin or service account) with a valid access token.
-    Ownership (a user sees and changes only their own rows) is enforced in the domain
-    layer, which answers NOT_FOUND for rows that belong to someone else.
+    """Any logged-in user or admin with a valid access token, and service accounts that
+    hold the rule's `service_scope` (none if the rule names no scope, unless it is
+    `service_self`). Ownership (a user sees and changes only their own rows) is enforced
+    in the domain layer, which answers NOT_FOUND for rows that belong to someone else.
     """
     AUDIENCE_PERMISSION: _Audience.ValueType  # 3
     """A principal whose role grants `action` on `resource` through the DDS tables
@@ -43,7 +44,9 @@ class _AudienceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Audience.Val
     """
     AUDIENCE_SERVICE: _Audience.ValueType  # 4
     """Service accounts only (tokens from AuthService.IssueServiceToken): payment gateway
-    callbacks and bulk internal traffic. Users and admins get PERMISSION_DENIED.
+    callbacks and bulk internal traffic. Users and admins get PERMISSION_DENIED
+    (SERVICE_ONLY); the service account must hold the rule's `service_scope`, which
+    every AUDIENCE_SERVICE rule names (MISSING_SCOPE otherwise).
     """
 
 class Audience(_Audience, metaclass=_AudienceEnumTypeWrapper):
@@ -55,6 +58,20 @@ class Audience(_Audience, metaclass=_AudienceEnumTypeWrapper):
     enforces it before the handler runs; tests/test_contract.py fails the build if an RPC
     has no rule. An RPC without a rule is rejected by the server (deny by default).
 
+    Service accounts hold scopes, chosen when the account is created
+    (`gencharge create-service-account --scope recharges.write`) and carried in their
+    access tokens (claim `scope`). A service account may call an AUDIENCE_SERVICE or
+    AUDIENCE_AUTHENTICATED RPC only if the RPC's rule names a `service_scope` the account
+    holds (or marks the RPC `service_self`); without it the call is PERMISSION_DENIED
+    with ErrorInfo reason MISSING_SCOPE (metadata `scope`: the scope it needs) or, for an
+    RPC that names no scope, SERVICE_NOT_ALLOWED. The scopes:
+
+      payments.confirm  WalletService.ConfirmPayment: settle a pending payment (gateway
+                        callbacks).
+      recharges.write   RechargeService.QuoteRecharge, Recharge and BatchRecharge on
+                        behalf of any customer (debits the customer's wallet).
+      recharges.read    RechargeService.GetRecharge: read any customer's recharge by id.
+
     Audience says which principals may call an RPC at all.
     """
 
@@ -65,9 +82,10 @@ AUDIENCE_PUBLIC: Audience.ValueType  # 1
 If a valid token is sent anyway it is used (e.g. to show admins inactive plans).
 """
 AUDIENCE_AUTHENTICATED: Audience.ValueType  # 2
-"""Any logged-in principal (user, admin or service account) with a valid access token.
-Ownership (a user sees and changes only their own rows) is enforced in the domain
-layer, which answers NOT_FOUND for rows that belong to someone else.
+"""Any logged-in user or admin with a valid access token, and service accounts that
+hold the rule's `service_scope` (none if the rule names no scope, unless it is
+`service_self`). Ownership (a user sees and changes only their own rows) is enforced
+in the domain layer, which answers NOT_FOUND for rows that belong to someone else.
 """
 AUDIENCE_PERMISSION: Audience.ValueType  # 3
 """A principal whose role grants `action` on `resource` through the DDS tables
@@ -76,7 +94,9 @@ Missing token: UNAUTHENTICATED; token without the permission: PERMISSION_DENIED.
 """
 AUDIENCE_SERVICE: Audience.ValueType  # 4
 """Service accounts only (tokens from AuthService.IssueServiceToken): payment gateway
-callbacks and bulk internal traffic. Users and admins get PERMISSION_DENIED.
+callbacks and bulk internal traffic. Users and admins get PERMISSION_DENIED
+(SERVICE_ONLY); the service account must hold the rule's `service_scope`, which
+every AUDIENCE_SERVICE rule names (MISSING_SCOPE otherwise).
 """
 Global___Audience: _TypeAlias = Audience  # noqa: Y015
 
@@ -121,6 +141,8 @@ class AccessRule(_message.Message):
     AUDIENCE_FIELD_NUMBER: _builtins.int
     RESOURCE_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
+    SERVICE_SCOPE_FIELD_NUMBER: _builtins.int
+    SERVICE_SELF_FIELD_NUMBER: _builtins.int
     audience: Global___Audience.ValueType
     """Who may call the RPC. Must not be AUDIENCE_UNSPECIFIED."""
     resource: _builtins.str
@@ -133,16 +155,30 @@ class AccessRule(_message.Message):
     """Permission flag needed on `resource`. Required for AUDIENCE_PERMISSION,
     ACTION_UNSPECIFIED otherwise.
     """
+    service_scope: _builtins.str
+    """The scope a service account must hold to call this RPC: "payments.confirm",
+    "recharges.write" or "recharges.read" (see the list above). Required for
+    AUDIENCE_SERVICE; optional for AUDIENCE_AUTHENTICATED (empty: service accounts
+    may not call the RPC, unless `service_self`); empty for the other audiences
+    (AUDIENCE_PERMISSION RPCs follow the service account's role).
+    """
+    service_self: _builtins.bool
+    """The RPC answers only about the calling account itself (AuthService.GetMe), so
+    every service account may call it without a scope. Only on AUDIENCE_AUTHENTICATED
+    rules that name no `service_scope`.
+    """
     def __init__(
         self,
         *,
         audience: Global___Audience.ValueType = ...,
         resource: _builtins.str = ...,
         action: Global___Action.ValueType = ...,
+        service_scope: _builtins.str = ...,
+        service_self: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "audience", b"audience", "resource", b"resource"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "audience", b"audience", "resource", b"resource", "service_scope", b"service_scope", "service_self", b"service_self"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -768,7 +768,9 @@ class CreateServiceAccountRequest(_message.Message):
     SERVICE_ACCOUNT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def service_account(self) -> _identity_pb2.ServiceAccount:
-        """The account to create (name, description, role_id)."""
+        """The account to create (name, description, role_id, scopes: unknown scopes are
+        INVALID_ARGUMENT).
+        """
 
     def __init__(
         self,

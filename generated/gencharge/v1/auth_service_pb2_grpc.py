@@ -38,6 +38,9 @@ class AuthServiceStub:
 
     Credential errors are deliberately vague: wrong email, wrong phone and wrong password
     all return UNAUTHENTICATED with ErrorInfo reason "INVALID_CREDENTIALS".
+
+    Service accounts have no session: of the AUTHENTICATED RPCs here they may call only
+    GetMe; the others refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     def __init__(self, channel):
@@ -139,6 +142,9 @@ class AuthServiceServicer:
 
     Credential errors are deliberately vague: wrong email, wrong phone and wrong password
     all return UNAUTHENTICATED with ErrorInfo reason "INVALID_CREDENTIALS".
+
+    Service accounts have no session: of the AUTHENTICATED RPCs here they may call only
+    GetMe; the others refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     def Register(self, request, context):
@@ -253,7 +259,8 @@ class AuthServiceServicer:
 
     def GetMe(self, request, context):
         """Returns the caller's own account: user (with wallet balance), admin or service
-        account. Errors: UNAUTHENTICATED.
+        account (with its scopes; every service account may call GetMe, scopes or not).
+        Errors: UNAUTHENTICATED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -388,6 +395,9 @@ class AuthService:
 
     Credential errors are deliberately vague: wrong email, wrong phone and wrong password
     all return UNAUTHENTICATED with ErrorInfo reason "INVALID_CREDENTIALS".
+
+    Service accounts have no session: of the AUTHENTICATED RPCs here they may call only
+    GetMe; the others refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     @staticmethod

@@ -39,6 +39,9 @@ class AuthServiceStub:
 
     Credential errors are deliberately vague: wrong email, wrong phone and wrong password
     all return UNAUTHENTICATED with ErrorInfo reason "INVALID_CREDENTIALS".
+
+    Service accounts have no session: of the AUTHENTICATED RPCs here they may call only
+    GetMe; the others refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     @_typing.overload
@@ -109,7 +112,8 @@ class AuthServiceStub:
     """
     GetMe: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.GetMeRequest, _identity_pb2.Principal]
     """Returns the caller's own account: user (with wallet balance), admin or service
-    account. Errors: UNAUTHENTICATED.
+    account (with its scopes; every service account may call GetMe, scopes or not).
+    Errors: UNAUTHENTICATED.
     """
     UpdateMe: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.UpdateMeRequest, _identity_pb2.Principal]
     """Updates the caller's own profile (users and admins).
@@ -139,6 +143,9 @@ class AuthServiceAsyncStub(AuthServiceStub):
 
     Credential errors are deliberately vague: wrong email, wrong phone and wrong password
     all return UNAUTHENTICATED with ErrorInfo reason "INVALID_CREDENTIALS".
+
+    Service accounts have no session: of the AUTHENTICATED RPCs here they may call only
+    GetMe; the others refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -206,7 +213,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """
     GetMe: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.GetMeRequest, _identity_pb2.Principal]  # type: ignore[assignment]
     """Returns the caller's own account: user (with wallet balance), admin or service
-    account. Errors: UNAUTHENTICATED.
+    account (with its scopes; every service account may call GetMe, scopes or not).
+    Errors: UNAUTHENTICATED.
     """
     UpdateMe: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.UpdateMeRequest, _identity_pb2.Principal]  # type: ignore[assignment]
     """Updates the caller's own profile (users and admins).
@@ -235,6 +243,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Credential errors are deliberately vague: wrong email, wrong phone and wrong password
     all return UNAUTHENTICATED with ErrorInfo reason "INVALID_CREDENTIALS".
+
+    Service accounts have no session: of the AUTHENTICATED RPCs here they may call only
+    GetMe; the others refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     @_abc_1.abstractmethod
@@ -378,7 +389,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.Principal, _abc.Awaitable[_identity_pb2.Principal]]:
         """Returns the caller's own account: user (with wallet balance), admin or service
-        account. Errors: UNAUTHENTICATED.
+        account (with its scopes; every service account may call GetMe, scopes or not).
+        Errors: UNAUTHENTICATED.
         """
 
     @_abc_1.abstractmethod

@@ -3,10 +3,12 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from gencharge.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -264,6 +266,7 @@ class ServiceAccount(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
     LAST_USED_AT_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
     service_account_id: _builtins.int
     """Output only. Unique identifier."""
     client_id: _builtins.str
@@ -290,6 +293,14 @@ class ServiceAccount(_message.Message):
     def last_used_at(self) -> _timestamp_pb2.Timestamp:
         """Output only. Last time a token was issued."""
 
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the account may do as a service, beyond public RPCs and GetMe: scopes such
+        as "recharges.write" (the list is in gencharge/v1/access.proto). Chosen when the
+        account is created; its access tokens carry them (JWT claim `scope`). Empty: the
+        account may call no RPC that needs a scope.
+        """
+
     def __init__(
         self,
         *,
@@ -303,10 +314,11 @@ class ServiceAccount(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         created_by: _builtins.int = ...,
         last_used_at: _timestamp_pb2.Timestamp | None = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_used_at", b"last_used_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "last_used_at", b"last_used_at", "name", b"name", "role_id", b"role_id", "role_name", b"role_name", "service_account_id", b"service_account_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "last_used_at", b"last_used_at", "name", b"name", "role_id", b"role_id", "role_name", b"role_name", "scopes", b"scopes", "service_account_id", b"service_account_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

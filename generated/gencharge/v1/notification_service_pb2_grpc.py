@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class NotificationServiceStub:
-    """NotificationService: the caller's in-app notifications and admin broadcasts.
+    """NotificationService: the caller's in-app notifications and admin broadcasts. Service
+    accounts may not call it (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     def __init__(self, channel):
@@ -58,7 +59,8 @@ class NotificationServiceStub:
 
 
 class NotificationServiceServicer:
-    """NotificationService: the caller's in-app notifications and admin broadcasts.
+    """NotificationService: the caller's in-app notifications and admin broadcasts. Service
+    accounts may not call it (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     def ListNotifications(self, request, context):
@@ -127,7 +129,8 @@ def add_NotificationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class NotificationService:
-    """NotificationService: the caller's in-app notifications and admin broadcasts.
+    """NotificationService: the caller's in-app notifications and admin broadcasts. Service
+    accounts may not call it (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     @staticmethod

@@ -27,7 +27,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class NotificationServiceStub:
-    """NotificationService: the caller's in-app notifications and admin broadcasts."""
+    """NotificationService: the caller's in-app notifications and admin broadcasts. Service
+    accounts may not call it (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -54,7 +56,9 @@ class NotificationServiceStub:
 
 @_typing.type_check_only
 class NotificationServiceAsyncStub(NotificationServiceStub):
-    """NotificationService: the caller's in-app notifications and admin broadcasts."""
+    """NotificationService: the caller's in-app notifications and admin broadcasts. Service
+    accounts may not call it (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListNotifications: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.ListNotificationsRequest, _notification_service_pb2.ListNotificationsResponse]  # type: ignore[assignment]
@@ -77,7 +81,9 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
     """
 
 class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
-    """NotificationService: the caller's in-app notifications and admin broadcasts."""
+    """NotificationService: the caller's in-app notifications and admin broadcasts. Service
+    accounts may not call it (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
+    """
 
     @_abc_1.abstractmethod
     def ListNotifications(

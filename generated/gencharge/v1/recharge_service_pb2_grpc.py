@@ -35,7 +35,10 @@ class RechargeServiceStub:
 
     Customers act on their own account. Service accounts act on behalf of a customer by
     setting `user_id`; customers must leave it 0 (a different value is
-    PERMISSION_DENIED).
+    PERMISSION_DENIED). Service accounts need the scope "recharges.write" to quote and
+    recharge and "recharges.read" to read a recharge (PERMISSION_DENIED MISSING_SCOPE
+    otherwise); the other RPCs here are for customers and refuse service accounts
+    (PERMISSION_DENIED SERVICE_NOT_ALLOWED).
     """
 
     def __init__(self, channel):
@@ -115,13 +118,17 @@ class RechargeServiceServicer:
 
     Customers act on their own account. Service accounts act on behalf of a customer by
     setting `user_id`; customers must leave it 0 (a different value is
-    PERMISSION_DENIED).
+    PERMISSION_DENIED). Service accounts need the scope "recharges.write" to quote and
+    recharge and "recharges.read" to read a recharge (PERMISSION_DENIED MISSING_SCOPE
+    otherwise); the other RPCs here are for customers and refuse service accounts
+    (PERMISSION_DENIED SERVICE_NOT_ALLOWED).
     """
 
     def QuoteRecharge(self, request, context):
         """Prices a recharge without charging: eligibility, discount, cashback, amount to pay
         and when the plan would start. Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer).
-        Ineligibility is not an error: `eligible` is false with reasons.
+        Ineligibility is not an error: `eligible` is false with reasons. Service accounts
+        need the scope "recharges.write".
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,7 +142,8 @@ class RechargeServiceServicer:
         inactive, offer not applicable, plan type does not match the number, insufficient
         wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"), ALREADY_EXISTS
         (request_id reused with a different request), PERMISSION_DENIED
-        (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED.
+        (ACCOUNT_BLOCKED; MISSING_SCOPE for a service account without "recharges.write"),
+        RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -146,15 +154,17 @@ class RechargeServiceServicer:
         message is one wallet-paid recharge with its own request_id; every response
         message answers the request at the same position, in order, with either the
         recharge or the error that item got (a failed item does not end the stream).
-        Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED.
+        Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
+        for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetRecharge(self, request, context):
-        """Returns one recharge by its transaction ID.
-        Errors: NOT_FOUND (missing or not the caller's).
+        """Returns one recharge by its transaction ID: a customer's own, or any customer's
+        for a service account with the scope "recharges.read".
+        Errors: NOT_FOUND (missing or not the caller's), PERMISSION_DENIED (MISSING_SCOPE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -308,7 +318,10 @@ class RechargeService:
 
     Customers act on their own account. Service accounts act on behalf of a customer by
     setting `user_id`; customers must leave it 0 (a different value is
-    PERMISSION_DENIED).
+    PERMISSION_DENIED). Service accounts need the scope "recharges.write" to quote and
+    recharge and "recharges.read" to read a recharge (PERMISSION_DENIED MISSING_SCOPE
+    otherwise); the other RPCs here are for customers and refuse service accounts
+    (PERMISSION_DENIED SERVICE_NOT_ALLOWED).
     """
 
     @staticmethod

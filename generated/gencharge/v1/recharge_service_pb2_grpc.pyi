@@ -36,7 +36,10 @@ class RechargeServiceStub:
 
     Customers act on their own account. Service accounts act on behalf of a customer by
     setting `user_id`; customers must leave it 0 (a different value is
-    PERMISSION_DENIED).
+    PERMISSION_DENIED). Service accounts need the scope "recharges.write" to quote and
+    recharge and "recharges.read" to read a recharge (PERMISSION_DENIED MISSING_SCOPE
+    otherwise); the other RPCs here are for customers and refuse service accounts
+    (PERMISSION_DENIED SERVICE_NOT_ALLOWED).
     """
 
     @_typing.overload
@@ -46,7 +49,8 @@ class RechargeServiceStub:
     QuoteRecharge: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.QuoteRechargeRequest, _recharge_service_pb2.Quote]
     """Prices a recharge without charging: eligibility, discount, cashback, amount to pay
     and when the plan would start. Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer).
-    Ineligibility is not an error: `eligible` is false with reasons.
+    Ineligibility is not an error: `eligible` is false with reasons. Service accounts
+    need the scope "recharges.write".
     """
     Recharge: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.RechargeRequest, _recharge_service_pb2.Recharge]
     """Buys a plan for a phone number. With PAYMENT_METHOD_WALLET the wallet is debited
@@ -56,18 +60,21 @@ class RechargeServiceStub:
     inactive, offer not applicable, plan type does not match the number, insufficient
     wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"), ALREADY_EXISTS
     (request_id reused with a different request), PERMISSION_DENIED
-    (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED.
+    (ACCOUNT_BLOCKED; MISSING_SCOPE for a service account without "recharges.write"),
+    RESOURCE_EXHAUSTED.
     """
     BatchRecharge: _grpc.StreamStreamMultiCallable[_recharge_service_pb2.BatchRechargeRequest, _recharge_service_pb2.BatchRechargeResponse]
     """Bulk recharges for internal services over one bidirectional stream. Every request
     message is one wallet-paid recharge with its own request_id; every response
     message answers the request at the same position, in order, with either the
     recharge or the error that item got (a failed item does not end the stream).
-    Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED.
+    Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
+    for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
     """
     GetRecharge: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.GetRechargeRequest, _recharge_service_pb2.Recharge]
-    """Returns one recharge by its transaction ID.
-    Errors: NOT_FOUND (missing or not the caller's).
+    """Returns one recharge by its transaction ID: a customer's own, or any customer's
+    for a service account with the scope "recharges.read".
+    Errors: NOT_FOUND (missing or not the caller's), PERMISSION_DENIED (MISSING_SCOPE).
     """
     ListRecharges: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.ListRechargesRequest, _recharge_service_pb2.ListRechargesResponse]
     """Lists the caller's recharges, newest first. Errors: INVALID_ARGUMENT."""
@@ -112,14 +119,18 @@ class RechargeServiceAsyncStub(RechargeServiceStub):
 
     Customers act on their own account. Service accounts act on behalf of a customer by
     setting `user_id`; customers must leave it 0 (a different value is
-    PERMISSION_DENIED).
+    PERMISSION_DENIED). Service accounts need the scope "recharges.write" to quote and
+    recharge and "recharges.read" to read a recharge (PERMISSION_DENIED MISSING_SCOPE
+    otherwise); the other RPCs here are for customers and refuse service accounts
+    (PERMISSION_DENIED SERVICE_NOT_ALLOWED).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     QuoteRecharge: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.QuoteRechargeRequest, _recharge_service_pb2.Quote]  # type: ignore[assignment]
     """Prices a recharge without charging: eligibility, discount, cashback, amount to pay
     and when the plan would start. Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer).
-    Ineligibility is not an error: `eligible` is false with reasons.
+    Ineligibility is not an error: `eligible` is false with reasons. Service accounts
+    need the scope "recharges.write".
     """
     Recharge: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.RechargeRequest, _recharge_service_pb2.Recharge]  # type: ignore[assignment]
     """Buys a plan for a phone number. With PAYMENT_METHOD_WALLET the wallet is debited
@@ -129,18 +140,21 @@ class RechargeServiceAsyncStub(RechargeServiceStub):
     inactive, offer not applicable, plan type does not match the number, insufficient
     wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"), ALREADY_EXISTS
     (request_id reused with a different request), PERMISSION_DENIED
-    (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED.
+    (ACCOUNT_BLOCKED; MISSING_SCOPE for a service account without "recharges.write"),
+    RESOURCE_EXHAUSTED.
     """
     BatchRecharge: _aio.StreamStreamMultiCallable[_recharge_service_pb2.BatchRechargeRequest, _recharge_service_pb2.BatchRechargeResponse]  # type: ignore[assignment]
     """Bulk recharges for internal services over one bidirectional stream. Every request
     message is one wallet-paid recharge with its own request_id; every response
     message answers the request at the same position, in order, with either the
     recharge or the error that item got (a failed item does not end the stream).
-    Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED.
+    Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
+    for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
     """
     GetRecharge: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.GetRechargeRequest, _recharge_service_pb2.Recharge]  # type: ignore[assignment]
-    """Returns one recharge by its transaction ID.
-    Errors: NOT_FOUND (missing or not the caller's).
+    """Returns one recharge by its transaction ID: a customer's own, or any customer's
+    for a service account with the scope "recharges.read".
+    Errors: NOT_FOUND (missing or not the caller's), PERMISSION_DENIED (MISSING_SCOPE).
     """
     ListRecharges: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.ListRechargesRequest, _recharge_service_pb2.ListRechargesResponse]  # type: ignore[assignment]
     """Lists the caller's recharges, newest first. Errors: INVALID_ARGUMENT."""
@@ -184,7 +198,10 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Customers act on their own account. Service accounts act on behalf of a customer by
     setting `user_id`; customers must leave it 0 (a different value is
-    PERMISSION_DENIED).
+    PERMISSION_DENIED). Service accounts need the scope "recharges.write" to quote and
+    recharge and "recharges.read" to read a recharge (PERMISSION_DENIED MISSING_SCOPE
+    otherwise); the other RPCs here are for customers and refuse service accounts
+    (PERMISSION_DENIED SERVICE_NOT_ALLOWED).
     """
 
     @_abc_1.abstractmethod
@@ -195,7 +212,8 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_recharge_service_pb2.Quote, _abc.Awaitable[_recharge_service_pb2.Quote]]:
         """Prices a recharge without charging: eligibility, discount, cashback, amount to pay
         and when the plan would start. Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer).
-        Ineligibility is not an error: `eligible` is false with reasons.
+        Ineligibility is not an error: `eligible` is false with reasons. Service accounts
+        need the scope "recharges.write".
         """
 
     @_abc_1.abstractmethod
@@ -211,7 +229,8 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         inactive, offer not applicable, plan type does not match the number, insufficient
         wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"), ALREADY_EXISTS
         (request_id reused with a different request), PERMISSION_DENIED
-        (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED.
+        (ACCOUNT_BLOCKED; MISSING_SCOPE for a service account without "recharges.write"),
+        RESOURCE_EXHAUSTED.
         """
 
     @_abc_1.abstractmethod
@@ -224,7 +243,8 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         message is one wallet-paid recharge with its own request_id; every response
         message answers the request at the same position, in order, with either the
         recharge or the error that item got (a failed item does not end the stream).
-        Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED.
+        Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
+        for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
         """
 
     @_abc_1.abstractmethod
@@ -233,8 +253,9 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _recharge_service_pb2.GetRechargeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_recharge_service_pb2.Recharge, _abc.Awaitable[_recharge_service_pb2.Recharge]]:
-        """Returns one recharge by its transaction ID.
-        Errors: NOT_FOUND (missing or not the caller's).
+        """Returns one recharge by its transaction ID: a customer's own, or any customer's
+        for a service account with the scope "recharges.read".
+        Errors: NOT_FOUND (missing or not the caller's), PERMISSION_DENIED (MISSING_SCOPE).
         """
 
     @_abc_1.abstractmethod

@@ -33,6 +33,8 @@ class WalletServiceStub:
     Every balance change is a Transaction (ledger row, with balance_after) written in the
     same database transaction as the balance update; the balance never goes negative.
     Money-moving calls take `request_id` (idempotency key, see TopUpRequest.request_id).
+    Service accounts may call only ConfirmPayment (scope "payments.confirm"); the other
+    RPCs refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     def __init__(self, channel):
@@ -80,6 +82,8 @@ class WalletServiceServicer:
     Every balance change is a Transaction (ledger row, with balance_after) written in the
     same database transaction as the balance update; the balance never goes negative.
     Money-moving calls take `request_id` (idempotency key, see TopUpRequest.request_id).
+    Service accounts may call only ConfirmPayment (scope "payments.confirm"); the other
+    RPCs refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     def GetWallet(self, request, context):
@@ -110,7 +114,8 @@ class WalletServiceServicer:
         with the same outcome is harmless.
         Errors: INVALID_ARGUMENT, NOT_FOUND (no such transaction), FAILED_PRECONDITION
         (transaction not pending, or already settled with the other outcome),
-        ALREADY_EXISTS (request_id reused with a different request).
+        ALREADY_EXISTS (request_id reused with a different request), PERMISSION_DENIED
+        (SERVICE_ONLY; MISSING_SCOPE for a service account without "payments.confirm").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -188,6 +193,8 @@ class WalletService:
     Every balance change is a Transaction (ledger row, with balance_after) written in the
     same database transaction as the balance update; the balance never goes negative.
     Money-moving calls take `request_id` (idempotency key, see TopUpRequest.request_id).
+    Service accounts may call only ConfirmPayment (scope "payments.confirm"); the other
+    RPCs refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     @staticmethod

@@ -34,6 +34,8 @@ class WalletServiceStub:
     Every balance change is a Transaction (ledger row, with balance_after) written in the
     same database transaction as the balance update; the balance never goes negative.
     Money-moving calls take `request_id` (idempotency key, see TopUpRequest.request_id).
+    Service accounts may call only ConfirmPayment (scope "payments.confirm"); the other
+    RPCs refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     @_typing.overload
@@ -60,7 +62,8 @@ class WalletServiceStub:
     with the same outcome is harmless.
     Errors: INVALID_ARGUMENT, NOT_FOUND (no such transaction), FAILED_PRECONDITION
     (transaction not pending, or already settled with the other outcome),
-    ALREADY_EXISTS (request_id reused with a different request).
+    ALREADY_EXISTS (request_id reused with a different request), PERMISSION_DENIED
+    (SERVICE_ONLY; MISSING_SCOPE for a service account without "payments.confirm").
     """
     ListTransactions: _grpc.UnaryUnaryMultiCallable[_wallet_service_pb2.ListTransactionsRequest, _wallet_service_pb2.ListTransactionsResponse]
     """Lists the caller's transactions, newest first.
@@ -83,6 +86,8 @@ class WalletServiceAsyncStub(WalletServiceStub):
     Every balance change is a Transaction (ledger row, with balance_after) written in the
     same database transaction as the balance update; the balance never goes negative.
     Money-moving calls take `request_id` (idempotency key, see TopUpRequest.request_id).
+    Service accounts may call only ConfirmPayment (scope "payments.confirm"); the other
+    RPCs refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -106,7 +111,8 @@ class WalletServiceAsyncStub(WalletServiceStub):
     with the same outcome is harmless.
     Errors: INVALID_ARGUMENT, NOT_FOUND (no such transaction), FAILED_PRECONDITION
     (transaction not pending, or already settled with the other outcome),
-    ALREADY_EXISTS (request_id reused with a different request).
+    ALREADY_EXISTS (request_id reused with a different request), PERMISSION_DENIED
+    (SERVICE_ONLY; MISSING_SCOPE for a service account without "payments.confirm").
     """
     ListTransactions: _aio.UnaryUnaryMultiCallable[_wallet_service_pb2.ListTransactionsRequest, _wallet_service_pb2.ListTransactionsResponse]  # type: ignore[assignment]
     """Lists the caller's transactions, newest first.
@@ -128,6 +134,8 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
     Every balance change is a Transaction (ledger row, with balance_after) written in the
     same database transaction as the balance update; the balance never goes negative.
     Money-moving calls take `request_id` (idempotency key, see TopUpRequest.request_id).
+    Service accounts may call only ConfirmPayment (scope "payments.confirm"); the other
+    RPCs refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
     """
 
     @_abc_1.abstractmethod
@@ -167,7 +175,8 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         with the same outcome is harmless.
         Errors: INVALID_ARGUMENT, NOT_FOUND (no such transaction), FAILED_PRECONDITION
         (transaction not pending, or already settled with the other outcome),
-        ALREADY_EXISTS (request_id reused with a different request).
+        ALREADY_EXISTS (request_id reused with a different request), PERMISSION_DENIED
+        (SERVICE_ONLY; MISSING_SCOPE for a service account without "payments.confirm").
         """
 
     @_abc_1.abstractmethod

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import recharge_service_pb2_grpc
 from gencharge.v1 import transaction_pb2 as tpb
+from server.auth.scopes import RECHARGES_WRITE
 from tests.helpers.auth import Actor, create_service, register_user
 from tests.helpers.clock import eventually
 from tests.helpers.money import assert_ledger_balances, balance, fund, make_plan
@@ -74,7 +75,7 @@ async def audit_documents(resources: Any, want: int) -> list[Any]:
 
 
 async def test_mixed_items_answer_in_order_and_apply_once(channel, resources) -> None:
-    service = await create_service(channel, resources)
+    service = await create_service(channel, resources, [RECHARGES_WRITE])
     rich = await register_user(channel)
     poor = await register_user(channel)
     await fund(resources, rich.user_id, "100")
@@ -155,7 +156,7 @@ async def test_mixed_items_answer_in_order_and_apply_once(channel, resources) ->
 
 
 async def test_replayed_item_returns_its_original_result(channel, resources) -> None:
-    service = await create_service(channel, resources)
+    service = await create_service(channel, resources, [RECHARGES_WRITE])
     user = await register_user(channel)
     await fund(resources, user.user_id, "30")
     plan_id = await make_plan(resources, price="10.00")
@@ -189,12 +190,12 @@ async def test_users_are_denied(channel, resources) -> None:
 
 
 async def test_empty_stream(channel, resources) -> None:
-    service = await create_service(channel, resources)
+    service = await create_service(channel, resources, [RECHARGES_WRITE])
     assert await batch(channel, service, []) == []
 
 
 async def test_two_hundred_items_complete(channel, resources) -> None:
-    service = await create_service(channel, resources)
+    service = await create_service(channel, resources, [RECHARGES_WRITE])
     plan_id = await make_plan(resources, price="10.00")
     users = [await register_user(channel) for _ in range(10)]
     for user in users:
