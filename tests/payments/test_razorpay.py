@@ -5,21 +5,28 @@ from these machines).
 Charges, lookups, verified callbacks and refunds end to end over HTTP; every rejection of
 a callback; retries bounded and counted at the stand-in; a request that creates something
 is never repeated blindly; timeouts and refused connections end in GatewayError; no
-secret ever reaches a log.
+secret ever reaches a log; the settings that build it or name what is missing; and the
+real server configured with it (a TopUp makes one order; the gateway is closed at stop).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import grpc
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from gencharge.v1 import common_pb2, wallet_service_pb2_grpc
+from gencharge.v1 import wallet_service_pb2 as wallet_pb
 from server.core.config import Environment, Settings
 from server.core.logs import JsonFormatter
 from server.ops.embedded import free_port
@@ -38,6 +45,7 @@ from server.payments.razorpay import (
     refund_receipt,
 )
 from server.payments.select import create_gateway
+from tests.helpers.auth import register_user
 from tests.helpers.clock import HANG_SECONDS
 from tests.payments.razorpay_standin import (
     KEY_ID,
@@ -558,3 +566,53 @@ async def test_the_standin_speaks_razorpays_protocol(standin: RazorpayStandIn) -
         unknown = await client.get("/v1/payments/pay_Unknown0000001", auth=auth)
         assert unknown.status_code == 400
         assert unknown.json()["error"]["description"] == "The id provided does not exist"
+
+
+# --- the server with Razorpay configured ------------------------------------------------------
+
+
+async def test_the_server_tops_up_through_razorpay_and_closes_it(
+    resources: Any, standin: RazorpayStandIn
+) -> None:
+    from server.rpc.app import start_server
+
+    settings = resources.settings.model_copy(
+        update={
+            "payment_gateway": "razorpay",
+            "razorpay_key_id": KEY_ID,
+            "razorpay_key_secret": SecretStr(KEY_SECRET),
+            "razorpay_webhook_secret": SecretStr(WEBHOOK_SECRET),
+            "razorpay_checkout_url": CHECKOUT,
+            "razorpay_api_url": standin.url,
+        }
+    )
+    running = await start_server(
+        dataclasses.replace(resources, settings=settings), "127.0.0.1:0", health_interval=0.2
+    )
+    try:
+        built = running.owned_gateway
+        assert isinstance(built, RazorpayGateway)
+        assert running.app is not None and running.app.gateway is built
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            user = await register_user(channel)
+            reply = await wallet_service_pb2_grpc.WalletServiceStub(channel).TopUp(
+                wallet_pb.TopUpRequest(
+                    request_id="razorpay-topup-1",
+                    amount=common_pb2.Money(units_minor=25_000, currency_code="INR"),
+                    payment_method=common_pb2.PAYMENT_METHOD_NET_BANKING,
+                    payment_details=common_pb2.PaymentDetails(
+                        net_banking=common_pb2.NetBankingPayment(bank_code="HDFC")
+                    ),
+                ),
+                metadata=user.metadata,
+            )
+        (order,) = standin.orders
+        assert order["notes"] == {
+            "reference": f"topup:user:{user.user_id}:razorpay-topup-1",
+            "method": "NetBanking",
+        }
+        assert reply.transaction.payment_transaction_id == order["id"]
+        assert reply.pending_payment.redirect_url == checkout_url(order["id"])
+    finally:
+        await running.stop(0)
+    assert built._client.is_closed  # the server closed the gateway it built
