@@ -103,8 +103,28 @@ class Settings(BaseSettings):
     # --- money path -------------------------------------------------------------------
     #: Reward credited to a referrer when a referred user's first recharge succeeds.
     referral_reward_minor: int = Field(default=5000, ge=0)
-    #: Payment gateway: ``sandbox`` (the only one shipped; see server/payments).
+    #: Payment gateway (server/payments, docs/payments.md): ``sandbox`` (development and
+    #: tests; refused in production) or ``razorpay``.
     payment_gateway: str = "sandbox"
+    #: Seconds one HTTP request to the gateway may take (connect, send, each read).
+    payment_gateway_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    #: Retries of a gateway request after a connection error, a timeout, 429 or 5xx
+    #: (with backoff); a request that creates something is re-checked before it is
+    #: retried.
+    payment_gateway_max_retries: int = Field(default=2, ge=0, le=10)
+    #: Razorpay API key id (``rzp_live_...``; public: Checkout shows it to the payer).
+    razorpay_key_id: str = ""
+    #: Razorpay API key secret: HTTP Basic password of every API call and the secret of
+    #: the checkout-callback signature.
+    razorpay_key_secret: SecretStr = SecretStr("")
+    #: The secret set on the Razorpay dashboard's webhook: only webhook signatures.
+    razorpay_webhook_secret: SecretStr = SecretStr("")
+    #: Base URL of the Razorpay API (tests point it at a local stand-in).
+    razorpay_api_url: str = "https://api.razorpay.com"
+    #: The client's checkout page for a pending payment, with ``{order_id}`` (and
+    #: optionally ``{key_id}``), e.g. ``https://pay.example.com/checkout?order_id={order_id}``:
+    #: it opens Razorpay Checkout with the order id and the key id.
+    razorpay_checkout_url: str = ""
     #: Seconds between scheduler ticks (plan expiry, queued plans, autopay, reminders).
     scheduler_interval_seconds: float = Field(default=30.0, ge=0.05)
     #: Days before a postpaid bill's due date that its reminder is sent.

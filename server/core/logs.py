@@ -153,5 +153,13 @@ def configure(level: str = "INFO", fmt: str = "json", *, worker: int | None = No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("sqlalchemy", "pymongo", "asyncio", "alembic.runtime.migration"):
+    # httpx logs every request at INFO; the payment gateway logs its own calls at DEBUG.
+    for noisy in (
+        "sqlalchemy",
+        "pymongo",
+        "asyncio",
+        "alembic.runtime.migration",
+        "httpx",
+        "httpcore",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

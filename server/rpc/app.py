@@ -64,10 +64,14 @@ class RunningServer:
     stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     #: The per-address budget of SECURITY events (server/audit/gate.py).
     security_gate: SecurityEventGate | None = None
+    #: The payment gateway the server built from the settings (closed when it stops);
+    #: None when the caller passed its own (the caller closes that one).
+    owned_gateway: PaymentGateway | None = None
 
     async def stop(self, grace: float | None) -> None:
         """Graceful stop: NOT_SERVING first, drain in-flight calls for ``grace`` seconds,
-        then stop background jobs; the audit relay makes a last attempt to ship."""
+        then stop background jobs; the audit relay makes a last attempt to ship; last,
+        the payment gateway's connections are closed."""
         self.stopping.set()
         for task in self._tasks:
             task.cancel()
@@ -82,6 +86,8 @@ class RunningServer:
         if self.security_gate is not None:  # the windows still open: their summaries
             await _write_summaries(self.resources, self.security_gate, closing=True)
         await self.relay.stop()
+        if self.owned_gateway is not None:  # no call or job uses it any more
+            await self.owned_gateway.aclose()
 
 
 async def _set_all(health: health_aio.HealthServicer, names: list[str], serving: bool) -> None:
@@ -184,7 +190,8 @@ async def start_server(
     clock: Callable[[], float] | None = None,
 ) -> RunningServer:
     """Serve on ``listen``. ``gateway`` replaces the configured payment gateway (tests
-    put a stand-in for the third party there). ``reuse_port`` lets several worker
+    put their own there, and close it); the configured one is built here and closed
+    (``aclose``) when the server stops. ``reuse_port`` lets several worker
     processes share the port (server/ops/workers.py); without it a port already in use is
     an error rather than silently shared with another server.
 
@@ -202,10 +209,51 @@ async def start_server(
         security = build_security(resources, clock=clock)
     except ValueError as exc:  # keys, data key or message sender misconfigured
         raise ConfigurationError(str(exc)) from exc
+    owned_gateway: PaymentGateway | None = None
+    if gateway is None:
+        try:
+            gateway = owned_gateway = create_gateway(settings)
+        except ValueError as exc:  # unknown gateway, the sandbox in production, no secret
+            raise ConfigurationError(str(exc)) from exc
     try:
-        gateway = gateway or create_gateway(settings)
-    except ValueError as exc:  # unknown gateway, or the sandbox in production
-        raise ConfigurationError(str(exc)) from exc
+        running = await _start(
+            resources,
+            listen,
+            security=security,
+            gateway=gateway,
+            clock=clock,
+            health_interval=health_interval,
+            health_timeout=health_timeout,
+            reuse_port=reuse_port,
+        )
+    except BaseException:
+        if owned_gateway is not None:
+            await owned_gateway.aclose()
+        raise
+    running.owned_gateway = owned_gateway
+    log.info(
+        "grpc server listening",
+        extra={
+            "port": running.port,
+            "services": len(running.service_names),
+            "gateway": gateway.name,
+        },
+    )
+    return running
+
+
+async def _start(
+    resources: Resources,
+    listen: str,
+    *,
+    security: Security,
+    gateway: PaymentGateway,
+    clock: Callable[[], float],
+    health_interval: float,
+    health_timeout: float,
+    reuse_port: bool,
+) -> RunningServer:
+    settings = resources.settings
     catalogue = Catalogue(resources.db, settings.catalogue_cache_seconds, clock=clock)
     app = AppContext(resources, security, gateway, catalogue)
     servicers = [spec.build(app) for spec in SERVICES]
@@ -292,5 +340,4 @@ async def start_server(
         asyncio.create_task(_summary_loop(resources, gate, running.stopping)),
     ]
     running.security_gate = gate
-    log.info("grpc server listening", extra={"port": port, "services": len(names)})
     return running
