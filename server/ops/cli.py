@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from server.admin import flows as admin_flows
 from server.auth import flows as auth_flows
+from server.auth.identifiers import normalize_phone
 from server.auth.password_policy import password_problem
 from server.core import logs
 from server.core.config import (
@@ -98,6 +99,9 @@ def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
     problem = password_problem(password, context=[args.email, args.name])
     if problem:
         print(f"refusing: {problem}", file=sys.stderr)
+        return 2
+    if args.phone and normalize_phone(args.phone) is None:
+        print("refusing: --phone must be a 10-digit Indian mobile number", file=sys.stderr)
         return 2
 
     async def work(resources: Resources, databases: runtime.Databases) -> None:
