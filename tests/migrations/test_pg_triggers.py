@@ -417,8 +417,7 @@ async def test_changing_a_contact_clears_its_verification(
             f"admin-{tag}@example.test",
         )
     await conn.execute(
-        f"UPDATE {table} SET email_verified_at = now(), phone_verified_at = now() "
-        f"WHERE {key} = $1",
+        f"UPDATE {table} SET email_verified_at = now(), phone_verified_at = now() WHERE {key} = $1",
         ident,
     )
     assert await _verified(conn, table, key, ident) == (True, True)
