@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from server.audit.scope import CLI_ACTOR, audit_change, job_scope
 from server.auth import domain as auth_domain
+from server.auth.identifiers import normalize_phone
 from server.auth.password_policy import password_problem
 from server.core.db import Database
 
@@ -26,6 +27,9 @@ async def ensure_admin(
     problem = password_problem(password, context=[email, name])
     if problem:
         raise ValueError(problem)
+    phone = normalize_phone(phone_number) if phone_number else None
+    if phone_number and phone is None:
+        raise ValueError("the phone number must be a 10-digit Indian mobile number")
     password_hash = await auth_domain.new_password_hash(password)
     async with db.transaction() as conn:
         role_id = await auth_domain.role_id_named(role_name, conn=conn)
@@ -35,7 +39,7 @@ async def ensure_admin(
             conn=conn,
             email=email.strip().lower(),
             name=name,
-            phone_number=phone_number,
+            phone_number=phone,
             password_hash=password_hash,
             role_id=role_id,
         )

@@ -68,6 +68,25 @@ def registration_of(request: pb.RegisterRequest) -> domain.Registration:
     )
 
 
+CONTACT_CHANNELS = {
+    pb.CONTACT_CHANNEL_EMAIL: "email",
+    pb.CONTACT_CHANNEL_PHONE: "phone",
+}
+
+
+def contact_channel_of(request: pb.SendContactCodeRequest) -> domain.Channel:
+    return domain.contact_channel(CONTACT_CHANNELS.get(request.channel))
+
+
+def contact_change_of(request: pb.StartContactChangeRequest) -> domain.ContactChange:
+    return domain.validate_contact_change(
+        email=request.email,
+        phone_number=request.phone_number,
+        current_password=request.current_password,
+        current_contact_code=request.current_contact_code,
+    )
+
+
 def profile_update_of(request: pb.UpdateMeRequest) -> domain.ProfileUpdate:
     return domain.ProfileUpdate(
         changes={
@@ -116,6 +135,24 @@ def login_response(result: domain.LoginResult) -> pb.LoginResponse:
     return pb.LoginResponse(mfa_challenge=message)
 
 
+def contact_code_response(
+    expires_at: datetime, resend_after_seconds: int
+) -> pb.SendContactCodeResponse:
+    return pb.SendContactCodeResponse(
+        expires_at=protoconv.timestamp(expires_at),
+        resend_after=duration_pb2.Duration(seconds=resend_after_seconds),
+    )
+
+
+def contact_change_response(
+    expires_at: datetime, resend_after_seconds: int
+) -> pb.StartContactChangeResponse:
+    return pb.StartContactChangeResponse(
+        expires_at=protoconv.timestamp(expires_at),
+        resend_after=duration_pb2.Duration(seconds=resend_after_seconds),
+    )
+
+
 def otp_response(expires_at: datetime, resend_after_seconds: int) -> pb.RequestOtpResponse:
     return pb.RequestOtpResponse(
         expires_at=protoconv.timestamp(expires_at),
@@ -160,6 +197,8 @@ def user_message(user: domain.User) -> identity_pb2.User:
         updated_at=protoconv.timestamp(user.updated_at),
         role_id=user.role_id or 0,
         role_name=user.role_name or "",
+        email_verified=user.email_verified,
+        phone_verified=user.phone_verified,
     )
 
 
@@ -175,6 +214,8 @@ def admin_message(admin: domain.Admin) -> identity_pb2.Admin:
         mfa_enabled=admin.mfa_enabled,
         created_at=protoconv.timestamp(admin.created_at),
         updated_at=protoconv.timestamp(admin.updated_at),
+        email_verified=admin.email_verified,
+        phone_verified=admin.phone_verified,
     )
 
 

@@ -1,5 +1,6 @@
 """Identity rules: registration, logins (password, OTP, admin MFA), sessions with
-rotating refresh tokens, password change and reset, profile, service accounts.
+rotating refresh tokens, password change and reset, profile, verified contacts and
+contact changes, service accounts.
 
 Plain async functions over the connection they are given (the keyword argument
 ``conn``); none opens a transaction or holds an engine. The work around them that
@@ -64,7 +65,11 @@ SERVICE_ROLE = "Service"
 OTP_RESEND_SECONDS = 30
 MAX_MFA_ATTEMPTS = 5
 INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+#: A wrong, used or expired contact code (VerifyContact, StartContactChange, ...).
+INVALID_CODE = "INVALID_CODE"
 PROFILE_FIELDS = ("name", "email", "phone_number")
+#: Profile fields UpdateMe refuses: contacts change through StartContactChange.
+CONTACT_FIELDS = ("email", "phone_number")
 _DUMMY_HASH = hash_password("gencharge-timing-equaliser")
 _REFERRAL_ALPHABET = string.ascii_uppercase + string.digits
 _SIX_DIGITS = re.compile(r"[0-9]{6}")
@@ -129,6 +134,8 @@ class User:
     updated_at: datetime
     role_id: int | None
     role_name: str | None
+    email_verified: bool
+    phone_verified: bool
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,8 @@ class Admin:
     mfa_enabled: bool
     created_at: datetime
     updated_at: datetime
+    email_verified: bool
+    phone_verified: bool
 
 
 @dataclass(frozen=True)
@@ -193,6 +202,8 @@ def _user(row: Row[Any]) -> User:
         updated_at=row.updated_at,
         role_id=row.role_id,
         role_name=row.role_name,
+        email_verified=row.email_verified_at is not None,
+        phone_verified=row.phone_verified_at is not None,
     )
 
 
@@ -208,6 +219,8 @@ def _admin(row: Row[Any]) -> Admin:
         mfa_enabled=bool(row.mfa_enabled),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        email_verified=row.email_verified_at is not None,
+        phone_verified=row.phone_verified_at is not None,
     )
 
 
@@ -423,6 +436,24 @@ async def register(
     row = await queries.user_by_id(conn, user_id)
     assert row is not None
     return _user(row), tokens
+
+
+def identifiers_of(new: NewUser) -> list[str]:
+    """The login identifiers a registration claims (what Register is throttled on)."""
+    return [value for value in (new.email, new.phone_number) if value]
+
+
+async def registration_conflict(new: NewUser, *, conn: AsyncConnection) -> AlreadyExists | None:
+    """The error for a registration whose e-mail or phone another customer already has,
+    found before any password is hashed (the insert's unique constraints still decide
+    a race, see :func:`contact_taken`)."""
+    if new.email and await queries.user_by_login(conn, email=new.email, phone_number=None):
+        return AlreadyExists("an account with this e-mail address exists", reason="EMAIL_TAKEN")
+    if new.phone_number and await queries.user_by_login(
+        conn, email=None, phone_number=new.phone_number
+    ):
+        return AlreadyExists("an account with this phone number exists", reason="PHONE_TAKEN")
+    return None
 
 
 def contact_taken(exc: IntegrityError) -> AlreadyExists | None:
@@ -660,8 +691,8 @@ def check_otp_format(code: str) -> None:
 @dataclass(frozen=True)
 class OtpIssued:
     expires_at: datetime
-    #: The SMS to send; None when no active account has the number (nothing is sent,
-    #: and the caller gets the same answer).
+    #: The SMS to send; None when no active account has the number verified (nothing
+    #: is sent, and the caller gets the same answer).
     message: OutboundMessage | None
 
 
@@ -690,7 +721,8 @@ async def issue_login_otp(phone: str, *, conn: AsyncConnection, issuer: Issuer) 
         ),
     )
     audit_change("OtpCodes", "INSERT", {"otp_id": otp_id})
-    if user is None or user.status != "active":
+    if user is None or user.status != "active" or user.phone_verified_at is None:
+        # Unknown, blocked or never-verified number: nothing is sent, same answer.
         return OtpIssued(expires, None)
     return OtpIssued(
         expires,
@@ -735,8 +767,11 @@ async def verify_otp(
         return OtpOutcome()
     await queries.otp_attempt(conn, otp.otp_id, consume=True)
     user = await queries.user_by_login(conn, email=None, phone_number=phone)
-    if user is None or user.status != "active":
-        return OtpOutcome(blocked=user is not None)
+    if user is None or user.phone_verified_at is None:
+        # No code is ever sent to a never-verified number; refuse one all the same.
+        return OtpOutcome()
+    if user.status != "active":
+        return OtpOutcome(blocked=True)
     tokens = await _open_session(
         conn=conn,
         issuer=issuer,
@@ -976,12 +1011,16 @@ async def change_password(
 async def create_reset_token(
     *, email: str | None, phone_number: str | None, conn: AsyncConnection, issuer: Issuer
 ) -> OutboundMessage | None:
-    """Store a password-reset token for the active customer with this e-mail or phone;
-    the message that carries it to them, or None when there is no such customer."""
+    """Store a password-reset token for the active customer with this e-mail or phone,
+    when that contact is verified; the message that carries it to them, or None when
+    there is no such customer or the contact was never verified (a token must only ever
+    reach someone who proved they hold the contact)."""
     token = new_opaque_token("pr")
     ttl = issuer.settings.password_reset_ttl_seconds
     user = await queries.user_by_login(conn, email=email, phone_number=phone_number)
     if user is None or user.status != "active":
+        return None
+    if (user.email_verified_at if email else user.phone_verified_at) is None:
         return None
     await queries.insert_reset_token(
         conn,
@@ -1049,55 +1088,39 @@ class ProfileUpdate:
 
 
 def profile_values(who: Principal, update: ProfileUpdate) -> dict[str, Any]:
-    """The validated column values of a profile update."""
+    """The validated column values of a profile update (the name).
+
+    The e-mail address and the phone number are refused: UpdateMe is authorised by the
+    access token alone, and a contact is what OTP logins and password resets trust, so
+    changing one takes proof of the account and a code sent to the new contact
+    (:func:`start_contact_change`, :func:`confirm_contact_change`)."""
     sessions_owner(who)
     paths = update.paths
     unknown = [p for p in paths if p not in PROFILE_FIELDS]
     if not paths or unknown:
         raise InvalidArgument.field("update_mask", f"must list some of {', '.join(PROFILE_FIELDS)}")
-    values: dict[str, Any] = {}
-    violations: list[FieldViolation] = []
-    for path in paths:
-        value = update.changes.get(path, "")
-        if path == "name":
-            if not 1 <= len(value.strip()) <= 100:
-                violations.append(FieldViolation("profile.name", "must have 1 to 100 characters"))
-            values["name"] = value.strip()
-        elif path == "email":
-            email = normalize_email(value) if value else None
-            if value and email is None:
-                violations.append(FieldViolation("profile.email", "is not a valid e-mail address"))
-            values["email"] = email
-        else:
-            phone = normalize_phone(value) if value else None
-            if value and phone is None:
-                violations.append(
-                    FieldViolation(
-                        "profile.phone_number", "must be a 10-digit Indian mobile number"
-                    )
+    contacts = [p for p in paths if p in CONTACT_FIELDS]
+    if contacts:
+        raise InvalidArgument(
+            f"{' and '.join(contacts)} change with StartContactChange and ConfirmContactChange "
+            "(proof of the account, then a code sent to the new contact), not UpdateMe",
+            violations=[
+                FieldViolation(
+                    "update_mask",
+                    f"{', '.join(contacts)}: use StartContactChange + ConfirmContactChange",
                 )
-            values["phone_number"] = phone
-    if violations:
-        raise InvalidArgument.of(violations)
-    return values
+            ],
+            reason="CONTACT_CHANGE_NEEDS_VERIFICATION",
+        )
+    name = update.changes.get("name", "").strip()
+    if not 1 <= len(name) <= 100:
+        raise InvalidArgument.field("profile.name", "must have 1 to 100 characters")
+    return {"name": name}
 
 
 async def update_me(who: Principal, values: Mapping[str, Any], *, conn: AsyncConnection) -> None:
-    """Apply :func:`profile_values`; an account keeps an e-mail address or a phone."""
+    """Apply :func:`profile_values`."""
     is_user = "user_id" in sessions_owner(who)
-    current = (
-        await queries.user_by_id(conn, who.numeric_id, lock=True)
-        if is_user
-        else await queries.admin_by_id(conn, who.numeric_id, lock=True)
-    )
-    assert current is not None
-    email = values.get("email", current.email)
-    phone = values.get("phone_number", current.phone_number)
-    if not email and not phone:
-        raise FailedPrecondition(
-            "an account needs an e-mail address or a phone number",
-            reason="CONTACT_REQUIRED",
-        )
     if is_user:
         await queries.update_user(conn, who.numeric_id, dict(values))
     else:
@@ -1106,9 +1129,469 @@ async def update_me(who: Principal, values: Mapping[str, Any], *, conn: AsyncCon
 
 
 def contact_conflict(exc: IntegrityError) -> AlreadyExists:
-    """The error for a profile update whose e-mail or phone another account has."""
+    """The error for a contact change whose e-mail or phone another account has."""
     what = "e-mail address" if "email" in _constraint(exc) else "phone number"
     return AlreadyExists(f"another account uses this {what}", reason="CONTACT_TAKEN")
+
+
+# --- verified contacts and contact changes ------------------------------------------------
+#
+# A contact (e-mail address or phone number) is verified when a code sent to it comes
+# back. Codes live in ``contact_codes``: purpose ``contact_proof`` goes to one of the
+# account's current contacts (VerifyContact, or proof for a change), ``contact_change``
+# to the new contact of a pending change. Each is 6 digits, stored as an HMAC bound to
+# its row, destination and purpose; single use; expires after ``otp_ttl_seconds``;
+# burned after ``otp_max_attempts`` wrong tries; a new one replaces the owner's
+# previous one of the same purpose.
+
+CONTACT_PROOF = "contact_proof"
+CONTACT_CHANGE = "contact_change"
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One of an account's two contacts: its column, and how a code reaches it."""
+
+    name: str  # "email" | "phone"
+    column: str  # users/admins column holding the contact
+    verified_column: str
+    field: str  # the request field naming such a contact
+    message_channel: str  # OutboundMessage.channel
+    label: str
+
+
+CHANNELS: Mapping[str, Channel] = {
+    "email": Channel("email", "email", "email_verified_at", "email", "email", "e-mail address"),
+    "phone": Channel(
+        "phone", "phone_number", "phone_verified_at", "phone_number", "sms", "phone number"
+    ),
+}
+
+
+def contact_channel(name: str | None) -> Channel:
+    """The channel SendContactCode names ("email" or "phone")."""
+    channel = CHANNELS.get(name or "")
+    if channel is None:
+        raise InvalidArgument.field(
+            "channel", "must be CONTACT_CHANNEL_EMAIL or CONTACT_CHANNEL_PHONE"
+        )
+    return channel
+
+
+def check_code_format(code: str, field_name: str = "code") -> None:
+    if not _SIX_DIGITS.fullmatch(code):
+        raise InvalidArgument.field(field_name, "must be the 6-digit code")
+
+
+def masked(channel: Channel, value: str) -> str:
+    """A contact shown to someone who may not own it: ``a***@example.com``, ``******3210``."""
+    if channel.name == "email":
+        local, _, domain_part = value.partition("@")
+        return f"{local[:1]}***@{domain_part}"
+    return "*" * max(0, len(value) - 4) + value[-4:]
+
+
+@dataclass(frozen=True)
+class ContactHolder:
+    """The caller's account as the contact rules need it (locked for the transaction)."""
+
+    kind: str  # "user" | "admin"
+    principal_id: int
+    owner: Mapping[str, int]
+    email: str | None
+    phone_number: str | None
+
+    def contact(self, channel: Channel) -> str | None:
+        value: str | None = self.email if channel.name == "email" else self.phone_number
+        return value
+
+    @property
+    def table(self) -> str:
+        return "Users" if self.kind == "user" else "Admins"
+
+
+async def _contact_holder(who: Principal, *, conn: AsyncConnection) -> ContactHolder:
+    owner = sessions_owner(who)
+    is_user = "user_id" in owner
+    row = (
+        await queries.user_by_id(conn, who.numeric_id, lock=True)
+        if is_user
+        else await queries.admin_by_id(conn, who.numeric_id, lock=True)
+    )
+    if row is None:
+        raise NotFound("your account no longer exists")
+    return ContactHolder(
+        kind="user" if is_user else "admin",
+        principal_id=who.numeric_id,
+        owner=owner,
+        email=row.email,
+        phone_number=row.phone_number,
+    )
+
+
+def _contact_code_hash(
+    code: str, *, code_id: int, purpose: str, destination: str, pepper: bytes
+) -> str:
+    return otp_hash(
+        code,
+        phone_number=destination,
+        purpose=f"contact:{purpose}",
+        otp_id=f"contact:{code_id}",
+        pepper=pepper,
+    )
+
+
+async def _new_contact_code(
+    holder: ContactHolder,
+    *,
+    purpose: str,
+    channel: Channel,
+    destination: str,
+    conn: AsyncConnection,
+    issuer: Issuer,
+) -> tuple[str, datetime]:
+    """Store a new code of ``purpose`` for ``destination`` (replacing the holder's open
+    ones of that purpose); the code and when it expires. Not more than one to the same
+    destination every :data:`OTP_RESEND_SECONDS` (the holder's row is locked, so this
+    is race-free)."""
+    latest = await queries.latest_contact_code(
+        conn,
+        purpose=purpose,
+        user_id=holder.owner.get("user_id"),
+        admin_id=holder.owner.get("admin_id"),
+    )
+    if latest is not None and latest.destination == destination:
+        wait = OTP_RESEND_SECONDS - (issuer.now() - latest.created_at).total_seconds()
+        if wait > 0:
+            raise ResourceExhausted(
+                f"a code was sent moments ago; try again in {int(wait) + 1} seconds",
+                reason="OTP_RESEND_TOO_SOON",
+                metadata={"retry_after_seconds": str(int(wait) + 1)},
+            )
+    await queries.retire_contact_codes(
+        conn,
+        user_id=holder.owner.get("user_id"),
+        admin_id=holder.owner.get("admin_id"),
+        purpose=purpose,
+    )
+    expires = issuer.now() + timedelta(seconds=issuer.settings.otp_ttl_seconds)
+    code = new_otp_code()
+    code_id = await queries.insert_contact_code(
+        conn,
+        user_id=holder.owner.get("user_id"),
+        admin_id=holder.owner.get("admin_id"),
+        purpose=purpose,
+        channel=channel.name,
+        destination=destination,
+        expires_at=expires,
+    )
+    await queries.set_contact_code_hash(
+        conn,
+        code_id,
+        _contact_code_hash(
+            code,
+            code_id=code_id,
+            purpose=purpose,
+            destination=destination,
+            pepper=issuer.otp_pepper,
+        ),
+    )
+    return code, expires
+
+
+async def _use_contact_code(
+    holder: ContactHolder, purpose: str, code: str, *, conn: AsyncConnection, issuer: Issuer
+) -> Row[Any] | None:
+    """The holder's latest code row of ``purpose`` if ``code`` is it (then used up);
+    None for a wrong, used, expired or burned code (a wrong try is counted, and the
+    last allowed one burns the code)."""
+    max_attempts = issuer.settings.otp_max_attempts
+    row = await queries.latest_contact_code(
+        conn,
+        purpose=purpose,
+        user_id=holder.owner.get("user_id"),
+        admin_id=holder.owner.get("admin_id"),
+    )
+    if (
+        row is None
+        or row.consumed_at is not None
+        or row.expires_at <= issuer.now()
+        or row.attempts >= max_attempts
+    ):
+        return None
+    expected = _contact_code_hash(
+        code,
+        code_id=int(row.code_id),
+        purpose=purpose,
+        destination=row.destination,
+        pepper=issuer.otp_pepper,
+    )
+    if not hashes_equal(expected, row.code_hash):
+        await queries.contact_code_attempt(
+            conn, row.code_id, consume=row.attempts + 1 >= max_attempts
+        )
+        return None
+    await queries.contact_code_attempt(conn, row.code_id, consume=True)
+    return row
+
+
+@dataclass(frozen=True)
+class CodeSent:
+    """A code stored for its destination, and the message that carries it there."""
+
+    expires_at: datetime
+    message: OutboundMessage
+
+
+async def contact_of(who: Principal, channel: Channel, *, conn: AsyncConnection) -> str:
+    """The caller's current contact on ``channel``; FailedPrecondition when it has none."""
+    owner = sessions_owner(who)
+    row = (
+        await queries.user_by_id(conn, who.numeric_id)
+        if "user_id" in owner
+        else await queries.admin_by_id(conn, who.numeric_id)
+    )
+    value: str | None = getattr(row, channel.column) if row is not None else None
+    if not value:
+        raise FailedPrecondition(f"your account has no {channel.label}", reason="NO_SUCH_CONTACT")
+    return value
+
+
+async def send_contact_code(
+    who: Principal, channel: Channel, *, conn: AsyncConnection, issuer: Issuer
+) -> CodeSent:
+    """A proof code for the caller's current contact on ``channel``."""
+    holder = await _contact_holder(who, conn=conn)
+    destination = holder.contact(channel)
+    if not destination:
+        raise FailedPrecondition(f"your account has no {channel.label}", reason="NO_SUCH_CONTACT")
+    code, expires = await _new_contact_code(
+        holder,
+        purpose=CONTACT_PROOF,
+        channel=channel,
+        destination=destination,
+        conn=conn,
+        issuer=issuer,
+    )
+    audit_change("ContactCodes", "INSERT", {"purpose": CONTACT_PROOF, "channel": channel.name})
+    minutes = issuer.settings.otp_ttl_seconds // 60
+    return CodeSent(
+        expires,
+        OutboundMessage(
+            channel=channel.message_channel,
+            to=destination,
+            purpose="contact_code",
+            body=f"{code} is your GenCharge verification code. It expires in {minutes} "
+            "minutes. Never share it. If you did not ask for it, someone may be using your "
+            "account: change your password.",
+        ),
+    )
+
+
+async def verify_contact(
+    who: Principal, code: str, *, conn: AsyncConnection, issuer: Issuer
+) -> bool:
+    """Mark the contact the caller's latest proof code went to as verified; False for a
+    wrong, used or expired code, or a contact that changed since the code was sent."""
+    holder = await _contact_holder(who, conn=conn)
+    row = await _use_contact_code(holder, CONTACT_PROOF, code, conn=conn, issuer=issuer)
+    if row is None:
+        return False
+    channel = CHANNELS[row.channel]
+    if holder.contact(channel) != row.destination:
+        return False
+    update = queries.update_user if holder.kind == "user" else queries.update_admin
+    await update(conn, holder.principal_id, {channel.verified_column: issuer.now()})
+    audit_change(holder.table, "UPDATE", {"contact_verified": channel.name})
+    return True
+
+
+@dataclass(frozen=True)
+class ContactChange:
+    """A validated StartContactChange: the new contact and the proof offered."""
+
+    channel: Channel
+    destination: str
+    current_password: str = field(default="", repr=False)
+    current_contact_code: str = field(default="", repr=False)
+
+
+def validate_contact_change(
+    *, email: str, phone_number: str, current_password: str, current_contact_code: str
+) -> ContactChange:
+    violations: list[FieldViolation] = []
+    channel: Channel | None = None
+    destination: str | None = None
+    if email:
+        channel, destination = CHANNELS["email"], normalize_email(email)
+        if destination is None:
+            violations.append(FieldViolation("email", "is not a valid e-mail address"))
+    elif phone_number:
+        channel, destination = CHANNELS["phone"], normalize_phone(phone_number)
+        if destination is None:
+            violations.append(
+                FieldViolation("phone_number", "must be a 10-digit Indian mobile number")
+            )
+    else:
+        violations.append(FieldViolation("email", "the new e-mail address or phone number"))
+    if not current_password and not current_contact_code:
+        violations.append(
+            FieldViolation(
+                "current_password",
+                "proof is required: the current password, or current_contact_code "
+                "(a code SendContactCode sent to one of your contacts)",
+            )
+        )
+    elif current_contact_code and not _SIX_DIGITS.fullmatch(current_contact_code):
+        violations.append(FieldViolation("current_contact_code", "must be the 6-digit code"))
+    if violations:
+        raise InvalidArgument.of(violations)
+    assert channel is not None and destination is not None
+    return ContactChange(
+        channel,
+        destination,
+        current_password=current_password,
+        current_contact_code="" if current_password else current_contact_code,
+    )
+
+
+@dataclass(frozen=True)
+class ChangeStarted:
+    """The code sent to the new contact; None when the proof code was wrong (counted)."""
+
+    sent: CodeSent | None = None
+
+
+async def start_contact_change(
+    who: Principal,
+    change: ContactChange,
+    *,
+    password_checked: bool,
+    conn: AsyncConnection,
+    issuer: Issuer,
+) -> ChangeStarted:
+    """Store a pending change of the caller's contact and a code for the new contact.
+
+    The proof is the current password (checked by the caller: ``password_checked``) or
+    ``change.current_contact_code``, checked and used up here. Nothing of the account
+    changes until :func:`confirm_contact_change`."""
+    holder = await _contact_holder(who, conn=conn)
+    channel = change.channel
+    if not password_checked:
+        proof = await _use_contact_code(
+            holder, CONTACT_PROOF, change.current_contact_code, conn=conn, issuer=issuer
+        )
+        if proof is None or holder.contact(CHANNELS[proof.channel]) != proof.destination:
+            return ChangeStarted()
+    if holder.contact(channel) == change.destination:
+        raise InvalidArgument.field(channel.field, f"is already your {channel.label}")
+    if await queries.contact_in_use(
+        conn,
+        admin=holder.kind == "admin",
+        column=channel.column,
+        value=change.destination,
+        except_id=holder.principal_id,
+    ):
+        raise AlreadyExists(f"another account uses this {channel.label}", reason="CONTACT_TAKEN")
+    code, expires = await _new_contact_code(
+        holder,
+        purpose=CONTACT_CHANGE,
+        channel=channel,
+        destination=change.destination,
+        conn=conn,
+        issuer=issuer,
+    )
+    audit_change(
+        "ContactCodes",
+        "INSERT",
+        {
+            "purpose": CONTACT_CHANGE,
+            "channel": channel.name,
+            "proof": "password" if password_checked else "contact_proof",
+        },
+    )
+    minutes = issuer.settings.otp_ttl_seconds // 60
+    return ChangeStarted(
+        CodeSent(
+            expires,
+            OutboundMessage(
+                channel=channel.message_channel,
+                to=change.destination,
+                purpose="contact_change_code",
+                body=f"{code} is your GenCharge code to make this your account's "
+                f"{channel.label}. It expires in {minutes} minutes. Never share it. If you "
+                "did not ask for it, ignore this message.",
+            ),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ChangeConfirmed:
+    """``changed`` False: wrong, used or expired code, or no pending change (counted).
+    Else the sessions ended and the notices for the previous contacts."""
+
+    changed: bool = False
+    revoked: tuple[uuid.UUID, ...] = ()
+    notices: tuple[OutboundMessage, ...] = ()
+
+
+async def confirm_contact_change(
+    who: Principal, code: str, *, conn: AsyncConnection, issuer: Issuer
+) -> ChangeConfirmed:
+    """Apply the caller's pending contact change whose code is ``code``.
+
+    The account takes the new contact, verified (the code proved it). Codes and
+    password-reset tokens that went to the old contacts stop working, every other
+    session of the caller ends, and the previous e-mail address and phone number get a
+    notice. A unique-constraint violation (another account took the contact since the
+    change started) propagates as ``IntegrityError``: see :func:`contact_conflict`."""
+    assert who.session_id is not None
+    holder = await _contact_holder(who, conn=conn)
+    row = await _use_contact_code(holder, CONTACT_CHANGE, code, conn=conn, issuer=issuer)
+    if row is None:
+        return ChangeConfirmed()
+    channel = CHANNELS[row.channel]
+    previous = holder.contact(channel)
+    update = queries.update_user if holder.kind == "user" else queries.update_admin
+    await update(
+        conn,
+        holder.principal_id,
+        {channel.column: row.destination, channel.verified_column: issuer.now()},
+    )
+    user_id, admin_id = holder.owner.get("user_id"), holder.owner.get("admin_id")
+    if user_id is not None:
+        await queries.retire_reset_tokens(conn, user_id)
+    if channel.name == "phone" and previous:
+        await queries.retire_open_otps(conn, phone_number=previous, purpose="login")
+    await queries.retire_contact_codes(conn, user_id=user_id, admin_id=admin_id)
+    revoked = await queries.revoke_sessions(
+        conn,
+        reason="contact changed",
+        except_session=uuid.UUID(who.session_id),
+        user_id=user_id,
+        admin_id=admin_id,
+    )
+    audit_change(
+        holder.table,
+        "UPDATE",
+        {"contact_changed": channel.name, "sessions_revoked": len(revoked)},
+    )
+    when = issuer.now().strftime("%Y-%m-%d %H:%M UTC")
+    shown = masked(channel, row.destination)
+    notices = tuple(
+        OutboundMessage(
+            channel=c.message_channel,
+            to=old,
+            purpose="contact_changed",
+            body=f"The {channel.label} of your GenCharge account was changed to {shown} "
+            f"on {when}, and its other sessions were logged out. If this was not you, "
+            "contact GenCharge support at once.",
+        )
+        for c in CHANNELS.values()
+        if (old := (previous if c is channel else holder.contact(c)))
+    )
+    return ChangeConfirmed(changed=True, revoked=tuple(revoked), notices=notices)
 
 
 # --- service accounts ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ transactions itself, calling the rules in server/auth/domain.py inside them:
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from collections.abc import Callable, Iterable
@@ -28,7 +29,7 @@ from server.auth import domain
 from server.auth.passwords import needs_rehash
 from server.auth.principal import Principal
 from server.auth.scopes import check_scopes
-from server.auth.throttle import Throttle, keys_for
+from server.auth.throttle import Throttle, ThrottleKey, keys_for
 from server.auth.tokens import new_opaque_token, token_hash
 from server.core.db import Database
 from server.core.errors import (
@@ -39,7 +40,9 @@ from server.core.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from server.core.messaging import MessageSender
+from server.core.messaging import MessageSender, OutboundMessage
+
+log = logging.getLogger(__name__)
 
 
 class SessionCache(Protocol):
@@ -63,22 +66,39 @@ async def register(
     issuer: domain.Issuer,
     throttle: Throttle,
 ) -> tuple[domain.User, domain.Tokens]:
+    """Sign a customer up. Throttled like Login, per client address and per identifier
+    (action ``register``): a refusal because the e-mail or phone is taken is the
+    failure that counts, since that answer is what would let a caller enumerate
+    accounts; a success clears the identifiers' counters (never the address's)."""
     new = domain.validate_registration(reg)
-    await throttle.check(keys_for("login", account=None, peer=client.ip))
+    keys = [
+        key
+        for identifier in domain.identifiers_of(new)
+        for key in keys_for("register", account=identifier, peer=client.ip)
+    ]
+    await throttle.check(keys)
+    async with db.read_only() as conn:
+        conflict = await domain.registration_conflict(new, conn=conn)
+    if conflict is not None:
+        await throttle.failure(keys)
+        raise conflict
     password_hash = await domain.new_password_hash(reg.password)
     for _ in range(5):
         try:
             async with db.transaction() as conn:
-                return await domain.register(
+                registered = await domain.register(
                     new, client, password_hash=password_hash, conn=conn, issuer=issuer
                 )
         except IntegrityError as exc:
             taken = domain.contact_taken(exc)
             if taken is not None:
+                await throttle.failure(keys)
                 raise taken from None
             if not domain.referral_code_collision(exc):
                 raise
-            # A generated referral code collided: try another.
+            continue  # a generated referral code collided: try another
+        await throttle.success(keys)
+        return registered
     raise FailedPrecondition("could not allocate a referral code; try again")
 
 
@@ -340,15 +360,182 @@ async def reset_password(
 
 
 async def update_me(db: Database, who: Principal, update: domain.ProfileUpdate) -> domain.Account:
-    """Change the caller's profile, then read it back."""
+    """Change the caller's profile (the name; contacts change through
+    :func:`start_contact_change`), then read it back."""
     values = domain.profile_values(who, update)
-    try:
-        async with db.transaction() as conn:
-            await domain.update_me(who, values, conn=conn)
-    except IntegrityError as exc:
-        raise domain.contact_conflict(exc) from None
+    async with db.transaction() as conn:
+        await domain.update_me(who, values, conn=conn)
     async with db.read_only() as conn:
         return await domain.me(who, conn=conn)
+
+
+# --- verified contacts and contact changes ------------------------------------------------
+
+
+async def _may_send_code(
+    throttle: Throttle, destination: str, client: domain.Client
+) -> list[ThrottleKey]:
+    """Check another code may go to ``destination`` from this client; the keys to count
+    the send on (action ``contact_send``, keyed by the destination like login OTPs are
+    by the phone number, so no address or phone can be flooded)."""
+    keys = keys_for("contact_send", account=destination, peer=client.ip)
+    await throttle.check(keys)
+    return keys
+
+
+async def send_contact_code(
+    db: Database,
+    who: Principal,
+    channel: domain.Channel,
+    *,
+    client: domain.Client,
+    issuer: domain.Issuer,
+    throttle: Throttle,
+    sender: MessageSender,
+) -> tuple[datetime, int]:
+    """Send a proof code to the caller's current contact on ``channel``."""
+    async with db.read_only() as conn:
+        destination = await domain.contact_of(who, channel, conn=conn)
+    send_keys = await _may_send_code(throttle, destination, client)
+    async with db.transaction() as conn:
+        sent = await domain.send_contact_code(who, channel, conn=conn, issuer=issuer)
+    # Every send counts, so nobody's inbox can be flooded through this.
+    await throttle.failure(send_keys)
+    await sender.send(sent.message)
+    return sent.expires_at, domain.OTP_RESEND_SECONDS
+
+
+def _wrong_code(field_name: str) -> InvalidArgument:
+    return InvalidArgument(
+        "the code is wrong, used or expired",
+        violations=[FieldViolation(field_name, "is wrong, used or expired")],
+        reason=domain.INVALID_CODE,
+    )
+
+
+async def verify_contact(
+    db: Database,
+    who: Principal,
+    *,
+    code: str,
+    client: domain.Client,
+    issuer: domain.Issuer,
+    throttle: Throttle,
+) -> domain.Account:
+    """Mark a contact verified with the proof code sent to it; the caller's account."""
+    domain.sessions_owner(who)
+    domain.check_code_format(code)
+    keys = keys_for("contact_code", account=who.subject, peer=client.ip)
+    await throttle.check(keys)
+    # A wrong code is counted on the code row in this (committed) transaction.
+    async with db.transaction() as conn:
+        verified = await domain.verify_contact(who, code, conn=conn, issuer=issuer)
+    if not verified:
+        await throttle.failure(keys)
+        raise _wrong_code("code")
+    await throttle.success(keys)
+    async with db.read_only() as conn:
+        return await domain.me(who, conn=conn)
+
+
+async def start_contact_change(
+    db: Database,
+    who: Principal,
+    change: domain.ContactChange,
+    *,
+    client: domain.Client,
+    issuer: domain.Issuer,
+    throttle: Throttle,
+    sender: MessageSender,
+) -> tuple[datetime, int]:
+    """Check the proof (current password or a proof code), then send a code to the new
+    contact. The password is counted like ChangePassword's (action ``login``), a proof
+    code like VerifyContact's (``contact_code``)."""
+    domain.sessions_owner(who)
+    send_keys = await _may_send_code(throttle, change.destination, client)
+    by_password = bool(change.current_password)
+    if by_password:
+        proof_keys = keys_for("login", account=who.subject, peer=client.ip)
+        await throttle.check(proof_keys)
+        async with db.read_only() as conn:
+            owner = await domain.password_owner(who, conn=conn)
+        if owner is None or not await domain.password_ok(
+            owner.password_hash, change.current_password
+        ):
+            await throttle.failure(proof_keys)
+            raise InvalidArgument(
+                "the current password is wrong",
+                violations=[FieldViolation("current_password", "is wrong")],
+                reason=domain.INVALID_CREDENTIALS,
+            )
+    else:
+        proof_keys = keys_for("contact_code", account=who.subject, peer=client.ip)
+        await throttle.check(proof_keys)
+    # A wrong proof code is counted on its row in this (committed) transaction.
+    async with db.transaction() as conn:
+        started = await domain.start_contact_change(
+            who, change, password_checked=by_password, conn=conn, issuer=issuer
+        )
+    if started.sent is None:
+        await throttle.failure(proof_keys)
+        raise _wrong_code("current_contact_code")
+    await throttle.success(proof_keys)
+    await throttle.failure(send_keys)
+    await sender.send(started.sent.message)
+    return started.sent.expires_at, domain.OTP_RESEND_SECONDS
+
+
+async def confirm_contact_change(
+    db: Database,
+    who: Principal,
+    *,
+    code: str,
+    client: domain.Client,
+    issuer: domain.Issuer,
+    throttle: Throttle,
+    sender: MessageSender,
+    sessions: SessionCache,
+) -> domain.Account:
+    """Apply the pending contact change with the code the new contact received: end
+    the caller's other sessions, tell the previous contacts, return the account."""
+    domain.sessions_owner(who)
+    domain.check_code_format(code)
+    keys = keys_for("contact_code", account=who.subject, peer=client.ip)
+    await throttle.check(keys)
+    try:
+        # A wrong code is counted on the code row in this (committed) transaction.
+        async with db.transaction() as conn:
+            confirmed = await domain.confirm_contact_change(who, code, conn=conn, issuer=issuer)
+    except IntegrityError as exc:
+        raise domain.contact_conflict(exc) from None
+    if not confirmed.changed:
+        await throttle.failure(keys)
+        raise _wrong_code("code")
+    sessions.forget_sessions(confirmed.revoked)
+    await throttle.success(keys)
+    await _tell_previous_contacts(sender, confirmed.notices)
+    async with db.read_only() as conn:
+        return await domain.me(who, conn=conn)
+
+
+async def _tell_previous_contacts(
+    sender: MessageSender, notices: Iterable[OutboundMessage]
+) -> None:
+    """Best effort: the change has committed, so a message that cannot be delivered is
+    logged (purpose and channel only, never the address), not raised."""
+    for notice in notices:
+        try:
+            await sender.send(notice)
+        except Exception as exc:
+            # No traceback: a driver's error text could quote the message document.
+            log.warning(
+                "could not tell a previous contact about a contact change",
+                extra={
+                    "purpose": notice.purpose,
+                    "channel": notice.channel,
+                    "error": type(exc).__name__,
+                },
+            )
 
 
 # --- service accounts and housekeeping ----------------------------------------------------

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.core import pagination
 from server.core.schema import (
     admins,
+    contact_codes,
     mfa_challenges,
     otp_codes,
     password_reset_tokens,
@@ -392,6 +393,101 @@ async def otp_attempt(conn: AsyncConnection, otp_id: int, *, consume: bool) -> N
     await conn.execute(update(otp_codes).where(otp_codes.c.otp_id == otp_id).values(**values))
 
 
+# --- contact codes (verification and changes of e-mail / phone) --------------------------
+
+
+def _owner_condition(table: Any, user_id: int | None, admin_id: int | None) -> Any:
+    if user_id is not None:
+        return table.c.user_id == user_id
+    return table.c.admin_id == admin_id
+
+
+async def contact_in_use(
+    conn: AsyncConnection, *, admin: bool, column: str, value: str, except_id: int
+) -> bool:
+    """Whether another user (or admin, with ``admin``) has ``value`` as its ``column``."""
+    table, key = (admins, admins.c.admin_id) if admin else (users, users.c.user_id)
+    row = await _one(
+        conn, select(literal(1)).where(table.c[column] == value, key != except_id).limit(1)
+    )
+    return row is not None
+
+
+async def insert_contact_code(
+    conn: AsyncConnection,
+    *,
+    user_id: int | None,
+    admin_id: int | None,
+    purpose: str,
+    channel: str,
+    destination: str,
+    expires_at: datetime,
+) -> int:
+    """Insert a code row (hash filled in by :func:`set_contact_code_hash`, keyed by the id)."""
+    result = await conn.execute(
+        insert(contact_codes)
+        .values(
+            user_id=user_id,
+            admin_id=admin_id,
+            purpose=purpose,
+            channel=channel,
+            destination=destination,
+            code_hash="",
+            expires_at=expires_at,
+        )
+        .returning(contact_codes.c.code_id)
+    )
+    return int(result.scalar_one())
+
+
+async def set_contact_code_hash(conn: AsyncConnection, code_id: int, code_hash: str) -> None:
+    await conn.execute(
+        update(contact_codes).where(contact_codes.c.code_id == code_id).values(code_hash=code_hash)
+    )
+
+
+async def latest_contact_code(
+    conn: AsyncConnection, *, purpose: str, user_id: int | None, admin_id: int | None
+) -> RowT | None:
+    """The owner's newest code of ``purpose``, locked."""
+    return await _one(
+        conn,
+        select(contact_codes)
+        .where(
+            _owner_condition(contact_codes, user_id, admin_id), contact_codes.c.purpose == purpose
+        )
+        .order_by(contact_codes.c.created_at.desc(), contact_codes.c.code_id.desc())
+        .limit(1)
+        .with_for_update(),
+    )
+
+
+async def contact_code_attempt(conn: AsyncConnection, code_id: int, *, consume: bool) -> None:
+    values: dict[str, Any] = {"attempts": contact_codes.c.attempts + 1}
+    if consume:
+        values["consumed_at"] = func.now()
+    await conn.execute(
+        update(contact_codes).where(contact_codes.c.code_id == code_id).values(**values)
+    )
+
+
+async def retire_contact_codes(
+    conn: AsyncConnection,
+    *,
+    user_id: int | None,
+    admin_id: int | None,
+    purpose: str | None = None,
+) -> None:
+    """Use up the owner's open codes (of ``purpose``, or all of them)."""
+    conditions: list[Any] = [
+        _owner_condition(contact_codes, user_id, admin_id),
+        contact_codes.c.consumed_at.is_(None),
+    ]
+    if purpose is not None:
+        conditions.append(contact_codes.c.purpose == purpose)
+    await conn.execute(update(contact_codes).where(*conditions).values(consumed_at=func.now()))
+
+
 # --- password resets ----------------------------------------------------------------------
 
 
@@ -458,9 +554,10 @@ async def mfa_attempt(conn: AsyncConnection, challenge_hash: str, *, consume: bo
 
 
 async def delete_stale_auth_rows(conn: AsyncConnection, before: datetime) -> int:
-    """One-time codes, reset tokens and MFA challenges expired before ``before``."""
+    """One-time codes, contact codes, reset tokens and MFA challenges expired before
+    ``before``."""
     total = 0
-    for table in (otp_codes, password_reset_tokens, mfa_challenges):
+    for table in (otp_codes, contact_codes, password_reset_tokens, mfa_challenges):
         result = await conn.execute(table.delete().where(table.c.expires_at < before))
         total += int(result.rowcount)
     return total

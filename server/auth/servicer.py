@@ -182,6 +182,64 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
         account = await flows.update_me(self._db, principal(), convert.profile_update_of(request))
         return convert.principal_message(account)
 
+    async def SendContactCode(
+        self, request: pb.SendContactCodeRequest, context: Context
+    ) -> pb.SendContactCodeResponse:
+        who = require_session_principal()
+        expires, resend = await flows.send_contact_code(
+            self._db,
+            who,
+            convert.contact_channel_of(request),
+            client=convert.client_of(context),
+            issuer=self._issuer,
+            throttle=self._throttle,
+            sender=self._sender,
+        )
+        return convert.contact_code_response(expires, resend)
+
+    async def VerifyContact(
+        self, request: pb.VerifyContactRequest, context: Context
+    ) -> identity_pb2.Principal:
+        account = await flows.verify_contact(
+            self._db,
+            require_session_principal(),
+            code=request.code,
+            client=convert.client_of(context),
+            issuer=self._issuer,
+            throttle=self._throttle,
+        )
+        return convert.principal_message(account)
+
+    async def StartContactChange(
+        self, request: pb.StartContactChangeRequest, context: Context
+    ) -> pb.StartContactChangeResponse:
+        who = require_session_principal()
+        expires, resend = await flows.start_contact_change(
+            self._db,
+            who,
+            convert.contact_change_of(request),
+            client=convert.client_of(context),
+            issuer=self._issuer,
+            throttle=self._throttle,
+            sender=self._sender,
+        )
+        return convert.contact_change_response(expires, resend)
+
+    async def ConfirmContactChange(
+        self, request: pb.ConfirmContactChangeRequest, context: Context
+    ) -> identity_pb2.Principal:
+        account = await flows.confirm_contact_change(
+            self._db,
+            require_session_principal(),
+            code=request.code,
+            client=convert.client_of(context),
+            issuer=self._issuer,
+            throttle=self._throttle,
+            sender=self._sender,
+            sessions=self._sessions,
+        )
+        return convert.principal_message(account)
+
     async def GetJwks(self, request: pb.GetJwksRequest, context: Context) -> pb.GetJwksResponse:
         return convert.jwks_response(self._keyring.jwks(self._issuer.now()))
 

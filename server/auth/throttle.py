@@ -1,4 +1,6 @@
-"""Brute-force protection for Login, VerifyOtp, VerifyMfa, IssueServiceToken, resets.
+"""Brute-force protection for Login, Register, VerifyOtp, VerifyMfa, IssueServiceToken,
+password resets and the contact codes (VerifyContact, StartContactChange,
+ConfirmContactChange, SendContactCode).
 
 State lives in PostgreSQL (``auth_throttle``), so every server process sharing the
 database enforces the same limits; each call is one atomic statement (no
@@ -42,7 +44,21 @@ from server.core.errors import ResourceExhausted
 from server.core.peers import peer_bucket
 
 #: Actions with their own counters (a login failure does not count against OTPs).
-ACTIONS: Final = frozenset({"login", "otp", "mfa", "service_token", "password_reset"})
+#: ``register``: sign-ups refused because the e-mail or phone is taken (the answer that
+#: would let a caller enumerate accounts); ``contact_code``: wrong contact codes;
+#: ``contact_send``: every contact code sent (so nobody's inbox can be flooded).
+ACTIONS: Final = frozenset(
+    {
+        "login",
+        "otp",
+        "mfa",
+        "service_token",
+        "password_reset",
+        "register",
+        "contact_code",
+        "contact_send",
+    }
+)
 
 #: Scope names: the keys of a policy mapping.
 ACCOUNT_PEER: Final = "account_peer"

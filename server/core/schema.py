@@ -216,6 +216,10 @@ admins = Table(
     Column("mfa_enabled", Boolean, nullable=False, server_default=FALSE),
     #: Last TOTP time step accepted, so a code cannot be replayed (migration 0004).
     Column("totp_last_step", BigInteger),
+    #: When the account last proved it holds its e-mail / phone (migration 0008); NULL =
+    #: never. A trigger clears them when the contact changes without being verified.
+    Column("email_verified_at", TimestampTZ),
+    Column("phone_verified_at", TimestampTZ),
     PrimaryKeyConstraint("admin_id", name="admins_pkey"),
     UniqueConstraint("email", name="uq_admins_email"),
     UniqueConstraint("phone_number", name="uq_admins_phone_number"),
@@ -243,6 +247,11 @@ users = Table(
     _created_at("updated_at"),
     Column("role_id", Integer, ForeignKey("roles.role_id", name="fk_users_role")),
     Column("password_hash", Text),
+    #: When the customer last proved they hold their e-mail / phone (migration 0008);
+    #: NULL = never: no OTP login or password reset through that contact. A trigger
+    #: clears them when the contact changes without being verified.
+    Column("email_verified_at", TimestampTZ),
+    Column("phone_verified_at", TimestampTZ),
     PrimaryKeyConstraint("user_id", name="users_pkey"),
     UniqueConstraint("email", name="uq_users_email"),
     UniqueConstraint("phone_number", name="uq_users_phone_number"),
@@ -275,6 +284,8 @@ usersarchive = Table(
     Column("role_id", Integer, ForeignKey("roles.role_id", name="fk_usersarchive_role")),
     Column("password_hash", Text),
     _created_at("archived_at"),
+    Column("email_verified_at", TimestampTZ),
+    Column("phone_verified_at", TimestampTZ),
     PrimaryKeyConstraint("user_id", name="usersarchive_pkey"),
     UniqueConstraint("email", name="uq_usersarchive_email"),
     UniqueConstraint("phone_number", name="uq_usersarchive_phone_number"),
@@ -384,6 +395,46 @@ otp_codes = Table(
     CheckConstraint("attempts >= 0", name="ck_otp_codes_attempts_nonnegative"),
     Index("idx_otp_codes_phone_created", "phone_number", text("created_at DESC")),
     Index("idx_otp_codes_expires_at", "expires_at"),
+)
+
+contact_codes = Table(
+    "contact_codes",
+    metadata,
+    Column("code_id", BigInteger, Identity(always=False), nullable=False),
+    # Exactly one of user_id / admin_id: whose contact it is.
+    Column(
+        "user_id",
+        Integer,
+        ForeignKey("users.user_id", name="fk_contact_codes_user", ondelete="CASCADE"),
+    ),
+    Column(
+        "admin_id",
+        Integer,
+        ForeignKey("admins.admin_id", name="fk_contact_codes_admin", ondelete="CASCADE"),
+    ),
+    #: "contact_proof" (sent to a current contact) or "contact_change" (sent to the new
+    #: contact of a pending change).
+    Column("purpose", String, nullable=False),
+    #: "email" or "phone".
+    Column("channel", String, nullable=False),
+    #: Where the code was sent (normalised); for a change, the contact it will become.
+    Column("destination", String, nullable=False),
+    #: HMAC-SHA256 (hex) of the code, keyed with the OTP pepper and bound to the row.
+    Column("code_hash", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("expires_at", TimestampTZ, nullable=False),
+    Column("consumed_at", TimestampTZ),
+    _created_at(),
+    PrimaryKeyConstraint("code_id", name="contact_codes_pkey"),
+    CheckConstraint("num_nonnulls(user_id, admin_id) = 1", name="ck_contact_codes_one_owner"),
+    CheckConstraint(
+        "purpose IN ('contact_proof', 'contact_change')", name="ck_contact_codes_purpose"
+    ),
+    CheckConstraint("channel IN ('email', 'phone')", name="ck_contact_codes_channel"),
+    CheckConstraint("attempts >= 0", name="ck_contact_codes_attempts_nonnegative"),
+    Index("idx_contact_codes_user_id", "user_id", text("created_at DESC")),
+    Index("idx_contact_codes_admin_id", "admin_id", text("created_at DESC")),
+    Index("idx_contact_codes_expires_at", "expires_at"),
 )
 
 password_reset_tokens = Table(

@@ -14,6 +14,7 @@ from server.admin import flows as admin_flows
 from server.audit.scope import CLI_ACTOR, job_scope
 from server.auth import flows as auth_flows
 from server.auth.domain import ServiceAccount
+from server.auth.identifiers import normalize_phone
 from server.auth.password_policy import password_problem
 from server.auth.scopes import SCOPES, check_scopes
 from server.core import logs
@@ -103,6 +104,9 @@ def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
     problem = password_problem(password, context=[args.email, args.name])
     if problem:
         print(f"refusing: {problem}", file=sys.stderr)
+        return 2
+    if args.phone and normalize_phone(args.phone) is None:
+        print("refusing: --phone must be a 10-digit Indian mobile number", file=sys.stderr)
         return 2
 
     async def work(resources: Resources, databases: runtime.Databases) -> None:

@@ -174,10 +174,12 @@ async def test_mongo_outage_loses_no_event(pg_url: str, own_mongo: EmbeddedMongo
             await asyncio.to_thread(own_mongo.stop)
             actors = [await register_user(channel) for _ in range(5)]  # all succeed
             assert await running.relay.backlog() >= 5
-            # A call that needs MongoDB itself says UNAVAILABLE (retry), not INTERNAL.
+            # A call that needs MongoDB itself (the dev outbox carries the code) says
+            # UNAVAILABLE (retry), not INTERNAL.
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                await auth_stub(channel).RequestOtp(
-                    pb.RequestOtpRequest(phone_number=actors[0].phone_number)
+                await auth_stub(channel).SendContactCode(
+                    pb.SendContactCodeRequest(channel=pb.CONTACT_CHANNEL_PHONE),
+                    metadata=actors[0].metadata,
                 )
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
             await asyncio.to_thread(own_mongo.start)

@@ -29,6 +29,7 @@ from tests.helpers.auth import (
     next_phone,
     register_user,
     totp_code,
+    verify_contacts,
 )
 from tests.helpers.rpc import details_of
 
@@ -280,6 +281,7 @@ async def _latest_code(resources: Any, phone: str) -> str:
 
 async def test_otp_login(channel, resources) -> None:
     actor = await register_user(channel)
+    await verify_contacts(channel, resources, actor, email=False)
     stub = auth_stub(channel)
     reply = await stub.RequestOtp(pb.RequestOtpRequest(phone_number=actor.phone_number))
     assert reply.resend_after.seconds == 30
@@ -299,6 +301,7 @@ async def test_otp_login(channel, resources) -> None:
 
 async def test_otp_resend_limit_expiry_and_attempts(channel, resources) -> None:
     actor = await register_user(channel)
+    await verify_contacts(channel, resources, actor, email=False)
     stub = auth_stub(channel)
     phone = actor.phone_number
     await stub.RequestOtp(pb.RequestOtpRequest(phone_number=phone))
@@ -484,6 +487,7 @@ async def test_change_password_revokes_other_sessions(channel) -> None:
 
 async def test_password_reset(channel, resources) -> None:
     actor = await register_user(channel)
+    await verify_contacts(channel, resources, actor, phone=False)
     stub = auth_stub(channel)
     outbox = DevOutboxSender(resources.mongo_db)
     # Unknown accounts get the same empty answer, and nothing is sent.
@@ -509,6 +513,7 @@ async def test_password_reset(channel, resources) -> None:
 
 async def test_reset_token_expires(channel, resources) -> None:
     actor = await register_user(channel)
+    await verify_contacts(channel, resources, actor, phone=False)
     stub = auth_stub(channel)
     await stub.RequestPasswordReset(pb.RequestPasswordResetRequest(email=actor.email))
     message = await DevOutboxSender(resources.mongo_db).latest(actor.email, "password_reset")
@@ -542,17 +547,22 @@ async def test_update_me_with_field_mask(channel) -> None:
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert "update_mask" in details.field_violations
-    other = await register_user(channel)
-    await _fails(
-        stub.UpdateMe(
-            pb.UpdateMeRequest(
-                profile=pb.Profile(email=other.email),
-                update_mask=field_mask_pb2.FieldMask(paths=["email"]),
+    # Contacts never change through UpdateMe (see tests/auth/test_contacts.py).
+    for path in ("email", "phone_number"):
+        details = await _fails(
+            stub.UpdateMe(
+                pb.UpdateMeRequest(
+                    profile=pb.Profile(email="new@example.com", phone_number=next_phone()),
+                    update_mask=field_mask_pb2.FieldMask(paths=["name", path]),
+                ),
+                metadata=actor.metadata,
             ),
-            metadata=actor.metadata,
-        ),
-        grpc.StatusCode.ALREADY_EXISTS,
-    )
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert details.reason == "CONTACT_CHANGE_NEEDS_VERIFICATION"
+        assert "update_mask" in details.field_violations
+    me = await _me(channel, actor)
+    assert (me.user.name, me.user.email) == ("New Name", actor.email)
 
 
 async def test_jwks_verifies_issued_tokens(channel) -> None:
@@ -616,6 +626,9 @@ async def test_expired_sessions_and_codes_are_cleaned_up(channel, resources) -> 
 
     actor = await register_user(channel)
     await auth_stub(channel).RequestOtp(pb.RequestOtpRequest(phone_number=actor.phone_number))
+    await auth_stub(channel).SendContactCode(
+        pb.SendContactCodeRequest(channel=pb.CONTACT_CHANNEL_EMAIL), metadata=actor.metadata
+    )
     await _sql(
         resources,
         "UPDATE sessions SET refresh_token_expires_at = now() - interval '2 days' "
@@ -623,10 +636,12 @@ async def test_expired_sessions_and_codes_are_cleaned_up(channel, resources) -> 
         u=actor.user_id,
     )
     await _sql(resources, "UPDATE otp_codes SET expires_at = now() - interval '2 days'")
+    await _sql(resources, "UPDATE contact_codes SET expires_at = now() - interval '2 days'")
     removed = await auth_flows.cleanup(resources.db)
-    assert removed >= 2
+    assert removed >= 3
     assert await _sql(resources, "SELECT 1 FROM sessions WHERE user_id = :u", u=actor.user_id) == []
     assert await _sql(resources, "SELECT 1 FROM otp_codes") == []
+    assert await _sql(resources, "SELECT 1 FROM contact_codes") == []
 
 
 async def test_data_key_rotation_keeps_admin_mfa_working(channel, resources) -> None:

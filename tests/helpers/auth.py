@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from gencharge.v1 import auth_service_pb2 as auth_pb
 from gencharge.v1 import auth_service_pb2_grpc, common_pb2
 from server.admin import flows as admin_flows
 from server.auth import flows, totp
+from server.core.messaging import DevOutboxSender
 
 PASSWORD = "a sturdy passphrase for tests 7"
 _phones = itertools.count(9000000001)
@@ -68,6 +70,40 @@ async def register_user(channel: grpc.aio.Channel, **overrides: Any) -> Actor:
         password=request.password,
         user_id=reply.user.user_id,
     )
+
+
+async def latest_code(resources: Any, to: str, purpose: str) -> str:
+    """The 6-digit code of the newest message for ``to`` and ``purpose`` (DevOutbox)."""
+    message = await DevOutboxSender(resources.mongo_db).latest(to, purpose)
+    assert message is not None, f"no {purpose} message was sent"
+    match = re.search(r"\b(\d{6})\b", message.body)
+    assert match, "the message carries no 6-digit code"
+    return match.group(1)
+
+
+async def verify_contacts(
+    channel: grpc.aio.Channel,
+    resources: Any,
+    actor: Actor,
+    *,
+    email: bool = True,
+    phone: bool = True,
+) -> None:
+    """Verify the actor's e-mail and/or phone the way a client does: SendContactCode,
+    read the code the contact received, VerifyContact."""
+    stub = auth_stub(channel)
+    wanted = [
+        (auth_pb.CONTACT_CHANNEL_EMAIL, actor.email, email),
+        (auth_pb.CONTACT_CHANNEL_PHONE, actor.phone_number, phone),
+    ]
+    for contact_channel, to, wanted_one in wanted:
+        if not wanted_one:
+            continue
+        await stub.SendContactCode(
+            auth_pb.SendContactCodeRequest(channel=contact_channel), metadata=actor.metadata
+        )
+        code = await latest_code(resources, to, "contact_code")
+        await stub.VerifyContact(auth_pb.VerifyContactRequest(code=code), metadata=actor.metadata)
 
 
 def totp_code(actor: Actor) -> str:

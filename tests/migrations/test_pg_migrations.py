@@ -71,6 +71,7 @@ REVISIONS = [
     "0006_bill_reminder_unique",
     "0007_idempotency_rpc_paths",
     "0008_service_account_scopes",
+    "0009_contact_verification",
 ]
 
 

@@ -38,6 +38,9 @@ _USER_COLUMNS = {
     "role_id": INT,
     # extension
     "password_hash": TEXT,
+    # migration 0009: verified contacts
+    "email_verified_at": TSTZ,
+    "phone_verified_at": TSTZ,
 }
 
 EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
@@ -71,6 +74,9 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "totp_secret": TEXT,
         "mfa_enabled": BOOL,
         "totp_last_step": "int8",
+        # migration 0009: verified contacts
+        "email_verified_at": TSTZ,
+        "phone_verified_at": TSTZ,
     },
     # migration 0004: identity and access
     "session_rotated_tokens": {"token_hash": TEXT, "session_id": "uuid", "rotated_at": TSTZ},
@@ -91,6 +97,20 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "otp_id": "int8",
         "phone_number": VARCHAR,
         "purpose": VARCHAR,
+        "code_hash": TEXT,
+        "attempts": INT,
+        "expires_at": TSTZ,
+        "consumed_at": TSTZ,
+        "created_at": TSTZ,
+    },
+    # migration 0009: codes that verify or change a contact
+    "contact_codes": {
+        "code_id": "int8",
+        "user_id": INT,
+        "admin_id": INT,
+        "purpose": VARCHAR,
+        "channel": VARCHAR,
+        "destination": VARCHAR,
         "code_hash": TEXT,
         "attempts": INT,
         "expires_at": TSTZ,

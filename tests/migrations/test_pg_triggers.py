@@ -387,3 +387,57 @@ async def test_referral_reward_status(conn: asyncpg.Connection) -> None:
     )
     assert await conn.fetchval(insert_sql, referrer, active) == "earned"
     assert await conn.fetchval(insert_sql, referrer, blocked) == "pending"
+
+
+# --- verified contacts (migration 0009) ---------------------------------------------
+
+
+async def _verified(conn: asyncpg.Connection, table: str, key: str, ident: int) -> tuple:
+    row = await conn.fetchrow(
+        f"SELECT email_verified_at IS NOT NULL AS e, phone_verified_at IS NOT NULL AS p "
+        f"FROM {table} WHERE {key} = $1",
+        ident,
+    )
+    return (row["e"], row["p"])
+
+
+@pytest.mark.parametrize(("table", "key"), [("users", "user_id"), ("admins", "admin_id")])
+async def test_changing_a_contact_clears_its_verification(
+    conn: asyncpg.Connection, table: str, key: str
+) -> None:
+    """Whatever statement changes an e-mail or phone unverifies it, unless the same
+    statement sets the verification (what ConfirmContactChange does)."""
+    tag = uuid.uuid4().hex[:8]
+    if table == "users":
+        ident = await make_user(conn)
+    else:
+        ident = await conn.fetchval(
+            "INSERT INTO admins (name, email, phone_number) VALUES ('a', $1, '9123456780') "
+            "RETURNING admin_id",
+            f"admin-{tag}@example.test",
+        )
+    await conn.execute(
+        f"UPDATE {table} SET email_verified_at = now(), phone_verified_at = now() WHERE {key} = $1",
+        ident,
+    )
+    assert await _verified(conn, table, key, ident) == (True, True)
+    # Same values, or other columns: nothing is cleared.
+    await conn.execute(
+        f"UPDATE {table} SET email = email, phone_number = phone_number, name = 'x' "
+        f"WHERE {key} = $1",
+        ident,
+    )
+    assert await _verified(conn, table, key, ident) == (True, True)
+    await conn.execute(
+        f"UPDATE {table} SET email = $2 WHERE {key} = $1", ident, f"other-{tag}@example.test"
+    )
+    assert await _verified(conn, table, key, ident) == (False, True)
+    await conn.execute(f"UPDATE {table} SET phone_number = NULL WHERE {key} = $1", ident)
+    assert await _verified(conn, table, key, ident) == (False, False)
+    # A change that verifies the new contact in the same statement keeps it verified.
+    await conn.execute(
+        f"UPDATE {table} SET phone_number = '9123456781', phone_verified_at = now() "
+        f"WHERE {key} = $1",
+        ident,
+    )
+    assert await _verified(conn, table, key, ident) == (False, True)

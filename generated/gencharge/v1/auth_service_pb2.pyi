@@ -44,6 +44,30 @@ MFA_METHOD_TOTP: MfaMethod.ValueType  # 1
 """A 6-digit RFC 6238 TOTP code from an authenticator app."""
 Global___MfaMethod: _TypeAlias = MfaMethod  # noqa: Y015
 
+class _ContactChannel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ContactChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ContactChannel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONTACT_CHANNEL_UNSPECIFIED: _ContactChannel.ValueType  # 0
+    """Not set."""
+    CONTACT_CHANNEL_EMAIL: _ContactChannel.ValueType  # 1
+    """The e-mail address; codes go by e-mail."""
+    CONTACT_CHANNEL_PHONE: _ContactChannel.ValueType  # 2
+    """The phone number; codes go by SMS."""
+
+class ContactChannel(_ContactChannel, metaclass=_ContactChannelEnumTypeWrapper):
+    """ContactChannel names one of an account's two contacts."""
+
+CONTACT_CHANNEL_UNSPECIFIED: ContactChannel.ValueType  # 0
+"""Not set."""
+CONTACT_CHANNEL_EMAIL: ContactChannel.ValueType  # 1
+"""The e-mail address; codes go by e-mail."""
+CONTACT_CHANNEL_PHONE: ContactChannel.ValueType  # 2
+"""The phone number; codes go by SMS."""
+Global___ContactChannel: _TypeAlias = ContactChannel  # noqa: Y015
+
 @_typing.final
 class AuthTokens(_message.Message):
     """AuthTokens is the result of a successful login or refresh."""
@@ -713,9 +737,9 @@ class Profile(_message.Message):
     name: _builtins.str
     """Full name."""
     email: _builtins.str
-    """Email address (unique)."""
+    """Email address (unique). Not changed by UpdateMe: use StartContactChange."""
     phone_number: _builtins.str
-    """Phone number (unique)."""
+    """Phone number (unique). Not changed by UpdateMe: use StartContactChange."""
     def __init__(
         self,
         *,
@@ -745,8 +769,9 @@ class UpdateMeRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields of `profile` to update: any of "name", "email", "phone_number".
-        Required; an empty mask is INVALID_ARGUMENT.
+        """Fields of `profile` to update: "name". Required; an empty mask is
+        INVALID_ARGUMENT, and so are "email" and "phone_number" (reason
+        "CONTACT_CHANGE_NEEDS_VERIFICATION": use StartContactChange).
         """
 
     def __init__(
@@ -762,6 +787,175 @@ class UpdateMeRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateMeRequest: _TypeAlias = UpdateMeRequest  # noqa: Y015
+
+@_typing.final
+class SendContactCodeRequest(_message.Message):
+    """Request for SendContactCode."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    channel: Global___ContactChannel.ValueType
+    """Which of the caller's current contacts gets the code. Required."""
+    def __init__(
+        self,
+        *,
+        channel: Global___ContactChannel.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendContactCodeRequest: _TypeAlias = SendContactCodeRequest  # noqa: Y015
+
+@_typing.final
+class SendContactCodeResponse(_message.Message):
+    """Response of SendContactCode."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    RESEND_AFTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the code expires."""
+
+    @_builtins.property
+    def resend_after(self) -> _duration_pb2.Duration:
+        """How long to wait before asking for another code."""
+
+    def __init__(
+        self,
+        *,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        resend_after: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "resend_after", b"resend_after"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "resend_after", b"resend_after"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendContactCodeResponse: _TypeAlias = SendContactCodeResponse  # noqa: Y015
+
+@_typing.final
+class VerifyContactRequest(_message.Message):
+    """Request for VerifyContact."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The 6-digit code SendContactCode sent (the latest one)."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyContactRequest: _TypeAlias = VerifyContactRequest  # noqa: Y015
+
+@_typing.final
+class StartContactChangeRequest(_message.Message):
+    """Request for StartContactChange."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    PHONE_NUMBER_FIELD_NUMBER: _builtins.int
+    CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
+    CURRENT_CONTACT_CODE_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    """New e-mail address; a code is sent to it by e-mail."""
+    phone_number: _builtins.str
+    """New phone number (E.164 or 10-digit national); a code is sent to it by SMS."""
+    current_password: _builtins.str
+    """The account's current password."""
+    current_contact_code: _builtins.str
+    """A code SendContactCode sent to one of the account's current contacts (the
+    latest one); it is used up.
+    """
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        phone_number: _builtins.str = ...,
+        current_password: _builtins.str = ...,
+        current_contact_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["current_contact_code", b"current_contact_code", "current_password", b"current_password", "email", b"email", "new_contact", b"new_contact", "phone_number", b"phone_number", "proof", b"proof"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_contact_code", b"current_contact_code", "current_password", b"current_password", "email", b"email", "new_contact", b"new_contact", "phone_number", b"phone_number", "proof", b"proof"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_new_contact: _TypeAlias = _typing.Literal["email", "phone_number"]  # noqa: Y015
+    _WhichOneofArgType_new_contact: _TypeAlias = _typing.Literal["new_contact", b"new_contact"]  # noqa: Y015
+    _WhichOneofReturnType_proof: _TypeAlias = _typing.Literal["current_password", "current_contact_code"]  # noqa: Y015
+    _WhichOneofArgType_proof: _TypeAlias = _typing.Literal["proof", b"proof"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_new_contact) -> _WhichOneofReturnType_new_contact | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_proof) -> _WhichOneofReturnType_proof | None: ...
+
+Global___StartContactChangeRequest: _TypeAlias = StartContactChangeRequest  # noqa: Y015
+
+@_typing.final
+class StartContactChangeResponse(_message.Message):
+    """Response of StartContactChange."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    RESEND_AFTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the code sent to the new contact expires; the change is dropped then."""
+
+    @_builtins.property
+    def resend_after(self) -> _duration_pb2.Duration:
+        """How long to wait before starting another change (a new code)."""
+
+    def __init__(
+        self,
+        *,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        resend_after: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "resend_after", b"resend_after"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "resend_after", b"resend_after"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartContactChangeResponse: _TypeAlias = StartContactChangeResponse  # noqa: Y015
+
+@_typing.final
+class ConfirmContactChangeRequest(_message.Message):
+    """Request for ConfirmContactChange."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The 6-digit code sent to the new contact by StartContactChange."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmContactChangeRequest: _TypeAlias = ConfirmContactChangeRequest  # noqa: Y015
 
 @_typing.final
 class Jwk(_message.Message):

@@ -29,7 +29,8 @@ if _version_not_supported:
 
 class AuthServiceStub:
     """AuthService: sign-up, login (password, phone OTP, admin TOTP MFA), token refresh,
-    sessions, passwords, the caller's profile, the JWKS, and service-account tokens.
+    sessions, passwords, the caller's profile and contacts, the JWKS, and
+    service-account tokens.
 
     Tokens: access tokens are short-lived JWTs (ES256, with `kid`; verify them with
     GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
@@ -41,6 +42,15 @@ class AuthServiceStub:
 
     Service accounts have no session: of the AUTHENTICATED RPCs here they may call only
     GetMe; the others refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
+
+    Contacts: an account's e-mail address and phone number start unverified. A contact
+    is verified when a code sent to it comes back (SendContactCode + VerifyContact, or
+    the code of a contact change). A customer's contact that was never verified cannot
+    be used to log in by OTP or to reset the password: RequestOtp and
+    RequestPasswordReset then answer as for an unknown contact and send nothing.
+    Contacts change only through StartContactChange + ConfirmContactChange (recent
+    proof of the account, then a code sent to the new contact), never through UpdateMe,
+    so a stolen access token alone cannot move an account to the thief's phone.
     """
 
     def __init__(self, channel):
@@ -119,6 +129,26 @@ class AuthServiceStub:
                 request_serializer=gencharge_dot_v1_dot_auth__service__pb2.UpdateMeRequest.SerializeToString,
                 response_deserializer=gencharge_dot_v1_dot_identity__pb2.Principal.FromString,
                 _registered_method=True)
+        self.SendContactCode = channel.unary_unary(
+                '/gencharge.v1.AuthService/SendContactCode',
+                request_serializer=gencharge_dot_v1_dot_auth__service__pb2.SendContactCodeRequest.SerializeToString,
+                response_deserializer=gencharge_dot_v1_dot_auth__service__pb2.SendContactCodeResponse.FromString,
+                _registered_method=True)
+        self.VerifyContact = channel.unary_unary(
+                '/gencharge.v1.AuthService/VerifyContact',
+                request_serializer=gencharge_dot_v1_dot_auth__service__pb2.VerifyContactRequest.SerializeToString,
+                response_deserializer=gencharge_dot_v1_dot_identity__pb2.Principal.FromString,
+                _registered_method=True)
+        self.StartContactChange = channel.unary_unary(
+                '/gencharge.v1.AuthService/StartContactChange',
+                request_serializer=gencharge_dot_v1_dot_auth__service__pb2.StartContactChangeRequest.SerializeToString,
+                response_deserializer=gencharge_dot_v1_dot_auth__service__pb2.StartContactChangeResponse.FromString,
+                _registered_method=True)
+        self.ConfirmContactChange = channel.unary_unary(
+                '/gencharge.v1.AuthService/ConfirmContactChange',
+                request_serializer=gencharge_dot_v1_dot_auth__service__pb2.ConfirmContactChangeRequest.SerializeToString,
+                response_deserializer=gencharge_dot_v1_dot_identity__pb2.Principal.FromString,
+                _registered_method=True)
         self.GetJwks = channel.unary_unary(
                 '/gencharge.v1.AuthService/GetJwks',
                 request_serializer=gencharge_dot_v1_dot_auth__service__pb2.GetJwksRequest.SerializeToString,
@@ -133,7 +163,8 @@ class AuthServiceStub:
 
 class AuthServiceServicer:
     """AuthService: sign-up, login (password, phone OTP, admin TOTP MFA), token refresh,
-    sessions, passwords, the caller's profile, the JWKS, and service-account tokens.
+    sessions, passwords, the caller's profile and contacts, the JWKS, and
+    service-account tokens.
 
     Tokens: access tokens are short-lived JWTs (ES256, with `kid`; verify them with
     GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
@@ -145,12 +176,26 @@ class AuthServiceServicer:
 
     Service accounts have no session: of the AUTHENTICATED RPCs here they may call only
     GetMe; the others refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
+
+    Contacts: an account's e-mail address and phone number start unverified. A contact
+    is verified when a code sent to it comes back (SendContactCode + VerifyContact, or
+    the code of a contact change). A customer's contact that was never verified cannot
+    be used to log in by OTP or to reset the password: RequestOtp and
+    RequestPasswordReset then answer as for an unknown contact and send nothing.
+    Contacts change only through StartContactChange + ConfirmContactChange (recent
+    proof of the account, then a code sent to the new contact), never through UpdateMe,
+    so a stolen access token alone cannot move an account to the thief's phone.
     """
 
     def Register(self, request, context):
-        """Creates a customer account and logs it in.
+        """Creates a customer account and logs it in. Its e-mail address and phone number
+        start unverified (User.email_verified, User.phone_verified): verify them with
+        SendContactCode + VerifyContact before using them for OTP login or password reset.
+        Refusals because the e-mail or phone is taken count against the client address
+        and the identifier like failed logins do.
         Errors: INVALID_ARGUMENT (bad email/phone/weak password, unknown referral code),
-        ALREADY_EXISTS (email or phone number taken), RESOURCE_EXHAUSTED (rate limit).
+        ALREADY_EXISTS (email or phone number taken), RESOURCE_EXHAUSTED
+        (TOO_MANY_ATTEMPTS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,9 +222,10 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RequestOtp(self, request, context):
-        """Sends a one-time login code by SMS to a registered customer phone number.
-        Always succeeds for a well-formed number (does not reveal whether it is
-        registered). Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED (resend too soon).
+        """Sends a one-time login code by SMS to a registered customer's verified phone
+        number. Always succeeds for a well-formed number (does not reveal whether it is
+        registered or verified: an unknown or unverified number gets no SMS).
+        Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED (resend too soon).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,7 +233,8 @@ class AuthServiceServicer:
 
     def VerifyOtp(self, request, context):
         """Logs a customer in with the code sent by RequestOtp.
-        Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong/expired code or unknown number),
+        Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong/expired code, unknown or
+        unverified number),
         PERMISSION_DENIED (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED (too many attempts).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -241,8 +288,9 @@ class AuthServiceServicer:
 
     def RequestPasswordReset(self, request, context):
         """Sends a single-use password reset token to the account's email or phone (users;
-        admin passwords are reset by another admin). Always succeeds for well-formed input
-        (no account enumeration).
+        admin passwords are reset by another admin), if that contact is verified. Always
+        succeeds for well-formed input (no account enumeration: an unknown or unverified
+        contact gets nothing).
         Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -267,9 +315,74 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateMe(self, request, context):
-        """Updates the caller's own profile (users and admins).
-        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad value or mask path),
-        ALREADY_EXISTS (email/phone taken), FAILED_PRECONDITION (service accounts).
+        """Updates the caller's own profile (users and admins): the name. The e-mail address
+        and phone number change only with StartContactChange + ConfirmContactChange.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad value or mask path; "email" or
+        "phone_number" in the mask is a field violation on `update_mask` with ErrorInfo
+        reason "CONTACT_CHANGE_NEEDS_VERIFICATION"), PERMISSION_DENIED
+        (SERVICE_NOT_ALLOWED: service accounts).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendContactCode(self, request, context):
+        """Sends a 6-digit code to one of the caller's own current contacts: the account's
+        e-mail address (by e-mail) or phone number (by SMS). The code proves the caller
+        holds that contact: give it to VerifyContact (the contact becomes verified) or to
+        StartContactChange as `current_contact_code` (proof for changing a contact). It
+        expires at `expires_at` (minutes), works once, dies after 5 wrong attempts, and a
+        new code replaces the previous one.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (channel), FAILED_PRECONDITION
+        (NO_SUCH_CONTACT: the account has no contact on that channel), PERMISSION_DENIED
+        (SERVICE_NOT_ALLOWED: service accounts), RESOURCE_EXHAUSTED (OTP_RESEND_TOO_SOON: wait
+        `resend_after`; TOO_MANY_ATTEMPTS), UNAVAILABLE (MESSAGE_DELIVERY_FAILED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyContact(self, request, context):
+        """Marks the caller's contact verified with the code SendContactCode sent to it, and
+        returns the caller's account.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (malformed code; a wrong, used or
+        expired code, or a contact that changed since the code was sent, is a field
+        violation on `code` with ErrorInfo reason "INVALID_CODE"), PERMISSION_DENIED
+        (SERVICE_NOT_ALLOWED), RESOURCE_EXHAUSTED (TOO_MANY_ATTEMPTS).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartContactChange(self, request, context):
+        """Starts changing the caller's e-mail address or phone number (users and admins).
+        It needs recent proof that the caller is the account holder and not only holds an
+        access token: the current password, or a code SendContactCode sent to one of the
+        account's current contacts. Then a 6-digit code goes to the new contact; nothing
+        changes until ConfirmContactChange returns it. A new change replaces a pending one.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad or unchanged new contact, no proof;
+        a wrong current password is a field violation on `current_password` with reason
+        "INVALID_CREDENTIALS", a wrong code one on `current_contact_code` with reason
+        "INVALID_CODE"), ALREADY_EXISTS (CONTACT_TAKEN: another account has the new
+        contact), PERMISSION_DENIED (SERVICE_NOT_ALLOWED), RESOURCE_EXHAUSTED
+        (OTP_RESEND_TOO_SOON, TOO_MANY_ATTEMPTS), UNAVAILABLE (MESSAGE_DELIVERY_FAILED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmContactChange(self, request, context):
+        """Completes the change StartContactChange began, with the code sent to the new
+        contact, and returns the caller's account. The account takes the new contact
+        (verified); its previous e-mail address and phone number are told by message;
+        every other session of the caller ends (their refresh tokens stop at once, their
+        access tokens within the session-state cache time, seconds); login codes and
+        password-reset tokens sent before the change stop working.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (malformed code; a wrong, used or
+        expired code, or no pending change, is a field violation on `code` with reason
+        "INVALID_CODE"), ALREADY_EXISTS (CONTACT_TAKEN: another account took the contact
+        meanwhile), PERMISSION_DENIED (SERVICE_NOT_ALLOWED), RESOURCE_EXHAUSTED
+        (TOO_MANY_ATTEMPTS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -366,6 +479,26 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     request_deserializer=gencharge_dot_v1_dot_auth__service__pb2.UpdateMeRequest.FromString,
                     response_serializer=gencharge_dot_v1_dot_identity__pb2.Principal.SerializeToString,
             ),
+            'SendContactCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendContactCode,
+                    request_deserializer=gencharge_dot_v1_dot_auth__service__pb2.SendContactCodeRequest.FromString,
+                    response_serializer=gencharge_dot_v1_dot_auth__service__pb2.SendContactCodeResponse.SerializeToString,
+            ),
+            'VerifyContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyContact,
+                    request_deserializer=gencharge_dot_v1_dot_auth__service__pb2.VerifyContactRequest.FromString,
+                    response_serializer=gencharge_dot_v1_dot_identity__pb2.Principal.SerializeToString,
+            ),
+            'StartContactChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartContactChange,
+                    request_deserializer=gencharge_dot_v1_dot_auth__service__pb2.StartContactChangeRequest.FromString,
+                    response_serializer=gencharge_dot_v1_dot_auth__service__pb2.StartContactChangeResponse.SerializeToString,
+            ),
+            'ConfirmContactChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmContactChange,
+                    request_deserializer=gencharge_dot_v1_dot_auth__service__pb2.ConfirmContactChangeRequest.FromString,
+                    response_serializer=gencharge_dot_v1_dot_identity__pb2.Principal.SerializeToString,
+            ),
             'GetJwks': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJwks,
                     request_deserializer=gencharge_dot_v1_dot_auth__service__pb2.GetJwksRequest.FromString,
@@ -386,7 +519,8 @@ def add_AuthServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AuthService:
     """AuthService: sign-up, login (password, phone OTP, admin TOTP MFA), token refresh,
-    sessions, passwords, the caller's profile, the JWKS, and service-account tokens.
+    sessions, passwords, the caller's profile and contacts, the JWKS, and
+    service-account tokens.
 
     Tokens: access tokens are short-lived JWTs (ES256, with `kid`; verify them with
     GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
@@ -398,6 +532,15 @@ class AuthService:
 
     Service accounts have no session: of the AUTHENTICATED RPCs here they may call only
     GetMe; the others refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
+
+    Contacts: an account's e-mail address and phone number start unverified. A contact
+    is verified when a code sent to it comes back (SendContactCode + VerifyContact, or
+    the code of a contact change). A customer's contact that was never verified cannot
+    be used to log in by OTP or to reset the password: RequestOtp and
+    RequestPasswordReset then answer as for an unknown contact and send nothing.
+    Contacts change only through StartContactChange + ConfirmContactChange (recent
+    proof of the account, then a code sent to the new contact), never through UpdateMe,
+    so a stolen access token alone cannot move an account to the thief's phone.
     """
 
     @staticmethod
@@ -767,6 +910,114 @@ class AuthService:
             target,
             '/gencharge.v1.AuthService/UpdateMe',
             gencharge_dot_v1_dot_auth__service__pb2.UpdateMeRequest.SerializeToString,
+            gencharge_dot_v1_dot_identity__pb2.Principal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendContactCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gencharge.v1.AuthService/SendContactCode',
+            gencharge_dot_v1_dot_auth__service__pb2.SendContactCodeRequest.SerializeToString,
+            gencharge_dot_v1_dot_auth__service__pb2.SendContactCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gencharge.v1.AuthService/VerifyContact',
+            gencharge_dot_v1_dot_auth__service__pb2.VerifyContactRequest.SerializeToString,
+            gencharge_dot_v1_dot_identity__pb2.Principal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartContactChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gencharge.v1.AuthService/StartContactChange',
+            gencharge_dot_v1_dot_auth__service__pb2.StartContactChangeRequest.SerializeToString,
+            gencharge_dot_v1_dot_auth__service__pb2.StartContactChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmContactChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gencharge.v1.AuthService/ConfirmContactChange',
+            gencharge_dot_v1_dot_auth__service__pb2.ConfirmContactChangeRequest.SerializeToString,
             gencharge_dot_v1_dot_identity__pb2.Principal.FromString,
             options,
             channel_credentials,

@@ -30,7 +30,8 @@ GRPC_VERSION: str
 
 class AuthServiceStub:
     """AuthService: sign-up, login (password, phone OTP, admin TOTP MFA), token refresh,
-    sessions, passwords, the caller's profile, the JWKS, and service-account tokens.
+    sessions, passwords, the caller's profile and contacts, the JWKS, and
+    service-account tokens.
 
     Tokens: access tokens are short-lived JWTs (ES256, with `kid`; verify them with
     GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
@@ -42,6 +43,15 @@ class AuthServiceStub:
 
     Service accounts have no session: of the AUTHENTICATED RPCs here they may call only
     GetMe; the others refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
+
+    Contacts: an account's e-mail address and phone number start unverified. A contact
+    is verified when a code sent to it comes back (SendContactCode + VerifyContact, or
+    the code of a contact change). A customer's contact that was never verified cannot
+    be used to log in by OTP or to reset the password: RequestOtp and
+    RequestPasswordReset then answer as for an unknown contact and send nothing.
+    Contacts change only through StartContactChange + ConfirmContactChange (recent
+    proof of the account, then a code sent to the new contact), never through UpdateMe,
+    so a stolen access token alone cannot move an account to the thief's phone.
     """
 
     @_typing.overload
@@ -49,9 +59,14 @@ class AuthServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuthServiceAsyncStub: ...
     Register: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RegisterRequest, _auth_service_pb2.RegisterResponse]
-    """Creates a customer account and logs it in.
+    """Creates a customer account and logs it in. Its e-mail address and phone number
+    start unverified (User.email_verified, User.phone_verified): verify them with
+    SendContactCode + VerifyContact before using them for OTP login or password reset.
+    Refusals because the e-mail or phone is taken count against the client address
+    and the identifier like failed logins do.
     Errors: INVALID_ARGUMENT (bad email/phone/weak password, unknown referral code),
-    ALREADY_EXISTS (email or phone number taken), RESOURCE_EXHAUSTED (rate limit).
+    ALREADY_EXISTS (email or phone number taken), RESOURCE_EXHAUSTED
+    (TOO_MANY_ATTEMPTS).
     """
     Login: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.LoginRequest, _auth_service_pb2.LoginResponse]
     """Logs a user or admin in with email or phone number plus password. A user gets
@@ -66,13 +81,15 @@ class AuthServiceStub:
     RESOURCE_EXHAUSTED (too many attempts: the challenge is burned).
     """
     RequestOtp: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RequestOtpRequest, _auth_service_pb2.RequestOtpResponse]
-    """Sends a one-time login code by SMS to a registered customer phone number.
-    Always succeeds for a well-formed number (does not reveal whether it is
-    registered). Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED (resend too soon).
+    """Sends a one-time login code by SMS to a registered customer's verified phone
+    number. Always succeeds for a well-formed number (does not reveal whether it is
+    registered or verified: an unknown or unverified number gets no SMS).
+    Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED (resend too soon).
     """
     VerifyOtp: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.VerifyOtpRequest, _auth_service_pb2.AuthTokens]
     """Logs a customer in with the code sent by RequestOtp.
-    Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong/expired code or unknown number),
+    Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong/expired code, unknown or
+    unverified number),
     PERMISSION_DENIED (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED (too many attempts).
     """
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RefreshTokenRequest, _auth_service_pb2.AuthTokens]
@@ -102,8 +119,9 @@ class AuthServiceStub:
     """
     RequestPasswordReset: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RequestPasswordResetRequest, _empty_pb2.Empty]
     """Sends a single-use password reset token to the account's email or phone (users;
-    admin passwords are reset by another admin). Always succeeds for well-formed input
-    (no account enumeration).
+    admin passwords are reset by another admin), if that contact is verified. Always
+    succeeds for well-formed input (no account enumeration: an unknown or unverified
+    contact gets nothing).
     Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED.
     """
     ResetPassword: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.ResetPasswordRequest, _empty_pb2.Empty]
@@ -116,9 +134,58 @@ class AuthServiceStub:
     Errors: UNAUTHENTICATED.
     """
     UpdateMe: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.UpdateMeRequest, _identity_pb2.Principal]
-    """Updates the caller's own profile (users and admins).
-    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad value or mask path),
-    ALREADY_EXISTS (email/phone taken), FAILED_PRECONDITION (service accounts).
+    """Updates the caller's own profile (users and admins): the name. The e-mail address
+    and phone number change only with StartContactChange + ConfirmContactChange.
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad value or mask path; "email" or
+    "phone_number" in the mask is a field violation on `update_mask` with ErrorInfo
+    reason "CONTACT_CHANGE_NEEDS_VERIFICATION"), PERMISSION_DENIED
+    (SERVICE_NOT_ALLOWED: service accounts).
+    """
+    SendContactCode: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.SendContactCodeRequest, _auth_service_pb2.SendContactCodeResponse]
+    """Sends a 6-digit code to one of the caller's own current contacts: the account's
+    e-mail address (by e-mail) or phone number (by SMS). The code proves the caller
+    holds that contact: give it to VerifyContact (the contact becomes verified) or to
+    StartContactChange as `current_contact_code` (proof for changing a contact). It
+    expires at `expires_at` (minutes), works once, dies after 5 wrong attempts, and a
+    new code replaces the previous one.
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (channel), FAILED_PRECONDITION
+    (NO_SUCH_CONTACT: the account has no contact on that channel), PERMISSION_DENIED
+    (SERVICE_NOT_ALLOWED: service accounts), RESOURCE_EXHAUSTED (OTP_RESEND_TOO_SOON: wait
+    `resend_after`; TOO_MANY_ATTEMPTS), UNAVAILABLE (MESSAGE_DELIVERY_FAILED).
+    """
+    VerifyContact: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.VerifyContactRequest, _identity_pb2.Principal]
+    """Marks the caller's contact verified with the code SendContactCode sent to it, and
+    returns the caller's account.
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (malformed code; a wrong, used or
+    expired code, or a contact that changed since the code was sent, is a field
+    violation on `code` with ErrorInfo reason "INVALID_CODE"), PERMISSION_DENIED
+    (SERVICE_NOT_ALLOWED), RESOURCE_EXHAUSTED (TOO_MANY_ATTEMPTS).
+    """
+    StartContactChange: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.StartContactChangeRequest, _auth_service_pb2.StartContactChangeResponse]
+    """Starts changing the caller's e-mail address or phone number (users and admins).
+    It needs recent proof that the caller is the account holder and not only holds an
+    access token: the current password, or a code SendContactCode sent to one of the
+    account's current contacts. Then a 6-digit code goes to the new contact; nothing
+    changes until ConfirmContactChange returns it. A new change replaces a pending one.
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad or unchanged new contact, no proof;
+    a wrong current password is a field violation on `current_password` with reason
+    "INVALID_CREDENTIALS", a wrong code one on `current_contact_code` with reason
+    "INVALID_CODE"), ALREADY_EXISTS (CONTACT_TAKEN: another account has the new
+    contact), PERMISSION_DENIED (SERVICE_NOT_ALLOWED), RESOURCE_EXHAUSTED
+    (OTP_RESEND_TOO_SOON, TOO_MANY_ATTEMPTS), UNAVAILABLE (MESSAGE_DELIVERY_FAILED).
+    """
+    ConfirmContactChange: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.ConfirmContactChangeRequest, _identity_pb2.Principal]
+    """Completes the change StartContactChange began, with the code sent to the new
+    contact, and returns the caller's account. The account takes the new contact
+    (verified); its previous e-mail address and phone number are told by message;
+    every other session of the caller ends (their refresh tokens stop at once, their
+    access tokens within the session-state cache time, seconds); login codes and
+    password-reset tokens sent before the change stop working.
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (malformed code; a wrong, used or
+    expired code, or no pending change, is a field violation on `code` with reason
+    "INVALID_CODE"), ALREADY_EXISTS (CONTACT_TAKEN: another account took the contact
+    meanwhile), PERMISSION_DENIED (SERVICE_NOT_ALLOWED), RESOURCE_EXHAUSTED
+    (TOO_MANY_ATTEMPTS).
     """
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.GetJwksRequest, _auth_service_pb2.GetJwksResponse]
     """Publishes the public keys that verify access tokens (RFC 7517 JWK set).
@@ -134,7 +201,8 @@ class AuthServiceStub:
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
     """AuthService: sign-up, login (password, phone OTP, admin TOTP MFA), token refresh,
-    sessions, passwords, the caller's profile, the JWKS, and service-account tokens.
+    sessions, passwords, the caller's profile and contacts, the JWKS, and
+    service-account tokens.
 
     Tokens: access tokens are short-lived JWTs (ES256, with `kid`; verify them with
     GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
@@ -146,13 +214,27 @@ class AuthServiceAsyncStub(AuthServiceStub):
 
     Service accounts have no session: of the AUTHENTICATED RPCs here they may call only
     GetMe; the others refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
+
+    Contacts: an account's e-mail address and phone number start unverified. A contact
+    is verified when a code sent to it comes back (SendContactCode + VerifyContact, or
+    the code of a contact change). A customer's contact that was never verified cannot
+    be used to log in by OTP or to reset the password: RequestOtp and
+    RequestPasswordReset then answer as for an unknown contact and send nothing.
+    Contacts change only through StartContactChange + ConfirmContactChange (recent
+    proof of the account, then a code sent to the new contact), never through UpdateMe,
+    so a stolen access token alone cannot move an account to the thief's phone.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Register: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RegisterRequest, _auth_service_pb2.RegisterResponse]  # type: ignore[assignment]
-    """Creates a customer account and logs it in.
+    """Creates a customer account and logs it in. Its e-mail address and phone number
+    start unverified (User.email_verified, User.phone_verified): verify them with
+    SendContactCode + VerifyContact before using them for OTP login or password reset.
+    Refusals because the e-mail or phone is taken count against the client address
+    and the identifier like failed logins do.
     Errors: INVALID_ARGUMENT (bad email/phone/weak password, unknown referral code),
-    ALREADY_EXISTS (email or phone number taken), RESOURCE_EXHAUSTED (rate limit).
+    ALREADY_EXISTS (email or phone number taken), RESOURCE_EXHAUSTED
+    (TOO_MANY_ATTEMPTS).
     """
     Login: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.LoginRequest, _auth_service_pb2.LoginResponse]  # type: ignore[assignment]
     """Logs a user or admin in with email or phone number plus password. A user gets
@@ -167,13 +249,15 @@ class AuthServiceAsyncStub(AuthServiceStub):
     RESOURCE_EXHAUSTED (too many attempts: the challenge is burned).
     """
     RequestOtp: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RequestOtpRequest, _auth_service_pb2.RequestOtpResponse]  # type: ignore[assignment]
-    """Sends a one-time login code by SMS to a registered customer phone number.
-    Always succeeds for a well-formed number (does not reveal whether it is
-    registered). Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED (resend too soon).
+    """Sends a one-time login code by SMS to a registered customer's verified phone
+    number. Always succeeds for a well-formed number (does not reveal whether it is
+    registered or verified: an unknown or unverified number gets no SMS).
+    Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED (resend too soon).
     """
     VerifyOtp: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.VerifyOtpRequest, _auth_service_pb2.AuthTokens]  # type: ignore[assignment]
     """Logs a customer in with the code sent by RequestOtp.
-    Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong/expired code or unknown number),
+    Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong/expired code, unknown or
+    unverified number),
     PERMISSION_DENIED (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED (too many attempts).
     """
     RefreshToken: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RefreshTokenRequest, _auth_service_pb2.AuthTokens]  # type: ignore[assignment]
@@ -203,8 +287,9 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """
     RequestPasswordReset: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RequestPasswordResetRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Sends a single-use password reset token to the account's email or phone (users;
-    admin passwords are reset by another admin). Always succeeds for well-formed input
-    (no account enumeration).
+    admin passwords are reset by another admin), if that contact is verified. Always
+    succeeds for well-formed input (no account enumeration: an unknown or unverified
+    contact gets nothing).
     Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED.
     """
     ResetPassword: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.ResetPasswordRequest, _empty_pb2.Empty]  # type: ignore[assignment]
@@ -217,9 +302,58 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Errors: UNAUTHENTICATED.
     """
     UpdateMe: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.UpdateMeRequest, _identity_pb2.Principal]  # type: ignore[assignment]
-    """Updates the caller's own profile (users and admins).
-    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad value or mask path),
-    ALREADY_EXISTS (email/phone taken), FAILED_PRECONDITION (service accounts).
+    """Updates the caller's own profile (users and admins): the name. The e-mail address
+    and phone number change only with StartContactChange + ConfirmContactChange.
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad value or mask path; "email" or
+    "phone_number" in the mask is a field violation on `update_mask` with ErrorInfo
+    reason "CONTACT_CHANGE_NEEDS_VERIFICATION"), PERMISSION_DENIED
+    (SERVICE_NOT_ALLOWED: service accounts).
+    """
+    SendContactCode: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.SendContactCodeRequest, _auth_service_pb2.SendContactCodeResponse]  # type: ignore[assignment]
+    """Sends a 6-digit code to one of the caller's own current contacts: the account's
+    e-mail address (by e-mail) or phone number (by SMS). The code proves the caller
+    holds that contact: give it to VerifyContact (the contact becomes verified) or to
+    StartContactChange as `current_contact_code` (proof for changing a contact). It
+    expires at `expires_at` (minutes), works once, dies after 5 wrong attempts, and a
+    new code replaces the previous one.
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (channel), FAILED_PRECONDITION
+    (NO_SUCH_CONTACT: the account has no contact on that channel), PERMISSION_DENIED
+    (SERVICE_NOT_ALLOWED: service accounts), RESOURCE_EXHAUSTED (OTP_RESEND_TOO_SOON: wait
+    `resend_after`; TOO_MANY_ATTEMPTS), UNAVAILABLE (MESSAGE_DELIVERY_FAILED).
+    """
+    VerifyContact: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.VerifyContactRequest, _identity_pb2.Principal]  # type: ignore[assignment]
+    """Marks the caller's contact verified with the code SendContactCode sent to it, and
+    returns the caller's account.
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (malformed code; a wrong, used or
+    expired code, or a contact that changed since the code was sent, is a field
+    violation on `code` with ErrorInfo reason "INVALID_CODE"), PERMISSION_DENIED
+    (SERVICE_NOT_ALLOWED), RESOURCE_EXHAUSTED (TOO_MANY_ATTEMPTS).
+    """
+    StartContactChange: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.StartContactChangeRequest, _auth_service_pb2.StartContactChangeResponse]  # type: ignore[assignment]
+    """Starts changing the caller's e-mail address or phone number (users and admins).
+    It needs recent proof that the caller is the account holder and not only holds an
+    access token: the current password, or a code SendContactCode sent to one of the
+    account's current contacts. Then a 6-digit code goes to the new contact; nothing
+    changes until ConfirmContactChange returns it. A new change replaces a pending one.
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad or unchanged new contact, no proof;
+    a wrong current password is a field violation on `current_password` with reason
+    "INVALID_CREDENTIALS", a wrong code one on `current_contact_code` with reason
+    "INVALID_CODE"), ALREADY_EXISTS (CONTACT_TAKEN: another account has the new
+    contact), PERMISSION_DENIED (SERVICE_NOT_ALLOWED), RESOURCE_EXHAUSTED
+    (OTP_RESEND_TOO_SOON, TOO_MANY_ATTEMPTS), UNAVAILABLE (MESSAGE_DELIVERY_FAILED).
+    """
+    ConfirmContactChange: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.ConfirmContactChangeRequest, _identity_pb2.Principal]  # type: ignore[assignment]
+    """Completes the change StartContactChange began, with the code sent to the new
+    contact, and returns the caller's account. The account takes the new contact
+    (verified); its previous e-mail address and phone number are told by message;
+    every other session of the caller ends (their refresh tokens stop at once, their
+    access tokens within the session-state cache time, seconds); login codes and
+    password-reset tokens sent before the change stop working.
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (malformed code; a wrong, used or
+    expired code, or no pending change, is a field violation on `code` with reason
+    "INVALID_CODE"), ALREADY_EXISTS (CONTACT_TAKEN: another account took the contact
+    meanwhile), PERMISSION_DENIED (SERVICE_NOT_ALLOWED), RESOURCE_EXHAUSTED
+    (TOO_MANY_ATTEMPTS).
     """
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.GetJwksRequest, _auth_service_pb2.GetJwksResponse]  # type: ignore[assignment]
     """Publishes the public keys that verify access tokens (RFC 7517 JWK set).
@@ -234,7 +368,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuthService: sign-up, login (password, phone OTP, admin TOTP MFA), token refresh,
-    sessions, passwords, the caller's profile, the JWKS, and service-account tokens.
+    sessions, passwords, the caller's profile and contacts, the JWKS, and
+    service-account tokens.
 
     Tokens: access tokens are short-lived JWTs (ES256, with `kid`; verify them with
     GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
@@ -246,6 +381,15 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Service accounts have no session: of the AUTHENTICATED RPCs here they may call only
     GetMe; the others refuse them (PERMISSION_DENIED, reason "SERVICE_NOT_ALLOWED").
+
+    Contacts: an account's e-mail address and phone number start unverified. A contact
+    is verified when a code sent to it comes back (SendContactCode + VerifyContact, or
+    the code of a contact change). A customer's contact that was never verified cannot
+    be used to log in by OTP or to reset the password: RequestOtp and
+    RequestPasswordReset then answer as for an unknown contact and send nothing.
+    Contacts change only through StartContactChange + ConfirmContactChange (recent
+    proof of the account, then a code sent to the new contact), never through UpdateMe,
+    so a stolen access token alone cannot move an account to the thief's phone.
     """
 
     @_abc_1.abstractmethod
@@ -254,9 +398,14 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.RegisterRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.RegisterResponse, _abc.Awaitable[_auth_service_pb2.RegisterResponse]]:
-        """Creates a customer account and logs it in.
+        """Creates a customer account and logs it in. Its e-mail address and phone number
+        start unverified (User.email_verified, User.phone_verified): verify them with
+        SendContactCode + VerifyContact before using them for OTP login or password reset.
+        Refusals because the e-mail or phone is taken count against the client address
+        and the identifier like failed logins do.
         Errors: INVALID_ARGUMENT (bad email/phone/weak password, unknown referral code),
-        ALREADY_EXISTS (email or phone number taken), RESOURCE_EXHAUSTED (rate limit).
+        ALREADY_EXISTS (email or phone number taken), RESOURCE_EXHAUSTED
+        (TOO_MANY_ATTEMPTS).
         """
 
     @_abc_1.abstractmethod
@@ -289,9 +438,10 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.RequestOtpRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.RequestOtpResponse, _abc.Awaitable[_auth_service_pb2.RequestOtpResponse]]:
-        """Sends a one-time login code by SMS to a registered customer phone number.
-        Always succeeds for a well-formed number (does not reveal whether it is
-        registered). Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED (resend too soon).
+        """Sends a one-time login code by SMS to a registered customer's verified phone
+        number. Always succeeds for a well-formed number (does not reveal whether it is
+        registered or verified: an unknown or unverified number gets no SMS).
+        Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED (resend too soon).
         """
 
     @_abc_1.abstractmethod
@@ -301,7 +451,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.AuthTokens, _abc.Awaitable[_auth_service_pb2.AuthTokens]]:
         """Logs a customer in with the code sent by RequestOtp.
-        Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong/expired code or unknown number),
+        Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong/expired code, unknown or
+        unverified number),
         PERMISSION_DENIED (ACCOUNT_BLOCKED), RESOURCE_EXHAUSTED (too many attempts).
         """
 
@@ -367,8 +518,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Sends a single-use password reset token to the account's email or phone (users;
-        admin passwords are reset by another admin). Always succeeds for well-formed input
-        (no account enumeration).
+        admin passwords are reset by another admin), if that contact is verified. Always
+        succeeds for well-formed input (no account enumeration: an unknown or unverified
+        contact gets nothing).
         Errors: INVALID_ARGUMENT, RESOURCE_EXHAUSTED.
         """
 
@@ -399,9 +551,82 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.UpdateMeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.Principal, _abc.Awaitable[_identity_pb2.Principal]]:
-        """Updates the caller's own profile (users and admins).
-        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad value or mask path),
-        ALREADY_EXISTS (email/phone taken), FAILED_PRECONDITION (service accounts).
+        """Updates the caller's own profile (users and admins): the name. The e-mail address
+        and phone number change only with StartContactChange + ConfirmContactChange.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad value or mask path; "email" or
+        "phone_number" in the mask is a field violation on `update_mask` with ErrorInfo
+        reason "CONTACT_CHANGE_NEEDS_VERIFICATION"), PERMISSION_DENIED
+        (SERVICE_NOT_ALLOWED: service accounts).
+        """
+
+    @_abc_1.abstractmethod
+    def SendContactCode(
+        self,
+        request: _auth_service_pb2.SendContactCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.SendContactCodeResponse, _abc.Awaitable[_auth_service_pb2.SendContactCodeResponse]]:
+        """Sends a 6-digit code to one of the caller's own current contacts: the account's
+        e-mail address (by e-mail) or phone number (by SMS). The code proves the caller
+        holds that contact: give it to VerifyContact (the contact becomes verified) or to
+        StartContactChange as `current_contact_code` (proof for changing a contact). It
+        expires at `expires_at` (minutes), works once, dies after 5 wrong attempts, and a
+        new code replaces the previous one.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (channel), FAILED_PRECONDITION
+        (NO_SUCH_CONTACT: the account has no contact on that channel), PERMISSION_DENIED
+        (SERVICE_NOT_ALLOWED: service accounts), RESOURCE_EXHAUSTED (OTP_RESEND_TOO_SOON: wait
+        `resend_after`; TOO_MANY_ATTEMPTS), UNAVAILABLE (MESSAGE_DELIVERY_FAILED).
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyContact(
+        self,
+        request: _auth_service_pb2.VerifyContactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.Principal, _abc.Awaitable[_identity_pb2.Principal]]:
+        """Marks the caller's contact verified with the code SendContactCode sent to it, and
+        returns the caller's account.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (malformed code; a wrong, used or
+        expired code, or a contact that changed since the code was sent, is a field
+        violation on `code` with ErrorInfo reason "INVALID_CODE"), PERMISSION_DENIED
+        (SERVICE_NOT_ALLOWED), RESOURCE_EXHAUSTED (TOO_MANY_ATTEMPTS).
+        """
+
+    @_abc_1.abstractmethod
+    def StartContactChange(
+        self,
+        request: _auth_service_pb2.StartContactChangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.StartContactChangeResponse, _abc.Awaitable[_auth_service_pb2.StartContactChangeResponse]]:
+        """Starts changing the caller's e-mail address or phone number (users and admins).
+        It needs recent proof that the caller is the account holder and not only holds an
+        access token: the current password, or a code SendContactCode sent to one of the
+        account's current contacts. Then a 6-digit code goes to the new contact; nothing
+        changes until ConfirmContactChange returns it. A new change replaces a pending one.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad or unchanged new contact, no proof;
+        a wrong current password is a field violation on `current_password` with reason
+        "INVALID_CREDENTIALS", a wrong code one on `current_contact_code` with reason
+        "INVALID_CODE"), ALREADY_EXISTS (CONTACT_TAKEN: another account has the new
+        contact), PERMISSION_DENIED (SERVICE_NOT_ALLOWED), RESOURCE_EXHAUSTED
+        (OTP_RESEND_TOO_SOON, TOO_MANY_ATTEMPTS), UNAVAILABLE (MESSAGE_DELIVERY_FAILED).
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmContactChange(
+        self,
+        request: _auth_service_pb2.ConfirmContactChangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.Principal, _abc.Awaitable[_identity_pb2.Principal]]:
+        """Completes the change StartContactChange began, with the code sent to the new
+        contact, and returns the caller's account. The account takes the new contact
+        (verified); its previous e-mail address and phone number are told by message;
+        every other session of the caller ends (their refresh tokens stop at once, their
+        access tokens within the session-state cache time, seconds); login codes and
+        password-reset tokens sent before the change stop working.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (malformed code; a wrong, used or
+        expired code, or no pending change, is a field violation on `code` with reason
+        "INVALID_CODE"), ALREADY_EXISTS (CONTACT_TAKEN: another account took the contact
+        meanwhile), PERMISSION_DENIED (SERVICE_NOT_ALLOWED), RESOURCE_EXHAUSTED
+        (TOO_MANY_ATTEMPTS).
         """
 
     @_abc_1.abstractmethod

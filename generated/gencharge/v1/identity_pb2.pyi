@@ -127,6 +127,8 @@ class User(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     ROLE_ID_FIELD_NUMBER: _builtins.int
     ROLE_NAME_FIELD_NUMBER: _builtins.int
+    EMAIL_VERIFIED_FIELD_NUMBER: _builtins.int
+    PHONE_VERIFIED_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """Output only. Unique user identifier."""
     name: _builtins.str
@@ -149,6 +151,14 @@ class User(_message.Message):
     """Output only. Role (DDS Roles.role_id), normally the "User" role."""
     role_name: _builtins.str
     """Output only. Role name, e.g. "User"."""
+    email_verified: _builtins.bool
+    """Output only. Whether the user proved they hold `email` (AuthService.VerifyContact
+    or a contact change). An unverified e-mail cannot receive password resets.
+    """
+    phone_verified: _builtins.bool
+    """Output only. Whether the user proved they hold `phone_number`. An unverified
+    number cannot log in by OTP or receive password resets.
+    """
     @_builtins.property
     def wallet_balance(self) -> _common_pb2.Money:
         """Output only. Current wallet balance; never negative."""
@@ -177,10 +187,12 @@ class User(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         role_id: _builtins.int = ...,
         role_name: _builtins.str = ...,
+        email_verified: _builtins.bool = ...,
+        phone_verified: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at", "wallet_balance", b"wallet_balance"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "email", b"email", "name", b"name", "phone_number", b"phone_number", "referral_code", b"referral_code", "referred_by", b"referred_by", "role_id", b"role_id", "role_name", b"role_name", "status", b"status", "updated_at", b"updated_at", "user_id", b"user_id", "user_type", b"user_type", "wallet_balance", b"wallet_balance"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "email", b"email", "email_verified", b"email_verified", "name", b"name", "phone_number", b"phone_number", "phone_verified", b"phone_verified", "referral_code", b"referral_code", "referred_by", b"referred_by", "role_id", b"role_id", "role_name", b"role_name", "status", b"status", "updated_at", b"updated_at", "user_id", b"user_id", "user_type", b"user_type", "wallet_balance", b"wallet_balance"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -202,6 +214,8 @@ class Admin(_message.Message):
     MFA_ENABLED_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    EMAIL_VERIFIED_FIELD_NUMBER: _builtins.int
+    PHONE_VERIFIED_FIELD_NUMBER: _builtins.int
     admin_id: _builtins.int
     """Output only. Unique admin identifier."""
     name: _builtins.str
@@ -220,6 +234,12 @@ class Admin(_message.Message):
     """Output only. Whether TOTP multi-factor authentication is enrolled; if so,
     AuthService.Login answers with an MFA challenge.
     """
+    email_verified: _builtins.bool
+    """Output only. Whether the admin proved they hold `email` (AuthService.VerifyContact
+    or a contact change).
+    """
+    phone_verified: _builtins.bool
+    """Output only. Whether the admin proved they hold `phone_number`."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """Output only. Creation time."""
@@ -241,10 +261,12 @@ class Admin(_message.Message):
         mfa_enabled: _builtins.bool = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        email_verified: _builtins.bool = ...,
+        phone_verified: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin_id", b"admin_id", "created_at", b"created_at", "email", b"email", "mfa_enabled", b"mfa_enabled", "name", b"name", "phone_number", b"phone_number", "role_id", b"role_id", "role_name", b"role_name", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin_id", b"admin_id", "created_at", b"created_at", "email", b"email", "email_verified", b"email_verified", "mfa_enabled", b"mfa_enabled", "name", b"name", "phone_number", b"phone_number", "phone_verified", b"phone_verified", "role_id", b"role_id", "role_name", b"role_name", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

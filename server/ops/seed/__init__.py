@@ -198,6 +198,8 @@ async def _load_demo_admins(conn: AsyncConnection) -> None:
                 "password_hash": hashes[a.email],
                 "created_at": a.created_at,
                 "updated_at": a.created_at,
+                "email_verified_at": a.created_at if a.email else None,
+                "phone_verified_at": a.created_at if a.phone_number else None,
             },
         )
     await queries.advance_identity(conn, admins.c.admin_id)
@@ -229,6 +231,9 @@ async def _load_demo_users(conn: AsyncConnection) -> None:
                 "password_hash": hashes[u.email],
                 "created_at": u.created_at,
                 "updated_at": u.created_at,
+                # Demo customers log in by OTP and reset passwords like verified ones.
+                "email_verified_at": u.created_at if u.email else None,
+                "phone_verified_at": u.created_at if u.phone_number else None,
             },
         )
     await queries.advance_identity(conn, users.c.user_id)
