@@ -73,7 +73,11 @@ def _private_dir(prefix: str) -> Path:
     temp root to mode 0700 whenever another session starts, which would lock that
     user out of its data folder mid-run.
     """
-    return Path(tempfile.mkdtemp(prefix=prefix))
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    # mkdtemp makes it 0700; the system user may pass through (not list): it is ours,
+    # and the server only opens folders it owns (server/ops/embedded.py).
+    path.chmod(0o711)
+    return path
 
 
 @pytest.fixture
