@@ -24,11 +24,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# `npm install`, not `npm ci`: the lock file records only the buf binaries for the
-# platforms the registry served when it was written, and `npm ci` rejects a lock that
-# lacks the other platforms' optional packages. The lock is not rewritten.
+# buf from npm without ever writing the committed lock (a fresh clone stays clean):
+# `npm ci` installs exactly what package-lock.json records (buf's binary for every
+# platform is in it) and never rewrites it. An npm that finds the lock out of step
+# with package.json installs the same pinned versions with `--package-lock=false`,
+# which neither reads nor writes the lock.
 $(BUF): package.json package-lock.json
-	npm install --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error \
+	  || npm install --no-audit --no-fund --loglevel=error --no-save --package-lock=false
 	touch $(BUF)
 
 run: $(STAMP)

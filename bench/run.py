@@ -54,7 +54,14 @@ from server.core import db
 from server.core.config import Settings
 from server.core.schema import plangroups, plans, transactions, users
 from server.ops import pgmigrate, seed
-from server.ops.embedded import EmbeddedMongo, EmbeddedPostgres, _pg_bin, free_port
+from server.ops.embedded import (
+    EmbeddedMongo,
+    EmbeddedPostgres,
+    FolderClosedToPostgres,
+    _pg_bin,
+    closed_folder_message,
+    free_port,
+)
 
 HERE = Path(__file__).resolve().parent
 DATABASE = "gencharge"
@@ -481,7 +488,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     pg = EmbeddedPostgres(folder / "postgres")
     mongo = EmbeddedMongo(folder / "mongo")
     try:
-        pg.start()
+        try:
+            pg.start()
+        except FolderClosedToPostgres as exc:  # as root, with TMPDIR in a private folder
+            remedy = "set TMPDIR to a folder outside it, e.g. TMPDIR=/var/tmp make bench"
+            raise SystemExit(
+                "bench: " + closed_folder_message(exc.folder, exc.user, remedy)
+            ) from None
         mongo.start()
         database_url = pg.url(DATABASE)
         mongo_url = mongo.url(DATABASE)

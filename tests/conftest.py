@@ -73,7 +73,11 @@ def _private_dir(prefix: str) -> Path:
     temp root to mode 0700 whenever another session starts, which would lock that
     user out of its data folder mid-run.
     """
-    return Path(tempfile.mkdtemp(prefix=prefix))
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    # mkdtemp makes it 0700; the system user may pass through (not list): it is ours,
+    # and the server only opens folders it owns (server/ops/embedded.py).
+    path.chmod(0o711)
+    return path
 
 
 @pytest.fixture
@@ -233,7 +237,8 @@ def server_clock() -> FakeClock:
 
 @pytest.fixture
 async def grpc_server(resources: Any, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    """The real gRPC server on an ephemeral port, SERVING once both databases answer.
+    """The real gRPC server on an ephemeral port, once both databases answer (overall
+    SERVING and ``gencharge.dependency.mongodb`` SERVING).
 
     Its scheduler is attached but not ticking: tests drive it with
     ``grpc_server.scheduler.run_once()``. A test that takes ``server_clock`` steps the
@@ -258,9 +263,13 @@ async def grpc_server(resources: Any, request: pytest.FixtureRequest) -> AsyncIt
             stub = health_pb2_grpc.HealthStub(channel)
             # A bound on a hang, not a speed requirement: a busy machine may be slow.
             deadline = asyncio.get_running_loop().time() + SERVING_TIMEOUT_SECONDS
+            # The whole server up: overall ("", PostgreSQL) and MongoDB behind it.
             while True:
-                reply = await stub.Check(health_pb2.HealthCheckRequest())
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                replies = [
+                    await stub.Check(health_pb2.HealthCheckRequest(service=name))
+                    for name in ("", "gencharge.dependency.mongodb")
+                ]
+                if all(r.status == health_pb2.HealthCheckResponse.SERVING for r in replies):
                     break
                 if asyncio.get_running_loop().time() > deadline:
                     raise AssertionError("server never became SERVING")

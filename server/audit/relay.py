@@ -3,12 +3,15 @@
 One batch is one PostgreSQL transaction:
 
 1. ``SELECT ... FROM audit_outbox ORDER BY outbox_id LIMIT n FOR UPDATE SKIP LOCKED``
-2. ``AuditLog.insert_many(documents, ordered=False)``, ``audit_id = str(outbox_id)``
+2. ``AuditLog.insert_many(documents, ordered=False)``, ``audit_id = str(event_id)``
 3. ``DELETE`` the shipped rows, commit.
 
 A crash or error between 2 and 3 leaves the rows in the outbox, so they are shipped
 again (at least once); the unique index on ``AuditLog.audit_id`` turns the second
 insert into a duplicate-key error, which is ignored, so each event is stored once.
+``event_id`` is a UUID the database draws when the event is written, never reused:
+the outbox sequence (``outbox_id``, order only) may go back after a restore or a
+failover without a new event ever passing for one already shipped.
 ``SKIP LOCKED`` lets a relay run in every replica: each takes a different batch.
 
 While MongoDB (or PostgreSQL) is down the relay logs one warning, backs off
@@ -24,6 +27,7 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
+from uuid import UUID
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -45,8 +49,8 @@ class AuditShipError(Exception):
     """MongoDB refused part of a batch for a reason other than "already shipped"."""
 
 
-def to_document(outbox_id: int, event: Mapping[str, Any], queued_at: datetime) -> Document:
-    """The ``AuditLog`` document of one outbox row."""
+def to_document(event_id: UUID, event: Mapping[str, Any], queued_at: datetime) -> Document:
+    """The ``AuditLog`` document of one outbox row (``audit_id`` is its ``event_id``)."""
     occurred = event.get("occurred_at")
     created_at = queued_at
     if isinstance(occurred, str):
@@ -57,7 +61,7 @@ def to_document(outbox_id: int, event: Mapping[str, Any], queued_at: datetime) -
     details = event.get("details")
     peer = event.get("peer")
     return {
-        "audit_id": str(outbox_id),
+        "audit_id": str(event_id),
         "user_id": str(event.get("actor") or "anonymous"),
         "table_name": str(event.get("table_name") or ""),
         "action_type": str(event.get("action_type") or ""),
@@ -124,7 +128,7 @@ class AuditRelay:
                 return 0
             documents = [to_document(row[0], row[1], row[2]) for row in rows]
             await self._insert(documents)
-            await queries.delete_shipped(conn, [int(row[0]) for row in rows])
+            await queries.delete_shipped(conn, [row[0] for row in rows])
         self.shipped_total += len(rows)
         return len(rows)
 

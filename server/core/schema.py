@@ -489,10 +489,16 @@ auth_throttle = Table(
 audit_outbox = Table(
     "audit_outbox",
     metadata,
+    # The order batches are taken in; not unique (a sequence can go back: migration 0008).
     Column("outbox_id", BigInteger, Identity(always=False), nullable=False),
     Column("event", JSONB, nullable=False),
     _created_at(),
-    PrimaryKeyConstraint("outbox_id", name="audit_outbox_pkey"),
+    # Drawn by the database when the row is written; shipped as AuditLog.audit_id.
+    Column(
+        "event_id", UUID(as_uuid=True), nullable=False, server_default=text("gen_random_uuid()")
+    ),
+    PrimaryKeyConstraint("event_id", name="audit_outbox_pkey"),
+    Index("idx_audit_outbox_outbox_id", "outbox_id"),
 )
 
 # --- catalogue ------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from server.core.resources import Resources
 from server.payments.gateway import PaymentGateway
 from server.payments.select import create_gateway
 from server.plans.catalogue import Catalogue
+from server.rpc.health import MONGODB, POSTGRESQL, HealthMonitor
 from server.rpc.interceptors.access import AccessInterceptor
 from server.rpc.interceptors.request import RequestInterceptor
 from server.rpc.services import SERVICES, AppContext
@@ -35,7 +36,7 @@ from server.rpc.services import SERVICES, AppContext
 log = logging.getLogger(__name__)
 
 CLEANUP_INTERVAL_SECONDS = 3600.0
-#: The shortest bound on one health probe (both database pings) by default.
+#: The shortest bound on one health probe (one database ping) by default.
 MIN_HEALTH_TIMEOUT_SECONDS = 1.0
 
 
@@ -67,6 +68,8 @@ class RunningServer:
     #: The payment gateway the server built from the settings (closed when it stops);
     #: None when the caller passed its own (the caller closes that one).
     owned_gateway: PaymentGateway | None = None
+    #: The health statuses and the dependency probes behind them (server/rpc/health.py).
+    health_monitor: HealthMonitor | None = None
 
     async def stop(self, grace: float | None) -> None:
         """Graceful stop: NOT_SERVING first, drain in-flight calls for ``grace`` seconds,
@@ -88,49 +91,6 @@ class RunningServer:
         await self.relay.stop()
         if self.owned_gateway is not None:  # no call or job uses it any more
             await self.owned_gateway.aclose()
-
-
-async def _set_all(health: health_aio.HealthServicer, names: list[str], serving: bool) -> None:
-    status = (
-        health_pb2.HealthCheckResponse.SERVING
-        if serving
-        else health_pb2.HealthCheckResponse.NOT_SERVING
-    )
-    for name in ("", *names):
-        await health.set(name, status)
-
-
-async def _monitor_health(running: RunningServer, interval: float, probe_limit: float) -> None:
-    """SERVING only while both databases answer within ``probe_limit`` seconds; re-checked
-    every ``interval`` seconds."""
-    serving: bool | None = None
-    while not running.stopping.is_set():
-        try:
-            # return_exceptions: a ping cut short at shutdown is a result here, never an
-            # exception left unretrieved on the gathering future.
-            results = await asyncio.wait_for(
-                asyncio.gather(
-                    db.ping(running.resources.engine),
-                    mongo.ping(running.resources.mongo_db),
-                    return_exceptions=True,
-                ),
-                timeout=probe_limit,
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            ok = True
-        except Exception as exc:
-            ok = False
-            if serving is not False:
-                log.warning("dependency check failed", extra={"error": repr(exc)})
-        if ok != serving:
-            await _set_all(running.health, running.service_names, ok)
-            log.info("health changed", extra={"serving": ok})
-            serving = ok
-        await _pause(running.stopping, interval)
-        if running.stopping.is_set():
-            return
 
 
 async def _pause(stopping: asyncio.Event, seconds: float) -> None:
@@ -195,9 +155,11 @@ async def start_server(
     processes share the port (server/ops/workers.py); without it a port already in use is
     an error rather than silently shared with another server.
 
-    Health is probed every ``health_interval`` seconds; one probe (both database pings)
-    may take ``health_timeout`` seconds (default: ``health_interval``, at least 1 s)
-    before the services turn NOT_SERVING. ``clock`` (monotonic seconds, default
+    Each database is pinged every ``health_interval`` seconds; one ping may take
+    ``health_timeout`` seconds (default: ``health_interval``, at least 1 s) before it
+    counts as down (server/rpc/health.py: the overall status and the services that need
+    only PostgreSQL follow PostgreSQL; the rest, and ``gencharge.dependency.*``, follow
+    what they need). ``clock`` (monotonic seconds, default
     ``time.monotonic``) ages the caches and windows: the session and permission caches,
     the plan catalogue and the per-address budget of security events; tests pass a fake
     one to step past a TTL instead of waiting for it."""
@@ -299,7 +261,19 @@ async def _start(
         spec.add_to_server(servicer, server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    await _set_all(health, names, False)
+    stopping = asyncio.Event()
+    monitor = HealthMonitor(
+        health,
+        pings={
+            POSTGRESQL: lambda: db.ping(resources.engine),
+            MONGODB: lambda: mongo.ping(resources.mongo_db),
+        },
+        services={spec.full_name: spec.needs for spec in SERVICES},
+        interval=health_interval,
+        probe_limit=health_timeout,
+        stopping=stopping,
+    )
+    await monitor.initialise()
     reflection.enable_server_reflection(
         [
             *names,
@@ -333,9 +307,11 @@ async def _start(
         relay,
         names,
         app=app,
+        stopping=stopping,
+        health_monitor=monitor,
     )
     running._tasks = [
-        asyncio.create_task(_monitor_health(running, health_interval, health_timeout)),
+        asyncio.create_task(monitor.run(), name="health-monitor"),
         asyncio.create_task(_cleanup_loop(resources, CLEANUP_INTERVAL_SECONDS, running.stopping)),
         asyncio.create_task(_summary_loop(resources, gate, running.stopping)),
     ]

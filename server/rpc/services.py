@@ -38,6 +38,7 @@ from server.recharge.batch.servicer import BatchRpcs
 from server.recharge.bills.servicer import BillRpcs
 from server.recharge.flows import Recharger
 from server.recharge.servicer import RechargeRpcs
+from server.rpc.health import POSTGRESQL_AND_MONGODB, POSTGRESQL_ONLY
 from server.wallet.servicer import WalletServicer
 
 PACKAGE = "gencharge.v1"
@@ -83,9 +84,17 @@ class RechargeServicer(
 
 @dataclass(frozen=True)
 class ServiceSpec:
+    """One service: its name, generated module, how its servicer is built, and the
+    databases it cannot work without (its health status follows them: server/rpc/
+    health.py). Every call needs PostgreSQL (access rules, sessions, the audit outbox);
+    only a service whose own data lives in MongoDB needs MongoDB too. An RPC that
+    touches MongoDB in a service that does not need it (AdminService ListAuditLogs, an
+    OTP through the development message outbox) answers UNAVAILABLE during an outage."""
+
     name: str
     grpc_module: ModuleType
     factory: Callable[[AppContext], Any] | None = None
+    needs: frozenset[str] = POSTGRESQL_ONLY
 
     @property
     def full_name(self) -> str:
@@ -138,7 +147,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
         notification_service_pb2_grpc,
         lambda app: NotificationServicer(app.resources),
     ),
-    ServiceSpec("ContentService", content_service_pb2_grpc),
+    # Content and ContactForm are MongoDB collections (DDS 4.2).
+    ServiceSpec("ContentService", content_service_pb2_grpc, needs=POSTGRESQL_AND_MONGODB),
     ServiceSpec("AdminService", admin_service_pb2_grpc),
-    ServiceSpec("BackupService", backup_service_pb2_grpc),
+    # A backup (and a restore) covers both databases; BackupRestoreLogs is in MongoDB.
+    ServiceSpec("BackupService", backup_service_pb2_grpc, needs=POSTGRESQL_AND_MONGODB),
 )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from pymongo import AsyncMongoClient
@@ -23,7 +25,7 @@ from server.audit.outbox import AuditEvent, record, record_standalone
 from server.audit.relay import AuditRelay, AuditShipError, to_document
 from server.core import db, mongo
 from server.core.schema import audit_outbox
-from server.ops.embedded import EmbeddedMongo
+from server.ops.embedded import EmbeddedMongo, EmbeddedPostgres
 from tests.helpers.clock import HANG_SECONDS, eventually
 
 Document = dict[str, Any]
@@ -124,7 +126,7 @@ async def test_committed_event_ships_once_with_redacted_details(
         "outcome": "ok",
         "peer": "ipv4:127.0.0.1:5555",
     }
-    assert doc["audit_id"].isdigit()
+    assert UUID(doc["audit_id"]).version == 4  # the event id PostgreSQL drew (migration 0010)
     assert doc["created_at"] == occurred  # BSON dates keep milliseconds
 
 
@@ -263,6 +265,109 @@ async def test_stop_ships_what_is_left(
     assert not relay.running
     assert await relay.backlog() == 0
     await _assert_each_event_once(mongo_db, 3)
+
+
+# ------------------------------------------------------------------- restores and failovers
+#
+# The outbox sequence (outbox_id) can go back: a restore of an earlier dump, a failover to
+# a replica that lags, a setval by hand. Events are identified by the event_id PostgreSQL
+# draws when they are written, so new events are never taken for shipped ones, and a
+# restored copy of a shipped event is still stored once.
+
+_OUTBOX_SEQUENCE = "pg_get_serial_sequence('audit_outbox', 'outbox_id')"
+
+
+async def _outbox_ids(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(audit_outbox.c.outbox_id).order_by("outbox_id"))
+        return [int(r[0]) for r in rows]
+
+
+async def _sequence_back_to(engine: AsyncEngine, next_value: int) -> None:
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(f"SELECT setval({_OUTBOX_SEQUENCE}, {next_value}, false)")
+
+
+async def _record_range(engine: AsyncEngine, numbers: range) -> None:
+    async with db.Database(engine).transaction() as conn:
+        for n in numbers:
+            await record(conn, _event(n))
+
+
+async def _ship_all(relay: AuditRelay) -> int:
+    total = 0
+    while shipped := await relay.ship_once():
+        total += shipped
+    return total
+
+
+async def _pg_tool(pg_server: EmbeddedPostgres, *args: str) -> None:
+    await asyncio.to_thread(
+        subprocess.run,
+        [str(pg_server.bin / args[0]), *args[1:]],
+        check=True,
+        capture_output=True,
+        timeout=HANG_SECONDS,
+    )
+
+
+async def test_new_events_ship_after_the_sequence_goes_back(
+    engine: AsyncEngine, mongo_db: AsyncDatabase[Document]
+) -> None:
+    """A failover to a lagging replica: outbox_ids repeat; nothing new is dropped, and
+    writes do not fail on ids that events still waiting in the outbox hold."""
+    relay = AuditRelay(engine, mongo_db, batch_size=2)
+    await _record_range(engine, range(3))
+    assert await _ship_all(relay) == 3
+
+    await _sequence_back_to(engine, 1)
+    await _record_range(engine, range(3, 6))
+    assert await _outbox_ids(engine) == [1, 2, 3]  # the ids of events already shipped
+    await _sequence_back_to(engine, 1)  # again, while those three still wait
+    await _record_range(engine, range(6, 8))
+    assert await _outbox_ids(engine) == [1, 1, 2, 2, 3]
+
+    assert await _ship_all(relay) == 5
+    assert await relay.backlog() == 0
+    await _assert_each_event_once(mongo_db, 8)
+
+
+async def test_a_restored_outbox_stores_new_events_and_each_old_one_once(
+    engine: AsyncEngine,
+    mongo_db: AsyncDatabase[Document],
+    pg_server: EmbeddedPostgres,
+    pg_url: str,
+    private_tmp: Path,
+) -> None:
+    """The outbox (and its sequence) restored from an earlier pg_dump: the restored rows
+    were shipped since, so sending them again stores nothing; events written after the
+    restore reuse the outbox_ids of shipped events and are all stored."""
+    dump = private_tmp / "audit_outbox.sql"
+    await _record_range(engine, range(3))
+    await _pg_tool(
+        pg_server, "pg_dump", "--data-only", "--table=audit_outbox", f"--file={dump}", pg_url
+    )
+    assert "setval" in dump.read_text()  # the dump carries the sequence, as a real one does
+
+    relay = AuditRelay(engine, mongo_db)
+    assert await _ship_all(relay) == 3
+    await _record_range(engine, range(3, 5))
+    assert await _outbox_ids(engine) == [4, 5]
+    assert await _ship_all(relay) == 2
+    shipped = {d["request_id"]: d["audit_id"] for d in await _audit_docs(mongo_db)}
+
+    async with engine.begin() as conn:  # restore the earlier dump
+        await conn.exec_driver_sql("TRUNCATE audit_outbox")
+    await _pg_tool(pg_server, "psql", "--quiet", "-v", "ON_ERROR_STOP=1", f"--file={dump}", pg_url)
+    assert await _outbox_ids(engine) == [1, 2, 3]
+    await _record_range(engine, range(5, 8))
+    assert await _outbox_ids(engine) == [1, 2, 3, 4, 5, 6]  # 4 and 5 were shipped already
+
+    assert await _ship_all(relay) == 6  # 3 genuine re-sends (deduplicated), 3 new events
+    assert await relay.backlog() == 0
+    await _assert_each_event_once(mongo_db, 8)
+    docs = {d["request_id"]: d["audit_id"] for d in await _audit_docs(mongo_db)}
+    assert {k: docs[k] for k in shipped} == shipped  # the re-sent events kept their ids
 
 
 # ------------------------------------------------------------------- security events

@@ -289,7 +289,7 @@ async def test_contact_code_input_errors(channel, resources) -> None:
             pb.ConfirmContactChangeRequest(code="123456"), metadata=service.metadata
         ),
     ):
-        await _fails(call, grpc.StatusCode.PERMISSION_DENIED, "SESSION_ONLY")
+        await _fails(call, grpc.StatusCode.PERMISSION_DENIED, "SERVICE_NOT_ALLOWED")
 
 
 # --- the takeover scenario ----------------------------------------------------------------

@@ -72,6 +72,7 @@ REVISIONS = [
     "0007_idempotency_rpc_paths",
     "0008_service_account_scopes",
     "0009_contact_verification",
+    "0010_audit_event_ids",
 ]
 
 
@@ -190,3 +191,29 @@ async def test_0007_renames_live_idempotency_keys(pg_empty_url: str) -> None:
         "k-recharge-1": "/gencharge.v1.RechargeService/Recharge",
     }
     assert before["k-topup-1"] == "WalletService.TopUp" and before["k-autopay-1"] == "autopay"
+
+
+async def test_0010_gives_waiting_audit_events_their_own_ids(pg_empty_url: str) -> None:
+    """Events waiting in the outbox at the upgrade get distinct event ids; new rows get
+    one from the column default, and repeat outbox_ids no longer collide."""
+    await asyncio.to_thread(pgmigrate.upgrade, pg_empty_url, "0007_idempotency_rpc_paths")
+    conn = await asyncpg.connect(pg_empty_url)
+    try:
+        for n in range(3):
+            await conn.execute(
+                "INSERT INTO audit_outbox (event) VALUES ($1::jsonb)", f'{{"n": {n}}}'
+            )
+        await asyncio.to_thread(pgmigrate.upgrade, pg_empty_url, "0010_audit_event_ids")
+        waiting = await conn.fetch("SELECT outbox_id, event_id FROM audit_outbox")
+        await conn.execute("INSERT INTO audit_outbox (outbox_id, event) VALUES (1, '{}')")
+        repeated = await conn.fetchval("SELECT count(*) FROM audit_outbox WHERE outbox_id = 1")
+        await conn.execute("DELETE FROM audit_outbox WHERE event = '{}'")
+        await asyncio.to_thread(pgmigrate.downgrade, pg_empty_url, "0007_idempotency_rpc_paths")
+        after_downgrade = await conn.fetchval("SELECT count(*) FROM audit_outbox")
+    finally:
+        await conn.close()
+    assert len(waiting) == 3
+    assert len({r["event_id"] for r in waiting}) == 3
+    assert all(r["event_id"] is not None for r in waiting)
+    assert repeated == 2
+    assert after_downgrade == 3

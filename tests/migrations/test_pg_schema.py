@@ -143,7 +143,12 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "blocked_until": TSTZ,
         "updated_at": TSTZ,
     },
-    "audit_outbox": {"outbox_id": "int8", "event": "jsonb", "created_at": TSTZ},
+    "audit_outbox": {
+        "outbox_id": "int8",
+        "event": "jsonb",
+        "created_at": TSTZ,
+        "event_id": "uuid",
+    },
     "roles": {"role_id": INT, "role_name": VARCHAR, "description": TEXT},
     "permissions": {
         "permission_id": INT,

@@ -35,7 +35,12 @@ EXPECTED_SERVICES = {
 
 async def test_health_serving_overall_and_per_service(channel: grpc.aio.Channel) -> None:
     stub = health_pb2_grpc.HealthStub(channel)
-    for name in ["", *sorted(EXPECTED_SERVICES)]:
+    dependencies = [
+        "gencharge.liveness",
+        "gencharge.dependency.postgresql",
+        "gencharge.dependency.mongodb",
+    ]
+    for name in ["", *sorted(EXPECTED_SERVICES), *dependencies]:
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=name))
         assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
 
