@@ -38,10 +38,18 @@ from server.core.errors import (
     PermissionDenied,
 )
 from server.core.idempotency import Replay
-from server.core.money import CURRENCY, from_minor
+from server.core.money import CURRENCY, from_minor, to_minor
 from server.ledger import domain as ledger
 from server.ledger.domain import PENDING_PAYMENT_TTL, ReferralReward, Transaction
-from server.payments.gateway import EXTERNAL_METHODS, ChargeResult
+from server.payments import signing
+from server.payments.gateway import (
+    EXTERNAL_METHODS,
+    Callback,
+    ChargeResult,
+    CheckoutCallback,
+    RefundResult,
+    VerifiedPayment,
+)
 from server.wallet import queries
 
 #: Top-up limits, in paise: Rs 1 to Rs 1,00,000 per top-up.
@@ -68,6 +76,8 @@ _DETAIL_RULES: dict[str, tuple[re.Pattern[str], str]] = {
 }
 _PAYMENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 MAX_FAILURE_REASON = 500
+#: A success reported for a payment already failed (e.g. expired unpaid), or the reverse.
+TRANSACTION_ALREADY_SETTLED = "TRANSACTION_ALREADY_SETTLED"
 
 
 # --- wallet ---------------------------------------------------------------------------------
@@ -237,62 +247,157 @@ async def replayed_top_up(who: Principal, replay: Replay, *, conn: AsyncConnecti
 
 # --- gateway callback -------------------------------------------------------------------------
 
+#: Largest webhook body read (the gateway's events are a few KiB).
+MAX_WEBHOOK_BODY = 256 * 1024
+#: ErrorInfo reasons of refused callbacks (server/payments/signing.py names the others).
+CALLBACK_UNSIGNED = "CALLBACK_UNSIGNED"
+CALLBACK_MALFORMED = signing.MALFORMED
+
 
 @dataclass(frozen=True)
 class Confirmation:
-    """A ConfirmPayment request. ``outcome``: "success", "failed", "" (not set) or "?"."""
+    """A ConfirmPayment request: the gateway's callback and the deprecated fields.
+
+    ``outcome``: "success", "failed", "" (not set) or "?" (an unknown value);
+    ``callback``: the gateway's callback, unchanged (None: the request carries none)."""
 
     request_id: str
     txn_id: int
     payment_transaction_id: str
     outcome: str
     failure_reason: str
+    callback: Callback | None
     fingerprint: str
 
 
 def validate_confirmation(c: Confirmation) -> None:
+    """Everything that can be checked before the gateway verifies the callback. A
+    missing callback (or signature) is reason ``CALLBACK_UNSIGNED``; a callback with a
+    field missing or out of bounds ``CALLBACK_MALFORMED``."""
     violations: list[FieldViolation] = []
+    reason = "INVALID_ARGUMENT"
     try:
         idempotency.validate_request_id(c.request_id)
     except InvalidArgument as exc:
         violations.extend(exc.violations)
     if c.txn_id < 0:
         violations.append(FieldViolation("txn_id", "must be a positive id"))
-    elif c.txn_id == 0 and not c.payment_transaction_id:
-        violations.append(
-            FieldViolation("txn_id", "name the transaction by txn_id or payment_transaction_id")
-        )
     if c.payment_transaction_id and not _PAYMENT_ID.match(c.payment_transaction_id):
         violations.append(
             FieldViolation("payment_transaction_id", "must be 1-128 printable ASCII characters")
         )
-    if c.outcome == "":
-        violations.append(FieldViolation("outcome", "is required"))
-    elif c.outcome not in ("success", "failed"):
+    if c.outcome == "?":
         violations.append(FieldViolation("outcome", "is not a known outcome"))
-    elif c.outcome == "success" and not c.payment_transaction_id:
-        violations.append(
-            FieldViolation("payment_transaction_id", "is required for PAYMENT_OUTCOME_SUCCESS")
-        )
     if len(c.failure_reason) > MAX_FAILURE_REASON:
         violations.append(
             FieldViolation("failure_reason", f"must be at most {MAX_FAILURE_REASON} characters")
         )
+    unsigned: list[FieldViolation] = []
+    malformed: list[FieldViolation] = []
+    if c.callback is None:
+        unsigned.append(
+            FieldViolation(
+                "callback", "is required: forward the gateway's signed checkout result or webhook"
+            )
+        )
+    elif isinstance(c.callback, CheckoutCallback):
+        if not c.callback.signature:
+            unsigned.append(FieldViolation("callback.checkout.signature", "is required"))
+        for name in ("order_id", "payment_id"):
+            if not _PAYMENT_ID.match(getattr(c.callback, name)):
+                malformed.append(
+                    FieldViolation(
+                        f"callback.checkout.{name}", "must be 1-128 printable ASCII characters"
+                    )
+                )
+    else:
+        if not c.callback.signature:
+            unsigned.append(FieldViolation("callback.webhook.signature", "is required"))
+        if not c.callback.body:
+            malformed.append(FieldViolation("callback.webhook.body", "is required"))
+        elif len(c.callback.body) > MAX_WEBHOOK_BODY:
+            malformed.append(
+                FieldViolation("callback.webhook.body", f"must be at most {MAX_WEBHOOK_BODY} bytes")
+            )
+    if malformed:
+        reason = CALLBACK_MALFORMED
+    if unsigned:
+        reason = CALLBACK_UNSIGNED
+    violations.extend(unsigned + malformed)
     if violations:
-        raise InvalidArgument.of(violations)
+        names = ", ".join(v.field for v in violations)
+        raise InvalidArgument(f"invalid request: {names}", reason=reason, violations=violations)
+
+
+def _agrees(c: Confirmation, verified: VerifiedPayment) -> None:
+    """The deprecated fields, when set, must say what the verified callback says."""
+    if c.payment_transaction_id and c.payment_transaction_id != verified.payment_id:
+        raise FailedPrecondition(
+            "payment_transaction_id is not the charge the callback reports",
+            reason="PAYMENT_ID_MISMATCH",
+        )
+    if c.outcome and c.outcome != verified.outcome:
+        raise InvalidArgument.field(
+            "outcome", "does not match the outcome the gateway's callback reports"
+        )
+
+
+def _same_amount(txn: Transaction, verified: VerifiedPayment) -> None:
+    if verified.amount != txn.amount or verified.currency.strip().upper() != txn.currency:
+        raise FailedPrecondition(
+            "the callback's amount or currency differs from the transaction's; nothing changed",
+            reason="PAYMENT_AMOUNT_MISMATCH",
+            metadata={
+                "txn_id": str(txn.txn_id),
+                "expected_amount_minor": str(to_minor(txn.amount)),
+                "expected_currency": txn.currency,
+                "callback_amount_minor": str(to_minor(verified.amount)),
+                "callback_currency": verified.currency[:8],
+            },
+        )
+
+
+async def _payment_of(
+    c: Confirmation, verified: VerifiedPayment, *, for_update: bool, conn: AsyncConnection
+) -> Transaction:
+    txn = await ledger.get_by_payment_id(verified.payment_id, for_update=for_update, conn=conn)
+    if txn is None:
+        raise NotFound(
+            "no transaction for the callback's charge",
+            reason="PAYMENT_NOT_FOUND",
+            metadata={"payment_transaction_id": verified.payment_id},
+        )
+    if c.txn_id and c.txn_id != txn.txn_id:
+        raise FailedPrecondition(
+            "txn_id is not the transaction of the charge the callback reports",
+            reason="PAYMENT_ID_MISMATCH",
+        )
+    if not txn.is_external:
+        raise FailedPrecondition(
+            "this transaction was not paid through the payment gateway",
+            reason="NOT_AN_EXTERNAL_PAYMENT",
+        )
+    _same_amount(txn, verified)
+    return txn
 
 
 async def settle_payment(
-    who: Principal, c: Confirmation, *, conn: AsyncConnection
+    who: Principal, c: Confirmation, verified: VerifiedPayment, *, conn: AsyncConnection
 ) -> tuple[Transaction, bool]:
-    """Settle a pending external payment, once; idempotent per request_id and per
-    outcome. Returns the row and whether this call settled it (the caller then finishes
-    what the payment bought, in the same transaction: server/wallet/flows.py).
+    """Settle the pending payment a verified callback reports, once; idempotent per
+    request_id and per outcome. Returns the row and whether this call settled it (the
+    caller then finishes what the payment bought, in the same transaction:
+    server/wallet/flows.py).
 
-    The row is locked first, so concurrent callbacks for one payment serialise: the first
-    settles it, the others find it settled with the same outcome and return it unchanged.
+    The callback's charge names the row (``transactions.payment_transaction_id``); its
+    amount and currency must be the row's (``PAYMENT_AMOUNT_MISMATCH`` otherwise,
+    nothing written). The row is locked first, so concurrent callbacks for one payment
+    serialise: the first settles it, the others find it settled with the same outcome
+    and return it unchanged. A genuine event with no final outcome changes nothing.
     """
-    validate_confirmation(c)
+    _agrees(c, verified)
+    if verified.outcome is None:  # e.g. payment.authorized: wait for the final event
+        return await _payment_of(c, verified, for_update=False, conn=conn), False
     caller = who.subject
     replay = await idempotency.claim(
         conn, caller=caller, request_id=c.request_id, rpc=current_rpc(), fingerprint=c.fingerprint
@@ -302,51 +407,51 @@ async def settle_payment(
         if replayed is None:
             raise NotFound("the original transaction no longer exists")
         return replayed, False
-    if c.txn_id:
-        txn = await ledger.get(c.txn_id, for_update=True, conn=conn)
-    else:
-        txn = await ledger.get_by_payment_id(c.payment_transaction_id, for_update=True, conn=conn)
-    if txn is None:
-        raise NotFound("no such transaction", metadata={"txn_id": str(c.txn_id)})
-    if not txn.is_external:
-        raise FailedPrecondition(
-            "this transaction was not paid through the payment gateway",
-            reason="NOT_AN_EXTERNAL_PAYMENT",
-        )
-    if (
-        c.payment_transaction_id
-        and txn.payment_transaction_id
-        and txn.payment_transaction_id != c.payment_transaction_id
-    ):
-        raise FailedPrecondition(
-            "payment_transaction_id does not match the transaction's payment",
-            reason="PAYMENT_ID_MISMATCH",
-        )
+    txn = await _payment_of(c, verified, for_update=True, conn=conn)
     settled_now = False
     if txn.status == "pending":
-        new_payment_id = (
-            c.payment_transaction_id
-            if c.payment_transaction_id and not txn.payment_transaction_id
-            else None
-        )
         txn = await ledger.settle(
-            txn, outcome=c.outcome, payment_transaction_id=new_payment_id, conn=conn
+            txn, outcome=verified.outcome, payment_transaction_id=None, conn=conn
         )
         extra: dict[str, Any] = {"previous_status": "pending"}
-        if c.outcome == "failed" and c.failure_reason:
-            extra["failure_reason"] = c.failure_reason
+        if verified.gateway_payment_id:
+            extra["gateway_payment_id"] = verified.gateway_payment_id
+        reason = verified.failure_reason or c.failure_reason
+        if verified.outcome == "failed" and reason:
+            extra["failure_reason"] = reason
         audit_change("Transactions", "UPDATE", txn.audit_details(**extra))
         settled_now = True
-    elif txn.status != c.outcome:
+    elif txn.status != verified.outcome:
         raise FailedPrecondition(
             f"the transaction is already settled as {txn.status}",
-            reason="TRANSACTION_ALREADY_SETTLED",
-            metadata={"status": txn.status},
+            reason=TRANSACTION_ALREADY_SETTLED,
+            metadata={"status": txn.status, "txn_id": str(txn.txn_id)},
         )
     await idempotency.complete(
         conn, caller=caller, request_id=c.request_id, result={"txn_id": txn.txn_id}
     )
     return txn, settled_now
+
+
+def late_refund_reference(txn_id: int) -> str:
+    """Our reference for refunding a payment that arrived after its transaction failed."""
+    return f"late-refund:txn:{txn_id}"
+
+
+async def record_late_refund(txn_id: int, refund: RefundResult, *, conn: AsyncConnection) -> None:
+    """Name the refund of a late payment for the audit (the ledger row stays failed:
+    the money went back at the gateway and never reached the wallet)."""
+    audit_change(
+        "Transactions",
+        "UPDATE",
+        {
+            "txn_id": txn_id,
+            "late_payment_refunded": True,
+            "refund_id": refund.refund_id,
+            "refund_status": refund.status,
+            "refund_amount_minor": to_minor(refund.amount),
+        },
+    )
 
 
 async def expire_pending_payments(
@@ -355,8 +460,9 @@ async def expire_pending_payments(
     """Mark external payments still pending after ``ttl`` failed (for the scheduler);
     how many. The change is named for the audit (under the scheduler's job scope).
 
-    A gateway success arriving later for such a row is refused (FAILED_PRECONDITION,
-    TRANSACTION_ALREADY_SETTLED) and must be refunded by the gateway (docs/payments.md).
+    A genuine gateway success arriving later for such a row is refused
+    (FAILED_PRECONDITION, TRANSACTION_ALREADY_SETTLED) and refunded through the gateway
+    (server/wallet/flows.py ``confirm_payment``; docs/payments.md).
     """
     cutoff = (now or datetime.now(UTC)) - ttl
     failed = await ledger.fail_stale_pending(created_before=cutoff, conn=conn)
