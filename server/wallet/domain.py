@@ -42,6 +42,7 @@ from server.core.money import CURRENCY, from_minor, to_minor
 from server.ledger import domain as ledger
 from server.ledger.domain import PENDING_PAYMENT_TTL, ReferralReward, Transaction
 from server.payments import signing
+from server.payments.attempts import domain as attempts
 from server.payments.gateway import (
     EXTERNAL_METHODS,
     Callback,
@@ -176,11 +177,55 @@ def gateway_reference(caller: str, request_id: str) -> str:
     return f"topup:{caller}:{request_id}"
 
 
+@dataclass(frozen=True)
+class TopUpIntent:
+    """A top-up's charge and what recording it needs, without the request: the payment
+    attempt's ``intent`` (server/payments/attempts), from which the recovery job records
+    it exactly as the live call would."""
+
+    charge: attempts.Charge
+    amount_minor: int
+    method: str
+
+    @classmethod
+    def of(cls, who: Principal, order: TopUpOrder) -> TopUpIntent:
+        """The intent of a validated order, in the call's scope."""
+        assert order.amount_minor is not None
+        return cls(
+            attempts.Charge(
+                reference=gateway_reference(who.subject, order.request_id),
+                kind=attempts.TOP_UP,
+                caller=who.subject,
+                request_id=order.request_id,
+                rpc=current_rpc(),
+                fingerprint=order.fingerprint,
+                user_id=who.numeric_id,
+                intent={
+                    "amount_minor": order.amount_minor,
+                    "currency": CURRENCY,
+                    "method": order.method,
+                },
+            ),
+            order.amount_minor,
+            order.method,
+        )
+
+    @classmethod
+    def of_attempt(cls, attempt: attempts.Attempt) -> TopUpIntent:
+        intent = attempt.charge.intent
+        return cls(attempt.charge, int(intent["amount_minor"]), str(intent["method"]))
+
+    @property
+    def amount(self) -> Decimal:
+        return from_minor(self.amount_minor)
+
+
 async def begin_top_up(
     who: Principal, order: TopUpOrder, *, conn: AsyncConnection
-) -> Replay | None:
-    """Step 1 of a top-up (its own committed transaction): check the customer and claim
-    the idempotency key "in progress". A replay of a finished top-up returns its key."""
+) -> tuple[TopUpIntent, Replay | None]:
+    """Step 1 of a top-up (its own committed transaction): check the customer, claim
+    the idempotency key "in progress" and write the payment attempt ``charging``. A
+    replay of a finished top-up returns its key's result."""
     user_id = customer_id(who, "a wallet")
     validate_top_up(order)
     owner = await queries.get_wallet(conn, user_id)
@@ -188,37 +233,49 @@ async def begin_top_up(
         raise FailedPrecondition("this account has no wallet", reason="NO_WALLET")
     if owner.status != "active":
         raise PermissionDenied("this account is blocked", reason="ACCOUNT_BLOCKED")
-    return await idempotency.claim_for_external_call(
+    intent = TopUpIntent.of(who, order)
+    replay = await idempotency.claim_for_external_call(
         conn,
         caller=who.subject,
         request_id=order.request_id,
-        rpc=current_rpc(),
+        rpc=intent.charge.rpc,
         fingerprint=order.fingerprint,
     )
-
-
-async def release_top_up(who: Principal, order: TopUpOrder, *, conn: AsyncConnection) -> None:
-    """Forget the in-progress key of a top-up the gateway declined or never answered."""
-    await idempotency.release(conn, caller=who.subject, request_id=order.request_id)
+    if replay is not None:
+        return intent, replay
+    done = await attempts.begin(intent.charge, conn=conn)
+    if done is not None:  # recorded long ago (its key expired since): the same outcome
+        result = {"txn_id": done.txn_id}
+        await idempotency.complete(
+            conn, caller=who.subject, request_id=order.request_id, result=result
+        )
+        return intent, Replay(result)
+    return intent, None
 
 
 async def record_top_up(
-    who: Principal, order: TopUpOrder, charge: ChargeResult, *, conn: AsyncConnection
+    intent: TopUpIntent, charge: ChargeResult, *, conn: AsyncConnection
 ) -> TopUpResult:
-    """Step 3 (after the gateway authorised or left the charge pending): the credit row
-    (``success``: the trigger credits the wallet; ``pending``: nothing moves until
-    ConfirmPayment) and the completed key, in one transaction."""
-    assert order.amount_minor is not None
+    """Step 3 (after the gateway authorised the charge or left it pending), in one
+    transaction: the credit row (``success``: the trigger credits the wallet;
+    ``pending``: nothing moves until ConfirmPayment), the completed key and the attempt
+    ``recorded``. The attempt is locked first: a charge already recorded (by the
+    recovery job, or by the live call while the recovery job asked) is replayed, never
+    recorded twice. The recovery job records through here too."""
+    attempt = await attempts.lock(intent.charge.reference, conn=conn)
+    if attempt is not None and attempt.state == attempts.RECORDED:
+        return await recorded_top_up(attempt, conn=conn)
+    await attempts.reclaim_key(intent.charge, conn=conn)
     txn = await ledger.insert(
         {
-            "user_id": who.numeric_id,
+            "user_id": intent.charge.user_id,
             "category": "wallet",
             "txn_type": "credit",
-            "amount": from_minor(order.amount_minor),
+            "amount": intent.amount,
             "currency": CURRENCY,
             "source": "wallet_topup",
             "status": "success" if charge.status == "authorised" else "pending",
-            "payment_method": order.method,
+            "payment_method": intent.method,
             "payment_transaction_id": charge.payment_id,
         },
         conn=conn,
@@ -227,7 +284,12 @@ async def record_top_up(
     result: dict[str, Any] = {"txn_id": txn.txn_id}
     if charge.status == "pending" and charge.redirect_url:
         result["redirect_url"] = charge.redirect_url
-    await idempotency.complete(conn, caller=who.subject, request_id=order.request_id, result=result)
+    await idempotency.complete(
+        conn, caller=intent.charge.caller, request_id=intent.charge.request_id, result=result
+    )
+    await attempts.recorded(
+        attempt, intent.charge, payment_id=charge.payment_id, txn_id=txn.txn_id, conn=conn
+    )
     return _top_up_result(txn, result.get("redirect_url"))
 
 
@@ -237,12 +299,21 @@ def _top_up_result(txn: Transaction, redirect_url: str | None) -> TopUpResult:
     return TopUpResult(txn)
 
 
-async def replayed_top_up(who: Principal, replay: Replay, *, conn: AsyncConnection) -> TopUpResult:
-    txn = await ledger.get(int(replay.result["txn_id"]), user_id=who.numeric_id, conn=conn)
+async def replayed_top_up(user_id: int, replay: Replay, *, conn: AsyncConnection) -> TopUpResult:
+    txn = await ledger.get(int(replay.result["txn_id"]), user_id=user_id, conn=conn)
     if txn is None:  # the ledger never loses rows; defensive
         raise NotFound("the original transaction no longer exists", reason="NOT_FOUND")
     redirect = replay.result.get("redirect_url")
     return _top_up_result(txn, str(redirect) if redirect else None)
+
+
+async def recorded_top_up(attempt: attempts.Attempt, *, conn: AsyncConnection) -> TopUpResult:
+    """The outcome of a top-up whose attempt is recorded (its key's result)."""
+    stored = await idempotency.stored_result(
+        conn, caller=attempt.charge.caller, request_id=attempt.charge.request_id
+    )
+    result = stored if stored is not None else {"txn_id": attempt.txn_id}
+    return await replayed_top_up(attempt.charge.user_id, Replay(result), conn=conn)
 
 
 # --- gateway callback -------------------------------------------------------------------------

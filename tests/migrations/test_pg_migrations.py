@@ -70,6 +70,7 @@ REVISIONS = [
     "0005_money_path",
     "0006_bill_reminder_unique",
     "0007_idempotency_rpc_paths",
+    "0008_payment_attempts",
 ]
 
 
