@@ -5,9 +5,11 @@ flows.py opens the transactions).
 A recharge is paid from the payer's wallet (one database transaction:
 :func:`recharge_from_wallet` writes the ledger debit, the plan activation or queueing,
 the referral reward and the idempotency key together) or by an external method through
-the payment gateway (:func:`claim_external` commits the key first, the flow calls the
-gateway outside any transaction, then :func:`record_external` writes the ledger row and
-the plan; a declined payment leaves nothing behind). Money never moves twice for one
+the payment gateway (:func:`claim_external` commits the key and the payment attempt
+first, the flow calls the gateway outside any transaction, then :func:`record_external`
+writes the ledger row and the plan, once, from the attempt's intent
+(:class:`PaidRecharge`), which is also how the recovery job records a charge left
+behind; a declined payment leaves nothing behind). Money never moves twice for one
 request_id, and a balance never goes negative (the database trigger guarantees it).
 """
 

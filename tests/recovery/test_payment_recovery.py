@@ -200,6 +200,12 @@ async def test_a_top_up_whose_recording_failed_is_credited_once_by_recovery(
     assert (event["table_name"], event["action_type"]) == ("Transactions", "INSERT")
     assert event["details"]["txn_id"] == replay.transaction.txn_id
 
+    # Settled attempts go with the keys' lifetime (the key itself stays until it expires).
+    clock.advance(25 * 3600)
+    await scheduler.run_once()
+    assert await attempt_state(resources, request.request_id) is None
+    assert await wallet(channel).TopUp(request, metadata=user.metadata) == replay
+
 
 async def test_an_external_recharge_whose_recording_failed_is_bought_once_by_recovery(
     channel: grpc.aio.Channel, resources: Any, grpc_server: Any
