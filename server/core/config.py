@@ -125,8 +125,14 @@ class Settings(BaseSettings):
     #: optionally ``{key_id}``), e.g. ``https://pay.example.com/checkout?order_id={order_id}``:
     #: it opens Razorpay Checkout with the order id and the key id.
     razorpay_checkout_url: str = ""
-    #: Seconds between scheduler ticks (plan expiry, queued plans, autopay, reminders).
+    #: Seconds between scheduler ticks (plan expiry, queued plans, autopay, reminders,
+    #: payment recovery).
     scheduler_interval_seconds: float = Field(default=30.0, ge=0.05)
+    #: Seconds a charge may stay between the gateway and the ledger before the recovery
+    #: job asks the gateway about it (docs/payments.md). Longer than a charge can take
+    #: (the gateway adapter's timeouts and retries), so that a live call still charging
+    #: is never raced; a charge found settled is recorded exactly once either way.
+    payment_recovery_after_seconds: float = Field(default=120.0, ge=0)
     #: Days before a postpaid bill's due date that its reminder is sent.
     bill_reminder_days_before: int = Field(default=3, ge=0, le=30)
     #: Seconds the in-process plan/offer catalogue is cached.

@@ -207,3 +207,37 @@ async def release(conn: AsyncConnection, *, caller: str, request_id: str) -> Non
             idempotency_keys.c.result.is_(None),
         )
     )
+
+
+async def reclaim(
+    conn: AsyncConnection, *, caller: str, request_id: str, rpc: str, fingerprint: str
+) -> None:
+    """Claim the key "in progress" again if it is gone, in the transaction that records
+    an external call's outcome: the key was released (the outcome looked unknown, or the
+    recovery job found no charge) while the charge went through after all. An existing
+    key is left as it is."""
+    await conn.execute(
+        insert(idempotency_keys)
+        .values(
+            caller=caller,
+            request_id=request_id,
+            rpc=rpc,
+            request_hash=fingerprint,
+            expires_at=func.now() + IDEMPOTENCY_TTL,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def stored_result(
+    conn: AsyncConnection, *, caller: str, request_id: str
+) -> Mapping[str, Any] | None:
+    """The result the key ``(caller, request_id)`` recorded (None: no key, or still in
+    progress), whatever request it was for."""
+    result = await conn.execute(
+        select(idempotency_keys.c.result).where(
+            idempotency_keys.c.caller == caller, idempotency_keys.c.request_id == request_id
+        )
+    )
+    value: Mapping[str, Any] | None = result.scalar_one_or_none()
+    return value

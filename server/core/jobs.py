@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 LOCK_PLAN_EXPIRY = 0x47434A_0000000001
 LOCK_BILL_REMINDERS = 0x47434A_0000000003
 LOCK_IDEMPOTENCY_PURGE = 0x47434A_0000000004
+LOCK_PAYMENT_RECOVERY = 0x47434A_0000000005
 
 
 async def try_job_lock(conn: AsyncConnection, key: int) -> bool:

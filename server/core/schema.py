@@ -216,7 +216,7 @@ admins = Table(
     Column("mfa_enabled", Boolean, nullable=False, server_default=FALSE),
     #: Last TOTP time step accepted, so a code cannot be replayed (migration 0004).
     Column("totp_last_step", BigInteger),
-    #: When the account last proved it holds its e-mail / phone (migration 0008); NULL =
+    #: When the account last proved it holds its e-mail / phone (migration 0009); NULL =
     #: never. A trigger clears them when the contact changes without being verified.
     Column("email_verified_at", TimestampTZ),
     Column("phone_verified_at", TimestampTZ),
@@ -247,7 +247,7 @@ users = Table(
     _created_at("updated_at"),
     Column("role_id", Integer, ForeignKey("roles.role_id", name="fk_users_role")),
     Column("password_hash", Text),
-    #: When the customer last proved they hold their e-mail / phone (migration 0008);
+    #: When the customer last proved they hold their e-mail / phone (migration 0009);
     #: NULL = never: no OTP login or password reset through that contact. A trigger
     #: clears them when the contact changes without being verified.
     Column("email_verified_at", TimestampTZ),
@@ -489,7 +489,7 @@ auth_throttle = Table(
 audit_outbox = Table(
     "audit_outbox",
     metadata,
-    # The order batches are taken in; not unique (a sequence can go back: migration 0008).
+    # The order batches are taken in; not unique (a sequence can go back: migration 0010).
     Column("outbox_id", BigInteger, Identity(always=False), nullable=False),
     Column("event", JSONB, nullable=False),
     _created_at(),
@@ -848,4 +848,57 @@ idempotency_keys = Table(
     Column("expires_at", TimestampTZ, nullable=False),
     PrimaryKeyConstraint("caller", "request_id", name="idempotency_keys_pkey"),
     Index("idx_idempotency_keys_expires_at", "expires_at"),
+)
+
+
+# --- payment attempts (migration 0011) ------------------------------------------------------
+
+payment_attempts = Table(
+    "payment_attempts",
+    metadata,
+    #: Our gateway reference of the charge (stable across retries of one request).
+    Column("reference", Text, nullable=False),
+    #: ``top_up`` or ``recharge`` (PayBill pays through the recharge path).
+    Column("kind", Text, nullable=False),
+    #: The idempotency key the charge runs under: (caller, request_id), its RPC and hash.
+    Column("caller", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("rpc", Text, nullable=False),
+    Column("request_hash", Text, nullable=False),
+    Column(
+        "user_id",
+        Integer,
+        ForeignKey("users.user_id", name="fk_payment_attempts_user"),
+        nullable=False,
+    ),
+    #: Everything needed to record the outcome without the original request.
+    Column("intent", JSONB, nullable=False),
+    #: ``charging`` -> ``recorded`` | ``released``.
+    Column("state", Text, nullable=False, server_default=text("'charging'")),
+    #: The gateway's id of the charge (ChargeResult.payment_id), once recorded.
+    Column("payment_id", Text),
+    #: The ledger row the charge was recorded as.
+    Column("txn_id", Integer),
+    #: Charges made under this reference (a retry after a release charges again).
+    Column("charges", Integer, nullable=False, server_default=text("1")),
+    #: Times the recovery job asked the gateway about it.
+    Column("checks", Integer, nullable=False, server_default=text("0")),
+    #: When the recovery job may look at it next (NULL: ``updated_at`` + the grace).
+    Column("next_check_at", TimestampTZ),
+    #: Why the last recovery check did not settle it (an error class, no details).
+    Column("last_error", Text),
+    _created_at(),
+    _created_at("updated_at"),
+    PrimaryKeyConstraint("reference", name="payment_attempts_pkey"),
+    CheckConstraint("kind IN ('top_up', 'recharge')", name="ck_payment_attempts_kind"),
+    CheckConstraint(
+        "state IN ('charging', 'recorded', 'released')", name="ck_payment_attempts_state"
+    ),
+    Index(
+        "idx_payment_attempts_charging",
+        "updated_at",
+        postgresql_where=text("state = 'charging'"),
+    ),
+    Index("idx_payment_attempts_updated_at", "updated_at"),
+    Index("idx_payment_attempts_user_id", "user_id"),
 )

@@ -1,5 +1,5 @@
-"""The in-process scheduler: plan expiry and queued-plan activation, autopay, bill
-reminders and idempotency-key cleanup, one tick every
+"""The in-process scheduler: plan expiry and queued-plan activation, autopay, payment
+recovery, bill reminders and idempotency-key cleanup, one tick every
 ``settings.scheduler_interval_seconds``.
 
 Every replica of the server runs its own scheduler; the jobs coordinate through the
@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server.audit.scope import job_scope
 from server.core import idempotency
 from server.core.jobs import LOCK_IDEMPOTENCY_PURGE, try_job_lock
 from server.core.resources import Resources
+from server.payments.attempts import domain as attempts
 from server.recharge import flows as recharge_flows
 from server.recharge.autopay import flows as autopay_flows
 from server.recharge.autopay.flows import AutopayCounts
@@ -27,6 +30,8 @@ from server.recharge.bills import flows as bills_flows
 from server.recharge.bills.domain import BillCounts
 from server.recharge.domain import PlanCounts
 from server.recharge.flows import Recharger
+from server.recovery import flows as recovery_flows
+from server.recovery.flows import RecoveryCounts
 from server.wallet.domain import expire_pending_payments
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,14 @@ AUTOPAY_RETRY_SECONDS = 3600.0
 #: Seconds a tick in progress may run on when the scheduler is stopped.
 STOP_GRACE_SECONDS = 5.0
 
+#: The wall clock of the jobs that compare times they stored (payment recovery, key
+#: purge); tests pass one they can step.
+WallClock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
 
 @dataclass
 class TickReport:
@@ -46,6 +59,7 @@ class TickReport:
     plans: PlanCounts | None = None
     autopay: AutopayCounts | None = None
     bills: BillCounts | None = None
+    payments: RecoveryCounts | None = None
     purged_keys: int | None = None
     expired_payments: int | None = None
     failed_jobs: list[str] = field(default_factory=list)
@@ -55,7 +69,7 @@ class TickReport:
         """Whether the tick changed anything or failed (worth an INFO log line)."""
         counts = [
             v
-            for part in (self.plans, self.autopay, self.bills)
+            for part in (self.plans, self.autopay, self.bills, self.payments)
             if part is not None
             for v in asdict(part).values()
             if not isinstance(v, bool)
@@ -64,7 +78,7 @@ class TickReport:
 
     def as_log(self) -> dict[str, Any]:
         out: dict[str, Any] = {"failed_jobs": list(self.failed_jobs)}
-        for name in ("plans", "autopay", "bills"):
+        for name in ("plans", "autopay", "bills", "payments"):
             value = getattr(self, name)
             out[name] = asdict(value) if value is not None else None
         out["purged_keys"] = self.purged_keys
@@ -72,11 +86,21 @@ class TickReport:
         return out
 
 
-async def _purge(resources: Resources) -> int:
+async def _purge(resources: Resources, now: datetime) -> int:
+    """Expired idempotency keys, and the payment attempts settled before them."""
     async with resources.db.side_transaction() as conn:
         if not await try_job_lock(conn, LOCK_IDEMPOTENCY_PURGE):
             return 0
-        return await idempotency.purge_expired(conn)
+        purged = await idempotency.purge_expired(conn)
+        await attempts.purge_settled(before=now - idempotency.IDEMPOTENCY_TTL, conn=conn)
+        return purged
+
+
+async def _recover_payments(
+    resources: Resources, recharger: Recharger, now: datetime
+) -> RecoveryCounts:
+    grace = timedelta(seconds=resources.settings.payment_recovery_after_seconds)
+    return await recovery_flows.run(recharger, now=now, grace=grace)
 
 
 async def _expire_payments(resources: Resources) -> int:
@@ -93,11 +117,14 @@ async def run_once(
     *,
     autopay_batch: int = AUTOPAY_BATCH,
     autopay_retry_seconds: float = AUTOPAY_RETRY_SECONDS,
+    clock: WallClock | None = None,
 ) -> TickReport:
     """One tick of every job, in order: plans (so queued plans are active before
-    autopay queues more), autopay, expired external payments, bill reminders,
-    idempotency-key purge."""
+    autopay queues more), autopay, payment recovery (charges left between the gateway
+    and the ledger), expired external payments, bill reminders, idempotency-key purge.
+    ``clock`` (default: the real UTC time) is the recovery's and the purge's now."""
     report = TickReport()
+    now = (clock or _utc_now)()
     try:
         with job_scope("plan_expiry"):
             report.plans = await recharge_flows.run_plan_expiry(resources.db)
@@ -114,6 +141,13 @@ async def run_once(
         report.failed_jobs.append("autopay")
         log.exception("scheduler job failed", extra={"job": "autopay", "error": type(exc).__name__})
     try:
+        report.payments = await _recover_payments(resources, recharger, now)
+    except Exception as exc:
+        report.failed_jobs.append("payments")
+        log.exception(
+            "scheduler job failed", extra={"job": "payments", "error": type(exc).__name__}
+        )
+    try:
         report.expired_payments = await _expire_payments(resources)
     except Exception as exc:
         report.failed_jobs.append("expired_payments")
@@ -129,7 +163,7 @@ async def run_once(
         report.failed_jobs.append("bills")
         log.exception("scheduler job failed", extra={"job": "bills", "error": type(exc).__name__})
     try:
-        report.purged_keys = await _purge(resources)
+        report.purged_keys = await _purge(resources, now)
     except Exception as exc:
         report.failed_jobs.append("idempotency_purge")
         log.exception(
@@ -153,8 +187,10 @@ class Scheduler:
         interval: float | None = None,
         autopay_batch: int = AUTOPAY_BATCH,
         autopay_retry_seconds: float = AUTOPAY_RETRY_SECONDS,
+        clock: WallClock | None = None,
     ) -> None:
         self._resources = resources
+        self._clock = clock
         self._recharger = recharger
         self._interval = (
             interval if interval is not None else resources.settings.scheduler_interval_seconds
@@ -181,6 +217,7 @@ class Scheduler:
             self._recharger,
             autopay_batch=self._autopay_batch,
             autopay_retry_seconds=self._autopay_retry_seconds,
+            clock=self._clock,
         )
 
     def start(self) -> None:

@@ -12,7 +12,7 @@ once (real gateways call it an idempotency key, receipt or merchant order id); a
 declined attempt captured nothing and may be retried with the same reference. Callers
 pass a reference derived from the caller and the request's ``request_id``; the same
 reference finds the charge again (:meth:`PaymentGateway.lookup`) when the service lost
-track of it (a crash between the charge and its record: server/payments/recovery).
+track of it (a crash between the charge and its record: the recovery job, server/recovery).
 
 ``ChargeResult.payment_id`` is the id the gateway gave the charge when it was made (for
 Razorpay the order id); it is stored as ``transactions.payment_transaction_id`` and is

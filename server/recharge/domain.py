@@ -5,16 +5,18 @@ flows.py opens the transactions).
 A recharge is paid from the payer's wallet (one database transaction:
 :func:`recharge_from_wallet` writes the ledger debit, the plan activation or queueing,
 the referral reward and the idempotency key together) or by an external method through
-the payment gateway (:func:`claim_external` commits the key first, the flow calls the
-gateway outside any transaction, then :func:`record_external` writes the ledger row and
-the plan; a declined payment leaves nothing behind). Money never moves twice for one
+the payment gateway (:func:`claim_external` commits the key and the payment attempt
+first, the flow calls the gateway outside any transaction, then :func:`record_external`
+writes the ledger row and the plan, once, from the attempt's intent
+(:class:`PaidRecharge`), which is also how the recovery job records a charge left
+behind; a declined payment leaves nothing behind). Money never moves twice for one
 request_id, and a balance never goes negative (the database trigger guarantees it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -37,6 +39,7 @@ from server.core.money import to_minor
 from server.ledger import domain as ledger
 from server.ledger.domain import Transaction
 from server.notifications import notify
+from server.payments.attempts import domain as attempts
 from server.payments.gateway import ChargeResult
 from server.plans import domain as plans
 from server.plans.catalogue import Catalogue
@@ -145,6 +148,97 @@ class ExternalRecharge:
     def gateway_reference(self) -> str:
         """Our reference for the charge: stable across retries of the same request."""
         return f"{self.caller}/{self.order.request_id}"
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """What a recharge writes: a priced plan for one payer and number (the prices and
+    the plan's terms as they were when it was priced)."""
+
+    user_id: int
+    payer_phone: str | None
+    phone: str
+    plan_id: int
+    plan_name: str
+    plan_type: str
+    validity_days: int
+    offer_id: int | None
+    #: What the payer pays (the plan's price less the discount).
+    amount: Decimal
+    discount: Decimal
+    cashback: Decimal
+
+    @classmethod
+    def of(cls, payer: Payer, phone: str, pricing: Pricing) -> Purchase:
+        return cls(
+            user_id=payer.user_id,
+            payer_phone=payer.phone,
+            phone=phone,
+            plan_id=pricing.plan.plan_id,
+            plan_name=pricing.plan.plan_name,
+            plan_type=pricing.plan.plan_type,
+            validity_days=pricing.plan.validity_days,
+            offer_id=pricing.offer.offer_id if pricing.offer else None,
+            amount=pricing.to_pay,
+            discount=pricing.discount,
+            cashback=pricing.cashback,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for name in ("amount", "discount", "cashback"):
+            out[name] = str(out[name])
+        return out
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Purchase:
+        fields = dict(value)
+        for name in ("amount", "discount", "cashback"):
+            fields[name] = Decimal(str(fields[name]))
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class PaidRecharge:
+    """An externally paid recharge's charge and what recording it needs, without the
+    request: the payment attempt's ``intent`` (server/payments/attempts), from which the
+    recovery job records it exactly as the live call would."""
+
+    charge: attempts.Charge
+    purchase: Purchase
+    method: str
+    source: str
+
+    @classmethod
+    def of(cls, ext: ExternalRecharge, *, source: str = "recharge") -> PaidRecharge:
+        """The intent of a checked, priced order, in the call's scope."""
+        purchase = Purchase.of(ext.payer, ext.phone, ext.pricing)
+        method = ext.order.payment_method
+        return cls(
+            attempts.Charge(
+                reference=ext.gateway_reference,
+                kind=attempts.RECHARGE,
+                caller=ext.caller,
+                request_id=ext.order.request_id,
+                rpc=current_rpc(),
+                fingerprint=ext.fingerprint,
+                user_id=ext.payer.user_id,
+                intent={"purchase": purchase.to_json(), "method": method, "source": source},
+            ),
+            purchase,
+            method,
+            source,
+        )
+
+    @classmethod
+    def of_attempt(cls, attempt: attempts.Attempt) -> PaidRecharge:
+        intent = attempt.charge.intent
+        return cls(
+            attempt.charge,
+            Purchase.from_json(intent["purchase"]),
+            str(intent["method"]),
+            str(intent.get("source", "recharge")),
+        )
 
 
 @dataclass(frozen=True)
@@ -344,9 +438,7 @@ async def recharge_from_wallet(
         return await _write(
             caller=caller,
             request_id=order.request_id,
-            payer=payer,
-            phone=phone,
-            pricing=pricing,
+            purchase=Purchase.of(payer, phone, pricing),
             category="wallet",
             source=source,
             method=WALLET,
@@ -365,9 +457,7 @@ async def _write(
     *,
     caller: str,
     request_id: str,
-    payer: Payer,
-    phone: str,
-    pricing: Pricing,
+    purchase: Purchase,
     category: str,
     source: str,
     method: str,
@@ -377,19 +467,19 @@ async def _write(
 ) -> RechargeResult:
     """The ledger row, the plan, the referral reward, the key and the audit event:
     one statement; offers and first recharges of referred users add one or two."""
-    offer_id = pricing.offer.offer_id if pricing.offer else None
+    p = purchase
     row = await queries.insert_recharge(
         conn,
         caller=caller,
         request_id=request_id,
-        user_id=payer.user_id,
-        plan_id=pricing.plan.plan_id,
-        offer_id=offer_id,
-        validity_days=pricing.plan.validity_days,
-        amount=pricing.to_pay,
-        service_type=pricing.plan.plan_type,
-        phone=phone,
-        from_phone=payer.phone,
+        user_id=p.user_id,
+        plan_id=p.plan_id,
+        offer_id=p.offer_id,
+        validity_days=p.validity_days,
+        amount=p.amount,
+        service_type=p.plan_type,
+        phone=p.phone,
+        from_phone=p.payer_phone,
         category=category,
         source=source,
         payment_method=method,
@@ -399,21 +489,21 @@ async def _write(
             "Transactions",
             "INSERT",
             {
-                "user_id": payer.user_id,
-                "plan_id": pricing.plan.plan_id,
-                "offer_id": offer_id,
-                "amount": str(pricing.to_pay),
-                "phone_number": phone,
+                "user_id": p.user_id,
+                "plan_id": p.plan_id,
+                "offer_id": p.offer_id,
+                "amount": str(p.amount),
+                "phone_number": p.phone,
                 "payment_method": method,
             },
         ),
     )
     plan_view = ActivePlanView(
         row.cap_id,
-        payer.user_id,
-        pricing.plan.plan_id,
-        pricing.plan.plan_name,
-        phone,
+        p.user_id,
+        p.plan_id,
+        p.plan_name,
+        p.phone,
         row.valid_from,
         row.valid_to,
         row.cap_status,
@@ -424,13 +514,15 @@ async def _write(
         else None
     )
     cashback_txn = await _settle_extras(
-        user_id=payer.user_id,
-        pricing=pricing,
+        user_id=p.user_id,
+        plan_id=p.plan_id,
+        offer_id=p.offer_id,
+        cashback=p.cashback,
         reward=reward,
         reward_amount=reward_amount,
         conn=conn,
     )
-    if pricing.discount or cashback_txn is not None:
+    if p.discount or cashback_txn is not None:
         await idempotency.complete(
             conn,
             caller=caller,
@@ -438,14 +530,12 @@ async def _write(
             result={
                 "txn_id": row.txn_id,
                 "active_plan_id": row.cap_id,
-                "discount": str(pricing.discount),
-                "cashback": str(pricing.cashback),
+                "discount": str(p.discount),
+                "cashback": str(p.cashback),
                 "cashback_txn_id": cashback_txn.txn_id if cashback_txn else None,
             },
         )
-    return RechargeResult(
-        Transaction.of(row), plan_view, pricing.discount, pricing.cashback, cashback_txn
-    )
+    return RechargeResult(Transaction.of(row), plan_view, p.discount, p.cashback, cashback_txn)
 
 
 async def prepare_external(
@@ -468,51 +558,64 @@ async def prepare_external(
     return ExternalRecharge(scope or who.subject, order, fingerprint, payer, phone, pricing)
 
 
-async def claim_external(ext: ExternalRecharge, *, conn: AsyncConnection) -> RechargeResult | None:
-    """Claim the key "in progress" (its own transaction, committed before the gateway is
-    called); the original result when this request already ran."""
+async def claim_external(intent: PaidRecharge, *, conn: AsyncConnection) -> RechargeResult | None:
+    """Claim the key "in progress" and write the payment attempt ``charging`` (their own
+    transaction, committed before the gateway is called); the original result when this
+    request already ran."""
+    charge = intent.charge
     replay = await idempotency.claim_for_external_call(
         conn,
-        caller=ext.caller,
-        request_id=ext.order.request_id,
-        rpc=current_rpc(),
-        fingerprint=ext.fingerprint,
+        caller=charge.caller,
+        request_id=charge.request_id,
+        rpc=charge.rpc,
+        fingerprint=charge.fingerprint,
     )
-    if replay is None:
+    if replay is not None:
+        return await result_of(replay.result, conn=conn)
+    done = await attempts.begin(charge, conn=conn)
+    if done is None:
         return None
-    return await result_of(replay.result, conn=conn)
-
-
-async def release_external(ext: ExternalRecharge, *, conn: AsyncConnection) -> None:
-    """Forget the in-progress key of a charge that was declined or never answered."""
-    await idempotency.release(conn, caller=ext.caller, request_id=ext.order.request_id)
+    # Recorded long ago (its key expired since): the same outcome.
+    result = {"txn_id": done.txn_id}
+    await idempotency.complete(
+        conn, caller=charge.caller, request_id=charge.request_id, result=result
+    )
+    return await result_of(result, conn=conn)
 
 
 async def record_external(
-    ext: ExternalRecharge,
+    intent: PaidRecharge,
     charge: ChargeResult,
     *,
     reward_amount: Decimal,
     conn: AsyncConnection,
 ) -> RechargeResult:
-    """After the gateway authorised the charge or left it pending: the ledger row (and,
-    authorised, the plan and what comes with it) and the completed key."""
-    pricing = ext.pricing
+    """After the gateway authorised the charge or left it pending, in one transaction:
+    the ledger row (and, authorised, the plan and what comes with it), the completed
+    key and the attempt ``recorded``. The attempt is locked first: a charge already
+    recorded is replayed, never recorded twice. The recovery job records through here
+    too."""
+    attempt = await attempts.lock(intent.charge.reference, conn=conn)
+    if attempt is not None and attempt.state == attempts.RECORDED:
+        return await recorded_recharge(attempt, conn=conn)
+    await attempts.reclaim_key(intent.charge, conn=conn)
+    p = intent.purchase
+    key = {"caller": intent.charge.caller, "request_id": intent.charge.request_id}
     if charge.status == "pending":
         txn = await ledger.insert(
             {
-                "user_id": ext.payer.user_id,
+                "user_id": p.user_id,
                 "category": "service",
                 "txn_type": "debit",
-                "amount": pricing.to_pay,
-                "service_type": pricing.plan.plan_type,
-                "plan_id": pricing.plan.plan_id,
-                "offer_id": pricing.offer.offer_id if pricing.offer else None,
-                "from_phone_number": ext.payer.phone,
-                "to_phone_number": ext.phone,
-                "source": "recharge",
+                "amount": p.amount,
+                "service_type": p.plan_type,
+                "plan_id": p.plan_id,
+                "offer_id": p.offer_id,
+                "from_phone_number": p.payer_phone,
+                "to_phone_number": p.phone,
+                "source": intent.source,
                 "status": "pending",
-                "payment_method": ext.order.payment_method,
+                "payment_method": intent.method,
                 "payment_transaction_id": charge.payment_id,
             },
             conn=conn,
@@ -520,29 +623,38 @@ async def record_external(
         audit_change("Transactions", "INSERT", {"txn_id": txn.txn_id, "pending": True})
         await idempotency.complete(
             conn,
-            caller=ext.caller,
-            request_id=ext.order.request_id,
+            **key,
             result={
                 "txn_id": txn.txn_id,
-                "discount": str(pricing.discount),
-                "cashback": str(pricing.cashback),
+                "discount": str(p.discount),
+                "cashback": str(p.cashback),
             },
         )
-        return RechargeResult(txn, None, pricing.discount, pricing.cashback, pending=charge)
-    await queries.lock_phone(conn, ext.phone)
-    return await _write(
-        caller=ext.caller,
-        request_id=ext.order.request_id,
-        payer=ext.payer,
-        phone=ext.phone,
-        pricing=pricing,
-        category="service",
-        source="recharge",
-        method=ext.order.payment_method,
-        payment_id=charge.payment_id,
-        reward_amount=reward_amount,
-        conn=conn,
+        result = RechargeResult(txn, None, p.discount, p.cashback, pending=charge)
+    else:
+        await queries.lock_phone(conn, p.phone)
+        result = await _write(
+            **key,
+            purchase=p,
+            category="service",
+            source=intent.source,
+            method=intent.method,
+            payment_id=charge.payment_id,
+            reward_amount=reward_amount,
+            conn=conn,
+        )
+    await attempts.recorded(
+        attempt, intent.charge, payment_id=charge.payment_id, txn_id=result.txn.txn_id, conn=conn
     )
+    return result
+
+
+async def recorded_recharge(attempt: attempts.Attempt, *, conn: AsyncConnection) -> RechargeResult:
+    """The outcome of a recharge whose attempt is recorded (its key's result)."""
+    stored = await idempotency.stored_result(
+        conn, caller=attempt.charge.caller, request_id=attempt.charge.request_id
+    )
+    return await result_of(stored if stored is not None else {"txn_id": attempt.txn_id}, conn=conn)
 
 
 # --- reads --------------------------------------------------------------------------------
@@ -653,20 +765,18 @@ async def result_of(result: Mapping[str, Any], *, conn: AsyncConnection) -> Rech
 async def _settle_extras(
     *,
     user_id: int,
-    pricing: Pricing,
+    plan_id: int,
+    offer_id: int | None,
+    cashback: Decimal,
     reward: ledger.EarnedReward | None,
     reward_amount: Decimal,
     conn: AsyncConnection,
 ) -> Transaction | None:
     """Cashback to the buyer, and a referral reward to the referrer once earned."""
     cashback_txn = None
-    if pricing.cashback > 0:
+    if cashback > 0:
         cashback_txn = await ledger.credit_cashback(
-            user_id=user_id,
-            amount=pricing.cashback,
-            plan_id=pricing.plan.plan_id,
-            offer_id=pricing.offer.offer_id if pricing.offer else None,
-            conn=conn,
+            user_id=user_id, amount=cashback, plan_id=plan_id, offer_id=offer_id, conn=conn
         )
     if reward is not None:
         await ledger.pay_referral_reward(reward, reward_amount, conn=conn)
@@ -707,7 +817,9 @@ async def activate_paid_recharge(
     reward = await ledger.reward_first_recharge(txn, reward_amount, conn=conn)
     return await _settle_extras(
         user_id=txn.user_id,
-        pricing=Pricing(plan, offer, (), plan.price, Decimal("0.00"), cashback),
+        plan_id=plan.plan_id,
+        offer_id=offer.offer_id if offer else None,
+        cashback=cashback,
         reward=reward,
         reward_amount=reward_amount,
         conn=conn,

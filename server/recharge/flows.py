@@ -9,11 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from server.auth.principal import Principal
 from server.core.db import Database
-from server.core.errors import FailedPrecondition
 from server.core.jobs import LOCK_PLAN_EXPIRY, try_job_lock
-from server.payments.gateway import PaymentGateway
+from server.core.money import CURRENCY
+from server.payments.attempts.domain import Attempt
+from server.payments.attempts.flows import ChargeOrder, charge_and_record
+from server.payments.gateway import ChargeResult, PaymentGateway
 from server.plans.catalogue import Catalogue
 from server.recharge import domain
 from server.recharge.domain import Order, PlanCounts, RechargeResult
@@ -55,41 +59,53 @@ async def recharge(
                 scope=scope,
                 conn=conn,
             )
-    return await _external(r, who, order, fingerprint, scope=scope)
+    return await _external(r, who, order, fingerprint, source=source, scope=scope)
 
 
 async def _external(
-    r: Recharger, who: Principal, order: Order, fingerprint: str, *, scope: str | None
+    r: Recharger,
+    who: Principal,
+    order: Order,
+    fingerprint: str,
+    *,
+    source: str,
+    scope: str | None,
 ) -> RechargeResult:
+    """Price and check the order (a read), claim its key with its payment attempt (a
+    committed transaction of their own), then charge and record outside any open
+    transaction (server/payments/attempts/flows.py: the work finishes even if the caller
+    goes away; whatever stops it leaves the attempt for the recovery job)."""
     async with r.db.read_only() as conn:
         ext = await domain.prepare_external(
             r.catalogue, who, order, fingerprint, scope=scope, conn=conn
         )
+    intent = domain.PaidRecharge.of(ext, source=source)
     async with r.db.side_transaction() as conn:
-        replayed = await domain.claim_external(ext, conn=conn)
+        replayed = await domain.claim_external(intent, conn=conn)
     if replayed is not None:
         return replayed
-    try:
-        charge = await r.gateway.charge(
-            amount=ext.pricing.to_pay,
-            currency="INR",
-            method=order.payment_method,
+
+    async def record(charge: ChargeResult, conn: AsyncConnection) -> RechargeResult:
+        return await domain.record_external(
+            intent, charge, reward_amount=r.reward_amount, conn=conn
+        )
+
+    async def replay(attempt: Attempt, conn: AsyncConnection) -> RechargeResult:
+        return await domain.recorded_recharge(attempt, conn=conn)
+
+    return await charge_and_record(
+        r.db,
+        r.gateway,
+        ChargeOrder(
+            reference=intent.charge.reference,
+            amount=intent.purchase.amount,
+            currency=CURRENCY,
+            method=intent.method,
             details=order.payment_details,
-            reference=ext.gateway_reference,
-        )
-    except BaseException:
-        async with r.db.side_transaction() as conn:
-            await domain.release_external(ext, conn=conn)
-        raise
-    if charge.status == "declined":
-        async with r.db.side_transaction() as conn:
-            await domain.release_external(ext, conn=conn)
-        raise FailedPrecondition(
-            f"the payment was declined: {charge.decline_reason or 'declined'}",
-            reason="PAYMENT_DECLINED",
-        )
-    async with r.db.transaction() as conn:
-        return await domain.record_external(ext, charge, reward_amount=r.reward_amount, conn=conn)
+        ),
+        record=record,
+        replay=replay,
+    )
 
 
 async def run_plan_expiry(db: Database) -> PlanCounts:

@@ -13,6 +13,7 @@ from gencharge.v1 import wallet_service_pb2 as pb
 from server.core import protoconv
 from server.core.idempotency import request_hash
 from server.ledger import convert as ledger_convert
+from server.payments.gateway import Callback, CheckoutCallback, WebhookCallback
 from server.wallet import domain
 
 OUTCOMES: dict[int, str] = {
@@ -81,6 +82,18 @@ def top_up_response(result: domain.TopUpResult) -> pb.TopUpResponse:
     return response
 
 
+def callback_of(request: pb.ConfirmPaymentRequest) -> Callback | None:
+    """The gateway's callback the request carries, unchanged (a webhook's body stays the
+    exact bytes received)."""
+    which = request.WhichOneof("callback")
+    if which == "checkout":
+        c = request.checkout
+        return CheckoutCallback(c.order_id, c.payment_id, c.signature)
+    if which == "webhook":
+        return WebhookCallback(bytes(request.webhook.body), request.webhook.signature)
+    return None
+
+
 def confirmation(request: pb.ConfirmPaymentRequest) -> domain.Confirmation:
     outcome = (
         ""
@@ -93,6 +106,7 @@ def confirmation(request: pb.ConfirmPaymentRequest) -> domain.Confirmation:
         payment_transaction_id=request.payment_transaction_id,
         outcome=outcome,
         failure_reason=request.failure_reason,
+        callback=callback_of(request),
         fingerprint=request_hash(request),
     )
 

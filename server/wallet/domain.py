@@ -38,10 +38,19 @@ from server.core.errors import (
     PermissionDenied,
 )
 from server.core.idempotency import Replay
-from server.core.money import CURRENCY, from_minor
+from server.core.money import CURRENCY, from_minor, to_minor
 from server.ledger import domain as ledger
 from server.ledger.domain import PENDING_PAYMENT_TTL, ReferralReward, Transaction
-from server.payments.gateway import EXTERNAL_METHODS, ChargeResult
+from server.payments import signing
+from server.payments.attempts import domain as attempts
+from server.payments.gateway import (
+    EXTERNAL_METHODS,
+    Callback,
+    ChargeResult,
+    CheckoutCallback,
+    RefundResult,
+    VerifiedPayment,
+)
 from server.wallet import queries
 
 #: Top-up limits, in paise: Rs 1 to Rs 1,00,000 per top-up.
@@ -68,6 +77,8 @@ _DETAIL_RULES: dict[str, tuple[re.Pattern[str], str]] = {
 }
 _PAYMENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 MAX_FAILURE_REASON = 500
+#: A success reported for a payment already failed (e.g. expired unpaid), or the reverse.
+TRANSACTION_ALREADY_SETTLED = "TRANSACTION_ALREADY_SETTLED"
 
 
 # --- wallet ---------------------------------------------------------------------------------
@@ -166,11 +177,55 @@ def gateway_reference(caller: str, request_id: str) -> str:
     return f"topup:{caller}:{request_id}"
 
 
+@dataclass(frozen=True)
+class TopUpIntent:
+    """A top-up's charge and what recording it needs, without the request: the payment
+    attempt's ``intent`` (server/payments/attempts), from which the recovery job records
+    it exactly as the live call would."""
+
+    charge: attempts.Charge
+    amount_minor: int
+    method: str
+
+    @classmethod
+    def of(cls, who: Principal, order: TopUpOrder) -> TopUpIntent:
+        """The intent of a validated order, in the call's scope."""
+        assert order.amount_minor is not None
+        return cls(
+            attempts.Charge(
+                reference=gateway_reference(who.subject, order.request_id),
+                kind=attempts.TOP_UP,
+                caller=who.subject,
+                request_id=order.request_id,
+                rpc=current_rpc(),
+                fingerprint=order.fingerprint,
+                user_id=who.numeric_id,
+                intent={
+                    "amount_minor": order.amount_minor,
+                    "currency": CURRENCY,
+                    "method": order.method,
+                },
+            ),
+            order.amount_minor,
+            order.method,
+        )
+
+    @classmethod
+    def of_attempt(cls, attempt: attempts.Attempt) -> TopUpIntent:
+        intent = attempt.charge.intent
+        return cls(attempt.charge, int(intent["amount_minor"]), str(intent["method"]))
+
+    @property
+    def amount(self) -> Decimal:
+        return from_minor(self.amount_minor)
+
+
 async def begin_top_up(
     who: Principal, order: TopUpOrder, *, conn: AsyncConnection
-) -> Replay | None:
-    """Step 1 of a top-up (its own committed transaction): check the customer and claim
-    the idempotency key "in progress". A replay of a finished top-up returns its key."""
+) -> tuple[TopUpIntent, Replay | None]:
+    """Step 1 of a top-up (its own committed transaction): check the customer, claim
+    the idempotency key "in progress" and write the payment attempt ``charging``. A
+    replay of a finished top-up returns its key's result."""
     user_id = customer_id(who, "a wallet")
     validate_top_up(order)
     owner = await queries.get_wallet(conn, user_id)
@@ -178,37 +233,49 @@ async def begin_top_up(
         raise FailedPrecondition("this account has no wallet", reason="NO_WALLET")
     if owner.status != "active":
         raise PermissionDenied("this account is blocked", reason="ACCOUNT_BLOCKED")
-    return await idempotency.claim_for_external_call(
+    intent = TopUpIntent.of(who, order)
+    replay = await idempotency.claim_for_external_call(
         conn,
         caller=who.subject,
         request_id=order.request_id,
-        rpc=current_rpc(),
+        rpc=intent.charge.rpc,
         fingerprint=order.fingerprint,
     )
-
-
-async def release_top_up(who: Principal, order: TopUpOrder, *, conn: AsyncConnection) -> None:
-    """Forget the in-progress key of a top-up the gateway declined or never answered."""
-    await idempotency.release(conn, caller=who.subject, request_id=order.request_id)
+    if replay is not None:
+        return intent, replay
+    done = await attempts.begin(intent.charge, conn=conn)
+    if done is not None:  # recorded long ago (its key expired since): the same outcome
+        result = {"txn_id": done.txn_id}
+        await idempotency.complete(
+            conn, caller=who.subject, request_id=order.request_id, result=result
+        )
+        return intent, Replay(result)
+    return intent, None
 
 
 async def record_top_up(
-    who: Principal, order: TopUpOrder, charge: ChargeResult, *, conn: AsyncConnection
+    intent: TopUpIntent, charge: ChargeResult, *, conn: AsyncConnection
 ) -> TopUpResult:
-    """Step 3 (after the gateway authorised or left the charge pending): the credit row
-    (``success``: the trigger credits the wallet; ``pending``: nothing moves until
-    ConfirmPayment) and the completed key, in one transaction."""
-    assert order.amount_minor is not None
+    """Step 3 (after the gateway authorised the charge or left it pending), in one
+    transaction: the credit row (``success``: the trigger credits the wallet;
+    ``pending``: nothing moves until ConfirmPayment), the completed key and the attempt
+    ``recorded``. The attempt is locked first: a charge already recorded (by the
+    recovery job, or by the live call while the recovery job asked) is replayed, never
+    recorded twice. The recovery job records through here too."""
+    attempt = await attempts.lock(intent.charge.reference, conn=conn)
+    if attempt is not None and attempt.state == attempts.RECORDED:
+        return await recorded_top_up(attempt, conn=conn)
+    await attempts.reclaim_key(intent.charge, conn=conn)
     txn = await ledger.insert(
         {
-            "user_id": who.numeric_id,
+            "user_id": intent.charge.user_id,
             "category": "wallet",
             "txn_type": "credit",
-            "amount": from_minor(order.amount_minor),
+            "amount": intent.amount,
             "currency": CURRENCY,
             "source": "wallet_topup",
             "status": "success" if charge.status == "authorised" else "pending",
-            "payment_method": order.method,
+            "payment_method": intent.method,
             "payment_transaction_id": charge.payment_id,
         },
         conn=conn,
@@ -217,7 +284,12 @@ async def record_top_up(
     result: dict[str, Any] = {"txn_id": txn.txn_id}
     if charge.status == "pending" and charge.redirect_url:
         result["redirect_url"] = charge.redirect_url
-    await idempotency.complete(conn, caller=who.subject, request_id=order.request_id, result=result)
+    await idempotency.complete(
+        conn, caller=intent.charge.caller, request_id=intent.charge.request_id, result=result
+    )
+    await attempts.recorded(
+        attempt, intent.charge, payment_id=charge.payment_id, txn_id=txn.txn_id, conn=conn
+    )
     return _top_up_result(txn, result.get("redirect_url"))
 
 
@@ -227,72 +299,176 @@ def _top_up_result(txn: Transaction, redirect_url: str | None) -> TopUpResult:
     return TopUpResult(txn)
 
 
-async def replayed_top_up(who: Principal, replay: Replay, *, conn: AsyncConnection) -> TopUpResult:
-    txn = await ledger.get(int(replay.result["txn_id"]), user_id=who.numeric_id, conn=conn)
+async def replayed_top_up(user_id: int, replay: Replay, *, conn: AsyncConnection) -> TopUpResult:
+    txn = await ledger.get(int(replay.result["txn_id"]), user_id=user_id, conn=conn)
     if txn is None:  # the ledger never loses rows; defensive
         raise NotFound("the original transaction no longer exists", reason="NOT_FOUND")
     redirect = replay.result.get("redirect_url")
     return _top_up_result(txn, str(redirect) if redirect else None)
 
 
+async def recorded_top_up(attempt: attempts.Attempt, *, conn: AsyncConnection) -> TopUpResult:
+    """The outcome of a top-up whose attempt is recorded (its key's result)."""
+    stored = await idempotency.stored_result(
+        conn, caller=attempt.charge.caller, request_id=attempt.charge.request_id
+    )
+    result = stored if stored is not None else {"txn_id": attempt.txn_id}
+    return await replayed_top_up(attempt.charge.user_id, Replay(result), conn=conn)
+
+
 # --- gateway callback -------------------------------------------------------------------------
+
+#: Largest webhook body read (the gateway's events are a few KiB).
+MAX_WEBHOOK_BODY = 256 * 1024
+#: ErrorInfo reasons of refused callbacks (server/payments/signing.py names the others).
+CALLBACK_UNSIGNED = "CALLBACK_UNSIGNED"
+CALLBACK_MALFORMED = signing.MALFORMED
 
 
 @dataclass(frozen=True)
 class Confirmation:
-    """A ConfirmPayment request. ``outcome``: "success", "failed", "" (not set) or "?"."""
+    """A ConfirmPayment request: the gateway's callback and the deprecated fields.
+
+    ``outcome``: "success", "failed", "" (not set) or "?" (an unknown value);
+    ``callback``: the gateway's callback, unchanged (None: the request carries none)."""
 
     request_id: str
     txn_id: int
     payment_transaction_id: str
     outcome: str
     failure_reason: str
+    callback: Callback | None
     fingerprint: str
 
 
 def validate_confirmation(c: Confirmation) -> None:
+    """Everything that can be checked before the gateway verifies the callback. A
+    missing callback (or signature) is reason ``CALLBACK_UNSIGNED``; a callback with a
+    field missing or out of bounds ``CALLBACK_MALFORMED``."""
     violations: list[FieldViolation] = []
+    reason = "INVALID_ARGUMENT"
     try:
         idempotency.validate_request_id(c.request_id)
     except InvalidArgument as exc:
         violations.extend(exc.violations)
     if c.txn_id < 0:
         violations.append(FieldViolation("txn_id", "must be a positive id"))
-    elif c.txn_id == 0 and not c.payment_transaction_id:
-        violations.append(
-            FieldViolation("txn_id", "name the transaction by txn_id or payment_transaction_id")
-        )
     if c.payment_transaction_id and not _PAYMENT_ID.match(c.payment_transaction_id):
         violations.append(
             FieldViolation("payment_transaction_id", "must be 1-128 printable ASCII characters")
         )
-    if c.outcome == "":
-        violations.append(FieldViolation("outcome", "is required"))
-    elif c.outcome not in ("success", "failed"):
+    if c.outcome == "?":
         violations.append(FieldViolation("outcome", "is not a known outcome"))
-    elif c.outcome == "success" and not c.payment_transaction_id:
-        violations.append(
-            FieldViolation("payment_transaction_id", "is required for PAYMENT_OUTCOME_SUCCESS")
-        )
     if len(c.failure_reason) > MAX_FAILURE_REASON:
         violations.append(
             FieldViolation("failure_reason", f"must be at most {MAX_FAILURE_REASON} characters")
         )
+    unsigned: list[FieldViolation] = []
+    malformed: list[FieldViolation] = []
+    if c.callback is None:
+        unsigned.append(
+            FieldViolation(
+                "callback", "is required: forward the gateway's signed checkout result or webhook"
+            )
+        )
+    elif isinstance(c.callback, CheckoutCallback):
+        if not c.callback.signature:
+            unsigned.append(FieldViolation("callback.checkout.signature", "is required"))
+        for name in ("order_id", "payment_id"):
+            if not _PAYMENT_ID.match(getattr(c.callback, name)):
+                malformed.append(
+                    FieldViolation(
+                        f"callback.checkout.{name}", "must be 1-128 printable ASCII characters"
+                    )
+                )
+    else:
+        if not c.callback.signature:
+            unsigned.append(FieldViolation("callback.webhook.signature", "is required"))
+        if not c.callback.body:
+            malformed.append(FieldViolation("callback.webhook.body", "is required"))
+        elif len(c.callback.body) > MAX_WEBHOOK_BODY:
+            malformed.append(
+                FieldViolation("callback.webhook.body", f"must be at most {MAX_WEBHOOK_BODY} bytes")
+            )
+    if malformed:
+        reason = CALLBACK_MALFORMED
+    if unsigned:
+        reason = CALLBACK_UNSIGNED
+    violations.extend(unsigned + malformed)
     if violations:
-        raise InvalidArgument.of(violations)
+        names = ", ".join(v.field for v in violations)
+        raise InvalidArgument(f"invalid request: {names}", reason=reason, violations=violations)
+
+
+def _agrees(c: Confirmation, verified: VerifiedPayment) -> None:
+    """The deprecated fields, when set, must say what the verified callback says."""
+    if c.payment_transaction_id and c.payment_transaction_id != verified.payment_id:
+        raise FailedPrecondition(
+            "payment_transaction_id is not the charge the callback reports",
+            reason="PAYMENT_ID_MISMATCH",
+        )
+    if c.outcome and c.outcome != verified.outcome:
+        raise InvalidArgument.field(
+            "outcome", "does not match the outcome the gateway's callback reports"
+        )
+
+
+def _same_amount(txn: Transaction, verified: VerifiedPayment) -> None:
+    if verified.amount != txn.amount or verified.currency.strip().upper() != txn.currency:
+        raise FailedPrecondition(
+            "the callback's amount or currency differs from the transaction's; nothing changed",
+            reason="PAYMENT_AMOUNT_MISMATCH",
+            metadata={
+                "txn_id": str(txn.txn_id),
+                "expected_amount_minor": str(to_minor(txn.amount)),
+                "expected_currency": txn.currency,
+                "callback_amount_minor": str(to_minor(verified.amount)),
+                "callback_currency": verified.currency[:8],
+            },
+        )
+
+
+async def _payment_of(
+    c: Confirmation, verified: VerifiedPayment, *, for_update: bool, conn: AsyncConnection
+) -> Transaction:
+    txn = await ledger.get_by_payment_id(verified.payment_id, for_update=for_update, conn=conn)
+    if txn is None:
+        raise NotFound(
+            "no transaction for the callback's charge",
+            reason="PAYMENT_NOT_FOUND",
+            metadata={"payment_transaction_id": verified.payment_id},
+        )
+    if c.txn_id and c.txn_id != txn.txn_id:
+        raise FailedPrecondition(
+            "txn_id is not the transaction of the charge the callback reports",
+            reason="PAYMENT_ID_MISMATCH",
+        )
+    if not txn.is_external:
+        raise FailedPrecondition(
+            "this transaction was not paid through the payment gateway",
+            reason="NOT_AN_EXTERNAL_PAYMENT",
+        )
+    _same_amount(txn, verified)
+    return txn
 
 
 async def settle_payment(
-    who: Principal, c: Confirmation, *, conn: AsyncConnection
+    who: Principal, c: Confirmation, verified: VerifiedPayment, *, conn: AsyncConnection
 ) -> tuple[Transaction, bool]:
-    """Settle a pending external payment, once; idempotent per request_id and per
-    outcome. Returns the row and whether this call settled it (the caller then finishes
-    what the payment bought, in the same transaction: server/wallet/flows.py).
+    """Settle the pending payment a verified callback reports, once; idempotent per
+    request_id and per outcome. Returns the row and whether this call settled it (the
+    caller then finishes what the payment bought, in the same transaction:
+    server/wallet/flows.py).
 
-    The row is locked first, so concurrent callbacks for one payment serialise: the first
-    settles it, the others find it settled with the same outcome and return it unchanged.
+    The callback's charge names the row (``transactions.payment_transaction_id``); its
+    amount and currency must be the row's (``PAYMENT_AMOUNT_MISMATCH`` otherwise,
+    nothing written). The row is locked first, so concurrent callbacks for one payment
+    serialise: the first settles it, the others find it settled with the same outcome
+    and return it unchanged. A genuine event with no final outcome changes nothing.
     """
-    validate_confirmation(c)
+    _agrees(c, verified)
+    if verified.outcome is None:  # e.g. payment.authorized: wait for the final event
+        return await _payment_of(c, verified, for_update=False, conn=conn), False
     caller = who.subject
     replay = await idempotency.claim(
         conn, caller=caller, request_id=c.request_id, rpc=current_rpc(), fingerprint=c.fingerprint
@@ -302,51 +478,51 @@ async def settle_payment(
         if replayed is None:
             raise NotFound("the original transaction no longer exists")
         return replayed, False
-    if c.txn_id:
-        txn = await ledger.get(c.txn_id, for_update=True, conn=conn)
-    else:
-        txn = await ledger.get_by_payment_id(c.payment_transaction_id, for_update=True, conn=conn)
-    if txn is None:
-        raise NotFound("no such transaction", metadata={"txn_id": str(c.txn_id)})
-    if not txn.is_external:
-        raise FailedPrecondition(
-            "this transaction was not paid through the payment gateway",
-            reason="NOT_AN_EXTERNAL_PAYMENT",
-        )
-    if (
-        c.payment_transaction_id
-        and txn.payment_transaction_id
-        and txn.payment_transaction_id != c.payment_transaction_id
-    ):
-        raise FailedPrecondition(
-            "payment_transaction_id does not match the transaction's payment",
-            reason="PAYMENT_ID_MISMATCH",
-        )
+    txn = await _payment_of(c, verified, for_update=True, conn=conn)
     settled_now = False
     if txn.status == "pending":
-        new_payment_id = (
-            c.payment_transaction_id
-            if c.payment_transaction_id and not txn.payment_transaction_id
-            else None
-        )
         txn = await ledger.settle(
-            txn, outcome=c.outcome, payment_transaction_id=new_payment_id, conn=conn
+            txn, outcome=verified.outcome, payment_transaction_id=None, conn=conn
         )
         extra: dict[str, Any] = {"previous_status": "pending"}
-        if c.outcome == "failed" and c.failure_reason:
-            extra["failure_reason"] = c.failure_reason
+        if verified.gateway_payment_id:
+            extra["gateway_payment_id"] = verified.gateway_payment_id
+        reason = verified.failure_reason or c.failure_reason
+        if verified.outcome == "failed" and reason:
+            extra["failure_reason"] = reason
         audit_change("Transactions", "UPDATE", txn.audit_details(**extra))
         settled_now = True
-    elif txn.status != c.outcome:
+    elif txn.status != verified.outcome:
         raise FailedPrecondition(
             f"the transaction is already settled as {txn.status}",
-            reason="TRANSACTION_ALREADY_SETTLED",
-            metadata={"status": txn.status},
+            reason=TRANSACTION_ALREADY_SETTLED,
+            metadata={"status": txn.status, "txn_id": str(txn.txn_id)},
         )
     await idempotency.complete(
         conn, caller=caller, request_id=c.request_id, result={"txn_id": txn.txn_id}
     )
     return txn, settled_now
+
+
+def late_refund_reference(txn_id: int) -> str:
+    """Our reference for refunding a payment that arrived after its transaction failed."""
+    return f"late-refund:txn:{txn_id}"
+
+
+async def record_late_refund(txn_id: int, refund: RefundResult, *, conn: AsyncConnection) -> None:
+    """Name the refund of a late payment for the audit (the ledger row stays failed:
+    the money went back at the gateway and never reached the wallet)."""
+    audit_change(
+        "Transactions",
+        "UPDATE",
+        {
+            "txn_id": txn_id,
+            "late_payment_refunded": True,
+            "refund_id": refund.refund_id,
+            "refund_status": refund.status,
+            "refund_amount_minor": to_minor(refund.amount),
+        },
+    )
 
 
 async def expire_pending_payments(
@@ -355,8 +531,9 @@ async def expire_pending_payments(
     """Mark external payments still pending after ``ttl`` failed (for the scheduler);
     how many. The change is named for the audit (under the scheduler's job scope).
 
-    A gateway success arriving later for such a row is refused (FAILED_PRECONDITION,
-    TRANSACTION_ALREADY_SETTLED) and must be refunded by the gateway (docs/payments.md).
+    A genuine gateway success arriving later for such a row is refused
+    (FAILED_PRECONDITION, TRANSACTION_ALREADY_SETTLED) and refunded through the gateway
+    (server/wallet/flows.py ``confirm_payment``; docs/payments.md).
     """
     cutoff = (now or datetime.now(UTC)) - ttl
     failed = await ledger.fail_stale_pending(created_before=cutoff, conn=conn)

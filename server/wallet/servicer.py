@@ -45,6 +45,7 @@ class WalletServicer(wallet_service_pb2_grpc.WalletServiceServicer):
     ) -> transaction_pb2.Transaction:
         txn = await flows.confirm_payment(
             self._db,
+            self._gateway,
             principal(),
             convert.confirmation(request),
             referral_reward=self._referral_reward,

@@ -69,3 +69,19 @@ async def eventually(
         if result or time.monotonic() >= deadline:
             return result
         await asyncio.sleep(every)
+
+
+class SteppedUtcClock:
+    """The real UTC time plus a shift that only ``advance`` moves: for a job that compares
+    its clock with times the database stored (``now()``), e.g. stepping past a grace
+    period at once instead of waiting for it."""
+
+    def __init__(self) -> None:
+        self.shift = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.shift
+
+    def advance(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.shift += timedelta(seconds=seconds)

@@ -1,4 +1,6 @@
-"""Money-path test helpers: funding wallets through the ledger, plans, invariants."""
+"""Money-path test helpers: funding wallets through the ledger, plans, invariants, and
+the gateway's genuine callbacks (ConfirmPayment requests built from what the test
+server's sandbox gateway signs)."""
 
 from __future__ import annotations
 
@@ -6,9 +8,12 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import grpc
 from sqlalchemy import insert, text
 
+from gencharge.v1 import transaction_pb2, wallet_service_pb2, wallet_service_pb2_grpc
 from server.core.schema import offers, offertypes, plangroups, plans, transactions
+from server.payments.sandbox import SandboxGateway
 
 
 async def fund(resources: Any, user_id: int, rupees: str | Decimal) -> None:
@@ -110,3 +115,59 @@ async def assert_ledger_balances(resources: Any) -> None:
     for row in rows:
         assert row.wallet_balance >= 0, row
         assert row.wallet_balance == row.ledger, row
+
+
+# --- the gateway's callbacks (ConfirmPayment) ------------------------------------------------
+
+
+def sandbox_of(server: Any) -> SandboxGateway:
+    """The sandbox gateway a running test server charges through (``RunningServer.app``)."""
+    gateway = server.app.gateway
+    assert isinstance(gateway, SandboxGateway), gateway
+    return gateway
+
+
+def checkout_request(
+    gateway: SandboxGateway, payment_id: str, *, request_id: str | None = None
+) -> wallet_service_pb2.ConfirmPaymentRequest:
+    """The user pays the pending charge ``payment_id`` at the sandbox: the signed checkout
+    callback, as the payments edge service forwards it."""
+    callback = gateway.pay(payment_id)
+    return wallet_service_pb2.ConfirmPaymentRequest(
+        request_id=request_id or str(uuid.uuid4()),
+        checkout=wallet_service_pb2.PaymentCheckoutCallback(
+            order_id=callback.order_id,
+            payment_id=callback.payment_id,
+            signature=callback.signature,
+        ),
+    )
+
+
+def webhook_request(
+    body: bytes, signature: str, *, request_id: str | None = None
+) -> wallet_service_pb2.ConfirmPaymentRequest:
+    return wallet_service_pb2.ConfirmPaymentRequest(
+        request_id=request_id or str(uuid.uuid4()),
+        webhook=wallet_service_pb2.PaymentWebhook(body=body, signature=signature),
+    )
+
+
+def failed_request(
+    gateway: SandboxGateway,
+    payment_id: str,
+    *,
+    reason: str = "payment abandoned",
+    request_id: str | None = None,
+) -> wallet_service_pb2.ConfirmPaymentRequest:
+    """The pending charge ``payment_id`` fails at the sandbox: its signed
+    ``payment.failed`` webhook."""
+    body, signature = gateway.fail(payment_id, reason)
+    return webhook_request(body, signature, request_id=request_id)
+
+
+async def confirm(
+    channel: grpc.aio.Channel, service: Any, request: wallet_service_pb2.ConfirmPaymentRequest
+) -> transaction_pb2.Transaction:
+    """Forward a callback through ConfirmPayment as the payments edge service ``service``."""
+    stub = wallet_service_pb2_grpc.WalletServiceStub(channel)
+    return await stub.ConfirmPayment(request, metadata=service.metadata)

@@ -73,6 +73,7 @@ REVISIONS = [
     "0008_service_account_scopes",
     "0009_contact_verification",
     "0010_audit_event_ids",
+    "0011_payment_attempts",
 ]
 
 

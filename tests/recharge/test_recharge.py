@@ -22,7 +22,17 @@ from gencharge.v1 import transaction_pb2 as tpb
 from server.auth.scopes import PAYMENTS_CONFIRM, RECHARGES_WRITE
 from server.ledger.domain import PENDING_PAYMENT_TTL
 from tests.helpers.auth import Actor, auth_stub, create_service, register_user
-from tests.helpers.money import assert_ledger_balances, balance, fund, make_offer, make_plan
+from tests.helpers.money import (
+    assert_ledger_balances,
+    balance,
+    checkout_request,
+    confirm,
+    failed_request,
+    fund,
+    make_offer,
+    make_plan,
+    sandbox_of,
+)
 from tests.helpers.rpc import details_of
 
 
@@ -365,11 +375,11 @@ async def test_a_first_recharge_offer_is_granted_once_under_concurrency(channel,
     await assert_ledger_balances(resources)
 
 
-async def test_a_pending_payment_holds_the_first_recharge_price(channel, resources) -> None:
+async def test_a_pending_payment_holds_the_first_recharge_price(
+    channel, resources, grpc_server
+) -> None:
     """A first-recharge discount given to a card payment still pending is not given to
     a second one; once the first payment fails, it is available again."""
-    from gencharge.v1 import wallet_service_pb2, wallet_service_pb2_grpc
-
     user = await register_user(channel)
     service = await create_service(channel, resources, [PAYMENTS_CONFIRM])
     plan_id = await make_plan(resources, price="100.00")
@@ -386,13 +396,10 @@ async def test_a_pending_payment_holds_the_first_recharge_price(channel, resourc
     details = await failure(recharge(channel, user, plan_id, offer_id=offer_id, **card))
     assert details.code == grpc.StatusCode.FAILED_PRECONDITION
     assert details.reason == "NOT_FIRST_RECHARGE"
-    await wallet_service_pb2_grpc.WalletServiceStub(channel).ConfirmPayment(
-        wallet_service_pb2.ConfirmPaymentRequest(
-            request_id=rid(),
-            txn_id=first.transaction.txn_id,
-            outcome=wallet_service_pb2.PAYMENT_OUTCOME_FAILED,
-        ),
-        metadata=service.metadata,
+    await confirm(
+        channel,
+        service,
+        failed_request(sandbox_of(grpc_server), first.transaction.payment_transaction_id),
     )
     again = await recharge(channel, user, plan_id, offer_id=offer_id, **card)
     assert again.transaction.amount.units_minor == 5000
@@ -484,7 +491,6 @@ async def test_first_recharge_of_a_referred_user_rewards_the_referrer(channel, r
 async def test_referral_reward_is_the_configured_amount_on_both_payment_paths(resources) -> None:
     """A server configured with another reward pays that amount, whether the referred
     user's first recharge is paid from the wallet or confirmed later by the gateway."""
-    from gencharge.v1 import wallet_service_pb2, wallet_service_pb2_grpc
     from server.rpc.app import start_server
 
     settings = resources.settings.model_copy(update={"referral_reward_minor": 1234})
@@ -513,14 +519,12 @@ async def test_referral_reward_is_the_configured_amount_on_both_payment_paths(re
                         ),
                     )
                     assert await balance(resources, referrer.user_id) == Decimal("0.00")
-                    await wallet_service_pb2_grpc.WalletServiceStub(channel).ConfirmPayment(
-                        wallet_service_pb2.ConfirmPaymentRequest(
-                            request_id=rid(),
-                            txn_id=pending.transaction.txn_id,
-                            payment_transaction_id=pending.transaction.payment_transaction_id,
-                            outcome=wallet_service_pb2.PAYMENT_OUTCOME_SUCCESS,
+                    await confirm(
+                        channel,
+                        service,
+                        checkout_request(
+                            sandbox_of(running), pending.transaction.payment_transaction_id
                         ),
-                        metadata=service.metadata,
                     )
                 assert await balance(resources, referrer.user_id) == Decimal("12.34"), paid_by_card
     finally:
@@ -584,9 +588,9 @@ async def test_list_recharges_paginates_newest_first(channel, resources) -> None
     assert seen == list(reversed(made))
 
 
-async def test_pending_recharge_activates_when_the_payment_is_confirmed(channel, resources) -> None:
-    from gencharge.v1 import wallet_service_pb2, wallet_service_pb2_grpc
-
+async def test_pending_recharge_activates_when_the_payment_is_confirmed(
+    channel, resources, grpc_server
+) -> None:
     user = await register_user(channel)
     service = await create_service(channel, resources, [PAYMENTS_CONFIRM])
     plan_id = await make_plan(resources, price="30.00", validity=7)
@@ -602,16 +606,10 @@ async def test_pending_recharge_activates_when_the_payment_is_confirmed(channel,
         ),
     )
     assert pending.transaction.status == tpb.TRANSACTION_STATUS_PENDING
-    wallet = wallet_service_pb2_grpc.WalletServiceStub(channel)
-    request = wallet_service_pb2.ConfirmPaymentRequest(
-        request_id=rid(),
-        txn_id=pending.transaction.txn_id,
-        payment_transaction_id=pending.transaction.payment_transaction_id,
-        outcome=wallet_service_pb2.PAYMENT_OUTCOME_SUCCESS,
-    )
-    confirmed = await wallet.ConfirmPayment(request, metadata=service.metadata)
+    request = checkout_request(sandbox_of(grpc_server), pending.transaction.payment_transaction_id)
+    confirmed = await confirm(channel, service, request)
     assert confirmed.status == tpb.TRANSACTION_STATUS_SUCCESS
-    again = await wallet.ConfirmPayment(request, metadata=service.metadata)
+    again = await confirm(channel, service, request)
     assert again.txn_id == confirmed.txn_id
     got = await stub(channel).GetRecharge(
         pb.GetRechargeRequest(txn_id=pending.transaction.txn_id), metadata=user.metadata

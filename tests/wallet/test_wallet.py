@@ -26,12 +26,20 @@ from server.auth.scopes import PAYMENTS_CONFIRM, SCOPES
 from server.core.config import Environment
 from server.core.errors import Unavailable
 from server.core.schema import referralrewards, transactions
+from server.payments import signing
 from server.payments.gateway import ChargeResult
-from server.payments.sandbox import SandboxGateway
+from server.payments.sandbox import SANDBOX_WEBHOOK_SECRET, SandboxGateway
 from server.payments.select import create_gateway
 from server.wallet import domain, flows
 from tests.helpers.auth import Actor, create_admin, create_service, register_user
 from tests.helpers.clock import eventually
+from tests.helpers.money import (
+    checkout_request,
+    confirm,
+    failed_request,
+    sandbox_of,
+    webhook_request,
+)
 from tests.helpers.rpc import details_of
 
 TXN = transaction_pb2
@@ -78,28 +86,6 @@ def top_up_request(
 
 async def top_up(channel: grpc.aio.Channel, actor: Actor, request: pb.TopUpRequest) -> Any:
     return await stub(channel).TopUp(request, metadata=actor.metadata)
-
-
-async def confirm(
-    channel: grpc.aio.Channel,
-    service: Actor,
-    *,
-    txn_id: int = 0,
-    payment_id: str = "",
-    outcome: int = pb.PAYMENT_OUTCOME_SUCCESS,
-    request_id: str | None = None,
-    failure_reason: str = "",
-) -> TXN.Transaction:
-    return await stub(channel).ConfirmPayment(
-        pb.ConfirmPaymentRequest(
-            request_id=request_id or rid(),
-            txn_id=txn_id,
-            payment_transaction_id=payment_id,
-            outcome=outcome,
-            failure_reason=failure_reason,
-        ),
-        metadata=service.metadata,
-    )
 
 
 async def balance_minor(channel: grpc.aio.Channel, actor: Actor) -> int:
@@ -336,8 +322,9 @@ async def test_top_up_declined_leaves_nothing(
 
 
 async def test_top_up_pending_then_confirm_success(
-    channel: grpc.aio.Channel, resources: Any, service: Actor
+    channel: grpc.aio.Channel, resources: Any, service: Actor, grpc_server: Any
 ) -> None:
+    gateway = sandbox_of(grpc_server)
     user = await register_user(channel)
     await top_up(channel, user, top_up_request(1_000))  # an existing balance of Rs 10
     pending_request = top_up_request(20_000, details=upi("pending@sandbox"))
@@ -349,37 +336,42 @@ async def test_top_up_pending_then_confirm_success(
     assert reply.pending_payment.expires_at.ToDatetime(tzinfo=UTC) > datetime.now(UTC)
     assert await balance_minor(channel, user) == 1_000
 
-    key = rid()
-    settled = await confirm(
-        channel, service, txn_id=txn.txn_id, payment_id=txn.payment_transaction_id, request_id=key
-    )
+    # The user pays at the gateway; the app's signed checkout result is forwarded.
+    paid = checkout_request(gateway, txn.payment_transaction_id)
+    settled = await confirm(channel, service, paid)
     assert settled.txn_id == txn.txn_id
     assert settled.status == TXN.TRANSACTION_STATUS_SUCCESS
     assert settled.balance_after == inr(21_000)
     assert await balance_minor(channel, user) == 21_000
 
-    # Repeats: the same key, a new key, by payment id only: the same row, no new credit.
-    same_key = await confirm(
-        channel, service, txn_id=txn.txn_id, payment_id=txn.payment_transaction_id, request_id=key
-    )
-    new_key = await confirm(
-        channel, service, txn_id=txn.txn_id, payment_id=txn.payment_transaction_id
-    )
-    by_payment = await confirm(channel, service, payment_id=txn.payment_transaction_id)
-    assert same_key == settled == new_key == by_payment
+    # Repeats: the same request, the same callback under a new key, the gateway's
+    # payment.captured webhook, with the deprecated fields agreeing: the same row, no
+    # new credit.
+    same_key = await confirm(channel, service, paid)
+    new_key = pb.ConfirmPaymentRequest()
+    new_key.CopyFrom(paid)
+    new_key.request_id = rid()
+    again = await confirm(channel, service, new_key)
+    body, signature = gateway.webhook("payment.captured", txn.payment_transaction_id)
+    captured = webhook_request(body, signature)
+    captured.txn_id = txn.txn_id
+    captured.payment_transaction_id = txn.payment_transaction_id
+    captured.outcome = pb.PAYMENT_OUTCOME_SUCCESS
+    by_webhook = await confirm(channel, service, captured)
+    assert same_key == settled == again == by_webhook
     assert await balance_minor(channel, user) == 21_000
 
-    # The other outcome now conflicts.
+    # A genuine failure report now conflicts.
+    body, signature = gateway.webhook("payment.failed", txn.payment_transaction_id)
     error = await expect_error(
-        confirm(channel, service, txn_id=txn.txn_id, outcome=pb.PAYMENT_OUTCOME_FAILED),
+        confirm(channel, service, webhook_request(body, signature)),
         grpc.StatusCode.FAILED_PRECONDITION,
     )
     assert error.reason == "TRANSACTION_ALREADY_SETTLED"
+    assert error.metadata["status"] == "success"
     # The same key with a different request.
     error = await expect_error(
-        confirm(
-            channel, service, txn_id=txn.txn_id, outcome=pb.PAYMENT_OUTCOME_FAILED, request_id=key
-        ),
+        confirm(channel, service, webhook_request(body, signature, request_id=paid.request_id)),
         grpc.StatusCode.ALREADY_EXISTS,
     )
     assert error.reason == "IDEMPOTENCY_KEY_REUSED"
@@ -394,8 +386,9 @@ async def test_top_up_pending_then_confirm_success(
 
 
 async def test_top_up_pending_then_confirm_failed(
-    channel: grpc.aio.Channel, resources: Any, service: Actor
+    channel: grpc.aio.Channel, resources: Any, service: Actor, grpc_server: Any
 ) -> None:
+    gateway = sandbox_of(grpc_server)
     user = await register_user(channel)
     reply = await top_up(
         channel,
@@ -403,73 +396,109 @@ async def test_top_up_pending_then_confirm_failed(
         top_up_request(7_000, method=common_pb2.PAYMENT_METHOD_CARD, details=card("tok_pending")),
     )
     txn = reply.transaction
-    failed = await confirm(
-        channel,
-        service,
-        txn_id=txn.txn_id,
-        outcome=pb.PAYMENT_OUTCOME_FAILED,
-        failure_reason="user abandoned",
-    )
+    failure = failed_request(gateway, txn.payment_transaction_id, reason="user abandoned")
+    failed = await confirm(channel, service, failure)
     assert failed.status == TXN.TRANSACTION_STATUS_FAILED
     assert not failed.HasField("balance_after")
-    again = await confirm(channel, service, txn_id=txn.txn_id, outcome=pb.PAYMENT_OUTCOME_FAILED)
-    assert again == failed
-    error = await expect_error(
-        confirm(channel, service, txn_id=txn.txn_id, payment_id=txn.payment_transaction_id),
-        grpc.StatusCode.FAILED_PRECONDITION,
-    )
-    assert error.reason == "TRANSACTION_ALREADY_SETTLED"
+    again = pb.ConfirmPaymentRequest()
+    again.CopyFrom(failure)
+    again.request_id = rid()
+    assert await confirm(channel, service, again) == failed
     assert await balance_minor(channel, user) == 0
     await assert_ledger_invariant(resources)
 
 
 async def test_confirm_payment_errors(
-    channel: grpc.aio.Channel, resources: Any, service: Actor
+    channel: grpc.aio.Channel, resources: Any, service: Actor, grpc_server: Any
 ) -> None:
+    gateway = sandbox_of(grpc_server)
     user = await register_user(channel)
     pending = (
         await top_up(channel, user, top_up_request(3_000, details=upi("pending@sandbox")))
     ).transaction
     paid = (await top_up(channel, user, top_up_request(3_000))).transaction
 
-    await expect_error(
-        confirm(channel, service, txn_id=999_999, payment_id="sbx_x"), grpc.StatusCode.NOT_FOUND
-    )
-    await expect_error(
-        confirm(channel, service, payment_id="sbx_unknown"), grpc.StatusCode.NOT_FOUND
-    )
+    # The deprecated fields must name the callback's payment and outcome.
+    body, signature = gateway.webhook("payment.captured", pending.payment_transaction_id)
+    for field, value, code, reason in (
+        ("txn_id", paid.txn_id, grpc.StatusCode.FAILED_PRECONDITION, "PAYMENT_ID_MISMATCH"),
+        (
+            "payment_transaction_id",
+            paid.payment_transaction_id,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "PAYMENT_ID_MISMATCH",
+        ),
+        (
+            "outcome",
+            pb.PAYMENT_OUTCOME_FAILED,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_ARGUMENT",
+        ),
+    ):
+        request = webhook_request(body, signature)
+        setattr(request, field, value)
+        error = await expect_error(confirm(channel, service, request), code)
+        assert error.reason == reason, field
+    # A payment that did not go through the gateway.
+    async with resources.db.transaction() as conn:
+        await conn.execute(
+            text(
+                "UPDATE transactions SET payment_method = 'Wallet', payment_transaction_id = 'w1'"
+                " WHERE txn_id = :t"
+            ),
+            {"t": paid.txn_id},
+        )
     error = await expect_error(
-        confirm(channel, service, txn_id=pending.txn_id, payment_id=paid.payment_transaction_id),
+        confirm(
+            channel,
+            service,
+            webhook_request(
+                *_signed_webhook("payment.captured", order_id="w1", amount_minor=3_000)
+            ),
+        ),
         grpc.StatusCode.FAILED_PRECONDITION,
     )
-    assert error.reason == "PAYMENT_ID_MISMATCH"
+    assert error.reason == "NOT_AN_EXTERNAL_PAYMENT"
 
-    # Input checks.
+    # Input checks: all violations together; no callback is CALLBACK_UNSIGNED.
     error = await expect_error(
         stub(channel).ConfirmPayment(
-            pb.ConfirmPaymentRequest(request_id="bad", txn_id=-1), metadata=service.metadata
+            pb.ConfirmPaymentRequest(request_id="bad", txn_id=-1, outcome=7),
+            metadata=service.metadata,
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    assert set(error.field_violations) == {"request_id", "txn_id", "outcome"}
-    error = await expect_error(
-        confirm(channel, service, txn_id=pending.txn_id), grpc.StatusCode.INVALID_ARGUMENT
-    )
-    assert set(error.field_violations) == {"payment_transaction_id"}
+    assert set(error.field_violations) == {"request_id", "txn_id", "outcome", "callback"}
+    assert error.reason == "CALLBACK_UNSIGNED"
 
     # Only service accounts may call it.
     admin = await create_admin(channel, resources)
     for who in (user, admin):
         await expect_error(
-            confirm(channel, who, txn_id=pending.txn_id, payment_id=pending.payment_transaction_id),
+            confirm(channel, who, checkout_request(gateway, pending.payment_transaction_id)),
             grpc.StatusCode.PERMISSION_DENIED,
         )
     assert await balance_minor(channel, user) == 3_000
     await assert_ledger_invariant(resources)
 
 
+def _signed_webhook(
+    event: str, *, order_id: str, amount_minor: int, currency: str = "INR"
+) -> tuple[bytes, str]:
+    """A webhook the sandbox's published secret signs, with any content."""
+    body = signing.webhook_body(
+        event,
+        order_id=order_id,
+        payment_id="sbxpay_test",
+        amount_minor=amount_minor,
+        currency=currency,
+        status="captured",
+    )
+    return body, signing.sign(SANDBOX_WEBHOOK_SECRET, body)
+
+
 async def test_concurrent_confirmations_credit_once(
-    channel: grpc.aio.Channel, resources: Any, service: Actor
+    channel: grpc.aio.Channel, resources: Any, service: Actor, grpc_server: Any
 ) -> None:
     user = await register_user(channel)
     txn = (
@@ -481,12 +510,15 @@ async def test_concurrent_confirmations_credit_once(
             ),
         )
     ).transaction
-    replies = await asyncio.gather(
-        *(
-            confirm(channel, service, txn_id=txn.txn_id, payment_id=txn.payment_transaction_id)
-            for _ in range(10)
-        )
-    )
+    paid = checkout_request(sandbox_of(grpc_server), txn.payment_transaction_id)
+
+    def delivery() -> pb.ConfirmPaymentRequest:  # the same callback, under its own key
+        request = pb.ConfirmPaymentRequest()
+        request.CopyFrom(paid)
+        request.request_id = rid()
+        return request
+
+    replies = await asyncio.gather(*(confirm(channel, service, delivery()) for _ in range(10)))
     assert {r.SerializeToString(deterministic=True) for r in replies} == {
         replies[0].SerializeToString(deterministic=True)
     }
@@ -863,13 +895,15 @@ async def test_list_referral_rewards(channel: grpc.aio.Channel, resources: Any) 
 
 
 async def test_money_changes_are_audited(
-    channel: grpc.aio.Channel, resources: Any, service: Actor
+    channel: grpc.aio.Channel, resources: Any, service: Actor, grpc_server: Any
 ) -> None:
     user = await register_user(channel)
     txn = (
         await top_up(channel, user, top_up_request(1_000, details=upi("pending@sandbox")))
     ).transaction
-    await confirm(channel, service, txn_id=txn.txn_id, payment_id=txn.payment_transaction_id)
+    await confirm(
+        channel, service, checkout_request(sandbox_of(grpc_server), txn.payment_transaction_id)
+    )
     expected = {
         "/gencharge.v1.WalletService/TopUp": "INSERT",
         "/gencharge.v1.WalletService/ConfirmPayment": "UPDATE",

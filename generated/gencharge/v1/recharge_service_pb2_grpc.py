@@ -137,13 +137,18 @@ class RechargeServiceServicer:
     def Recharge(self, request, context):
         """Buys a plan for a phone number. With PAYMENT_METHOD_WALLET the wallet is debited
         and the plan activated (or queued) at once; with an external method the
-        transaction is pending until WalletService.ConfirmPayment.
+        transaction is pending until WalletService.ConfirmPayment (or the gateway
+        authorises it at once). An external payment, once charged, always reaches a final
+        state: if recording it fails after the charge, a recovery job asks the gateway and
+        records it; retrying with the same request_id then returns that one outcome.
         Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer), FAILED_PRECONDITION (plan
         inactive, offer not applicable, plan type does not match the number, insufficient
-        wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"), ALREADY_EXISTS
-        (request_id reused with a different request), PERMISSION_DENIED
+        wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"; "PAYMENT_DECLINED";
+        "IN_PROGRESS": the same request_id is still being charged or recorded),
+        ALREADY_EXISTS (request_id reused with a different request), PERMISSION_DENIED
         (ACCOUNT_BLOCKED; MISSING_SCOPE for a service account without "recharges.write"),
-        RESOURCE_EXHAUSTED.
+        UNAVAILABLE ("GATEWAY_UNAVAILABLE", "PAYMENT_NOT_RECORDED":
+        retry with the same request_id), RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -231,8 +236,9 @@ class RechargeServiceServicer:
         arrive; the same request_id again returns the original response. Errors:
         INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (USER_ONLY: the caller is not a
         customer), FAILED_PRECONDITION (ALREADY_PAID, PAYMENT_PENDING, INSUFFICIENT_FUNDS,
-        PRICE_CHANGED, PAYMENT_DECLINED), ALREADY_EXISTS (request_id reused with a
-        different request).
+        PRICE_CHANGED, PAYMENT_DECLINED, IN_PROGRESS), ALREADY_EXISTS (request_id reused
+        with a different request), UNAVAILABLE (GATEWAY_UNAVAILABLE, PAYMENT_NOT_RECORDED:
+        retry with the same request_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -55,13 +55,18 @@ class RechargeServiceStub:
     Recharge: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.RechargeRequest, _recharge_service_pb2.Recharge]
     """Buys a plan for a phone number. With PAYMENT_METHOD_WALLET the wallet is debited
     and the plan activated (or queued) at once; with an external method the
-    transaction is pending until WalletService.ConfirmPayment.
+    transaction is pending until WalletService.ConfirmPayment (or the gateway
+    authorises it at once). An external payment, once charged, always reaches a final
+    state: if recording it fails after the charge, a recovery job asks the gateway and
+    records it; retrying with the same request_id then returns that one outcome.
     Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer), FAILED_PRECONDITION (plan
     inactive, offer not applicable, plan type does not match the number, insufficient
-    wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"), ALREADY_EXISTS
-    (request_id reused with a different request), PERMISSION_DENIED
+    wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"; "PAYMENT_DECLINED";
+    "IN_PROGRESS": the same request_id is still being charged or recorded),
+    ALREADY_EXISTS (request_id reused with a different request), PERMISSION_DENIED
     (ACCOUNT_BLOCKED; MISSING_SCOPE for a service account without "recharges.write"),
-    RESOURCE_EXHAUSTED.
+    UNAVAILABLE ("GATEWAY_UNAVAILABLE", "PAYMENT_NOT_RECORDED":
+    retry with the same request_id), RESOURCE_EXHAUSTED.
     """
     BatchRecharge: _grpc.StreamStreamMultiCallable[_recharge_service_pb2.BatchRechargeRequest, _recharge_service_pb2.BatchRechargeResponse]
     """Bulk recharges for internal services over one bidirectional stream. Every request
@@ -105,8 +110,9 @@ class RechargeServiceStub:
     arrive; the same request_id again returns the original response. Errors:
     INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (USER_ONLY: the caller is not a
     customer), FAILED_PRECONDITION (ALREADY_PAID, PAYMENT_PENDING, INSUFFICIENT_FUNDS,
-    PRICE_CHANGED, PAYMENT_DECLINED), ALREADY_EXISTS (request_id reused with a
-    different request).
+    PRICE_CHANGED, PAYMENT_DECLINED, IN_PROGRESS), ALREADY_EXISTS (request_id reused
+    with a different request), UNAVAILABLE (GATEWAY_UNAVAILABLE, PAYMENT_NOT_RECORDED:
+    retry with the same request_id).
     """
 
 @_typing.type_check_only
@@ -135,13 +141,18 @@ class RechargeServiceAsyncStub(RechargeServiceStub):
     Recharge: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.RechargeRequest, _recharge_service_pb2.Recharge]  # type: ignore[assignment]
     """Buys a plan for a phone number. With PAYMENT_METHOD_WALLET the wallet is debited
     and the plan activated (or queued) at once; with an external method the
-    transaction is pending until WalletService.ConfirmPayment.
+    transaction is pending until WalletService.ConfirmPayment (or the gateway
+    authorises it at once). An external payment, once charged, always reaches a final
+    state: if recording it fails after the charge, a recovery job asks the gateway and
+    records it; retrying with the same request_id then returns that one outcome.
     Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer), FAILED_PRECONDITION (plan
     inactive, offer not applicable, plan type does not match the number, insufficient
-    wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"), ALREADY_EXISTS
-    (request_id reused with a different request), PERMISSION_DENIED
+    wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"; "PAYMENT_DECLINED";
+    "IN_PROGRESS": the same request_id is still being charged or recorded),
+    ALREADY_EXISTS (request_id reused with a different request), PERMISSION_DENIED
     (ACCOUNT_BLOCKED; MISSING_SCOPE for a service account without "recharges.write"),
-    RESOURCE_EXHAUSTED.
+    UNAVAILABLE ("GATEWAY_UNAVAILABLE", "PAYMENT_NOT_RECORDED":
+    retry with the same request_id), RESOURCE_EXHAUSTED.
     """
     BatchRecharge: _aio.StreamStreamMultiCallable[_recharge_service_pb2.BatchRechargeRequest, _recharge_service_pb2.BatchRechargeResponse]  # type: ignore[assignment]
     """Bulk recharges for internal services over one bidirectional stream. Every request
@@ -185,8 +196,9 @@ class RechargeServiceAsyncStub(RechargeServiceStub):
     arrive; the same request_id again returns the original response. Errors:
     INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (USER_ONLY: the caller is not a
     customer), FAILED_PRECONDITION (ALREADY_PAID, PAYMENT_PENDING, INSUFFICIENT_FUNDS,
-    PRICE_CHANGED, PAYMENT_DECLINED), ALREADY_EXISTS (request_id reused with a
-    different request).
+    PRICE_CHANGED, PAYMENT_DECLINED, IN_PROGRESS), ALREADY_EXISTS (request_id reused
+    with a different request), UNAVAILABLE (GATEWAY_UNAVAILABLE, PAYMENT_NOT_RECORDED:
+    retry with the same request_id).
     """
 
 class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -224,13 +236,18 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_recharge_service_pb2.Recharge, _abc.Awaitable[_recharge_service_pb2.Recharge]]:
         """Buys a plan for a phone number. With PAYMENT_METHOD_WALLET the wallet is debited
         and the plan activated (or queued) at once; with an external method the
-        transaction is pending until WalletService.ConfirmPayment.
+        transaction is pending until WalletService.ConfirmPayment (or the gateway
+        authorises it at once). An external payment, once charged, always reaches a final
+        state: if recording it fails after the charge, a recovery job asks the gateway and
+        records it; retrying with the same request_id then returns that one outcome.
         Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer), FAILED_PRECONDITION (plan
         inactive, offer not applicable, plan type does not match the number, insufficient
-        wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"), ALREADY_EXISTS
-        (request_id reused with a different request), PERMISSION_DENIED
+        wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"; "PAYMENT_DECLINED";
+        "IN_PROGRESS": the same request_id is still being charged or recorded),
+        ALREADY_EXISTS (request_id reused with a different request), PERMISSION_DENIED
         (ACCOUNT_BLOCKED; MISSING_SCOPE for a service account without "recharges.write"),
-        RESOURCE_EXHAUSTED.
+        UNAVAILABLE ("GATEWAY_UNAVAILABLE", "PAYMENT_NOT_RECORDED":
+        retry with the same request_id), RESOURCE_EXHAUSTED.
         """
 
     @_abc_1.abstractmethod
@@ -334,8 +351,9 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         arrive; the same request_id again returns the original response. Errors:
         INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (USER_ONLY: the caller is not a
         customer), FAILED_PRECONDITION (ALREADY_PAID, PAYMENT_PENDING, INSUFFICIENT_FUNDS,
-        PRICE_CHANGED, PAYMENT_DECLINED), ALREADY_EXISTS (request_id reused with a
-        different request).
+        PRICE_CHANGED, PAYMENT_DECLINED, IN_PROGRESS), ALREADY_EXISTS (request_id reused
+        with a different request), UNAVAILABLE (GATEWAY_UNAVAILABLE, PAYMENT_NOT_RECORDED:
+        retry with the same request_id).
         """
 
 def add_RechargeServiceServicer_to_server(servicer: RechargeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -28,7 +28,7 @@ from gencharge.v1 import transaction_pb2 as gencharge_dot_v1_dot_transaction__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!gencharge/v1/wallet_service.proto\x12\x0cgencharge.v1\x1a\x19gencharge/v1/access.proto\x1a\x19gencharge/v1/common.proto\x1a\x1egencharge/v1/transaction.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"o\n\x06Wallet\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12$\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x13.gencharge.v1.Money\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x12\n\x10GetWalletRequest\"\xb3\x01\n\x0cTopUpRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x13.gencharge.v1.Money\x12\x33\n\x0epayment_method\x18\x03 \x01(\x0e\x32\x1b.gencharge.v1.PaymentMethod\x12\x35\n\x0fpayment_details\x18\x04 \x01(\x0b\x32\x1c.gencharge.v1.PaymentDetails\"v\n\rTopUpResponse\x12.\n\x0btransaction\x18\x01 \x01(\x0b\x32\x19.gencharge.v1.Transaction\x12\x35\n\x0fpending_payment\x18\x02 \x01(\x0b\x32\x1c.gencharge.v1.PendingPayment\"\xa2\x01\n\x15\x43onfirmPaymentRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06txn_id\x18\x02 \x01(\x03\x12\x1e\n\x16payment_transaction_id\x18\x03 \x01(\t\x12-\n\x07outcome\x18\x04 \x01(\x0e\x32\x1c.gencharge.v1.PaymentOutcome\x12\x16\n\x0e\x66\x61ilure_reason\x18\x05 \x01(\t\"\xef\x02\n\x17ListTransactionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x33\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32!.gencharge.v1.TransactionCategory\x12/\n\x08txn_type\x18\x04 \x01(\x0e\x32\x1d.gencharge.v1.TransactionType\x12/\n\x06source\x18\x05 \x01(\x0e\x32\x1f.gencharge.v1.TransactionSource\x12/\n\x06status\x18\x06 \x01(\x0e\x32\x1f.gencharge.v1.TransactionStatus\x12\x31\n\rcreated_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x18ListTransactionsResponse\x12/\n\x0ctransactions\x18\x01 \x03(\x0b\x32\x19.gencharge.v1.Transaction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x15GetTransactionRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\"\xdd\x01\n\x0eReferralReward\x12\x11\n\treward_id\x18\x01 \x01(\x03\x12\x13\n\x0breferrer_id\x18\x02 \x01(\x03\x12\x13\n\x0breferred_id\x18\x03 \x01(\x03\x12*\n\rreward_amount\x18\x04 \x01(\x0b\x32\x13.gencharge.v1.Money\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\".gencharge.v1.ReferralRewardStatus\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\x1aListReferralRewardsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\".gencharge.v1.ReferralRewardStatus\"n\n\x1bListReferralRewardsResponse\x12\x36\n\x10referral_rewards\x18\x01 \x03(\x0b\x32\x1c.gencharge.v1.ReferralReward\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*j\n\x0ePaymentOutcome\x12\x1f\n\x1bPAYMENT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYMENT_OUTCOME_SUCCESS\x10\x01\x12\x1a\n\x16PAYMENT_OUTCOME_FAILED\x10\x02*\xa6\x01\n\x14ReferralRewardStatus\x12&\n\"REFERRAL_REWARD_STATUS_UNSPECIFIED\x10\x00\x12\"\n\x1eREFERRAL_REWARD_STATUS_PENDING\x10\x01\x12!\n\x1dREFERRAL_REWARD_STATUS_EARNED\x10\x02\x12\x1f\n\x1bREFERRAL_REWARD_STATUS_PAID\x10\x03\x32\xc9\x04\n\rWalletService\x12I\n\tGetWallet\x12\x1e.gencharge.v1.GetWalletRequest\x1a\x14.gencharge.v1.Wallet\"\x06\x8a\xb5\x18\x02\x08\x02\x12H\n\x05TopUp\x12\x1a.gencharge.v1.TopUpRequest\x1a\x1b.gencharge.v1.TopUpResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x12j\n\x0e\x43onfirmPayment\x12#.gencharge.v1.ConfirmPaymentRequest\x1a\x19.gencharge.v1.Transaction\"\x18\x8a\xb5\x18\x14\x08\x04\"\x10payments.confirm\x12i\n\x10ListTransactions\x12%.gencharge.v1.ListTransactionsRequest\x1a&.gencharge.v1.ListTransactionsResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x12X\n\x0eGetTransaction\x12#.gencharge.v1.GetTransactionRequest\x1a\x19.gencharge.v1.Transaction\"\x06\x8a\xb5\x18\x02\x08\x02\x12r\n\x13ListReferralRewards\x12(.gencharge.v1.ListReferralRewardsRequest\x1a).gencharge.v1.ListReferralRewardsResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!gencharge/v1/wallet_service.proto\x12\x0cgencharge.v1\x1a\x19gencharge/v1/access.proto\x1a\x19gencharge/v1/common.proto\x1a\x1egencharge/v1/transaction.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"o\n\x06Wallet\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12$\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x13.gencharge.v1.Money\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x12\n\x10GetWalletRequest\"\xb3\x01\n\x0cTopUpRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x13.gencharge.v1.Money\x12\x33\n\x0epayment_method\x18\x03 \x01(\x0e\x32\x1b.gencharge.v1.PaymentMethod\x12\x35\n\x0fpayment_details\x18\x04 \x01(\x0b\x32\x1c.gencharge.v1.PaymentDetails\"v\n\rTopUpResponse\x12.\n\x0btransaction\x18\x01 \x01(\x0b\x32\x19.gencharge.v1.Transaction\x12\x35\n\x0fpending_payment\x18\x02 \x01(\x0b\x32\x1c.gencharge.v1.PendingPayment\"\x9a\x02\n\x15\x43onfirmPaymentRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06txn_id\x18\x02 \x01(\x03\x12\x1e\n\x16payment_transaction_id\x18\x03 \x01(\t\x12-\n\x07outcome\x18\x04 \x01(\x0e\x32\x1c.gencharge.v1.PaymentOutcome\x12\x16\n\x0e\x66\x61ilure_reason\x18\x05 \x01(\t\x12\x39\n\x08\x63heckout\x18\x06 \x01(\x0b\x32%.gencharge.v1.PaymentCheckoutCallbackH\x00\x12/\n\x07webhook\x18\x07 \x01(\x0b\x32\x1c.gencharge.v1.PaymentWebhookH\x00\x42\n\n\x08\x63\x61llback\"R\n\x17PaymentCheckoutCallback\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\t\"1\n\x0ePaymentWebhook\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\t\"\xef\x02\n\x17ListTransactionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x33\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32!.gencharge.v1.TransactionCategory\x12/\n\x08txn_type\x18\x04 \x01(\x0e\x32\x1d.gencharge.v1.TransactionType\x12/\n\x06source\x18\x05 \x01(\x0e\x32\x1f.gencharge.v1.TransactionSource\x12/\n\x06status\x18\x06 \x01(\x0e\x32\x1f.gencharge.v1.TransactionStatus\x12\x31\n\rcreated_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x18ListTransactionsResponse\x12/\n\x0ctransactions\x18\x01 \x03(\x0b\x32\x19.gencharge.v1.Transaction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x15GetTransactionRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\"\xdd\x01\n\x0eReferralReward\x12\x11\n\treward_id\x18\x01 \x01(\x03\x12\x13\n\x0breferrer_id\x18\x02 \x01(\x03\x12\x13\n\x0breferred_id\x18\x03 \x01(\x03\x12*\n\rreward_amount\x18\x04 \x01(\x0b\x32\x13.gencharge.v1.Money\x12\x32\n\x06status\x18\x05 \x01(\x0e\x32\".gencharge.v1.ReferralRewardStatus\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\x1aListReferralRewardsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\".gencharge.v1.ReferralRewardStatus\"n\n\x1bListReferralRewardsResponse\x12\x36\n\x10referral_rewards\x18\x01 \x03(\x0b\x32\x1c.gencharge.v1.ReferralReward\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*j\n\x0ePaymentOutcome\x12\x1f\n\x1bPAYMENT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYMENT_OUTCOME_SUCCESS\x10\x01\x12\x1a\n\x16PAYMENT_OUTCOME_FAILED\x10\x02*\xa6\x01\n\x14ReferralRewardStatus\x12&\n\"REFERRAL_REWARD_STATUS_UNSPECIFIED\x10\x00\x12\"\n\x1eREFERRAL_REWARD_STATUS_PENDING\x10\x01\x12!\n\x1dREFERRAL_REWARD_STATUS_EARNED\x10\x02\x12\x1f\n\x1bREFERRAL_REWARD_STATUS_PAID\x10\x03\x32\xc9\x04\n\rWalletService\x12I\n\tGetWallet\x12\x1e.gencharge.v1.GetWalletRequest\x1a\x14.gencharge.v1.Wallet\"\x06\x8a\xb5\x18\x02\x08\x02\x12H\n\x05TopUp\x12\x1a.gencharge.v1.TopUpRequest\x1a\x1b.gencharge.v1.TopUpResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x12j\n\x0e\x43onfirmPayment\x12#.gencharge.v1.ConfirmPaymentRequest\x1a\x19.gencharge.v1.Transaction\"\x18\x8a\xb5\x18\x14\x08\x04\"\x10payments.confirm\x12i\n\x10ListTransactions\x12%.gencharge.v1.ListTransactionsRequest\x1a&.gencharge.v1.ListTransactionsResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x12X\n\x0eGetTransaction\x12#.gencharge.v1.GetTransactionRequest\x1a\x19.gencharge.v1.Transaction\"\x06\x8a\xb5\x18\x02\x08\x02\x12r\n\x13ListReferralRewards\x12(.gencharge.v1.ListReferralRewardsRequest\x1a).gencharge.v1.ListReferralRewardsResponse\"\x06\x8a\xb5\x18\x02\x08\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,10 +47,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WALLETSERVICE'].methods_by_name['GetTransaction']._serialized_options = b'\212\265\030\002\010\002'
   _globals['_WALLETSERVICE'].methods_by_name['ListReferralRewards']._loaded_options = None
   _globals['_WALLETSERVICE'].methods_by_name['ListReferralRewards']._serialized_options = b'\212\265\030\002\010\002'
-  _globals['_PAYMENTOUTCOME']._serialized_start=1740
-  _globals['_PAYMENTOUTCOME']._serialized_end=1846
-  _globals['_REFERRALREWARDSTATUS']._serialized_start=1849
-  _globals['_REFERRALREWARDSTATUS']._serialized_end=2015
+  _globals['_PAYMENTOUTCOME']._serialized_start=1995
+  _globals['_PAYMENTOUTCOME']._serialized_end=2101
+  _globals['_REFERRALREWARDSTATUS']._serialized_start=2104
+  _globals['_REFERRALREWARDSTATUS']._serialized_end=2270
   _globals['_WALLET']._serialized_start=170
   _globals['_WALLET']._serialized_end=281
   _globals['_GETWALLETREQUEST']._serialized_start=283
@@ -60,19 +60,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOPUPRESPONSE']._serialized_start=485
   _globals['_TOPUPRESPONSE']._serialized_end=603
   _globals['_CONFIRMPAYMENTREQUEST']._serialized_start=606
-  _globals['_CONFIRMPAYMENTREQUEST']._serialized_end=768
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=771
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1138
-  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=1140
-  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=1240
-  _globals['_GETTRANSACTIONREQUEST']._serialized_start=1242
-  _globals['_GETTRANSACTIONREQUEST']._serialized_end=1281
-  _globals['_REFERRALREWARD']._serialized_start=1284
-  _globals['_REFERRALREWARD']._serialized_end=1505
-  _globals['_LISTREFERRALREWARDSREQUEST']._serialized_start=1507
-  _globals['_LISTREFERRALREWARDSREQUEST']._serialized_end=1626
-  _globals['_LISTREFERRALREWARDSRESPONSE']._serialized_start=1628
-  _globals['_LISTREFERRALREWARDSRESPONSE']._serialized_end=1738
-  _globals['_WALLETSERVICE']._serialized_start=2018
-  _globals['_WALLETSERVICE']._serialized_end=2603
+  _globals['_CONFIRMPAYMENTREQUEST']._serialized_end=888
+  _globals['_PAYMENTCHECKOUTCALLBACK']._serialized_start=890
+  _globals['_PAYMENTCHECKOUTCALLBACK']._serialized_end=972
+  _globals['_PAYMENTWEBHOOK']._serialized_start=974
+  _globals['_PAYMENTWEBHOOK']._serialized_end=1023
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1026
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1393
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=1395
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=1495
+  _globals['_GETTRANSACTIONREQUEST']._serialized_start=1497
+  _globals['_GETTRANSACTIONREQUEST']._serialized_end=1536
+  _globals['_REFERRALREWARD']._serialized_start=1539
+  _globals['_REFERRALREWARD']._serialized_end=1760
+  _globals['_LISTREFERRALREWARDSREQUEST']._serialized_start=1762
+  _globals['_LISTREFERRALREWARDSREQUEST']._serialized_end=1881
+  _globals['_LISTREFERRALREWARDSRESPONSE']._serialized_start=1883
+  _globals['_LISTREFERRALREWARDSRESPONSE']._serialized_end=1993
+  _globals['_WALLETSERVICE']._serialized_start=2273
+  _globals['_WALLETSERVICE']._serialized_end=2858
 # @@protoc_insertion_point(module_scope)

@@ -198,7 +198,14 @@ Global___TopUpResponse: _TypeAlias = TopUpResponse  # noqa: Y015
 
 @_typing.final
 class ConfirmPaymentRequest(_message.Message):
-    """Request for ConfirmPayment."""
+    """Request for ConfirmPayment: a payment gateway's callback, forwarded unchanged.
+
+    Who sends it: a payments edge service (a service account) that received either the
+    gateway's HTTP webhook or the checkout result the app got from the gateway's checkout
+    page, and forwards what it received in `callback` without changing it. Nothing is
+    settled on the word of the caller: the server verifies the gateway's signature and
+    takes the charge, outcome, amount and currency from the verified callback.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -207,18 +214,40 @@ class ConfirmPaymentRequest(_message.Message):
     PAYMENT_TRANSACTION_ID_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    CHECKOUT_FIELD_NUMBER: _builtins.int
+    WEBHOOK_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Idempotency key (AIP-155), UUID recommended; see TopUpRequest.request_id. Required."""
+    """Idempotency key (AIP-155); see TopUpRequest.request_id. Required. For a webhook the
+    gateway's event id (Razorpay: the X-Razorpay-Event-Id header) is a good key: every
+    redelivery of one event carries it. A replay of an already settled callback under
+    another key is harmless too (it returns the settled transaction).
+    """
     txn_id: _builtins.int
-    """The pending transaction (Transaction.txn_id) being settled."""
+    """Deprecated (the callback names the transaction); optional. When set, it must be the
+    transaction whose charge the callback reports (FAILED_PRECONDITION
+    "PAYMENT_ID_MISMATCH" otherwise).
+    """
     payment_transaction_id: _builtins.str
-    """The gateway's own transaction/reference ID; stored on the transaction. Required
-    for PAYMENT_OUTCOME_SUCCESS.
+    """Deprecated (the callback names the charge); optional. When set, it must equal the
+    charge id the callback reports, Transaction.payment_transaction_id
+    (FAILED_PRECONDITION "PAYMENT_ID_MISMATCH" otherwise).
     """
     outcome: Global___PaymentOutcome.ValueType
-    """Success or failure."""
+    """Deprecated (the callback reports the outcome); optional. When set, it must equal the
+    outcome the callback reports (INVALID_ARGUMENT otherwise).
+    """
     failure_reason: _builtins.str
-    """Gateway's failure reason, for PAYMENT_OUTCOME_FAILED."""
+    """Deprecated (the callback carries the gateway's reason); optional, at most 500
+    characters. Kept in the audit event when a failure callback carries no reason.
+    """
+    @_builtins.property
+    def checkout(self) -> Global___PaymentCheckoutCallback:
+        """The checkout result the app received when the user finished paying."""
+
+    @_builtins.property
+    def webhook(self) -> Global___PaymentWebhook:
+        """The gateway's webhook, as delivered over HTTP."""
+
     def __init__(
         self,
         *,
@@ -227,14 +256,90 @@ class ConfirmPaymentRequest(_message.Message):
         payment_transaction_id: _builtins.str = ...,
         outcome: Global___PaymentOutcome.ValueType = ...,
         failure_reason: _builtins.str = ...,
+        checkout: Global___PaymentCheckoutCallback | None = ...,
+        webhook: Global___PaymentWebhook | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["callback", b"callback", "checkout", b"checkout", "webhook", b"webhook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callback", b"callback", "checkout", b"checkout", "failure_reason", b"failure_reason", "outcome", b"outcome", "payment_transaction_id", b"payment_transaction_id", "request_id", b"request_id", "txn_id", b"txn_id", "webhook", b"webhook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_callback: _TypeAlias = _typing.Literal["checkout", "webhook"]  # noqa: Y015
+    _WhichOneofArgType_callback: _TypeAlias = _typing.Literal["callback", b"callback"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_callback) -> _WhichOneofReturnType_callback | None: ...
+
+Global___ConfirmPaymentRequest: _TypeAlias = ConfirmPaymentRequest  # noqa: Y015
+
+@_typing.final
+class PaymentCheckoutCallback(_message.Message):
+    """PaymentCheckoutCallback is what the gateway's checkout hands the app when the user
+    finishes paying (Razorpay Checkout: razorpay_order_id, razorpay_payment_id,
+    razorpay_signature). The app passes it to the payments edge service, which forwards
+    it here unchanged; the server verifies the signature (and, for Razorpay, asks the
+    gateway for the payment's amount and state).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    """The charge the payment settles, as the gateway named it when it was made:
+    Transaction.payment_transaction_id (Razorpay razorpay_order_id). Required.
+    """
+    payment_id: _builtins.str
+    """The gateway's id of the payment that settled the charge (Razorpay
+    razorpay_payment_id). Required.
+    """
+    signature: _builtins.str
+    """The gateway's signature over order_id and payment_id, exactly as given (Razorpay
+    razorpay_signature, hex HMAC-SHA256). Required.
+    """
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        signature: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["failure_reason", b"failure_reason", "outcome", b"outcome", "payment_transaction_id", b"payment_transaction_id", "request_id", b"request_id", "txn_id", b"txn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "payment_id", b"payment_id", "signature", b"signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ConfirmPaymentRequest: _TypeAlias = ConfirmPaymentRequest  # noqa: Y015
+Global___PaymentCheckoutCallback: _TypeAlias = PaymentCheckoutCallback  # noqa: Y015
+
+@_typing.final
+class PaymentWebhook(_message.Message):
+    """PaymentWebhook is a webhook exactly as the gateway delivered it over HTTP."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    body: _builtins.bytes
+    """The raw HTTP request body, byte for byte. The signature covers these bytes: the edge
+    service must not parse and re-encode them (JSON re-serialised with other spacing,
+    key order or escaping no longer verifies). Required; at most 256 KiB.
+    """
+    signature: _builtins.str
+    """The value of the gateway's signature header (Razorpay X-Razorpay-Signature).
+    Required.
+    """
+    def __init__(
+        self,
+        *,
+        body: _builtins.bytes = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentWebhook: _TypeAlias = PaymentWebhook  # noqa: Y015
 
 @_typing.final
 class ListTransactionsRequest(_message.Message):

@@ -95,13 +95,23 @@ class WalletServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def TopUp(self, request, context):
-        """Starts a wallet top-up paid by UPI, card or net banking. Creates a pending credit
-        transaction and returns where to send the user; the wallet is credited when the
-        gateway confirms (ConfirmPayment).
+        """Tops up the caller's wallet, paid by UPI, card or net banking through the payment
+        gateway. An authorised charge credits the wallet at once (a SUCCESS credit); a
+        charge the user must finish at the gateway returns a PENDING credit and
+        `pending_payment` (where to send the user); the wallet is credited when the gateway
+        confirms (ConfirmPayment). Once charged, the payment always reaches a final state:
+        if recording it fails (or the server stops) after the charge, a recovery job asks
+        the gateway and records it; retrying with the same request_id then returns that
+        one outcome.
         Errors: INVALID_ARGUMENT (amount not positive, above the limit, not INR, WALLET as
         method, details not matching method), ALREADY_EXISTS (request_id reused with a
         different request; ErrorInfo reason "IDEMPOTENCY_KEY_REUSED"), PERMISSION_DENIED
-        (ACCOUNT_BLOCKED; USER_ONLY: the caller is not a customer), RESOURCE_EXHAUSTED.
+        (ACCOUNT_BLOCKED; USER_ONLY: the caller is not a customer), FAILED_PRECONDITION
+        ("PAYMENT_DECLINED"; "IN_PROGRESS": the same request_id is still being charged or
+        recorded, retry later), UNAVAILABLE ("GATEWAY_UNAVAILABLE": the gateway did not
+        answer; "PAYMENT_NOT_RECORDED": the charge went through but could not be recorded
+        yet, it is recorded automatically; retry with the same request_id),
+        RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,13 +119,32 @@ class WalletServiceServicer:
 
     def ConfirmPayment(self, request, context):
         """Payment gateway callback: settles a pending transaction (top-up, recharge or bill
-        payment paid externally). Success credits the wallet (top-up) or activates the
-        plan (recharge); failure marks the transaction failed. Repeating a confirmation
-        with the same outcome is harmless.
-        Errors: INVALID_ARGUMENT, NOT_FOUND (no such transaction), FAILED_PRECONDITION
-        (transaction not pending, or already settled with the other outcome),
-        ALREADY_EXISTS (request_id reused with a different request), PERMISSION_DENIED
-        (SERVICE_ONLY; MISSING_SCOPE for a service account without "payments.confirm").
+        payment paid externally) with what the gateway reported, once the server has
+        verified it. The request carries the gateway's callback unchanged
+        (ConfirmPaymentRequest.callback); the server checks its signature with the gateway
+        adapter (outside any database transaction), then the amount and currency against
+        the stored transaction, then settles it in one transaction. Success credits the
+        wallet (top-up) or activates the plan (recharge); failure marks the transaction
+        failed; an event that reports no final outcome (e.g. payment.authorized) changes
+        nothing and returns the transaction. A callback replayed (same or another
+        request_id, e.g. a webhook delivered twice) returns the settled transaction
+        unchanged. Unsigned, tampered or mismatched callbacks change nothing; they are
+        recorded as SECURITY audit events.
+        Errors: INVALID_ARGUMENT (bad request_id or deprecated fields; no callback: reason
+        "CALLBACK_UNSIGNED" with a field violation on `callback`; a callback that cannot be
+        read or names no charge the gateway knows: "CALLBACK_MALFORMED"; `outcome` set and
+        different from the callback's), PERMISSION_DENIED (the signature does not match the
+        callback's exact bytes: "CALLBACK_SIGNATURE_INVALID"; the caller is not a service
+        account: "SERVICE_ONLY"; "MISSING_SCOPE": a service account without
+        "payments.confirm"), NOT_FOUND (no transaction for the callback's charge),
+        FAILED_PRECONDITION ("PAYMENT_AMOUNT_MISMATCH": amount or currency differ from the
+        transaction's; "PAYMENT_ID_MISMATCH": txn_id or payment_transaction_id name
+        another payment; "NOT_AN_EXTERNAL_PAYMENT"; "TRANSACTION_ALREADY_SETTLED": settled
+        with the other outcome, metadata "status"; a success for a payment that expired
+        unpaid is refunded through the gateway, metadata "refund_id" and "refund_status"),
+        ALREADY_EXISTS (request_id reused with a different request:
+        "IDEMPOTENCY_KEY_REUSED"), UNAVAILABLE (the gateway could not be asked while
+        verifying: "GATEWAY_UNAVAILABLE"; retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
