@@ -20,6 +20,7 @@ from sqlalchemy import text
 from gencharge.v1 import common_pb2, transaction_pb2, wallet_service_pb2_grpc
 from gencharge.v1 import wallet_service_pb2 as pb
 from server.audit.scope import AuditScope, current_scope
+from server.auth.scopes import PAYMENTS_CONFIRM
 from server.auth.principal import Principal
 from server.core.errors import Unavailable
 from server.payments import signing
@@ -56,7 +57,7 @@ async def refused(call: Any, code: grpc.StatusCode, reason: str) -> ErrorDetails
 
 @pytest.fixture
 async def service(channel: grpc.aio.Channel, resources: Any) -> Actor:
-    return await create_service(channel, resources)
+    return await create_service(channel, resources, [PAYMENTS_CONFIRM])
 
 
 @pytest.fixture
