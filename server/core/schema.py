@@ -790,3 +790,35 @@ idempotency_keys = Table(
     PrimaryKeyConstraint("caller", "request_id", name="idempotency_keys_pkey"),
     Index("idx_idempotency_keys_expires_at", "expires_at"),
 )
+
+
+# --- recharges (migration 0008) -----------------------------------------------------------
+
+#: What a recharge showed beyond its ledger row (written with it by server/recharge;
+#: read back by GetRecharge and ListRecharges): one row per recharge debit.
+recharges = Table(
+    "recharges",
+    metadata,
+    Column(
+        "txn_id",
+        Integer,
+        ForeignKey("transactions.txn_id", name="fk_recharges_txn"),
+        nullable=False,
+    ),
+    #: The plan period the recharge queued or activated; NULL while pending or if failed.
+    Column(
+        "active_plan_id",
+        Integer,
+        ForeignKey("currentactiveplans.id", name="fk_recharges_active_plan"),
+    ),
+    Column("discount", Money, nullable=False, server_default=text("0")),
+    #: As promised while the payment is pending, as credited once it settled.
+    Column("cashback", Money, nullable=False, server_default=text("0")),
+    Column(
+        "cashback_txn_id",
+        Integer,
+        ForeignKey("transactions.txn_id", name="fk_recharges_cashback_txn"),
+    ),
+    PrimaryKeyConstraint("txn_id", name="recharges_pkey"),
+    CheckConstraint("discount >= 0 AND cashback >= 0", name="ck_recharges_amounts_nonnegative"),
+)

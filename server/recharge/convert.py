@@ -10,7 +10,6 @@ from gencharge.v1 import recharge_service_pb2 as pb
 from server.core import protoconv
 from server.core.errors import FieldViolation, InvalidArgument
 from server.ledger.convert import transaction_message
-from server.ledger.domain import Transaction
 from server.plans.convert import offer_message, plan_message
 from server.recharge import domain
 
@@ -85,6 +84,7 @@ def order_of(request: pb.RechargeRequest) -> domain.Order:
         expected_amount_minor=(
             request.expected_amount.units_minor if request.HasField("expected_amount") else None
         ),
+        expected_currency=request.expected_amount.currency_code,
     )
 
 
@@ -119,11 +119,6 @@ def recharge_message(result: domain.RechargeResult) -> pb.Recharge:
             )
         )
     return message
-
-
-def recharge_summary(txn: Transaction) -> pb.Recharge:
-    """A recharge in a list: its ledger row."""
-    return pb.Recharge(transaction=transaction_message(txn))
 
 
 def quote_message(result: domain.QuoteResult) -> pb.Quote:

@@ -1,0 +1,290 @@
+"""The contract's comments are promises to client teams: each test here pins one of them
+through the real server (tests are named after the promise). The comments they check
+are in protos/gencharge/v1/*.proto; where a promise is already pinned elsewhere, that
+test is named in the comment above the section.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import grpc
+import pytest
+from sqlalchemy import text
+
+from gencharge.v1 import common_pb2, recharge_service_pb2_grpc, wallet_service_pb2_grpc
+from gencharge.v1 import recharge_service_pb2 as pb
+from gencharge.v1 import transaction_pb2 as tpb
+from gencharge.v1 import wallet_service_pb2 as wallet_pb
+from tests.helpers.auth import Actor, create_service, register_user
+from tests.helpers.money import fund, make_offer, make_plan
+from tests.helpers.rpc import ErrorDetails, details_of
+
+
+def rid() -> str:
+    return uuid.uuid4().hex
+
+
+def recharges(channel: grpc.aio.Channel) -> recharge_service_pb2_grpc.RechargeServiceStub:
+    return recharge_service_pb2_grpc.RechargeServiceStub(channel)
+
+
+async def failure(call: Any) -> ErrorDetails:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    return details_of(info.value)
+
+
+async def sql(resources: Any, statement: str, **params: Any) -> None:
+    async with resources.db.transaction() as conn:
+        await conn.execute(text(statement), params)
+
+
+async def quote(channel: Any, actor: Actor, plan_id: int, **fields: Any) -> pb.Quote:
+    return await recharges(channel).QuoteRecharge(
+        pb.QuoteRechargeRequest(plan_id=plan_id, **fields), metadata=actor.metadata
+    )
+
+
+async def recharge(channel: Any, actor: Actor, plan_id: int, **fields: Any) -> pb.Recharge:
+    fields.setdefault("request_id", rid())
+    return await recharges(channel).Recharge(
+        pb.RechargeRequest(plan_id=plan_id, **fields), metadata=actor.metadata
+    )
+
+
+def reasons(q: pb.Quote) -> list[str]:
+    return [r.reason for r in q.reasons]
+
+
+# --- RechargeService.QuoteRecharge: "Whether Recharge with the same inputs would be
+# accepted now"; "Ineligibility is not an error: eligible is false with reasons" ---------
+
+
+async def test_quote_for_a_wallet_payment_is_not_eligible_when_the_wallet_cannot_pay(
+    channel, resources
+) -> None:
+    user = await register_user(channel)
+    await fund(resources, user.user_id, "60")
+    plan_id = await make_plan(resources, price="100.00")
+    wallet = common_pb2.PAYMENT_METHOD_WALLET
+
+    short = await quote(channel, user, plan_id, payment_method=wallet)
+    assert not short.eligible and reasons(short) == ["INSUFFICIENT_FUNDS"]
+    assert short.reasons[0].message
+    assert short.amount_to_pay.units_minor == 10000
+    # PAYMENT_METHOD_UNSPECIFIED is a wallet payment, for the quote as for Recharge.
+    assert reasons(await quote(channel, user, plan_id)) == ["INSUFFICIENT_FUNDS"]
+    refused = await failure(recharge(channel, user, plan_id, payment_method=wallet))
+    assert refused.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert refused.reason == "INSUFFICIENT_FUNDS"
+
+    # The wallet does not pay an external payment: the same user may pay by UPI.
+    upi = await quote(channel, user, plan_id, payment_method=common_pb2.PAYMENT_METHOD_UPI)
+    assert upi.eligible
+
+    # A discount that brings the price down to the balance makes it payable.
+    offer_id = await make_offer(resources, type_name="discount", discount_amount=Decimal("40"))
+    exact = await quote(channel, user, plan_id, offer_id=offer_id, payment_method=wallet)
+    assert exact.eligible and exact.amount_to_pay.units_minor == 6000
+    paid = await recharge(
+        channel, user, plan_id, offer_id=offer_id, expected_amount=exact.amount_to_pay
+    )
+    assert paid.transaction.amount.units_minor == 6000
+
+
+async def test_quote_reports_a_blocked_payer_as_a_reason_and_recharge_refuses_it(
+    channel, resources
+) -> None:
+    user = await register_user(channel)
+    service = await create_service(channel, resources)
+    await fund(resources, user.user_id, "500")
+    plan_id = await make_plan(resources, price="10.00")
+    await sql(resources, "UPDATE users SET status = 'blocked' WHERE user_id = :u", u=user.user_id)
+
+    blocked = await quote(channel, service, plan_id, user_id=user.user_id)
+    assert not blocked.eligible and reasons(blocked) == ["ACCOUNT_BLOCKED"]
+    refused = await failure(recharge(channel, service, plan_id, user_id=user.user_id))
+    assert refused.code == grpc.StatusCode.PERMISSION_DENIED  # as documented (and TopUp)
+    assert refused.reason == "ACCOUNT_BLOCKED"
+
+
+async def test_every_reason_a_quote_gives_is_the_reason_recharge_refuses_with(
+    channel, resources
+) -> None:
+    user = await register_user(channel)
+    await fund(resources, user.user_id, "500")
+    cases = {
+        "PLAN_INACTIVE": (await make_plan(resources, status="inactive"), None),
+        "USER_TYPE_NOT_ELIGIBLE": (
+            await make_plan(resources, criteria={"user_types": ["postpaid"]}),
+            None,
+        ),
+        "OFFER_INACTIVE": (
+            await make_plan(resources),
+            await make_offer(resources, cashback_amount=Decimal("1"), status="inactive"),
+        ),
+    }
+    for reason, (plan_id, offer_id) in cases.items():
+        extra = {"offer_id": offer_id} if offer_id else {}
+        q = await quote(channel, user, plan_id, **extra)
+        assert not q.eligible and reasons(q) == [reason], reason
+        refused = await failure(recharge(channel, user, plan_id, **extra))
+        assert (refused.code, refused.reason) == (grpc.StatusCode.FAILED_PRECONDITION, reason)
+
+
+async def test_recharge_accepts_only_inr_in_expected_amount(channel, resources) -> None:
+    user = await register_user(channel)
+    await fund(resources, user.user_id, "50")
+    plan_id = await make_plan(resources, price="10.00")
+    usd = common_pb2.Money(units_minor=1000, currency_code="USD")
+    details = await failure(recharge(channel, user, plan_id, expected_amount=usd))
+    assert details.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "expected_amount.currency_code" in details.field_violations
+    inr = common_pb2.Money(units_minor=1000)  # empty means INR
+    assert (await recharge(channel, user, plan_id, expected_amount=inr)).transaction.txn_id
+
+
+# --- GetRecharge / ListRecharges return the Recharge the customer was shown -----------------
+
+
+def shown(r: pb.Recharge) -> pb.Recharge:
+    """What GetRecharge/ListRecharges promise to show again: everything but the
+    one-time gateway redirect of a pending payment."""
+    copy = pb.Recharge()
+    copy.CopyFrom(r)
+    copy.ClearField("pending_payment")
+    return copy
+
+
+async def listed(channel: Any, user: Actor) -> dict[int, pb.Recharge]:
+    page = await recharges(channel).ListRecharges(
+        pb.ListRechargesRequest(page_size=200), metadata=user.metadata
+    )
+    return {r.transaction.txn_id: r for r in page.recharges}
+
+
+async def got(channel: Any, user: Actor, txn_id: int) -> pb.Recharge:
+    return await recharges(channel).GetRecharge(
+        pb.GetRechargeRequest(txn_id=txn_id), metadata=user.metadata
+    )
+
+
+async def test_get_and_list_recharges_show_the_discount_and_cashback_the_recharge_showed(
+    channel, resources
+) -> None:
+    user = await register_user(channel)
+    await fund(resources, user.user_id, "500")
+    plan_id = await make_plan(resources, price="100.00")
+    both = await make_offer(
+        resources,
+        type_name="discount",
+        discount_amount=Decimal("10"),
+        cashback_percent=Decimal("5"),
+    )
+    with_offer = await recharge(channel, user, plan_id, offer_id=both)
+    assert with_offer.discount.units_minor == 1000 and with_offer.cashback.units_minor == 450
+    assert with_offer.cashback_transaction.amount.units_minor == 450
+    plain = await recharge(channel, user, plan_id)
+    assert plain.active_plan.status == pb.ACTIVE_PLAN_STATUS_QUEUED
+
+    page = await listed(channel, user)
+    for made in (with_offer, plain):
+        assert await got(channel, user, made.transaction.txn_id) == made
+        assert page[made.transaction.txn_id] == made
+    assert not page[plain.transaction.txn_id].HasField("cashback_transaction")
+
+
+async def test_a_pending_recharge_shows_its_promised_cashback_then_the_credit(
+    channel, resources
+) -> None:
+    user = await register_user(channel)
+    service = await create_service(channel, resources)
+    plan_id = await make_plan(resources, price="40.00")
+    offer_id = await make_offer(resources, cashback_amount=Decimal("4.00"))
+    confirm = wallet_service_pb2_grpc.WalletServiceStub(channel).ConfirmPayment
+
+    card = common_pb2.PaymentDetails(card=common_pb2.CardPayment(card_token="tok_pending"))
+    made = []
+    for _ in range(2):
+        pending = await recharge(
+            channel,
+            user,
+            plan_id,
+            offer_id=offer_id,
+            payment_method=common_pb2.PAYMENT_METHOD_CARD,
+            payment_details=card,
+        )
+        assert pending.transaction.status == tpb.TRANSACTION_STATUS_PENDING
+        assert pending.HasField("pending_payment") and not pending.HasField("active_plan")
+        assert pending.cashback.units_minor == 400  # to be credited
+        assert await got(channel, user, pending.transaction.txn_id) == shown(pending)
+        made.append(pending)
+
+    ok, no = made
+    for pending, outcome in (
+        (ok, wallet_pb.PAYMENT_OUTCOME_SUCCESS),
+        (no, wallet_pb.PAYMENT_OUTCOME_FAILED),
+    ):
+        await confirm(
+            wallet_pb.ConfirmPaymentRequest(
+                request_id=rid(),
+                txn_id=pending.transaction.txn_id,
+                payment_transaction_id=pending.transaction.payment_transaction_id,
+                outcome=outcome,
+            ),
+            metadata=service.metadata,
+        )
+    page = await listed(channel, user)
+    settled = await got(channel, user, ok.transaction.txn_id)
+    assert settled.transaction.status == tpb.TRANSACTION_STATUS_SUCCESS
+    assert settled.active_plan.status == pb.ACTIVE_PLAN_STATUS_ACTIVE
+    assert settled.cashback.units_minor == 400
+    assert settled.cashback_transaction.source == tpb.TRANSACTION_SOURCE_CASHBACK
+    assert settled.cashback_transaction.amount.units_minor == 400
+    failed = await got(channel, user, no.transaction.txn_id)
+    assert failed.transaction.status == tpb.TRANSACTION_STATUS_FAILED
+    assert not failed.HasField("active_plan") and failed.cashback.units_minor == 0
+    assert page[ok.transaction.txn_id] == settled and page[no.transaction.txn_id] == failed
+
+
+# --- ListActivePlans: "by valid_from"; status unspecified is "ACTIVE and QUEUED" --------------
+
+
+async def test_list_active_plans_comes_by_valid_from_active_and_queued_by_default(
+    channel, resources
+) -> None:
+    user = await register_user(channel)
+    await fund(resources, user.user_id, "500")
+    plan_id = await make_plan(resources, price="10.00", validity=28)
+    first = await recharge(channel, user, plan_id)  # own number, active now
+    queued = await recharge(channel, user, plan_id)  # own number, from day 28
+    other = await recharge(channel, user, plan_id, phone_number="9123456789")  # active now
+    ended = await recharge(channel, user, plan_id, phone_number="9123456790")
+    await sql(
+        resources,
+        "UPDATE currentactiveplans SET valid_from = now() - interval '40 days', "
+        "valid_to = now() - interval '12 days' WHERE id = :id",
+        id=ended.active_plan.id,
+    )
+    stub = recharges(channel)
+
+    async def walk(**filters: Any) -> list[int]:
+        ids: list[int] = []
+        token = ""
+        while True:
+            page = await stub.ListActivePlans(
+                pb.ListActivePlansRequest(page_size=1, page_token=token, **filters),
+                metadata=user.metadata,
+            )
+            ids += [p.id for p in page.active_plans]
+            token = page.next_page_token
+            if not token:
+                return ids
+
+    expected = [first.active_plan.id, other.active_plan.id, queued.active_plan.id]
+    assert await walk() == expected
+    assert await walk(status=pb.ACTIVE_PLAN_STATUS_EXPIRED) == [ended.active_plan.id]
+    assert await walk(status=pb.ACTIVE_PLAN_STATUS_QUEUED) == [queued.active_plan.id]
