@@ -288,3 +288,97 @@ async def test_list_active_plans_comes_by_valid_from_active_and_queued_by_defaul
     assert await walk() == expected
     assert await walk(status=pb.ACTIVE_PLAN_STATUS_EXPIRED) == [ended.active_plan.id]
     assert await walk(status=pb.ACTIVE_PLAN_STATUS_QUEUED) == [queued.active_plan.id]
+
+
+# --- PlanService list orders: ListPlans "most popular first, then by price"; ListOffers
+# "newest first"; ListPlanGroups and ListOfferTypes "by name" (every page in that order) --
+
+
+async def walk_pages(call: Any, request_type: Any, field: str, **filters: Any) -> list[Any]:
+    items: list[Any] = []
+    token = ""
+    while True:
+        page = await call(request_type(page_size=2, page_token=token, **filters))
+        items += list(getattr(page, field))
+        token = page.next_page_token
+        if not token:
+            return items
+
+
+def forged(filters: dict[str, Any], after: Any) -> str:
+    """A page token in the server's format, carrying ``after``, for these filters."""
+    from server.core.pagination import Page, fingerprint
+
+    return Page(1, None, fingerprint(filters)).next_token(after, True)
+
+
+async def test_list_plans_comes_most_popular_first_then_by_price_on_every_page(
+    channel, resources
+) -> None:
+    from dataclasses import asdict
+
+    from gencharge.v1 import plan_service_pb2 as plan_pb
+    from gencharge.v1 import plan_service_pb2_grpc
+    from server.plans.domain import PlanFilter
+
+    made = {}
+    for name, price, popular in [
+        ("B 300", "300.00", False),
+        ("A 50", "50.00", False),
+        ("P 999", "999.00", True),
+        ("P 10", "10.00", True),
+        ("C 50", "50.00", False),  # same price as A 50: the older plan first
+    ]:
+        made[name] = await make_plan(resources, name=name, price=price)
+        if popular:
+            await sql(
+                resources, "UPDATE plans SET most_popular = true WHERE plan_id = :p", p=made[name]
+            )
+    stub = plan_service_pb2_grpc.PlanServiceStub(channel)
+    plans = await walk_pages(stub.ListPlans, plan_pb.ListPlansRequest, "plans")
+    assert [p.plan_name for p in plans] == ["P 10", "P 999", "A 50", "C 50", "B 300"]
+
+    for after in ([True, "x", 1], [True, "NaN", 1], ["1", "10.00", 1], [True, "10.00"], 7):
+        token = forged({"plans": asdict(PlanFilter())}, after)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.ListPlans(plan_pb.ListPlansRequest(page_token=token))
+        details = details_of(info.value)
+        assert details.code == grpc.StatusCode.INVALID_ARGUMENT, after
+        assert "page_token" in details.field_violations
+
+
+async def test_list_offers_comes_newest_first_on_every_page(channel, resources) -> None:
+    from gencharge.v1 import plan_service_pb2 as plan_pb
+    from gencharge.v1 import plan_service_pb2_grpc
+
+    ages = {"Old": 30, "Newest": 0, "Middle": 10, "Older": 20}
+    for name, days in ages.items():
+        offer_id = await make_offer(resources, offer_name=name, cashback_amount=Decimal("1"))
+        await sql(
+            resources,
+            "UPDATE offers SET created_at = now() - make_interval(days => :d) WHERE offer_id = :o",
+            d=days,
+            o=offer_id,
+        )
+    stub = plan_service_pb2_grpc.PlanServiceStub(channel)
+    offers = await walk_pages(stub.ListOffers, plan_pb.ListOffersRequest, "offers")
+    assert [o.offer_name for o in offers] == ["Newest", "Middle", "Older", "Old"]
+
+
+async def test_plan_groups_and_offer_types_come_by_name_on_every_page(channel, resources) -> None:
+    from gencharge.v1 import plan_service_pb2 as plan_pb
+    from gencharge.v1 import plan_service_pb2_grpc
+
+    await sql(resources, "INSERT INTO plangroups (group_name) VALUES ('aaa first'), ('zzz')")
+    await sql(resources, "INSERT INTO offertypes (offer_type_name) VALUES ('zzz'), ('aaa')")
+    stub = plan_service_pb2_grpc.PlanServiceStub(channel)
+    groups = [
+        g.group_name
+        for g in await walk_pages(stub.ListPlanGroups, plan_pb.ListPlanGroupsRequest, "plan_groups")
+    ]
+    assert groups == sorted(groups) and groups[0] == "aaa first" and groups[-1] == "zzz"
+    types = [
+        t.offer_type_name
+        for t in await walk_pages(stub.ListOfferTypes, plan_pb.ListOfferTypesRequest, "offer_types")
+    ]
+    assert types == sorted(types) and types[0] == "aaa" and types[-1] == "zzz"
