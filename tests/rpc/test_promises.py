@@ -382,3 +382,68 @@ async def test_plan_groups_and_offer_types_come_by_name_on_every_page(channel, r
         for t in await walk_pages(stub.ListOfferTypes, plan_pb.ListOfferTypesRequest, "offer_types")
     ]
     assert types == sorted(types) and types[0] == "aaa" and types[-1] == "zzz"
+
+
+# --- AuthService -------------------------------------------------------------------------
+# Blocked users' and disabled service accounts' access tokens: UNAUTHENTICATED
+# SESSION_ENDED, pinned by tests/auth/test_token_matrix.py (test_token_of_a_blocked_user,
+# test_token_of_a_disabled_service_account); Login of a blocked user: PERMISSION_DENIED
+# ACCOUNT_BLOCKED, tests/auth/test_auth.py::test_blocked_user_cannot_log_in_and_loses_sessions.
+
+
+async def test_jwks_keys_are_ed25519_for_eddsa_as_documented(channel) -> None:
+    import base64
+
+    from gencharge.v1 import auth_service_pb2 as auth_pb
+    from tests.helpers.auth import auth_stub
+
+    jwks = await auth_stub(channel).GetJwks(auth_pb.GetJwksRequest())
+    assert jwks.keys
+    for key in jwks.keys:
+        assert (key.kty, key.crv, key.alg, key.use) == ("OKP", "Ed25519", "EdDSA", "sig")
+        assert key.y == ""  # OKP keys have no y coordinate
+        assert len(base64.urlsafe_b64decode(key.x + "=" * (-len(key.x) % 4))) == 32
+        assert key.kid
+
+
+async def test_refresh_token_of_a_blocked_account_is_permission_denied_account_blocked(
+    channel, resources
+) -> None:
+    from gencharge.v1 import auth_service_pb2 as auth_pb
+    from tests.helpers.auth import auth_stub
+
+    user = await register_user(channel)
+    refresh = auth_stub(channel).RefreshToken
+    await sql(resources, "UPDATE users SET status = 'blocked' WHERE user_id = :u", u=user.user_id)
+    blocked = await failure(refresh(auth_pb.RefreshTokenRequest(refresh_token=user.refresh_token)))
+    assert (blocked.code, blocked.reason) == (grpc.StatusCode.PERMISSION_DENIED, "ACCOUNT_BLOCKED")
+    # Unblocking does not bring the ended session back: log in again.
+    await sql(resources, "UPDATE users SET status = 'active' WHERE user_id = :u", u=user.user_id)
+    ended = await failure(refresh(auth_pb.RefreshTokenRequest(refresh_token=user.refresh_token)))
+    assert (ended.code, ended.reason) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "INVALID_REFRESH_TOKEN",
+    )
+
+
+async def test_an_expired_session_is_listed_as_not_active(channel, resources) -> None:
+    from gencharge.v1 import auth_service_pb2 as auth_pb
+    from tests.helpers.auth import auth_stub
+
+    first = await register_user(channel)
+    stub = auth_stub(channel)
+    second = await stub.Login(auth_pb.LoginRequest(email=first.email, password=first.password))
+    await sql(
+        resources,
+        "UPDATE sessions SET refresh_token_expires_at = now() - interval '1 second' "
+        "WHERE session_id = CAST(:s AS uuid)",
+        s=first.session_id,
+    )
+    metadata = (("authorization", f"Bearer {second.tokens.access_token}"),)
+    active = await stub.ListSessions(auth_pb.ListSessionsRequest(), metadata=metadata)
+    assert [s.session_id for s in active.sessions] == [second.tokens.session_id]
+    every = await stub.ListSessions(
+        auth_pb.ListSessionsRequest(include_inactive=True), metadata=metadata
+    )
+    states = {s.session_id: (s.is_active, s.current) for s in every.sessions}
+    assert states == {first.session_id: (False, False), second.tokens.session_id: (True, True)}
