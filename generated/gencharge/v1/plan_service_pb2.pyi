@@ -512,7 +512,7 @@ class ListPlansResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def plans(self) -> _containers.RepeatedCompositeFieldContainer[Global___Plan]:
-        """The plans."""
+        """The plans, most popular first, then by price."""
 
     def __init__(
         self,
@@ -588,7 +588,7 @@ class ListPlanGroupsResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def plan_groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlanGroup]:
-        """The plan groups."""
+        """The plan groups, by name."""
 
     def __init__(
         self,
@@ -656,7 +656,7 @@ class ListOffersResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def offers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Offer]:
-        """The offers."""
+        """The offers, newest first."""
 
     def __init__(
         self,
@@ -732,7 +732,7 @@ class ListOfferTypesResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def offer_types(self) -> _containers.RepeatedCompositeFieldContainer[Global___OfferType]:
-        """The offer types."""
+        """The offer types, by name."""
 
     def __init__(
         self,
