@@ -6,19 +6,35 @@ test is named in the comment above the section.
 
 from __future__ import annotations
 
+import base64
 import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import text
 
-from gencharge.v1 import common_pb2, recharge_service_pb2_grpc, wallet_service_pb2_grpc
+from gencharge.v1 import auth_service_pb2 as auth_pb
+from gencharge.v1 import (
+    common_pb2,
+    notification_service_pb2_grpc,
+    plan_service_pb2_grpc,
+    recharge_service_pb2_grpc,
+    wallet_service_pb2_grpc,
+)
+from gencharge.v1 import notification_service_pb2 as note_pb
+from gencharge.v1 import plan_service_pb2 as plan_pb
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import transaction_pb2 as tpb
 from gencharge.v1 import wallet_service_pb2 as wallet_pb
-from tests.helpers.auth import Actor, create_service, register_user
+from server.core.pagination import Page, fingerprint
+from server.plans.domain import PlanFilter
+from tests.helpers.auth import Actor, auth_stub, create_admin, create_service, register_user
 from tests.helpers.money import fund, make_offer, make_plan
 from tests.helpers.rpc import ErrorDetails, details_of
 
@@ -40,6 +56,15 @@ async def failure(call: Any) -> ErrorDetails:
 async def sql(resources: Any, statement: str, **params: Any) -> None:
     async with resources.db.transaction() as conn:
         await conn.execute(text(statement), params)
+
+
+async def count_rows(resources: Any, statement: str, **params: Any) -> int:
+    async with resources.db.read_only() as conn:
+        return int((await conn.execute(text(statement), params)).scalar_one())
+
+
+async def block(resources: Any, user_id: int, status: str = "blocked") -> None:
+    await sql(resources, "UPDATE users SET status = :s WHERE user_id = :u", s=status, u=user_id)
 
 
 async def quote(channel: Any, actor: Actor, plan_id: int, **fields: Any) -> pb.Quote:
@@ -102,7 +127,7 @@ async def test_quote_reports_a_blocked_payer_as_a_reason_and_recharge_refuses_it
     service = await create_service(channel, resources)
     await fund(resources, user.user_id, "500")
     plan_id = await make_plan(resources, price="10.00")
-    await sql(resources, "UPDATE users SET status = 'blocked' WHERE user_id = :u", u=user.user_id)
+    await block(resources, user.user_id)
 
     blocked = await quote(channel, service, plan_id, user_id=user.user_id)
     assert not blocked.eligible and reasons(blocked) == ["ACCOUNT_BLOCKED"]
@@ -307,20 +332,12 @@ async def walk_pages(call: Any, request_type: Any, field: str, **filters: Any) -
 
 def forged(filters: dict[str, Any], after: Any) -> str:
     """A page token in the server's format, carrying ``after``, for these filters."""
-    from server.core.pagination import Page, fingerprint
-
     return Page(1, None, fingerprint(filters)).next_token(after, True)
 
 
 async def test_list_plans_comes_most_popular_first_then_by_price_on_every_page(
     channel, resources
 ) -> None:
-    from dataclasses import asdict
-
-    from gencharge.v1 import plan_service_pb2 as plan_pb
-    from gencharge.v1 import plan_service_pb2_grpc
-    from server.plans.domain import PlanFilter
-
     made = {}
     for name, price, popular in [
         ("B 300", "300.00", False),
@@ -348,9 +365,6 @@ async def test_list_plans_comes_most_popular_first_then_by_price_on_every_page(
 
 
 async def test_list_offers_comes_newest_first_on_every_page(channel, resources) -> None:
-    from gencharge.v1 import plan_service_pb2 as plan_pb
-    from gencharge.v1 import plan_service_pb2_grpc
-
     ages = {"Old": 30, "Newest": 0, "Middle": 10, "Older": 20}
     for name, days in ages.items():
         offer_id = await make_offer(resources, offer_name=name, cashback_amount=Decimal("1"))
@@ -366,9 +380,6 @@ async def test_list_offers_comes_newest_first_on_every_page(channel, resources) 
 
 
 async def test_plan_groups_and_offer_types_come_by_name_on_every_page(channel, resources) -> None:
-    from gencharge.v1 import plan_service_pb2 as plan_pb
-    from gencharge.v1 import plan_service_pb2_grpc
-
     await sql(resources, "INSERT INTO plangroups (group_name) VALUES ('aaa first'), ('zzz')")
     await sql(resources, "INSERT INTO offertypes (offer_type_name) VALUES ('zzz'), ('aaa')")
     stub = plan_service_pb2_grpc.PlanServiceStub(channel)
@@ -392,11 +403,6 @@ async def test_plan_groups_and_offer_types_come_by_name_on_every_page(channel, r
 
 
 async def test_jwks_keys_are_ed25519_for_eddsa_as_documented(channel) -> None:
-    import base64
-
-    from gencharge.v1 import auth_service_pb2 as auth_pb
-    from tests.helpers.auth import auth_stub
-
     jwks = await auth_stub(channel).GetJwks(auth_pb.GetJwksRequest())
     assert jwks.keys
     for key in jwks.keys:
@@ -409,16 +415,13 @@ async def test_jwks_keys_are_ed25519_for_eddsa_as_documented(channel) -> None:
 async def test_refresh_token_of_a_blocked_account_is_permission_denied_account_blocked(
     channel, resources
 ) -> None:
-    from gencharge.v1 import auth_service_pb2 as auth_pb
-    from tests.helpers.auth import auth_stub
-
     user = await register_user(channel)
     refresh = auth_stub(channel).RefreshToken
-    await sql(resources, "UPDATE users SET status = 'blocked' WHERE user_id = :u", u=user.user_id)
+    await block(resources, user.user_id)
     blocked = await failure(refresh(auth_pb.RefreshTokenRequest(refresh_token=user.refresh_token)))
     assert (blocked.code, blocked.reason) == (grpc.StatusCode.PERMISSION_DENIED, "ACCOUNT_BLOCKED")
     # Unblocking does not bring the ended session back: log in again.
-    await sql(resources, "UPDATE users SET status = 'active' WHERE user_id = :u", u=user.user_id)
+    await block(resources, user.user_id, "active")
     ended = await failure(refresh(auth_pb.RefreshTokenRequest(refresh_token=user.refresh_token)))
     assert (ended.code, ended.reason) == (
         grpc.StatusCode.UNAUTHENTICATED,
@@ -427,9 +430,6 @@ async def test_refresh_token_of_a_blocked_account_is_permission_denied_account_b
 
 
 async def test_an_expired_session_is_listed_as_not_active(channel, resources) -> None:
-    from gencharge.v1 import auth_service_pb2 as auth_pb
-    from tests.helpers.auth import auth_stub
-
     first = await register_user(channel)
     stub = auth_stub(channel)
     second = await stub.Login(auth_pb.LoginRequest(email=first.email, password=first.password))
@@ -447,3 +447,95 @@ async def test_an_expired_session_is_listed_as_not_active(channel, resources) ->
     )
     states = {s.session_id: (s.is_active, s.current) for s in every.sessions}
     assert states == {first.session_id: (False, False), second.tokens.session_id: (True, True)}
+
+
+# --- RechargeService.UpdateAutoPay: its documented refusals -----------------------------------
+
+
+async def test_update_autopay_refuses_as_documented(channel, resources) -> None:
+    user = await register_user(channel)
+    plan_id = await make_plan(resources)
+    withdrawn = await make_plan(resources, status="inactive")
+    due = Timestamp()
+    due.FromDatetime(datetime.now(UTC) + timedelta(days=7))
+    stub = recharges(channel)
+
+    async def create(status: int) -> pb.AutoPay:
+        return await stub.CreateAutoPay(
+            pb.CreateAutoPayRequest(
+                request_id=rid(),
+                autopay=pb.AutoPay(
+                    plan_id=plan_id, tag=pb.AUTO_PAY_TAG_REGULAR, next_due_date=due, status=status
+                ),
+            ),
+            metadata=user.metadata,
+        )
+
+    enabled = await create(pb.AUTO_PAY_STATUS_ENABLED)
+    paused = await create(pb.AUTO_PAY_STATUS_DISABLED)  # "defaults to ENABLED": may be set
+
+    def update(autopay: pb.AutoPay, *paths: str) -> Any:
+        return stub.UpdateAutoPay(
+            pb.UpdateAutoPayRequest(autopay=autopay, update_mask=FieldMask(paths=list(paths))),
+            metadata=user.metadata,
+        )
+
+    enable = pb.AutoPay(autopay_id=paused.autopay_id, status=pb.AUTO_PAY_STATUS_ENABLED)
+    twice = await failure(update(enable, "status"))
+    assert (twice.code, twice.reason) == (grpc.StatusCode.ALREADY_EXISTS, "AUTOPAY_EXISTS")
+    inactive = await failure(
+        update(pb.AutoPay(autopay_id=enabled.autopay_id, plan_id=withdrawn), "plan_id")
+    )
+    assert (inactive.code, inactive.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "PLAN_INACTIVE",
+    )
+    missing = await failure(
+        update(pb.AutoPay(autopay_id=enabled.autopay_id, plan_id=10**6), "plan_id")
+    )
+    assert missing.code == grpc.StatusCode.NOT_FOUND
+
+
+# --- NotificationService.SendNotification: limits and "every active user" ------------------
+
+
+async def test_send_notification_limits_and_broadcast_to_active_users_only(
+    channel, resources
+) -> None:
+    admin = await create_admin(channel, resources)
+    active = await register_user(channel)
+    blocked = await register_user(channel)
+    stub = notification_service_pb2_grpc.NotificationServiceStub(channel)
+    kinds = await stub.ListNotificationTypes(
+        note_pb.ListNotificationTypesRequest(), metadata=admin.metadata
+    )
+    type_id = {t.type_name: t.type_id for t in kinds.notification_types}["system"]
+    groups = {t.recipient_type_name: t.recipient_type_id for t in kinds.recipient_types}
+
+    def send(**fields: Any) -> Any:
+        values: dict[str, Any] = {
+            "request_id": rid(),
+            "recipient_type_id": groups["all_users"],
+            "description": "Maintenance tonight",
+            "type_id": type_id,
+        }
+        values.update(fields)
+        return stub.SendNotification(
+            note_pb.SendNotificationRequest(**values), metadata=admin.metadata
+        )
+
+    too_long = await failure(send(description="x" * 2001))
+    assert "description" in too_long.field_violations
+    too_many = await failure(send(recipient_ids=list(range(1, 1002))))
+    assert "recipient_ids" in too_many.field_violations
+    assert (await send(description="x" * 2000, recipient_ids=[active.user_id])).recipient_count
+
+    await block(resources, blocked.user_id)
+    sent = await send()
+    assert sent.recipient_count == 1
+    rows = await count_rows(
+        resources,
+        "SELECT count(*) FROM notifications WHERE recipient_id = :u",
+        u=blocked.user_id,
+    )
+    assert rows == 0
