@@ -819,6 +819,8 @@ recharges = Table(
         Integer,
         ForeignKey("transactions.txn_id", name="fk_recharges_cashback_txn"),
     ),
+    #: The offer's extra allowances (PlanBenefits-shaped, like offers.bonus); NULL: none.
+    Column("bonus", JSONB),
     PrimaryKeyConstraint("txn_id", name="recharges_pkey"),
     CheckConstraint("discount >= 0 AND cashback >= 0", name="ck_recharges_amounts_nonnegative"),
 )

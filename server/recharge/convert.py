@@ -10,7 +10,7 @@ from gencharge.v1 import recharge_service_pb2 as pb
 from server.core import protoconv
 from server.core.errors import FieldViolation, InvalidArgument
 from server.ledger.convert import transaction_message
-from server.plans.convert import offer_message, plan_message
+from server.plans.convert import bonus_message, offer_message, plan_message
 from server.recharge import domain
 
 METHODS: dict[int, str] = {
@@ -106,6 +106,7 @@ def recharge_message(result: domain.RechargeResult) -> pb.Recharge:
         transaction=transaction_message(result.txn),
         discount=protoconv.money(result.discount),
         cashback=protoconv.money(result.cashback),
+        bonus=bonus_message(result.bonus),
     )
     if result.active_plan is not None:
         message.active_plan.CopyFrom(active_plan_message(result.active_plan))
@@ -134,6 +135,7 @@ def quote_message(result: domain.QuoteResult) -> pb.Quote:
         starts_at=protoconv.timestamp(result.starts_at),
         ends_at=protoconv.timestamp(result.ends_at),
         queued=result.queued,
+        bonus=bonus_message(pricing.bonus),
     )
     if pricing.offer is not None:
         quote.offer.CopyFrom(offer_message(pricing.offer))

@@ -70,6 +70,8 @@ class Pricing:
     price: Decimal
     discount: Decimal
     cashback: Decimal
+    #: Extra allowances of the offer (PlanBenefits-shaped JSON); None if none.
+    bonus: Mapping[str, Any] | None = None
 
     @property
     def eligible(self) -> bool:
@@ -136,6 +138,8 @@ class RechargeResult:
     cashback: Decimal
     cashback_txn: Transaction | None = None
     pending: ChargeResult | None = None
+    #: Extra allowances the offer added to the plan (PlanBenefits-shaped JSON).
+    bonus: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,7 @@ async def price(catalogue: Catalogue, payer: Payer, plan_id: int, offer_id: int 
     reasons = list(plan_reasons(plan, buyer))
     offer = None
     discount = cashback = Decimal("0.00")
+    bonus: Mapping[str, Any] | None = None
     if offer_id is not None:
         offer = await catalogue.offer(offer_id)
         if offer is None:
@@ -244,7 +249,8 @@ async def price(catalogue: Catalogue, payer: Payer, plan_id: int, offer_id: int 
         reasons.extend(outcome.reasons)
         if outcome.eligible:
             discount, cashback = outcome.discount, outcome.cashback
-    return Pricing(plan, offer, tuple(reasons), plan.price, discount, cashback)
+            bonus = dict(outcome.bonus) if outcome.bonus else None
+    return Pricing(plan, offer, tuple(reasons), plan.price, discount, cashback, bonus)
 
 
 async def _payer(user_id: int, *, conn: AsyncConnection) -> Payer:
@@ -436,6 +442,7 @@ async def _write(
         amount=pricing.to_pay,
         discount=pricing.discount,
         cashback=pricing.cashback,
+        bonus=pricing.bonus,
         service_type=pricing.plan.plan_type,
         phone=phone,
         from_phone=payer.phone,
@@ -482,7 +489,12 @@ async def _write(
     if cashback_txn is not None:
         await queries.link_cashback(conn, txn_id=row.txn_id, cashback_txn_id=cashback_txn.txn_id)
     return RechargeResult(
-        Transaction.of(row), plan_view, pricing.discount, pricing.cashback, cashback_txn
+        Transaction.of(row),
+        plan_view,
+        pricing.discount,
+        pricing.cashback,
+        cashback_txn,
+        bonus=pricing.bonus,
     )
 
 
@@ -557,7 +569,11 @@ async def record_external(
         )
         audit_change("Transactions", "INSERT", {"txn_id": txn.txn_id, "pending": True})
         await queries.record_pending_recharge(
-            conn, txn_id=txn.txn_id, discount=pricing.discount, cashback=pricing.cashback
+            conn,
+            txn_id=txn.txn_id,
+            discount=pricing.discount,
+            cashback=pricing.cashback,
+            bonus=pricing.bonus,
         )
         await idempotency.complete(
             conn,
@@ -565,7 +581,9 @@ async def record_external(
             request_id=ext.order.request_id,
             result={"txn_id": txn.txn_id},
         )
-        return RechargeResult(txn, None, pricing.discount, pricing.cashback, pending=charge)
+        return RechargeResult(
+            txn, None, pricing.discount, pricing.cashback, pending=charge, bonus=pricing.bonus
+        )
     await queries.lock_phone(conn, ext.phone)
     return await _write(
         caller=ext.caller,
@@ -587,8 +605,8 @@ async def record_external(
 
 async def _results(txns: Sequence[Transaction], *, conn: AsyncConnection) -> list[RechargeResult]:
     """These recharge debits as the Recharge response showed them: the plan period,
-    discount, cashback and cashback credit recorded with each (``recharges``). A failed
-    recharge shows no cashback (none will be credited)."""
+    discount, cashback, cashback credit and bonus recorded with each (``recharges``). A
+    failed recharge shows no cashback and no bonus (neither will be given)."""
     details = {r.txn_id: r for r in await queries.recharge_details(conn, [t.txn_id for t in txns])}
     cashback_ids = [int(r.cashback_txn_id) for r in details.values() if r.cashback_txn_id]
     credits = {t.txn_id: t for t in await ledger.get_many(cashback_ids, conn=conn)}
@@ -610,9 +628,11 @@ async def _results(txns: Sequence[Transaction], *, conn: AsyncConnection) -> lis
                 row.cap_valid_to,
                 row.cap_status,
             )
-        cashback = row.cashback if txn.status != "failed" else Decimal("0.00")
+        failed = txn.status == "failed"
+        cashback = Decimal("0.00") if failed else row.cashback
         credit = credits.get(int(row.cashback_txn_id)) if row.cashback_txn_id else None
-        results.append(RechargeResult(txn, plan, row.discount, cashback, credit))
+        bonus = None if failed else row.bonus
+        results.append(RechargeResult(txn, plan, row.discount, cashback, credit, bonus=bonus))
     return results
 
 
@@ -744,6 +764,7 @@ async def activate_paid_recharge(
     )
     offer: OfferInfo | None = None
     cashback = Decimal("0.00")
+    bonus: Mapping[str, Any] | None = None
     if txn.offer_id is not None:
         buyer_row = await queries.buyer(conn, txn.user_id, exclude_txn=txn.txn_id)
         if buyer_row is not None:
@@ -754,7 +775,9 @@ async def activate_paid_recharge(
                 Buyer(buyer_row.user_id, buyer_row.user_type, not buyer_row.has_recharged),
                 _now(),
             )
-            cashback = outcome.cashback if outcome.eligible else cashback
+            if outcome.eligible:
+                cashback = outcome.cashback
+                bonus = dict(outcome.bonus) if outcome.bonus else None
     reward = await ledger.reward_first_recharge(txn, reward_amount, conn=conn)
     cashback_txn = await _settle_extras(
         user_id=txn.user_id,
@@ -769,6 +792,7 @@ async def activate_paid_recharge(
         active_plan_id=cap.id,
         cashback=cashback,
         cashback_txn_id=cashback_txn.txn_id if cashback_txn else None,
+        bonus=bonus,
     )
     return cashback_txn
 

@@ -77,11 +77,12 @@ def queue_plan_sql(*, source: str) -> str:
 
 
 #: What the recharge showed besides its ledger row, for GetRecharge/ListRecharges: the
-#: plan period (CTE ``cap``) of the ledger row (CTE ``txn``), ``:discount`` and
-#: ``:cashback``. The cashback's own ledger row is linked after it is written
-#: (:func:`link_cashback`).
-RECORD_RECHARGE_SQL = """INSERT INTO recharges (txn_id, active_plan_id, discount, cashback)
-        SELECT txn.txn_id, cap.id, :discount, :cashback FROM txn, cap"""
+#: plan period (CTE ``cap``) of the ledger row (CTE ``txn``), ``:discount``,
+#: ``:cashback`` and ``:bonus`` (JSON text or NULL). The cashback's own ledger row is
+#: linked after it is written (:func:`link_cashback`).
+RECORD_RECHARGE_SQL = """INSERT INTO recharges (txn_id, active_plan_id, discount, cashback,
+            bonus)
+        SELECT txn.txn_id, cap.id, :discount, :cashback, CAST(:bonus AS jsonb) FROM txn, cap"""
 
 
 LOCK_AND_CLAIM = text(
@@ -151,6 +152,7 @@ RECHARGE = text(
     bindparam("plan_id", type_=Integer),
     bindparam("offer_id", type_=Integer),
     bindparam("audit_event", type_=String),
+    bindparam("bonus", type_=String),
 )
 
 _QUEUE_PLAN = text(
@@ -224,6 +226,7 @@ async def insert_recharge(
     amount: Decimal,
     discount: Decimal,
     cashback: Decimal,
+    bonus: Mapping[str, Any] | None,
     service_type: str,
     phone: str,
     from_phone: str | None,
@@ -246,6 +249,7 @@ async def insert_recharge(
             "amount": amount,
             "discount": discount,
             "cashback": cashback,
+            "bonus": json.dumps(bonus) if bonus is not None else None,
             "service_type": service_type,
             "phone": phone,
             "from_phone": from_phone,
@@ -274,12 +278,17 @@ async def activate_plan(
 
 
 async def record_pending_recharge(
-    conn: AsyncConnection, *, txn_id: int, discount: Decimal, cashback: Decimal
+    conn: AsyncConnection,
+    *,
+    txn_id: int,
+    discount: Decimal,
+    cashback: Decimal,
+    bonus: Mapping[str, Any] | None,
 ) -> None:
     """What an externally paid recharge waiting for its payment showed: its discount and
-    the cashback promised (no plan period yet)."""
+    the cashback and bonus promised (no plan period yet)."""
     await conn.execute(
-        insert(recharges).values(txn_id=txn_id, discount=discount, cashback=cashback)
+        insert(recharges).values(txn_id=txn_id, discount=discount, cashback=cashback, bonus=bonus)
     )
 
 
@@ -299,14 +308,16 @@ async def record_settled_recharge(
     active_plan_id: int,
     cashback: Decimal,
     cashback_txn_id: int | None,
+    bonus: Mapping[str, Any] | None,
 ) -> None:
-    """An externally paid recharge whose payment succeeded: its plan period and the
-    cashback actually credited (re-checked at settlement)."""
+    """An externally paid recharge whose payment succeeded: its plan period, and the
+    cashback actually credited and bonus given (the offer is re-checked at settlement)."""
     statement = insert(recharges).values(
         txn_id=txn_id,
         active_plan_id=active_plan_id,
         cashback=cashback,
         cashback_txn_id=cashback_txn_id,
+        bonus=bonus,
     )
     await conn.execute(
         statement.on_conflict_do_update(
@@ -315,6 +326,7 @@ async def record_settled_recharge(
                 "active_plan_id": statement.excluded.active_plan_id,
                 "cashback": statement.excluded.cashback,
                 "cashback_txn_id": statement.excluded.cashback_txn_id,
+                "bonus": statement.excluded.bonus,
             },
         )
     )
@@ -383,6 +395,7 @@ _RECHARGE_DETAILS: Any = (
         recharges.c.discount,
         recharges.c.cashback,
         recharges.c.cashback_txn_id,
+        recharges.c.bonus,
         _CAP.c.id.label("cap_id"),
         _CAP.c.user_id.label("cap_user_id"),
         _CAP.c.plan_id.label("cap_plan_id"),

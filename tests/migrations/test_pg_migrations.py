@@ -207,7 +207,8 @@ async def test_0008_fills_in_recharges_made_before_it(pg_empty_url: str) -> None
             " VALUES ('Old 100', 28, 'prepaid', 100) RETURNING plan_id"
         )
         offer_id = await conn.fetchval(
-            "INSERT INTO offers (offer_name) VALUES ('Old offer') RETURNING offer_id"
+            "INSERT INTO offers (offer_name, bonus) VALUES ('Old offer', '{\"data_mb\": 1024}')"
+            " RETURNING offer_id"
         )
         txn = (
             "INSERT INTO transactions (user_id, category, txn_type, amount, plan_id, offer_id,"
@@ -255,6 +256,7 @@ async def test_0008_fills_in_recharges_made_before_it(pg_empty_url: str) -> None
             "discount": Decimal("10.00"),
             "cashback": Decimal("4.50"),
             "cashback_txn_id": cashback,
+            "bonus": '{"data_mb": 1024}',
         },
         {
             "txn_id": pending,
@@ -262,5 +264,6 @@ async def test_0008_fills_in_recharges_made_before_it(pg_empty_url: str) -> None
             "discount": Decimal("0.00"),
             "cashback": Decimal("0.00"),
             "cashback_txn_id": None,
+            "bonus": None,
         },
     ]

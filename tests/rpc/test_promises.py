@@ -222,6 +222,27 @@ async def test_get_and_list_recharges_show_the_discount_and_cashback_the_recharg
     assert not page[plain.transaction.txn_id].HasField("cashback_transaction")
 
 
+async def test_a_bonus_offer_shows_its_allowances_on_the_quote_and_the_recharge(
+    channel, resources
+) -> None:
+    user = await register_user(channel)
+    await fund(resources, user.user_id, "100")
+    plan_id = await make_plan(resources, price="20.00")
+    bonus_id = await make_offer(
+        resources, type_name="bonus_data", bonus={"data_mb": 2048, "sms_count": 50}
+    )
+    q = await quote(channel, user, plan_id, offer_id=bonus_id)
+    assert q.eligible and (q.bonus.data_mb, q.bonus.sms_count) == (2048, 50)
+    assert q.amount_to_pay.units_minor == 2000  # price unchanged
+    made = await recharge(channel, user, plan_id, offer_id=bonus_id)
+    assert made.bonus == q.bonus and made.transaction.amount.units_minor == 2000
+    assert await got(channel, user, made.transaction.txn_id) == made
+    assert (await listed(channel, user))[made.transaction.txn_id] == made
+    plain = await recharge(channel, user, plan_id)
+    assert not plain.HasField("bonus")
+    assert not (await got(channel, user, plain.transaction.txn_id)).HasField("bonus")
+
+
 async def test_a_pending_recharge_shows_its_promised_cashback_then_the_credit(
     channel, resources
 ) -> None:

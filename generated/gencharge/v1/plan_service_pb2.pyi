@@ -92,7 +92,9 @@ class _OfferBenefitKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Offe
     OFFER_BENEFIT_KIND_CASHBACK: _OfferBenefitKind.ValueType  # 2
     """Cashback: credited to the wallet after the recharge succeeds."""
     OFFER_BENEFIT_KIND_BONUS: _OfferBenefitKind.ValueType  # 3
-    """Bonus allowance: extra data/voice/SMS (`bonus`) added to the plan, price unchanged."""
+    """Bonus allowance: extra data/voice/SMS (`bonus`) added to the plan, price unchanged
+    (shown with the recharge: Quote.bonus, Recharge.bonus).
+    """
 
 class OfferBenefitKind(_OfferBenefitKind, metaclass=_OfferBenefitKindEnumTypeWrapper):
     """OfferBenefitKind says how an offer rewards the customer."""
@@ -104,7 +106,9 @@ OFFER_BENEFIT_KIND_DISCOUNT: OfferBenefitKind.ValueType  # 1
 OFFER_BENEFIT_KIND_CASHBACK: OfferBenefitKind.ValueType  # 2
 """Cashback: credited to the wallet after the recharge succeeds."""
 OFFER_BENEFIT_KIND_BONUS: OfferBenefitKind.ValueType  # 3
-"""Bonus allowance: extra data/voice/SMS (`bonus`) added to the plan, price unchanged."""
+"""Bonus allowance: extra data/voice/SMS (`bonus`) added to the plan, price unchanged
+(shown with the recharge: Quote.bonus, Recharge.bonus).
+"""
 Global___OfferBenefitKind: _TypeAlias = OfferBenefitKind  # noqa: Y015
 
 @_typing.final

@@ -192,7 +192,8 @@ class PlanServiceServicer:
     def DeletePlan(self, request, context):
         """Withdraws a plan: its status becomes INACTIVE. Plans are never hard-deleted
         (transactions and active plans refer to them); withdrawn plans stay readable with
-        GetPlan. Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+        GetPlan. Idempotent. Errors: INVALID_ARGUMENT (plan_id not positive), NOT_FOUND,
+        PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -216,7 +217,8 @@ class PlanServiceServicer:
 
     def DeleteOffer(self, request, context):
         """Withdraws an offer: its status becomes INACTIVE (offers are never hard-deleted).
-        Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+        Idempotent. Errors: INVALID_ARGUMENT (offer_id not positive), NOT_FOUND,
+        PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

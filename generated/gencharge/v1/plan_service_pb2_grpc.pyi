@@ -78,7 +78,8 @@ class PlanServiceStub:
     DeletePlan: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.DeletePlanRequest, _empty_pb2.Empty]
     """Withdraws a plan: its status becomes INACTIVE. Plans are never hard-deleted
     (transactions and active plans refer to them); withdrawn plans stay readable with
-    GetPlan. Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+    GetPlan. Idempotent. Errors: INVALID_ARGUMENT (plan_id not positive), NOT_FOUND,
+    PERMISSION_DENIED.
     """
     CreateOffer: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.CreateOfferRequest, _plan_service_pb2.Offer]
     """Creates an offer. Errors: INVALID_ARGUMENT (benefit inconsistent with its kind,
@@ -90,7 +91,8 @@ class PlanServiceStub:
     """
     DeleteOffer: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.DeleteOfferRequest, _empty_pb2.Empty]
     """Withdraws an offer: its status becomes INACTIVE (offers are never hard-deleted).
-    Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+    Idempotent. Errors: INVALID_ARGUMENT (offer_id not positive), NOT_FOUND,
+    PERMISSION_DENIED.
     """
     CreatePlanGroup: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.CreatePlanGroupRequest, _plan_service_pb2.PlanGroup]
     """Creates a plan group. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (group_name taken),
@@ -150,7 +152,8 @@ class PlanServiceAsyncStub(PlanServiceStub):
     DeletePlan: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.DeletePlanRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Withdraws a plan: its status becomes INACTIVE. Plans are never hard-deleted
     (transactions and active plans refer to them); withdrawn plans stay readable with
-    GetPlan. Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+    GetPlan. Idempotent. Errors: INVALID_ARGUMENT (plan_id not positive), NOT_FOUND,
+    PERMISSION_DENIED.
     """
     CreateOffer: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.CreateOfferRequest, _plan_service_pb2.Offer]  # type: ignore[assignment]
     """Creates an offer. Errors: INVALID_ARGUMENT (benefit inconsistent with its kind,
@@ -162,7 +165,8 @@ class PlanServiceAsyncStub(PlanServiceStub):
     """
     DeleteOffer: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.DeleteOfferRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Withdraws an offer: its status becomes INACTIVE (offers are never hard-deleted).
-    Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+    Idempotent. Errors: INVALID_ARGUMENT (offer_id not positive), NOT_FOUND,
+    PERMISSION_DENIED.
     """
     CreatePlanGroup: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.CreatePlanGroupRequest, _plan_service_pb2.PlanGroup]  # type: ignore[assignment]
     """Creates a plan group. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (group_name taken),
@@ -273,7 +277,8 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Withdraws a plan: its status becomes INACTIVE. Plans are never hard-deleted
         (transactions and active plans refer to them); withdrawn plans stay readable with
-        GetPlan. Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+        GetPlan. Idempotent. Errors: INVALID_ARGUMENT (plan_id not positive), NOT_FOUND,
+        PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod
@@ -303,7 +308,8 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Withdraws an offer: its status becomes INACTIVE (offers are never hard-deleted).
-        Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+        Idempotent. Errors: INVALID_ARGUMENT (offer_id not positive), NOT_FOUND,
+        PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod

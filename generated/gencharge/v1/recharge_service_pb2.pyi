@@ -185,7 +185,9 @@ Global___ActivePlan: _TypeAlias = ActivePlan  # noqa: Y015
 
 @_typing.final
 class Recharge(_message.Message):
-    """Recharge is the result of buying a plan: the debit transaction and the plan period."""
+    """Recharge is the result of buying a plan: the debit transaction, the plan period and
+    what the offer gave.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -195,6 +197,7 @@ class Recharge(_message.Message):
     CASHBACK_FIELD_NUMBER: _builtins.int
     CASHBACK_TRANSACTION_FIELD_NUMBER: _builtins.int
     PENDING_PAYMENT_FIELD_NUMBER: _builtins.int
+    BONUS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def transaction(self) -> _transaction_pb2.Transaction:
         """The service debit (source RECHARGE or AUTOPAY)."""
@@ -225,6 +228,12 @@ class Recharge(_message.Message):
         user (GetRecharge and ListRecharges leave it unset).
         """
 
+    @_builtins.property
+    def bonus(self) -> _plan_service_pb2.PlanBenefits:
+        """Extra allowances the offer added to the plan (a bonus offer); unset if none, and
+        once the payment failed.
+        """
+
     def __init__(
         self,
         *,
@@ -234,10 +243,11 @@ class Recharge(_message.Message):
         cashback: _common_pb2.Money | None = ...,
         cashback_transaction: _transaction_pb2.Transaction | None = ...,
         pending_payment: _common_pb2.PendingPayment | None = ...,
+        bonus: _plan_service_pb2.PlanBenefits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["active_plan", b"active_plan", "cashback", b"cashback", "cashback_transaction", b"cashback_transaction", "discount", b"discount", "pending_payment", b"pending_payment", "transaction", b"transaction"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["active_plan", b"active_plan", "bonus", b"bonus", "cashback", b"cashback", "cashback_transaction", b"cashback_transaction", "discount", b"discount", "pending_payment", b"pending_payment", "transaction", b"transaction"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_plan", b"active_plan", "cashback", b"cashback", "cashback_transaction", b"cashback_transaction", "discount", b"discount", "pending_payment", b"pending_payment", "transaction", b"transaction"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_plan", b"active_plan", "bonus", b"bonus", "cashback", b"cashback", "cashback_transaction", b"cashback_transaction", "discount", b"discount", "pending_payment", b"pending_payment", "transaction", b"transaction"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -335,6 +345,7 @@ class Quote(_message.Message):
     STARTS_AT_FIELD_NUMBER: _builtins.int
     ENDS_AT_FIELD_NUMBER: _builtins.int
     QUEUED_FIELD_NUMBER: _builtins.int
+    BONUS_FIELD_NUMBER: _builtins.int
     eligible: _builtins.bool
     """Whether Recharge with the same inputs would be accepted now."""
     queued: _builtins.bool
@@ -377,6 +388,12 @@ class Quote(_message.Message):
     def ends_at(self) -> _timestamp_pb2.Timestamp:
         """When the plan would end."""
 
+    @_builtins.property
+    def bonus(self) -> _plan_service_pb2.PlanBenefits:
+        """Extra allowances the offer would add to the plan (a bonus offer); unset if none,
+        or if the offer does not apply.
+        """
+
     def __init__(
         self,
         *,
@@ -391,10 +408,11 @@ class Quote(_message.Message):
         starts_at: _timestamp_pb2.Timestamp | None = ...,
         ends_at: _timestamp_pb2.Timestamp | None = ...,
         queued: _builtins.bool = ...,
+        bonus: _plan_service_pb2.PlanBenefits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_to_pay", b"amount_to_pay", "cashback", b"cashback", "discount", b"discount", "ends_at", b"ends_at", "offer", b"offer", "plan", b"plan", "price", b"price", "starts_at", b"starts_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_to_pay", b"amount_to_pay", "bonus", b"bonus", "cashback", b"cashback", "discount", b"discount", "ends_at", b"ends_at", "offer", b"offer", "plan", b"plan", "price", b"price", "starts_at", b"starts_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_to_pay", b"amount_to_pay", "cashback", b"cashback", "discount", b"discount", "eligible", b"eligible", "ends_at", b"ends_at", "offer", b"offer", "plan", b"plan", "price", b"price", "queued", b"queued", "reasons", b"reasons", "starts_at", b"starts_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_to_pay", b"amount_to_pay", "bonus", b"bonus", "cashback", b"cashback", "discount", b"discount", "eligible", b"eligible", "ends_at", b"ends_at", "offer", b"offer", "plan", b"plan", "price", b"price", "queued", b"queued", "reasons", b"reasons", "starts_at", b"starts_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

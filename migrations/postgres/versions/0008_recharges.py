@@ -10,13 +10,15 @@ row per recharge debit, written with it:
   (NULL while an external payment is pending, or if it failed);
 - ``discount``, ``cashback``: what the offer gave (the cashback as promised while the
   payment is pending; as credited once it settled);
-- ``cashback_txn_id``: the wallet credit of the cashback, once made.
+- ``cashback_txn_id``: the wallet credit of the cashback, once made;
+- ``bonus``: the offer's extra allowances added to the plan (PlanBenefits-shaped JSON,
+  like ``offers.bonus``), NULL if none.
 
 Recharges made before this revision are filled in from what the ledger shows: the plan
 period created with it (same user, plan and number, the first one created at or after
 the debit), the discount as the plan's price minus the amount paid (when an offer was
 applied; exact unless the price changed since), the first cashback credit of the same
-user, plan and offer made at or after the debit.
+user, plan and offer made at or after the debit, the offer's bonus as it is now.
 
 Revision ID: 0008_recharges
 Revises: 0007_idempotency_rpc_paths
@@ -40,6 +42,7 @@ UPGRADE = [
          discount         NUMERIC(10, 2) NOT NULL DEFAULT 0,
          cashback         NUMERIC(10, 2) NOT NULL DEFAULT 0,
          cashback_txn_id  INT,
+         bonus            JSONB,
          CONSTRAINT recharges_pkey PRIMARY KEY (txn_id),
          CONSTRAINT fk_recharges_txn FOREIGN KEY (txn_id) REFERENCES transactions (txn_id),
          CONSTRAINT fk_recharges_active_plan
@@ -48,14 +51,17 @@ UPGRADE = [
              FOREIGN KEY (cashback_txn_id) REFERENCES transactions (txn_id),
          CONSTRAINT ck_recharges_amounts_nonnegative CHECK (discount >= 0 AND cashback >= 0)
        )""",
-    """INSERT INTO recharges (txn_id, active_plan_id, discount, cashback, cashback_txn_id)
+    """INSERT INTO recharges (txn_id, active_plan_id, discount, cashback, cashback_txn_id,
+                              bonus)
        SELECT t.txn_id,
               cap.id,
               CASE WHEN t.offer_id IS NOT NULL THEN greatest(p.price - t.amount, 0) ELSE 0 END,
               coalesce(cb.amount, 0),
-              cb.txn_id
+              cb.txn_id,
+              o.bonus
          FROM transactions t
          JOIN plans p ON p.plan_id = t.plan_id
+         LEFT JOIN offers o ON o.offer_id = t.offer_id
          LEFT JOIN LATERAL (
               SELECT c.id FROM currentactiveplans c
                WHERE t.status = 'success'
