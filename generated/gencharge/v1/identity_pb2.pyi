@@ -33,9 +33,9 @@ class _UserStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UserStatus
     """Blocked by an admin: every session of the user ends. Login, OTP login and the
     refresh of an ended session fail with PERMISSION_DENIED (ErrorInfo reason
     "ACCOUNT_BLOCKED"); calls with the user's access tokens fail with UNAUTHENTICATED
-    (reason "SESSION_ENDED", within seconds); a service account's Recharge or TopUp for
-    the user fails with PERMISSION_DENIED ("ACCOUNT_BLOCKED") and its QuoteRecharge is
-    not eligible (reason "ACCOUNT_BLOCKED").
+    (reason "SESSION_ENDED", within seconds); a service account's Recharge (or
+    BatchRecharge item) paid from the user's wallet fails with PERMISSION_DENIED
+    ("ACCOUNT_BLOCKED") and its QuoteRecharge is not eligible ("ACCOUNT_BLOCKED").
     """
 
 class UserStatus(_UserStatus, metaclass=_UserStatusEnumTypeWrapper):
@@ -52,9 +52,9 @@ USER_STATUS_BLOCKED: UserStatus.ValueType  # 2
 """Blocked by an admin: every session of the user ends. Login, OTP login and the
 refresh of an ended session fail with PERMISSION_DENIED (ErrorInfo reason
 "ACCOUNT_BLOCKED"); calls with the user's access tokens fail with UNAUTHENTICATED
-(reason "SESSION_ENDED", within seconds); a service account's Recharge or TopUp for
-the user fails with PERMISSION_DENIED ("ACCOUNT_BLOCKED") and its QuoteRecharge is
-not eligible (reason "ACCOUNT_BLOCKED").
+(reason "SESSION_ENDED", within seconds); a service account's Recharge (or
+BatchRecharge item) paid from the user's wallet fails with PERMISSION_DENIED
+("ACCOUNT_BLOCKED") and its QuoteRecharge is not eligible ("ACCOUNT_BLOCKED").
 """
 Global___UserStatus: _TypeAlias = UserStatus  # noqa: Y015
 
