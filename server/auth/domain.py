@@ -790,11 +790,13 @@ async def verify_otp(
 @dataclass(frozen=True)
 class Rotation:
     """New tokens for a refresh token; else, if it was an already-rotated one, the
-    session it belonged to (``reused_session``) and the sessions ended for safety."""
+    session it belonged to (``reused_session``) and the sessions ended for safety; else
+    whether it is the current token of a session that blocking its account ended."""
 
     tokens: Tokens | None = None
     reused_session: uuid.UUID | None = None
     revoked: tuple[uuid.UUID, ...] = ()
+    blocked: bool = False
 
 
 async def rotate_refresh_token(
@@ -827,7 +829,7 @@ async def rotate_refresh_token(
         )
     reused = await queries.session_of_rotated_token(conn, old_hash)
     if reused is None:
-        return Rotation()
+        return Rotation(blocked=await queries.blocked_session(conn, old_hash))
     revoked = await queries.revoke_sessions(conn, reason="refresh token reuse", session_id=reused)
     audit_change("Sessions", "UPDATE", {"session_id": str(reused), "revoked": "token reuse"})
     return Rotation(reused_session=reused, revoked=tuple(revoked))
@@ -915,7 +917,7 @@ async def list_sessions(
             login_time=r.login_time,
             last_active=r.last_active,
             expires_at=r.refresh_token_expires_at,
-            is_active=r.is_active,
+            is_active=bool(r.live),  # ended once logged out, revoked or expired
             revoked_at=r.revoked_at,
             user_agent=r.user_agent,
             ip_address=r.ip_address,

@@ -253,7 +253,8 @@ async def refresh(
     db: Database, *, refresh_token: str, issuer: domain.Issuer, sessions: SessionCache
 ) -> domain.Tokens:
     """Rotate a refresh token. Presenting an already-rotated one ends its session (that
-    change commits) and the call fails."""
+    change commits) and the call fails; the token of a session that blocking its account
+    ended is PERMISSION_DENIED ``ACCOUNT_BLOCKED``, as a login would be."""
     if not refresh_token:
         raise InvalidArgument.field("refresh_token", "is required")
     async with db.transaction() as conn:
@@ -266,6 +267,8 @@ async def refresh(
             "this refresh token was already used; the session has been ended for safety",
             reason="REFRESH_TOKEN_REUSED",
         )
+    if rotation.blocked:
+        raise PermissionDenied("this account is blocked", reason="ACCOUNT_BLOCKED")
     raise Unauthenticated("invalid or expired refresh token", reason="INVALID_REFRESH_TOKEN")
 
 

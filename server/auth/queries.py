@@ -179,6 +179,28 @@ async def rotate_refresh_token(
     return row
 
 
+async def blocked_session(conn: AsyncConnection, token_hash: str) -> bool:
+    """Whether ``token_hash`` is the current refresh token of a session whose account
+    (user or admin) is no longer active: blocking ended the session."""
+    row = await _one(
+        conn,
+        select(sessions.c.session_id)
+        .select_from(
+            sessions.outerjoin(users, users.c.user_id == sessions.c.user_id).outerjoin(
+                admins, admins.c.admin_id == sessions.c.admin_id
+            )
+        )
+        .where(
+            sessions.c.refresh_token == token_hash,
+            or_(
+                and_(sessions.c.user_id.is_not(None), users.c.status != "active"),
+                and_(sessions.c.admin_id.is_not(None), admins.c.status != "active"),
+            ),
+        ),
+    )
+    return row is not None
+
+
 async def session_of_rotated_token(conn: AsyncConnection, token_hash: str) -> uuid.UUID | None:
     row = await _one(
         conn,
@@ -249,15 +271,14 @@ async def list_sessions(
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> Sequence[RowT]:
-    statement = select(sessions)
+    live = and_(sessions.c.is_active, sessions.c.refresh_token_expires_at > func.now())
+    statement = select(sessions, live.label("live"))
     if user_id is not None:
         statement = statement.where(sessions.c.user_id == user_id)
     else:
         statement = statement.where(sessions.c.admin_id == admin_id)
     if not include_inactive:
-        statement = statement.where(
-            sessions.c.is_active, sessions.c.refresh_token_expires_at > func.now()
-        )
+        statement = statement.where(live)
     return await _all(
         conn,
         pagination.keyset_query(

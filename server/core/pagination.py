@@ -98,6 +98,20 @@ def time_keyset(after: Any) -> tuple[datetime, int] | None:
     return moment, key
 
 
+def position(after: Any, *kinds: type) -> tuple[Any, ...] | None:
+    """A keyset position of a token issued by :meth:`Page.next_token` with a list of
+    values of these ``kinds`` (``str``, ``int``, ``bool``); INVALID_ARGUMENT
+    ``page_token`` for anything else. ``int`` never accepts a bool."""
+    if after is None:
+        return None
+    if not isinstance(after, list) or len(after) != len(kinds):
+        raise InvalidArgument.field("page_token", "is not a token this service issued")
+    for value, kind in zip(after, kinds, strict=True):
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise InvalidArgument.field("page_token", "is not a token this service issued")
+    return tuple(after)
+
+
 def fingerprint(filters: dict[str, Any]) -> str:
     canonical = json.dumps(filters, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

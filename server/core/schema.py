@@ -902,3 +902,37 @@ payment_attempts = Table(
     Index("idx_payment_attempts_updated_at", "updated_at"),
     Index("idx_payment_attempts_user_id", "user_id"),
 )
+
+
+# --- recharges (migration 0012) -----------------------------------------------------------
+
+#: What a recharge showed beyond its ledger row (written with it by server/recharge;
+#: read back by GetRecharge and ListRecharges): one row per recharge debit.
+recharges = Table(
+    "recharges",
+    metadata,
+    Column(
+        "txn_id",
+        Integer,
+        ForeignKey("transactions.txn_id", name="fk_recharges_txn"),
+        nullable=False,
+    ),
+    #: The plan period the recharge queued or activated; NULL while pending or if failed.
+    Column(
+        "active_plan_id",
+        Integer,
+        ForeignKey("currentactiveplans.id", name="fk_recharges_active_plan"),
+    ),
+    Column("discount", Money, nullable=False, server_default=text("0")),
+    #: As promised while the payment is pending, as credited once it settled.
+    Column("cashback", Money, nullable=False, server_default=text("0")),
+    Column(
+        "cashback_txn_id",
+        Integer,
+        ForeignKey("transactions.txn_id", name="fk_recharges_cashback_txn"),
+    ),
+    #: The offer's extra allowances (PlanBenefits-shaped, like offers.bonus); NULL: none.
+    Column("bonus", JSONB),
+    PrimaryKeyConstraint("txn_id", name="recharges_pkey"),
+    CheckConstraint("discount >= 0 AND cashback >= 0", name="ck_recharges_amounts_nonnegative"),
+)

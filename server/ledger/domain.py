@@ -165,6 +165,13 @@ async def get(
     return Transaction.of(row) if row is not None else None
 
 
+async def get_many(txn_ids: Sequence[int], *, conn: AsyncConnection) -> list[Transaction]:
+    """The rows with these ids (those that exist), in id order."""
+    if not txn_ids:
+        return []
+    return [Transaction.of(r) for r in await queries.get_transactions(conn, txn_ids)]
+
+
 async def get_by_payment_id(
     payment_transaction_id: str, *, conn: AsyncConnection, for_update: bool = False
 ) -> Transaction | None:

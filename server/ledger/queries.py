@@ -126,6 +126,16 @@ async def get_transaction(
     return row
 
 
+async def get_transactions(conn: AsyncConnection, txn_ids: Sequence[int]) -> Sequence[RowT]:
+    result = await conn.execute(
+        select(*transactions.c)
+        .where(transactions.c.txn_id.in_(list(txn_ids)))
+        .order_by(transactions.c.txn_id)
+    )
+    rows: Sequence[RowT] = result.all()
+    return rows
+
+
 async def get_transaction_by_payment_id(
     conn: AsyncConnection, payment_transaction_id: str, *, for_update: bool = False
 ) -> RowT | None:

@@ -108,6 +108,15 @@ def offer_benefit(offer: OfferInfo) -> pb.OfferBenefit | None:
     return benefit
 
 
+def bonus_message(bonus: Mapping[str, Any] | None) -> pb.PlanBenefits | None:
+    """Extra allowances (PlanBenefits-shaped JSON, as offers store them); None if none."""
+    if not bonus:
+        return None
+    message = pb.PlanBenefits()
+    json_format.ParseDict(dict(bonus), message, ignore_unknown_fields=True)
+    return message
+
+
 def offer_message(offer: OfferInfo) -> pb.Offer:
     return pb.Offer(
         offer_id=offer.offer_id,

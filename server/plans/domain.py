@@ -250,15 +250,38 @@ def _check_optional_id(violations: list[FieldViolation], name: str, value: int |
         violations.append(FieldViolation(name, "must be a positive id, or 0 for no filter"))
 
 
+def _plan_position(after: Any) -> tuple[bool, Decimal, int] | None:
+    """The (most_popular, price, plan_id) position of a ListPlans page token."""
+    position = pagination.position(after, bool, str, int)
+    if position is None:
+        return None
+    popular, price, plan_id = position
+    try:
+        amount = Decimal(price)
+    except ArithmeticError:
+        raise InvalidArgument.field("page_token", "is not a token this service issued") from None
+    if not amount.is_finite() or abs(amount) >= 10**10:  # prices are NUMERIC(10,2)
+        raise InvalidArgument.field("page_token", "is not a token this service issued")
+    return popular, amount, plan_id
+
+
+def _name_position(after: Any) -> tuple[str, int] | None:
+    """The (name, id) position of a ListPlanGroups/ListOfferTypes page token."""
+    position = pagination.position(after, str, int)
+    return None if position is None else (position[0], position[1])
+
+
 async def list_plans(
     flt: PlanFilter, page_size: int, page_token: str, *, conn: AsyncConnection
 ) -> tuple[list[PlanInfo], str]:
-    """One page of plans in id order, and the token of the next page ("" at the end)."""
+    """One page of plans, most popular first, then by price (then id), and the token of
+    the next page ("" at the end)."""
     violations: list[FieldViolation] = []
     _check_optional_id(violations, "group_id", flt.group_id)
     if violations:
         raise InvalidArgument.of(violations)
     page = pagination.parse(page_size, page_token, {"plans": asdict(flt)})
+    after = _plan_position(page.after)
     if flt.group_id is not None and flt.group_id > MAX_ID:
         return [], ""
     rows = await queries.list_plans(
@@ -267,11 +290,14 @@ async def list_plans(
         group_id=flt.group_id,
         most_popular=flt.most_popular,
         status=flt.status,
-        after_id=page.after,
+        after=after,
         limit=page.fetch,
     )
     items, more = pagination.split(list(rows), page)
-    token = page.next_token(items[-1].plan_id if items else None, more)
+    last = items[-1] if items else None
+    token = page.next_token(
+        [last.most_popular, str(last.price), last.plan_id] if last else None, more
+    )
     return [PlanInfo.from_row(r) for r in items], token
 
 
@@ -287,22 +313,26 @@ async def get_plan(plan_id: int, *, conn: AsyncConnection) -> PlanInfo:
 async def list_plan_groups(
     page_size: int, page_token: str, *, conn: AsyncConnection
 ) -> tuple[list[PlanGroup], str]:
-    page = pagination.parse(page_size, page_token, {"plan_groups": {}})
-    rows = await queries.list_plan_groups(conn, after_id=page.after, limit=page.fetch)
+    """One page of plan groups by name, and the token of the next page."""
+    page = pagination.parse(page_size, page_token, {"plan_groups_by_name": {}})
+    rows = await queries.list_plan_groups(conn, after=_name_position(page.after), limit=page.fetch)
     items, more = pagination.split(list(rows), page)
-    token = page.next_token(items[-1].group_id if items else None, more)
+    last = items[-1] if items else None
+    token = page.next_token([last.group_name, last.group_id] if last else None, more)
     return [PlanGroup.from_row(r) for r in items], token
 
 
 async def list_offers(
     flt: OfferFilter, page_size: int, page_token: str, *, conn: AsyncConnection
 ) -> tuple[list[OfferInfo], str]:
-    """One page of offers in id order, and the token of the next page ("" at the end)."""
+    """One page of offers, newest first, and the token of the next page ("" at the
+    end)."""
     violations: list[FieldViolation] = []
     _check_optional_id(violations, "offer_type_id", flt.offer_type_id)
     if violations:
         raise InvalidArgument.of(violations)
-    page = pagination.parse(page_size, page_token, {"offers": asdict(flt)})
+    page = pagination.parse(page_size, page_token, {"offers_newest_first": asdict(flt)})
+    after = pagination.time_keyset(page.after)
     if flt.offer_type_id is not None and flt.offer_type_id > MAX_ID:
         return [], ""
     rows = await queries.list_offers(
@@ -310,11 +340,10 @@ async def list_offers(
         offer_type_id=flt.offer_type_id,
         status=flt.status,
         is_special=flt.is_special,
-        after_id=page.after,
+        after=after,
         limit=page.fetch,
     )
-    items, more = pagination.split(list(rows), page)
-    token = page.next_token(items[-1].offer_id if items else None, more)
+    items, token = pagination.time_page(rows, page, "created_at", "offer_id")
     return [OfferInfo.from_row(r) for r in items], token
 
 
@@ -330,8 +359,10 @@ async def get_offer(offer_id: int, *, conn: AsyncConnection) -> OfferInfo:
 async def list_offer_types(
     page_size: int, page_token: str, *, conn: AsyncConnection
 ) -> tuple[list[OfferType], str]:
-    page = pagination.parse(page_size, page_token, {"offer_types": {}})
-    rows = await queries.list_offer_types(conn, after_id=page.after, limit=page.fetch)
+    """One page of offer types by name, and the token of the next page."""
+    page = pagination.parse(page_size, page_token, {"offer_types_by_name": {}})
+    rows = await queries.list_offer_types(conn, after=_name_position(page.after), limit=page.fetch)
     items, more = pagination.split(list(rows), page)
-    token = page.next_token(items[-1].offer_type_id if items else None, more)
+    last = items[-1] if items else None
+    token = page.next_token([last.offer_type_name, last.offer_type_id] if last else None, more)
     return [OfferType.from_row(r) for r in items], token

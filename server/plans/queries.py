@@ -1,13 +1,17 @@
-"""SQL for the plan catalogue (SQLAlchemy Core; keyset pagination on primary keys)."""
+"""SQL for the plan catalogue (SQLAlchemy Core; keyset pagination on each list's
+documented order, the primary key breaking ties)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, not_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.core import pagination
 from server.core.schema import offers, offertypes, plangroups, plans
 
 _PLAN_COLUMNS = (*plans.c, plangroups.c.group_name)
@@ -26,6 +30,10 @@ def _offers_select() -> Select[Any]:
     )
 
 
+#: ListPlans' order: most popular first, then by price (cheapest first), then id.
+_PLAN_ORDER = (not_(plans.c.most_popular), plans.c.price, plans.c.plan_id)
+
+
 async def list_plans(
     conn: AsyncConnection,
     *,
@@ -33,9 +41,11 @@ async def list_plans(
     group_id: int | None,
     most_popular: bool | None,
     status: str,
-    after_id: int | None,
+    after: tuple[bool, Decimal, int] | None,
     limit: int,
 ) -> Sequence[Row[Any]]:
+    """Plans most popular first, then by price, then id, after the position ``after``
+    (most_popular, price, plan_id of the last row of the previous page)."""
     query = _plans_select().where(plans.c.status == status)
     if plan_type is not None:
         query = query.where(plans.c.plan_type == plan_type)
@@ -43,9 +53,10 @@ async def list_plans(
         query = query.where(plans.c.group_id == group_id)
     if most_popular is not None:
         query = query.where(plans.c.most_popular.is_(most_popular))
-    if after_id is not None:
-        query = query.where(plans.c.plan_id > after_id)
-    result = await conn.execute(query.order_by(plans.c.plan_id).limit(limit))
+    if after is not None:
+        popular, price, plan_id = after
+        query = query.where(tuple_(*_PLAN_ORDER) > tuple_(not popular, price, plan_id))
+    result = await conn.execute(query.order_by(*_PLAN_ORDER).limit(limit))
     rows: Sequence[Row[Any]] = result.all()
     return rows
 
@@ -57,12 +68,14 @@ async def get_plan(conn: AsyncConnection, plan_id: int) -> Row[Any] | None:
 
 
 async def list_plan_groups(
-    conn: AsyncConnection, *, after_id: int | None, limit: int
+    conn: AsyncConnection, *, after: tuple[str, int] | None, limit: int
 ) -> Sequence[Row[Any]]:
+    """Plan groups by name (then id), after the position (group_name, group_id)."""
+    order = (plangroups.c.group_name, plangroups.c.group_id)
     query = select(plangroups)
-    if after_id is not None:
-        query = query.where(plangroups.c.group_id > after_id)
-    result = await conn.execute(query.order_by(plangroups.c.group_id).limit(limit))
+    if after is not None:
+        query = query.where(tuple_(*order) > tuple_(*after))
+    result = await conn.execute(query.order_by(*order).limit(limit))
     return result.all()
 
 
@@ -72,17 +85,20 @@ async def list_offers(
     offer_type_id: int | None,
     status: str,
     is_special: bool | None,
-    after_id: int | None,
+    after: tuple[datetime, int] | None,
     limit: int,
 ) -> Sequence[Row[Any]]:
+    """Offers newest first (created_at, then id), after the position ``after``."""
     query = _offers_select().where(offers.c.status == status)
     if offer_type_id is not None:
         query = query.where(offers.c.offer_type_id == offer_type_id)
     if is_special is not None:
         query = query.where(offers.c.is_special.is_(is_special))
-    if after_id is not None:
-        query = query.where(offers.c.offer_id > after_id)
-    result = await conn.execute(query.order_by(offers.c.offer_id).limit(limit))
+    result = await conn.execute(
+        pagination.keyset_query(
+            query, offers.c.created_at, offers.c.offer_id, after, limit, newest_first=True
+        )
+    )
     rows: Sequence[Row[Any]] = result.all()
     return rows
 
@@ -94,12 +110,14 @@ async def get_offer(conn: AsyncConnection, offer_id: int) -> Row[Any] | None:
 
 
 async def list_offer_types(
-    conn: AsyncConnection, *, after_id: int | None, limit: int
+    conn: AsyncConnection, *, after: tuple[str, int] | None, limit: int
 ) -> Sequence[Row[Any]]:
+    """Offer types by name (then id), after the position (offer_type_name, id)."""
+    order = (offertypes.c.offer_type_name, offertypes.c.offer_type_id)
     query = select(offertypes)
-    if after_id is not None:
-        query = query.where(offertypes.c.offer_type_id > after_id)
-    result = await conn.execute(query.order_by(offertypes.c.offer_type_id).limit(limit))
+    if after is not None:
+        query = query.where(tuple_(*order) > tuple_(*after))
+    result = await conn.execute(query.order_by(*order).limit(limit))
     return result.all()
 
 

@@ -10,8 +10,7 @@ from gencharge.v1 import recharge_service_pb2 as pb
 from server.core import protoconv
 from server.core.errors import FieldViolation, InvalidArgument
 from server.ledger.convert import transaction_message
-from server.ledger.domain import Transaction
-from server.plans.convert import offer_message, plan_message
+from server.plans.convert import bonus_message, offer_message, plan_message
 from server.recharge import domain
 
 METHODS: dict[int, str] = {
@@ -85,6 +84,7 @@ def order_of(request: pb.RechargeRequest) -> domain.Order:
         expected_amount_minor=(
             request.expected_amount.units_minor if request.HasField("expected_amount") else None
         ),
+        expected_currency=request.expected_amount.currency_code,
     )
 
 
@@ -106,6 +106,7 @@ def recharge_message(result: domain.RechargeResult) -> pb.Recharge:
         transaction=transaction_message(result.txn),
         discount=protoconv.money(result.discount),
         cashback=protoconv.money(result.cashback),
+        bonus=bonus_message(result.bonus),
     )
     if result.active_plan is not None:
         message.active_plan.CopyFrom(active_plan_message(result.active_plan))
@@ -121,11 +122,6 @@ def recharge_message(result: domain.RechargeResult) -> pb.Recharge:
     return message
 
 
-def recharge_summary(txn: Transaction) -> pb.Recharge:
-    """A recharge in a list: its ledger row."""
-    return pb.Recharge(transaction=transaction_message(txn))
-
-
 def quote_message(result: domain.QuoteResult) -> pb.Quote:
     pricing = result.pricing
     quote = pb.Quote(
@@ -139,6 +135,7 @@ def quote_message(result: domain.QuoteResult) -> pb.Quote:
         starts_at=protoconv.timestamp(result.starts_at),
         ends_at=protoconv.timestamp(result.ends_at),
         queued=result.queued,
+        bonus=bonus_message(pricing.bonus),
     )
     if pricing.offer is not None:
         quote.offer.CopyFrom(offer_message(pricing.offer))

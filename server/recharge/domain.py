@@ -15,7 +15,8 @@ request_id, and a balance never goes negative (the database trigger guarantees i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -35,7 +36,7 @@ from server.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from server.core.money import to_minor
+from server.core.money import CURRENCY, to_minor
 from server.ledger import domain as ledger
 from server.ledger.domain import Transaction
 from server.notifications import notify
@@ -57,6 +58,11 @@ class Payer:
     user_type: str
     phone: str | None
     first_recharge: bool
+    #: False for a blocked account (a quote reports ACCOUNT_BLOCKED; a recharge refuses).
+    active: bool = True
+    #: The wallet balance when it was read (quotes only; a recharge relies on the
+    #: wallet trigger, which refuses an overdraft atomically).
+    balance: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class Pricing:
     price: Decimal
     discount: Decimal
     cashback: Decimal
+    #: Extra allowances of the offer (PlanBenefits-shaped JSON); None if none.
+    bonus: Mapping[str, Any] | None = None
 
     @property
     def eligible(self) -> bool:
@@ -95,6 +103,8 @@ class Order:
     payment_details: Mapping[str, str]
     user_id: int  # 0: the caller
     expected_amount_minor: int | None = None
+    #: The currency of expected_amount as given ("" means INR).
+    expected_currency: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,8 @@ class RechargeResult:
     cashback: Decimal
     cashback_txn: Transaction | None = None
     pending: ChargeResult | None = None
+    #: Extra allowances the offer added to the plan (PlanBenefits-shaped JSON).
+    bonus: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +179,8 @@ class Purchase:
     amount: Decimal
     discount: Decimal
     cashback: Decimal
+    #: Extra allowances of the offer (PlanBenefits-shaped JSON); None if none.
+    bonus: Mapping[str, Any] | None = None
 
     @classmethod
     def of(cls, payer: Payer, phone: str, pricing: Pricing) -> Purchase:
@@ -182,6 +196,7 @@ class Purchase:
             amount=pricing.to_pay,
             discount=pricing.discount,
             cashback=pricing.cashback,
+            bonus=pricing.bonus,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -262,12 +277,27 @@ def _phone(value: str, field: str = "phone_number") -> str:
     return phone
 
 
-def _payer_of(row: Any, user_id: int) -> Payer:
+ACCOUNT_BLOCKED = "ACCOUNT_BLOCKED"
+INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+
+
+def _payer_of(row: Any, user_id: int, *, blocked_ok: bool = False) -> Payer:
+    """The payer of a ``buyer``-shaped row: NOT_FOUND for an unknown user; a blocked
+    account is PERMISSION_DENIED ``ACCOUNT_BLOCKED`` unless ``blocked_ok`` (a quote
+    reports it as a reason instead)."""
     if row is None or row.user_id is None:
         raise NotFound(f"user {user_id} not found", metadata={"user_id": str(user_id)})
-    if row.status != "active":
-        raise FailedPrecondition("the paying account is blocked", reason="ACCOUNT_BLOCKED")
-    return Payer(row.user_id, row.user_type, row.phone_number, not row.has_recharged)
+    active = row.status == "active"
+    if not active and not blocked_ok:
+        raise PermissionDenied("the paying account is blocked", reason=ACCOUNT_BLOCKED)
+    return Payer(
+        row.user_id,
+        row.user_type,
+        row.phone_number,
+        not row.has_recharged,
+        active=active,
+        balance=getattr(row, "wallet_balance", None),
+    )
 
 
 def _first_recharge_priced(pricing: Pricing) -> bool:
@@ -307,6 +337,7 @@ async def price(catalogue: Catalogue, payer: Payer, plan_id: int, offer_id: int 
     reasons = list(plan_reasons(plan, buyer))
     offer = None
     discount = cashback = Decimal("0.00")
+    bonus: Mapping[str, Any] | None = None
     if offer_id is not None:
         offer = await catalogue.offer(offer_id)
         if offer is None:
@@ -315,7 +346,8 @@ async def price(catalogue: Catalogue, payer: Payer, plan_id: int, offer_id: int 
         reasons.extend(outcome.reasons)
         if outcome.eligible:
             discount, cashback = outcome.discount, outcome.cashback
-    return Pricing(plan, offer, tuple(reasons), plan.price, discount, cashback)
+            bonus = dict(outcome.bonus) if outcome.bonus else None
+    return Pricing(plan, offer, tuple(reasons), plan.price, discount, cashback, bonus)
 
 
 async def _payer(user_id: int, *, conn: AsyncConnection) -> Payer:
@@ -329,15 +361,34 @@ async def quote(
     phone_number: str,
     plan_id: int,
     offer_id: int | None,
+    payment_method: str,
     user_id: int,
     conn: AsyncConnection,
 ) -> QuoteResult:
-    payer = await _payer(payer_id(who, user_id), conn=conn)
+    """What Recharge with the same inputs would do now, without doing it. Whatever would
+    make it refuse the order for the buyer's state (the plan's and offer's rules, a
+    blocked account, a wallet that cannot pay) is a reason, not an error."""
+    if payment_method not in (WALLET, *EXTERNAL_METHODS):
+        raise InvalidArgument.field("payment_method", "must be WALLET, UPI, CARD or NET_BANKING")
+    paying = payer_id(who, user_id)
+    payer = _payer_of(await queries.buyer(conn, paying), paying, blocked_ok=True)
     phone = _phone(phone_number) if phone_number else payer.phone
     if phone is None:
         raise InvalidArgument.field("phone_number", "is required (no number on file)")
     until = await queries.queue_end(conn, phone)
     pricing = await price(catalogue, payer, plan_id, offer_id)
+    reasons: list[tuple[str, str]] = []
+    if not payer.active:
+        reasons.append((ACCOUNT_BLOCKED, "the paying account is blocked"))
+    if payment_method == WALLET and payer.balance is not None and payer.balance < pricing.to_pay:
+        reasons.append(
+            (
+                INSUFFICIENT_FUNDS,
+                f"the wallet holds {payer.balance}, the recharge costs {pricing.to_pay}",
+            )
+        )
+    if reasons:
+        pricing = dataclasses.replace(pricing, reasons=(*pricing.reasons, *reasons))
     now = _now()
     starts = max(now, until) if until else now
     return QuoteResult(
@@ -363,6 +414,10 @@ def check_order(order: Order) -> None:
         )
     if order.expected_amount_minor is not None and order.expected_amount_minor < 0:
         violations.append(FieldViolation("expected_amount", "must not be negative"))
+    if order.expected_currency not in ("", CURRENCY):
+        violations.append(
+            FieldViolation("expected_amount.currency_code", f"only {CURRENCY} is accepted")
+        )
     if violations:
         raise InvalidArgument.of(violations)
 
@@ -465,8 +520,9 @@ async def _write(
     reward_amount: Decimal,
     conn: AsyncConnection,
 ) -> RechargeResult:
-    """The ledger row, the plan, the referral reward, the key and the audit event:
-    one statement; offers and first recharges of referred users add one or two."""
+    """The ledger row, the plan, what the recharge showed (``recharges``), the referral
+    reward, the key and the audit event: one statement; a cashback and the first
+    recharge of a referred user add one or two."""
     p = purchase
     row = await queries.insert_recharge(
         conn,
@@ -477,6 +533,9 @@ async def _write(
         offer_id=p.offer_id,
         validity_days=p.validity_days,
         amount=p.amount,
+        discount=p.discount,
+        cashback=p.cashback,
+        bonus=p.bonus,
         service_type=p.plan_type,
         phone=p.phone,
         from_phone=p.payer_phone,
@@ -522,20 +581,11 @@ async def _write(
         reward_amount=reward_amount,
         conn=conn,
     )
-    if p.discount or cashback_txn is not None:
-        await idempotency.complete(
-            conn,
-            caller=caller,
-            request_id=request_id,
-            result={
-                "txn_id": row.txn_id,
-                "active_plan_id": row.cap_id,
-                "discount": str(p.discount),
-                "cashback": str(p.cashback),
-                "cashback_txn_id": cashback_txn.txn_id if cashback_txn else None,
-            },
-        )
-    return RechargeResult(Transaction.of(row), plan_view, p.discount, p.cashback, cashback_txn)
+    if cashback_txn is not None:
+        await queries.link_cashback(conn, txn_id=row.txn_id, cashback_txn_id=cashback_txn.txn_id)
+    return RechargeResult(
+        Transaction.of(row), plan_view, p.discount, p.cashback, cashback_txn, bonus=p.bonus
+    )
 
 
 async def prepare_external(
@@ -621,16 +671,15 @@ async def record_external(
             conn=conn,
         )
         audit_change("Transactions", "INSERT", {"txn_id": txn.txn_id, "pending": True})
+        await queries.record_pending_recharge(
+            conn, txn_id=txn.txn_id, discount=p.discount, cashback=p.cashback, bonus=p.bonus
+        )
         await idempotency.complete(
             conn,
             **key,
-            result={
-                "txn_id": txn.txn_id,
-                "discount": str(p.discount),
-                "cashback": str(p.cashback),
-            },
+            result={"txn_id": txn.txn_id},
         )
-        result = RechargeResult(txn, None, p.discount, p.cashback, pending=charge)
+        result = RechargeResult(txn, None, p.discount, p.cashback, pending=charge, bonus=p.bonus)
     else:
         await queries.lock_phone(conn, p.phone)
         result = await _write(
@@ -660,6 +709,39 @@ async def recorded_recharge(attempt: attempts.Attempt, *, conn: AsyncConnection)
 # --- reads --------------------------------------------------------------------------------
 
 
+async def _results(txns: Sequence[Transaction], *, conn: AsyncConnection) -> list[RechargeResult]:
+    """These recharge debits as the Recharge response showed them: the plan period,
+    discount, cashback, cashback credit and bonus recorded with each (``recharges``). A
+    failed recharge shows no cashback and no bonus (neither will be given)."""
+    details = {r.txn_id: r for r in await queries.recharge_details(conn, [t.txn_id for t in txns])}
+    cashback_ids = [int(r.cashback_txn_id) for r in details.values() if r.cashback_txn_id]
+    credits = {t.txn_id: t for t in await ledger.get_many(cashback_ids, conn=conn)}
+    results: list[RechargeResult] = []
+    for txn in txns:
+        row = details.get(txn.txn_id)
+        if row is None:  # not a recharge this service recorded: its ledger row only
+            results.append(RechargeResult(txn, None, Decimal("0.00"), Decimal("0.00")))
+            continue
+        plan = None
+        if row.cap_id is not None:
+            plan = ActivePlanView(
+                row.cap_id,
+                row.cap_user_id,
+                row.cap_plan_id,
+                row.cap_plan_name,
+                row.cap_phone_number,
+                row.cap_valid_from,
+                row.cap_valid_to,
+                row.cap_status,
+            )
+        failed = txn.status == "failed"
+        cashback = Decimal("0.00") if failed else row.cashback
+        credit = credits.get(int(row.cashback_txn_id)) if row.cashback_txn_id else None
+        bonus = None if failed else row.bonus
+        results.append(RechargeResult(txn, plan, row.discount, cashback, credit, bonus=bonus))
+    return results
+
+
 async def get(who: Principal, txn_id: int, *, conn: AsyncConnection) -> RechargeResult:
     if txn_id <= 0:
         raise InvalidArgument.field("txn_id", "must be a positive id")
@@ -672,16 +754,7 @@ async def get(who: Principal, txn_id: int, *, conn: AsyncConnection) -> Recharge
         or who.kind not in ("user", "service")
     ):
         raise NotFound(f"recharge {txn_id} not found")
-    cap = None
-    if txn.status == "success" and txn.plan_id is not None and txn.to_phone_number:
-        cap = await queries.active_plan_for_txn(
-            conn,
-            user_id=txn.user_id,
-            plan_id=txn.plan_id,
-            phone=txn.to_phone_number,
-            created_at=txn.created_at,
-        )
-    return RechargeResult(txn, ActivePlanView.of(cap) if cap else None, Decimal("0"), Decimal("0"))
+    return (await _results([txn], conn=conn))[0]
 
 
 async def list_recharges(
@@ -694,7 +767,7 @@ async def list_recharges(
     page_size: int,
     page_token: str,
     conn: AsyncConnection,
-) -> tuple[list[Transaction], str]:
+) -> tuple[list[RechargeResult], str]:
     user_id = customer_id(who, "recharges to list")
     phone = _phone(phone_number) if phone_number else None
     page = pagination.parse(
@@ -714,7 +787,12 @@ async def list_recharges(
         limit=page.fetch,
         conn=conn,
     )
-    return pagination.time_page(rows, page, "created_at", "txn_id")
+    txns, token = pagination.time_page(rows, page, "created_at", "txn_id")
+    return await _results(txns, conn=conn), token
+
+
+#: ListActivePlans without a status: what covers the numbers now or later.
+CURRENT_STATUSES = ("active", "queued")
 
 
 async def active_plans(
@@ -726,40 +804,27 @@ async def active_plans(
     page_token: str,
     conn: AsyncConnection,
 ) -> tuple[list[ActivePlanView], str]:
+    """The caller's plans of ``status`` (None: active and queued), by valid_from."""
     user_id = customer_id(who, "recharges to list")
     phone = _phone(phone_number) if phone_number else None
-    page = pagination.parse(page_size, page_token, {"active": [phone, status, user_id]})
-    if page.after is not None and not isinstance(page.after, int):
-        raise InvalidArgument.field("page_token", "is not a token this service issued")
+    page = pagination.parse(page_size, page_token, {"active_plans": [phone, status, user_id]})
     rows = await queries.list_active_plans(
         conn,
         user_id=user_id,
         phone=phone,
-        status=status,
-        after_id=page.after,
+        statuses=[status] if status is not None else CURRENT_STATUSES,
+        after=pagination.time_keyset(page.after),
         limit=page.fetch,
     )
-    items, more = pagination.split(list(rows), page)
-    return [ActivePlanView.of(r) for r in items], page.next_token(
-        items[-1].id if items else None, more
-    )
+    items, token = pagination.time_page(rows, page, "valid_from", "id")
+    return [ActivePlanView.of(r) for r in items], token
 
 
 async def result_of(result: Mapping[str, Any], *, conn: AsyncConnection) -> RechargeResult:
     """The response of an earlier recharge, from its idempotency key's result."""
     txn = await ledger.get(int(result["txn_id"]), conn=conn)
     assert txn is not None
-    cap_id = result.get("active_plan_id")
-    cap = await queries.active_plan_by_id(conn, int(cap_id)) if cap_id else None
-    cashback_id = result.get("cashback_txn_id")
-    cashback_txn = await ledger.get(int(cashback_id), conn=conn) if cashback_id else None
-    return RechargeResult(
-        txn,
-        ActivePlanView.of(cap) if cap else None,
-        Decimal(str(result.get("discount", "0"))),
-        Decimal(str(result.get("cashback", "0"))),
-        cashback_txn,
-    )
+    return (await _results([txn], conn=conn))[0]
 
 
 async def _settle_extras(
@@ -794,7 +859,7 @@ async def activate_paid_recharge(
     assert txn.plan_id is not None and txn.to_phone_number is not None
     plan = await plans.get_plan(txn.plan_id, conn=conn)
     await queries.lock_phone(conn, txn.to_phone_number)
-    await queries.activate_plan(
+    cap = await queries.activate_plan(
         conn,
         user_id=txn.user_id,
         plan_id=txn.plan_id,
@@ -803,6 +868,7 @@ async def activate_paid_recharge(
     )
     offer: OfferInfo | None = None
     cashback = Decimal("0.00")
+    bonus: Mapping[str, Any] | None = None
     if txn.offer_id is not None:
         buyer_row = await queries.buyer(conn, txn.user_id, exclude_txn=txn.txn_id)
         if buyer_row is not None:
@@ -813,9 +879,11 @@ async def activate_paid_recharge(
                 Buyer(buyer_row.user_id, buyer_row.user_type, not buyer_row.has_recharged),
                 _now(),
             )
-            cashback = outcome.cashback if outcome.eligible else cashback
+            if outcome.eligible:
+                cashback = outcome.cashback
+                bonus = dict(outcome.bonus) if outcome.bonus else None
     reward = await ledger.reward_first_recharge(txn, reward_amount, conn=conn)
-    return await _settle_extras(
+    cashback_txn = await _settle_extras(
         user_id=txn.user_id,
         plan_id=plan.plan_id,
         offer_id=offer.offer_id if offer else None,
@@ -824,6 +892,15 @@ async def activate_paid_recharge(
         reward_amount=reward_amount,
         conn=conn,
     )
+    await queries.record_settled_recharge(
+        conn,
+        txn_id=txn.txn_id,
+        active_plan_id=cap.id,
+        cashback=cashback,
+        cashback_txn_id=cashback_txn.txn_id if cashback_txn else None,
+        bonus=bonus,
+    )
+    return cashback_txn
 
 
 # --- the plan queue over time (the scheduler's plan-expiry job) -----------------------------

@@ -1,5 +1,5 @@
-"""SQL for recharges and the plans they queue on a number (``currentactiveplans``: this
-module is its only writer).
+"""SQL for recharges and the plans they queue on a number (``currentactiveplans`` and
+``recharges``: this module is their only writer).
 
 The hot path is two statements in one transaction, each built once from the fragments
 of the modules that own the tables it touches (idempotency keys: server/core/
@@ -10,9 +10,10 @@ outbox: server/audit/queries.py; the plan queue: here):
    a number is computed by one recharge at a time; the number is the payer's own when
    the request names none), claims the idempotency key and reads the payer;
 2. :data:`RECHARGE` (one statement of data-modifying CTEs) inserts the ledger row (the
-   wallet trigger debits the wallet), queues or activates the plan, records a referral
-   reward on the buyer's first recharge, completes the idempotency key and writes the
-   audit event into the outbox.
+   wallet trigger debits the wallet), queues or activates the plan, records what the
+   recharge showed (``recharges``: the plan period, the offer's discount and cashback),
+   records a referral reward on the buyer's first recharge, completes the idempotency
+   key and writes the audit event into the outbox.
 
 The lock is taken in the first statement on purpose: under READ COMMITTED each statement
 reads a snapshot taken when it starts, so the queue must be read by a statement that
@@ -27,13 +28,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select, text
+from sqlalchemy import Row, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer, Numeric, String
 
 from server.audit.queries import insert_event_sql
-from server.core import idempotency
-from server.core.schema import currentactiveplans, plans, users
+from server.core import idempotency, pagination
+from server.core.schema import currentactiveplans, plans, recharges, users
 from server.ledger.queries import (
     HAS_RECHARGED_SQL,
     INSERT_RECHARGE_DEBIT_SQL,
@@ -74,6 +76,15 @@ def queue_plan_sql(*, source: str) -> str:
         RETURNING id, valid_from, valid_to, status"""
 
 
+#: What the recharge showed besides its ledger row, for GetRecharge/ListRecharges: the
+#: plan period (CTE ``cap``) of the ledger row (CTE ``txn``), ``:discount``,
+#: ``:cashback`` and ``:bonus`` (JSON text or NULL). The cashback's own ledger row is
+#: linked after it is written (:func:`link_cashback`).
+RECORD_RECHARGE_SQL = """INSERT INTO recharges (txn_id, active_plan_id, discount, cashback,
+            bonus)
+        SELECT txn.txn_id, cap.id, :discount, :cashback, CAST(:bonus AS jsonb) FROM txn, cap"""
+
+
 LOCK_AND_CLAIM = text(
     f"""
     WITH target AS (
@@ -105,6 +116,9 @@ RECHARGE = text(
     cap AS (
         {queue_plan_sql(source="queue, txn")}
     ),
+    shown AS (
+        {RECORD_RECHARGE_SQL}
+    ),
     reward AS ({referral_reward_sql(after="txn")}
     ),
     idem AS (
@@ -130,12 +144,15 @@ RECHARGE = text(
     """
 ).bindparams(
     bindparam("amount", type_=Numeric(10, 2)),
+    bindparam("discount", type_=Numeric(10, 2)),
+    bindparam("cashback", type_=Numeric(10, 2)),
     bindparam("reward_amount", type_=Numeric(10, 2)),
     bindparam("validity", type_=Integer),
     bindparam("user_id", type_=Integer),
     bindparam("plan_id", type_=Integer),
     bindparam("offer_id", type_=Integer),
     bindparam("audit_event", type_=String),
+    bindparam("bonus", type_=String),
 )
 
 _QUEUE_PLAN = text(
@@ -207,6 +224,9 @@ async def insert_recharge(
     offer_id: int | None,
     validity_days: int,
     amount: Decimal,
+    discount: Decimal,
+    cashback: Decimal,
+    bonus: Mapping[str, Any] | None,
     service_type: str,
     phone: str,
     from_phone: str | None,
@@ -227,6 +247,9 @@ async def insert_recharge(
             "offer_id": offer_id,
             "validity": validity_days,
             "amount": amount,
+            "discount": discount,
+            "cashback": cashback,
+            "bonus": json.dumps(bonus) if bonus is not None else None,
             "service_type": service_type,
             "phone": phone,
             "from_phone": from_phone,
@@ -252,6 +275,61 @@ async def activate_plan(
     )
     row: RowT = result.one()
     return row
+
+
+async def record_pending_recharge(
+    conn: AsyncConnection,
+    *,
+    txn_id: int,
+    discount: Decimal,
+    cashback: Decimal,
+    bonus: Mapping[str, Any] | None,
+) -> None:
+    """What an externally paid recharge waiting for its payment showed: its discount and
+    the cashback and bonus promised (no plan period yet)."""
+    await conn.execute(
+        insert(recharges).values(txn_id=txn_id, discount=discount, cashback=cashback, bonus=bonus)
+    )
+
+
+async def link_cashback(conn: AsyncConnection, *, txn_id: int, cashback_txn_id: int) -> None:
+    """The cashback of recharge ``txn_id`` was credited by ``cashback_txn_id``."""
+    await conn.execute(
+        update(recharges)
+        .where(recharges.c.txn_id == txn_id)
+        .values(cashback_txn_id=cashback_txn_id)
+    )
+
+
+async def record_settled_recharge(
+    conn: AsyncConnection,
+    *,
+    txn_id: int,
+    active_plan_id: int,
+    cashback: Decimal,
+    cashback_txn_id: int | None,
+    bonus: Mapping[str, Any] | None,
+) -> None:
+    """An externally paid recharge whose payment succeeded: its plan period, and the
+    cashback actually credited and bonus given (the offer is re-checked at settlement)."""
+    statement = insert(recharges).values(
+        txn_id=txn_id,
+        active_plan_id=active_plan_id,
+        cashback=cashback,
+        cashback_txn_id=cashback_txn_id,
+        bonus=bonus,
+    )
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[recharges.c.txn_id],
+            set_={
+                "active_plan_id": statement.excluded.active_plan_id,
+                "cashback": statement.excluded.cashback,
+                "cashback_txn_id": statement.excluded.cashback_txn_id,
+                "bonus": statement.excluded.bonus,
+            },
+        )
+    )
 
 
 def _buyer_statement(exclude_txn: bool) -> Any:
@@ -309,29 +387,39 @@ def _caps() -> Any:
     )
 
 
-async def active_plan_by_id(conn: AsyncConnection, cap_id: int) -> RowT | None:
-    result = await conn.execute(_caps().where(currentactiveplans.c.id == cap_id))
-    row: RowT | None = result.one_or_none()
-    return row
-
-
-async def active_plan_for_txn(
-    conn: AsyncConnection, *, user_id: int, plan_id: int, phone: str, created_at: datetime
-) -> RowT | None:
-    """The plan a recharge activated: same user, plan and number, created with it."""
-    result = await conn.execute(
-        _caps()
-        .where(
-            currentactiveplans.c.user_id == user_id,
-            currentactiveplans.c.plan_id == plan_id,
-            currentactiveplans.c.phone_number == phone,
-            currentactiveplans.c.created_at >= created_at,
-        )
-        .order_by(currentactiveplans.c.created_at, currentactiveplans.c.id)
-        .limit(1)
+#: A recharge's ``recharges`` row with its plan period (columns prefixed ``cap_``).
+_CAP = currentactiveplans.alias("cap")
+_RECHARGE_DETAILS: Any = (
+    select(
+        recharges.c.txn_id,
+        recharges.c.discount,
+        recharges.c.cashback,
+        recharges.c.cashback_txn_id,
+        recharges.c.bonus,
+        _CAP.c.id.label("cap_id"),
+        _CAP.c.user_id.label("cap_user_id"),
+        _CAP.c.plan_id.label("cap_plan_id"),
+        plans.c.plan_name.label("cap_plan_name"),
+        _CAP.c.phone_number.label("cap_phone_number"),
+        _CAP.c.valid_from.label("cap_valid_from"),
+        _CAP.c.valid_to.label("cap_valid_to"),
+        _CAP.c.status.label("cap_status"),
     )
-    row: RowT | None = result.one_or_none()
-    return row
+    .select_from(
+        recharges.outerjoin(_CAP, _CAP.c.id == recharges.c.active_plan_id).outerjoin(
+            plans, plans.c.plan_id == _CAP.c.plan_id
+        )
+    )
+    .where(recharges.c.txn_id.in_(bindparam("txn_ids", expanding=True)))
+)
+
+
+async def recharge_details(conn: AsyncConnection, txn_ids: Sequence[int]) -> Sequence[RowT]:
+    """The ``recharges`` rows of these recharge debits, with their plan periods."""
+    if not txn_ids:
+        return []
+    rows: Sequence[RowT] = (await conn.execute(_RECHARGE_DETAILS, {"txn_ids": list(txn_ids)})).all()
+    return rows
 
 
 async def list_active_plans(
@@ -339,18 +427,18 @@ async def list_active_plans(
     *,
     user_id: int,
     phone: str | None,
-    status: str | None,
-    after_id: int | None,
+    statuses: Sequence[str],
+    after: tuple[datetime, int] | None,
     limit: int,
 ) -> Sequence[RowT]:
-    query = _caps().where(currentactiveplans.c.user_id == user_id)
+    """The user's plans of these statuses by valid_from (earliest first), then id."""
+    cap = currentactiveplans.c
+    query = _caps().where(cap.user_id == user_id, cap.status.in_(list(statuses)))
     if phone is not None:
-        query = query.where(currentactiveplans.c.phone_number == phone)
-    if status is not None:
-        query = query.where(currentactiveplans.c.status == status)
-    if after_id is not None:
-        query = query.where(currentactiveplans.c.id < after_id)
-    result = await conn.execute(query.order_by(currentactiveplans.c.id.desc()).limit(limit))
+        query = query.where(cap.phone_number == phone)
+    result = await conn.execute(
+        pagination.keyset_query(query, cap.valid_from, cap.id, after, limit, newest_first=False)
+    )
     rows: Sequence[RowT] = result.all()
     return rows
 

@@ -34,6 +34,9 @@ class RechargeRpcs:
                 phone_number=request.phone_number,
                 plan_id=request.plan_id,
                 offer_id=convert.optional_offer(request),
+                payment_method=convert.payment_method(
+                    request.payment_method, default=domain.WALLET
+                ),
                 user_id=request.user_id,
                 conn=conn,
             )
@@ -55,7 +58,7 @@ class RechargeRpcs:
     ) -> pb.ListRechargesResponse:
         status = protoconv.enum_filter("status", request.status, convert.TXN_STATUSES)
         async with self._db.read_only() as conn:
-            txns, token = await domain.list_recharges(
+            results, token = await domain.list_recharges(
                 principal(),
                 phone_number=request.phone_number,
                 status=status,
@@ -74,7 +77,7 @@ class RechargeRpcs:
                 conn=conn,
             )
         return pb.ListRechargesResponse(
-            recharges=[convert.recharge_summary(t) for t in txns], next_page_token=token
+            recharges=[convert.recharge_message(r) for r in results], next_page_token=token
         )
 
     async def ListActivePlans(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from decimal import Decimal
 
 import asyncpg
 
@@ -74,6 +75,7 @@ REVISIONS = [
     "0009_contact_verification",
     "0010_audit_event_ids",
     "0011_payment_attempts",
+    "0012_recharges",
 ]
 
 
@@ -218,3 +220,80 @@ async def test_0010_gives_waiting_audit_events_their_own_ids(pg_empty_url: str) 
     assert all(r["event_id"] is not None for r in waiting)
     assert repeated == 2
     assert after_downgrade == 3
+
+
+async def test_0012_fills_in_recharges_made_before_it(pg_empty_url: str) -> None:
+    """GetRecharge reads what a recharge showed from ``recharges``: rows for recharges
+    made before the table existed are filled in from the ledger."""
+    await asyncio.to_thread(pgmigrate.upgrade, pg_empty_url, "0007_idempotency_rpc_paths")
+    conn = await asyncpg.connect(pg_empty_url)
+    try:
+        user_id = await conn.fetchval(
+            "INSERT INTO users (name, email, password_hash, user_type, referral_code)"
+            " VALUES ('Old', 'old@example.com', 'x', 'prepaid', 'OLD00001') RETURNING user_id"
+        )
+        plan_id = await conn.fetchval(
+            "INSERT INTO plans (plan_name, validity, plan_type, price)"
+            " VALUES ('Old 100', 28, 'prepaid', 100) RETURNING plan_id"
+        )
+        offer_id = await conn.fetchval(
+            "INSERT INTO offers (offer_name, bonus) VALUES ('Old offer', '{\"data_mb\": 1024}')"
+            " RETURNING offer_id"
+        )
+        txn = (
+            "INSERT INTO transactions (user_id, category, txn_type, amount, plan_id, offer_id,"
+            " to_phone_number, source, status, payment_method, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, '9123456789', $7, $8, $9, now() + $10 * interval"
+            " '1 second') RETURNING txn_id"
+        )
+        with_offer = await conn.fetchval(
+            txn, user_id, "service", "debit", 90, plan_id, offer_id, "recharge", "success", "UPI", 0
+        )
+        cap = await conn.fetchval(
+            "INSERT INTO currentactiveplans (user_id, plan_id, phone_number, valid_from,"
+            " valid_to) VALUES ($1, $2, '9123456789', now(), now() + interval '28 days')"
+            " RETURNING id",
+            user_id,
+            plan_id,
+        )
+        cashback = await conn.fetchval(
+            txn,
+            user_id,
+            "wallet",
+            "credit",
+            4.5,
+            plan_id,
+            offer_id,
+            "cashback",
+            "success",
+            "Wallet",
+            0,
+        )
+        pending = await conn.fetchval(
+            txn, user_id, "service", "debit", 100, plan_id, None, "autopay", "pending", "Card", 1
+        )
+        await conn.fetchval(
+            txn, user_id, "wallet", "credit", 50, None, None, "wallet_topup", "success", "UPI", 2
+        )
+        await asyncio.to_thread(pgmigrate.upgrade, pg_empty_url, "0012_recharges")
+        rows = await conn.fetch("SELECT * FROM recharges ORDER BY txn_id")
+    finally:
+        await conn.close()
+    assert [dict(r) for r in rows] == [
+        {
+            "txn_id": with_offer,
+            "active_plan_id": cap,
+            "discount": Decimal("10.00"),
+            "cashback": Decimal("4.50"),
+            "cashback_txn_id": cashback,
+            "bonus": '{"data_mb": 1024}',
+        },
+        {
+            "txn_id": pending,
+            "active_plan_id": None,
+            "discount": Decimal("0.00"),
+            "cashback": Decimal("0.00"),
+            "cashback_txn_id": None,
+            "bonus": None,
+        },
+    ]

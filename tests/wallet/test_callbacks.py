@@ -20,8 +20,8 @@ from sqlalchemy import text
 from gencharge.v1 import common_pb2, transaction_pb2, wallet_service_pb2_grpc
 from gencharge.v1 import wallet_service_pb2 as pb
 from server.audit.scope import AuditScope, current_scope
-from server.auth.scopes import PAYMENTS_CONFIRM
 from server.auth.principal import Principal
+from server.auth.scopes import PAYMENTS_CONFIRM
 from server.core.errors import Unavailable
 from server.payments import signing
 from server.payments.gateway import Callback, CheckoutCallback, GatewayError, VerifiedPayment

@@ -129,11 +129,13 @@ class RegisterRequest(_message.Message):
     name: _builtins.str
     """Full name, 1-100 characters."""
     email: _builtins.str
-    """Email address; unique."""
+    """Email address; unique. At least one of email and phone_number is required."""
     phone_number: _builtins.str
     """Phone number (E.164 or 10-digit national); unique."""
     password: _builtins.str
-    """Password: at least 8 characters; never stored (argon2id hash only)."""
+    """Password: 8 to 1024 characters, neither a common password nor the name, email
+    or phone number; never stored (argon2id hash only).
+    """
     user_type: _common_pb2.UserType.ValueType
     """Prepaid or postpaid. Required."""
     referral_code: _builtins.str
@@ -500,7 +502,9 @@ class Session(_message.Message):
     session_id: _builtins.str
     """Session identifier (UUID)."""
     is_active: _builtins.bool
-    """False once logged out, revoked or expired."""
+    """False once logged out, revoked (password change or reset, reuse of a refresh
+    token, a blocked account) or expired.
+    """
     user_agent: _builtins.str
     """Client description given at login."""
     ip_address: _builtins.str
@@ -513,7 +517,9 @@ class Session(_message.Message):
 
     @_builtins.property
     def last_active(self) -> _timestamp_pb2.Timestamp:
-        """Last token refresh or authenticated call."""
+        """When the session last logged in or refreshed its tokens (calls made with its
+        access tokens do not move it).
+        """
 
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp:
@@ -959,7 +965,10 @@ Global___ConfirmContactChangeRequest: _TypeAlias = ConfirmContactChangeRequest  
 
 @_typing.final
 class Jwk(_message.Message):
-    """Jwk is one public key (RFC 7517), an EC P-256 key for ES256."""
+    """Jwk is one public key (RFC 7517), an EC P-256 key for ES256.
+    Jwk is one public key (RFC 7517), an Ed25519 key for JWS alg "EdDSA" (an OKP key,
+    RFC 8037).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -971,17 +980,17 @@ class Jwk(_message.Message):
     ALG_FIELD_NUMBER: _builtins.int
     USE_FIELD_NUMBER: _builtins.int
     kty: _builtins.str
-    """Key type, "EC"."""
+    """Key type, "OKP"."""
     crv: _builtins.str
-    """Curve, "P-256"."""
+    """Curve, "Ed25519"."""
     x: _builtins.str
-    """X coordinate, base64url."""
+    """The 32-byte public key, base64url without padding."""
     y: _builtins.str
-    """Y coordinate, base64url."""
+    """Unused: empty for OKP keys (only EC keys have a y coordinate)."""
     kid: _builtins.str
-    """Key ID, matches the `kid` header of access tokens."""
+    """Key ID (the key's RFC 7638 thumbprint), matches the `kid` header of access tokens."""
     alg: _builtins.str
-    """Algorithm, "ES256"."""
+    """Algorithm, "EdDSA"."""
     use: _builtins.str
     """Public key use, "sig"."""
     def __init__(

@@ -32,8 +32,8 @@ class AuthServiceStub:
     sessions, passwords, the caller's profile and contacts, the JWKS, and
     service-account tokens.
 
-    Tokens: access tokens are short-lived JWTs (ES256, with `kid`; verify them with
-    GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
+    Tokens: access tokens are short-lived JWTs (JWS alg "EdDSA" over Ed25519 keys, with
+    `kid`; verify them with GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
     single use and rotated by RefreshToken; presenting an already-used refresh token
     revokes the whole session (token theft detection).
 
@@ -166,8 +166,8 @@ class AuthServiceServicer:
     sessions, passwords, the caller's profile and contacts, the JWKS, and
     service-account tokens.
 
-    Tokens: access tokens are short-lived JWTs (ES256, with `kid`; verify them with
-    GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
+    Tokens: access tokens are short-lived JWTs (JWS alg "EdDSA" over Ed25519 keys, with
+    `kid`; verify them with GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
     single use and rotated by RefreshToken; presenting an already-used refresh token
     revokes the whole session (token theft detection).
 
@@ -244,16 +244,20 @@ class AuthServiceServicer:
     def RefreshToken(self, request, context):
         """Exchanges a refresh token for a new access token and a new refresh token
         (rotation). The old refresh token stops working.
-        Errors: UNAUTHENTICATED (unknown, expired, revoked or reused token: reuse revokes
-        the session), PERMISSION_DENIED (ACCOUNT_BLOCKED).
+        Errors: INVALID_ARGUMENT (empty token), UNAUTHENTICATED (unknown, expired, revoked
+        or reused token: reason "INVALID_REFRESH_TOKEN", or "REFRESH_TOKEN_REUSED" when
+        reuse revoked the session), PERMISSION_DENIED (ACCOUNT_BLOCKED: the session was
+        ended by blocking the account; it stays ended if the account is unblocked).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Logout(self, request, context):
-        """Ends the caller's current session (or all of them). Access tokens already issued
-        stay valid until they expire (minutes). Errors: UNAUTHENTICATED.
+        """Ends the caller's current session (or all of them). Access tokens of an ended
+        session are refused from then on (UNAUTHENTICATED, reason "SESSION_ENDED"; other
+        server replicas within seconds). Errors: UNAUTHENTICATED, PERMISSION_DENIED (service
+        accounts have no session).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -261,7 +265,8 @@ class AuthServiceServicer:
 
     def ListSessions(self, request, context):
         """Lists the caller's sessions, newest login first.
-        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token).
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token), PERMISSION_DENIED
+        (service accounts have no session).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -269,7 +274,8 @@ class AuthServiceServicer:
 
     def RevokeSession(self, request, context):
         """Revokes one of the caller's sessions (e.g. "log out that phone").
-        Errors: UNAUTHENTICATED, NOT_FOUND (no such session of the caller).
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (not a session ID), NOT_FOUND (no such
+        session of the caller), PERMISSION_DENIED (service accounts have no session).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -280,7 +286,7 @@ class AuthServiceServicer:
         other session of the caller (this one stays logged in).
         Errors: UNAUTHENTICATED, INVALID_ARGUMENT (weak new password; wrong current
         password is a field violation on `current_password`, reason "INVALID_CREDENTIALS"),
-        RESOURCE_EXHAUSTED.
+        PERMISSION_DENIED (service accounts have no password here), RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -299,7 +305,8 @@ class AuthServiceServicer:
 
     def ResetPassword(self, request, context):
         """Sets a new password with a reset token and revokes all sessions of the account.
-        Errors: INVALID_ARGUMENT (weak password), UNAUTHENTICATED (bad/expired/used token).
+        Errors: INVALID_ARGUMENT (missing token, weak password), UNAUTHENTICATED
+        (bad/expired/used token: reason "INVALID_RESET_TOKEN").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -522,8 +529,8 @@ class AuthService:
     sessions, passwords, the caller's profile and contacts, the JWKS, and
     service-account tokens.
 
-    Tokens: access tokens are short-lived JWTs (ES256, with `kid`; verify them with
-    GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
+    Tokens: access tokens are short-lived JWTs (JWS alg "EdDSA" over Ed25519 keys, with
+    `kid`; verify them with GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
     single use and rotated by RefreshToken; presenting an already-used refresh token
     revokes the whole session (token theft detection).
 

@@ -33,8 +33,8 @@ class AuthServiceStub:
     sessions, passwords, the caller's profile and contacts, the JWKS, and
     service-account tokens.
 
-    Tokens: access tokens are short-lived JWTs (ES256, with `kid`; verify them with
-    GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
+    Tokens: access tokens are short-lived JWTs (JWS alg "EdDSA" over Ed25519 keys, with
+    `kid`; verify them with GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
     single use and rotated by RefreshToken; presenting an already-used refresh token
     revokes the whole session (token theft detection).
 
@@ -95,27 +95,33 @@ class AuthServiceStub:
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RefreshTokenRequest, _auth_service_pb2.AuthTokens]
     """Exchanges a refresh token for a new access token and a new refresh token
     (rotation). The old refresh token stops working.
-    Errors: UNAUTHENTICATED (unknown, expired, revoked or reused token: reuse revokes
-    the session), PERMISSION_DENIED (ACCOUNT_BLOCKED).
+    Errors: INVALID_ARGUMENT (empty token), UNAUTHENTICATED (unknown, expired, revoked
+    or reused token: reason "INVALID_REFRESH_TOKEN", or "REFRESH_TOKEN_REUSED" when
+    reuse revoked the session), PERMISSION_DENIED (ACCOUNT_BLOCKED: the session was
+    ended by blocking the account; it stays ended if the account is unblocked).
     """
     Logout: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.LogoutRequest, _empty_pb2.Empty]
-    """Ends the caller's current session (or all of them). Access tokens already issued
-    stay valid until they expire (minutes). Errors: UNAUTHENTICATED.
+    """Ends the caller's current session (or all of them). Access tokens of an ended
+    session are refused from then on (UNAUTHENTICATED, reason "SESSION_ENDED"; other
+    server replicas within seconds). Errors: UNAUTHENTICATED, PERMISSION_DENIED (service
+    accounts have no session).
     """
     ListSessions: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.ListSessionsRequest, _auth_service_pb2.ListSessionsResponse]
     """Lists the caller's sessions, newest login first.
-    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token).
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token), PERMISSION_DENIED
+    (service accounts have no session).
     """
     RevokeSession: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RevokeSessionRequest, _empty_pb2.Empty]
     """Revokes one of the caller's sessions (e.g. "log out that phone").
-    Errors: UNAUTHENTICATED, NOT_FOUND (no such session of the caller).
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (not a session ID), NOT_FOUND (no such
+    session of the caller), PERMISSION_DENIED (service accounts have no session).
     """
     ChangePassword: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.ChangePasswordRequest, _empty_pb2.Empty]
     """Changes the caller's password after checking the current one, and ends every
     other session of the caller (this one stays logged in).
     Errors: UNAUTHENTICATED, INVALID_ARGUMENT (weak new password; wrong current
     password is a field violation on `current_password`, reason "INVALID_CREDENTIALS"),
-    RESOURCE_EXHAUSTED.
+    PERMISSION_DENIED (service accounts have no password here), RESOURCE_EXHAUSTED.
     """
     RequestPasswordReset: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RequestPasswordResetRequest, _empty_pb2.Empty]
     """Sends a single-use password reset token to the account's email or phone (users;
@@ -126,7 +132,8 @@ class AuthServiceStub:
     """
     ResetPassword: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.ResetPasswordRequest, _empty_pb2.Empty]
     """Sets a new password with a reset token and revokes all sessions of the account.
-    Errors: INVALID_ARGUMENT (weak password), UNAUTHENTICATED (bad/expired/used token).
+    Errors: INVALID_ARGUMENT (missing token, weak password), UNAUTHENTICATED
+    (bad/expired/used token: reason "INVALID_RESET_TOKEN").
     """
     GetMe: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.GetMeRequest, _identity_pb2.Principal]
     """Returns the caller's own account: user (with wallet balance), admin or service
@@ -204,8 +211,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
     sessions, passwords, the caller's profile and contacts, the JWKS, and
     service-account tokens.
 
-    Tokens: access tokens are short-lived JWTs (ES256, with `kid`; verify them with
-    GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
+    Tokens: access tokens are short-lived JWTs (JWS alg "EdDSA" over Ed25519 keys, with
+    `kid`; verify them with GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
     single use and rotated by RefreshToken; presenting an already-used refresh token
     revokes the whole session (token theft detection).
 
@@ -263,27 +270,33 @@ class AuthServiceAsyncStub(AuthServiceStub):
     RefreshToken: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RefreshTokenRequest, _auth_service_pb2.AuthTokens]  # type: ignore[assignment]
     """Exchanges a refresh token for a new access token and a new refresh token
     (rotation). The old refresh token stops working.
-    Errors: UNAUTHENTICATED (unknown, expired, revoked or reused token: reuse revokes
-    the session), PERMISSION_DENIED (ACCOUNT_BLOCKED).
+    Errors: INVALID_ARGUMENT (empty token), UNAUTHENTICATED (unknown, expired, revoked
+    or reused token: reason "INVALID_REFRESH_TOKEN", or "REFRESH_TOKEN_REUSED" when
+    reuse revoked the session), PERMISSION_DENIED (ACCOUNT_BLOCKED: the session was
+    ended by blocking the account; it stays ended if the account is unblocked).
     """
     Logout: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.LogoutRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Ends the caller's current session (or all of them). Access tokens already issued
-    stay valid until they expire (minutes). Errors: UNAUTHENTICATED.
+    """Ends the caller's current session (or all of them). Access tokens of an ended
+    session are refused from then on (UNAUTHENTICATED, reason "SESSION_ENDED"; other
+    server replicas within seconds). Errors: UNAUTHENTICATED, PERMISSION_DENIED (service
+    accounts have no session).
     """
     ListSessions: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.ListSessionsRequest, _auth_service_pb2.ListSessionsResponse]  # type: ignore[assignment]
     """Lists the caller's sessions, newest login first.
-    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token).
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token), PERMISSION_DENIED
+    (service accounts have no session).
     """
     RevokeSession: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RevokeSessionRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Revokes one of the caller's sessions (e.g. "log out that phone").
-    Errors: UNAUTHENTICATED, NOT_FOUND (no such session of the caller).
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (not a session ID), NOT_FOUND (no such
+    session of the caller), PERMISSION_DENIED (service accounts have no session).
     """
     ChangePassword: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.ChangePasswordRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Changes the caller's password after checking the current one, and ends every
     other session of the caller (this one stays logged in).
     Errors: UNAUTHENTICATED, INVALID_ARGUMENT (weak new password; wrong current
     password is a field violation on `current_password`, reason "INVALID_CREDENTIALS"),
-    RESOURCE_EXHAUSTED.
+    PERMISSION_DENIED (service accounts have no password here), RESOURCE_EXHAUSTED.
     """
     RequestPasswordReset: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RequestPasswordResetRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Sends a single-use password reset token to the account's email or phone (users;
@@ -294,7 +307,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """
     ResetPassword: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.ResetPasswordRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Sets a new password with a reset token and revokes all sessions of the account.
-    Errors: INVALID_ARGUMENT (weak password), UNAUTHENTICATED (bad/expired/used token).
+    Errors: INVALID_ARGUMENT (missing token, weak password), UNAUTHENTICATED
+    (bad/expired/used token: reason "INVALID_RESET_TOKEN").
     """
     GetMe: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.GetMeRequest, _identity_pb2.Principal]  # type: ignore[assignment]
     """Returns the caller's own account: user (with wallet balance), admin or service
@@ -371,8 +385,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     sessions, passwords, the caller's profile and contacts, the JWKS, and
     service-account tokens.
 
-    Tokens: access tokens are short-lived JWTs (ES256, with `kid`; verify them with
-    GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
+    Tokens: access tokens are short-lived JWTs (JWS alg "EdDSA" over Ed25519 keys, with
+    `kid`; verify them with GetJwks) sent as `authorization: Bearer <token>` metadata. Refresh tokens are opaque,
     single use and rotated by RefreshToken; presenting an already-used refresh token
     revokes the whole session (token theft detection).
 
@@ -464,8 +478,10 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_service_pb2.AuthTokens, _abc.Awaitable[_auth_service_pb2.AuthTokens]]:
         """Exchanges a refresh token for a new access token and a new refresh token
         (rotation). The old refresh token stops working.
-        Errors: UNAUTHENTICATED (unknown, expired, revoked or reused token: reuse revokes
-        the session), PERMISSION_DENIED (ACCOUNT_BLOCKED).
+        Errors: INVALID_ARGUMENT (empty token), UNAUTHENTICATED (unknown, expired, revoked
+        or reused token: reason "INVALID_REFRESH_TOKEN", or "REFRESH_TOKEN_REUSED" when
+        reuse revoked the session), PERMISSION_DENIED (ACCOUNT_BLOCKED: the session was
+        ended by blocking the account; it stays ended if the account is unblocked).
         """
 
     @_abc_1.abstractmethod
@@ -474,8 +490,10 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.LogoutRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Ends the caller's current session (or all of them). Access tokens already issued
-        stay valid until they expire (minutes). Errors: UNAUTHENTICATED.
+        """Ends the caller's current session (or all of them). Access tokens of an ended
+        session are refused from then on (UNAUTHENTICATED, reason "SESSION_ENDED"; other
+        server replicas within seconds). Errors: UNAUTHENTICATED, PERMISSION_DENIED (service
+        accounts have no session).
         """
 
     @_abc_1.abstractmethod
@@ -485,7 +503,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.ListSessionsResponse, _abc.Awaitable[_auth_service_pb2.ListSessionsResponse]]:
         """Lists the caller's sessions, newest login first.
-        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token).
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token), PERMISSION_DENIED
+        (service accounts have no session).
         """
 
     @_abc_1.abstractmethod
@@ -495,7 +514,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Revokes one of the caller's sessions (e.g. "log out that phone").
-        Errors: UNAUTHENTICATED, NOT_FOUND (no such session of the caller).
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (not a session ID), NOT_FOUND (no such
+        session of the caller), PERMISSION_DENIED (service accounts have no session).
         """
 
     @_abc_1.abstractmethod
@@ -508,7 +528,7 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         other session of the caller (this one stays logged in).
         Errors: UNAUTHENTICATED, INVALID_ARGUMENT (weak new password; wrong current
         password is a field violation on `current_password`, reason "INVALID_CREDENTIALS"),
-        RESOURCE_EXHAUSTED.
+        PERMISSION_DENIED (service accounts have no password here), RESOURCE_EXHAUSTED.
         """
 
     @_abc_1.abstractmethod
@@ -531,7 +551,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Sets a new password with a reset token and revokes all sessions of the account.
-        Errors: INVALID_ARGUMENT (weak password), UNAUTHENTICATED (bad/expired/used token).
+        Errors: INVALID_ARGUMENT (missing token, weak password), UNAUTHENTICATED
+        (bad/expired/used token: reason "INVALID_RESET_TOKEN").
         """
 
     @_abc_1.abstractmethod

@@ -32,8 +32,12 @@ class _UserStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UserStatus
     USER_STATUS_ACTIVE: _UserStatus.ValueType  # 1
     """May log in and transact."""
     USER_STATUS_BLOCKED: _UserStatus.ValueType  # 2
-    """Blocked by an admin: login, token refresh and every RPC fail with PERMISSION_DENIED
-    (ErrorInfo reason "ACCOUNT_BLOCKED").
+    """Blocked by an admin: every session of the user ends. Login, OTP login and the
+    refresh of an ended session fail with PERMISSION_DENIED (ErrorInfo reason
+    "ACCOUNT_BLOCKED"); calls with the user's access tokens fail with UNAUTHENTICATED
+    (reason "SESSION_ENDED", within seconds); a service account's Recharge (or
+    BatchRecharge item) paid from the user's wallet fails with PERMISSION_DENIED
+    ("ACCOUNT_BLOCKED") and its QuoteRecharge is not eligible ("ACCOUNT_BLOCKED").
     """
 
 class UserStatus(_UserStatus, metaclass=_UserStatusEnumTypeWrapper):
@@ -47,8 +51,12 @@ USER_STATUS_UNSPECIFIED: UserStatus.ValueType  # 0
 USER_STATUS_ACTIVE: UserStatus.ValueType  # 1
 """May log in and transact."""
 USER_STATUS_BLOCKED: UserStatus.ValueType  # 2
-"""Blocked by an admin: login, token refresh and every RPC fail with PERMISSION_DENIED
-(ErrorInfo reason "ACCOUNT_BLOCKED").
+"""Blocked by an admin: every session of the user ends. Login, OTP login and the
+refresh of an ended session fail with PERMISSION_DENIED (ErrorInfo reason
+"ACCOUNT_BLOCKED"); calls with the user's access tokens fail with UNAUTHENTICATED
+(reason "SESSION_ENDED", within seconds); a service account's Recharge (or
+BatchRecharge item) paid from the user's wallet fails with PERMISSION_DENIED
+("ACCOUNT_BLOCKED") and its QuoteRecharge is not eligible ("ACCOUNT_BLOCKED").
 """
 Global___UserStatus: _TypeAlias = UserStatus  # noqa: Y015
 
@@ -63,9 +71,11 @@ class _AdminStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AdminStat
     ADMIN_STATUS_ACTIVE: _AdminStatus.ValueType  # 1
     """May log in."""
     ADMIN_STATUS_BLOCKED: _AdminStatus.ValueType  # 2
-    """Temporarily blocked: cannot log in."""
+    """Temporarily blocked: cannot log in (PERMISSION_DENIED "ACCOUNT_BLOCKED"); its
+    sessions end.
+    """
     ADMIN_STATUS_DELETED: _AdminStatus.ValueType  # 3
-    """Soft-deleted: cannot log in, kept for audit references."""
+    """Soft-deleted: cannot log in (as blocked), kept for audit references."""
 
 class AdminStatus(_AdminStatus, metaclass=_AdminStatusEnumTypeWrapper):
     """AdminStatus is DDS Admins.status."""
@@ -75,9 +85,11 @@ ADMIN_STATUS_UNSPECIFIED: AdminStatus.ValueType  # 0
 ADMIN_STATUS_ACTIVE: AdminStatus.ValueType  # 1
 """May log in."""
 ADMIN_STATUS_BLOCKED: AdminStatus.ValueType  # 2
-"""Temporarily blocked: cannot log in."""
+"""Temporarily blocked: cannot log in (PERMISSION_DENIED "ACCOUNT_BLOCKED"); its
+sessions end.
+"""
 ADMIN_STATUS_DELETED: AdminStatus.ValueType  # 3
-"""Soft-deleted: cannot log in, kept for audit references."""
+"""Soft-deleted: cannot log in (as blocked), kept for audit references."""
 Global___AdminStatus: _TypeAlias = AdminStatus  # noqa: Y015
 
 class _ServiceAccountStatus:
@@ -91,8 +103,8 @@ class _ServiceAccountStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_
     SERVICE_ACCOUNT_STATUS_ACTIVE: _ServiceAccountStatus.ValueType  # 1
     """May obtain tokens."""
     SERVICE_ACCOUNT_STATUS_DISABLED: _ServiceAccountStatus.ValueType  # 2
-    """Disabled: IssueServiceToken fails with UNAUTHENTICATED and existing tokens are
-    rejected with PERMISSION_DENIED.
+    """Disabled: IssueServiceToken fails with UNAUTHENTICATED ("INVALID_CREDENTIALS") and
+    existing tokens are rejected with UNAUTHENTICATED ("SESSION_ENDED", within seconds).
     """
 
 class ServiceAccountStatus(_ServiceAccountStatus, metaclass=_ServiceAccountStatusEnumTypeWrapper):
@@ -103,8 +115,8 @@ SERVICE_ACCOUNT_STATUS_UNSPECIFIED: ServiceAccountStatus.ValueType  # 0
 SERVICE_ACCOUNT_STATUS_ACTIVE: ServiceAccountStatus.ValueType  # 1
 """May obtain tokens."""
 SERVICE_ACCOUNT_STATUS_DISABLED: ServiceAccountStatus.ValueType  # 2
-"""Disabled: IssueServiceToken fails with UNAUTHENTICATED and existing tokens are
-rejected with PERMISSION_DENIED.
+"""Disabled: IssueServiceToken fails with UNAUTHENTICATED ("INVALID_CREDENTIALS") and
+existing tokens are rejected with UNAUTHENTICATED ("SESSION_ENDED", within seconds).
 """
 Global___ServiceAccountStatus: _TypeAlias = ServiceAccountStatus  # noqa: Y015
 

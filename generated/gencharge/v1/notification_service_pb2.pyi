@@ -238,16 +238,21 @@ class SendNotificationRequest(_message.Message):
     TYPE_ID_FIELD_NUMBER: _builtins.int
     ATTACHMENTS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Idempotency key (AIP-155), UUID recommended: a retried broadcast is sent once."""
+    """Idempotency key (AIP-155), UUID recommended: a retried broadcast is sent once.
+    Required.
+    """
     recipient_type_id: _builtins.int
     """Recipient type (DDS NotificationRecipientTypes)."""
     description: _builtins.str
-    """Notification text. Required."""
+    """Notification text, at most 2000 characters. Required."""
     type_id: _builtins.int
     """Notification type (DDS NotificationTypes). Required."""
     @_builtins.property
     def recipient_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Recipient users; empty: every active user of the recipient type."""
+        """Recipient users, at most 1000; empty: every active user of the recipient type
+        ("all_users", "prepaid_users", "postpaid_users"; other recipient types need
+        recipient_ids).
+        """
 
     @_builtins.property
     def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]:

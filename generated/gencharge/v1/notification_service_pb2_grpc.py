@@ -65,7 +65,8 @@ class NotificationServiceServicer:
 
     def ListNotifications(self, request, context):
         """Lists the caller's notifications, newest first.
-        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token).
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token), PERMISSION_DENIED
+        (USER_ONLY: only customers have notifications).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,16 +74,19 @@ class NotificationServiceServicer:
 
     def MarkNotificationViewed(self, request, context):
         """Marks one of the caller's notifications as viewed (idempotent).
-        Errors: UNAUTHENTICATED, NOT_FOUND (missing or not the caller's).
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (notification_id not positive), NOT_FOUND
+        (missing or not the caller's), PERMISSION_DENIED (USER_ONLY).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SendNotification(self, request, context):
-        """Sends an admin notification to listed users or to every user of a recipient type.
-        Errors: INVALID_ARGUMENT (empty description), NOT_FOUND (type, recipient type or
-        a recipient), ALREADY_EXISTS (request_id reused with a different request),
+        """Sends an admin notification to listed users or to every active user of a recipient
+        type. Errors: INVALID_ARGUMENT (missing or too long description, missing type or
+        recipient type, bad request_id, too many recipient_ids, recipient_ids missing for a
+        recipient type that is not a group of users), NOT_FOUND (type, recipient type or a
+        recipient), ALREADY_EXISTS (request_id reused with a different request),
         PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

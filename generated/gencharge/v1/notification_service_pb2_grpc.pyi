@@ -37,16 +37,20 @@ class NotificationServiceStub:
     def __new__(cls, channel: _aio.Channel) -> NotificationServiceAsyncStub: ...
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.ListNotificationsRequest, _notification_service_pb2.ListNotificationsResponse]
     """Lists the caller's notifications, newest first.
-    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token).
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token), PERMISSION_DENIED
+    (USER_ONLY: only customers have notifications).
     """
     MarkNotificationViewed: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.MarkNotificationViewedRequest, _notification_service_pb2.Notification]
     """Marks one of the caller's notifications as viewed (idempotent).
-    Errors: UNAUTHENTICATED, NOT_FOUND (missing or not the caller's).
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (notification_id not positive), NOT_FOUND
+    (missing or not the caller's), PERMISSION_DENIED (USER_ONLY).
     """
     SendNotification: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.SendNotificationRequest, _notification_service_pb2.SendNotificationResponse]
-    """Sends an admin notification to listed users or to every user of a recipient type.
-    Errors: INVALID_ARGUMENT (empty description), NOT_FOUND (type, recipient type or
-    a recipient), ALREADY_EXISTS (request_id reused with a different request),
+    """Sends an admin notification to listed users or to every active user of a recipient
+    type. Errors: INVALID_ARGUMENT (missing or too long description, missing type or
+    recipient type, bad request_id, too many recipient_ids, recipient_ids missing for a
+    recipient type that is not a group of users), NOT_FOUND (type, recipient type or a
+    recipient), ALREADY_EXISTS (request_id reused with a different request),
     PERMISSION_DENIED.
     """
     ListNotificationTypes: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.ListNotificationTypesRequest, _notification_service_pb2.ListNotificationTypesResponse]
@@ -63,16 +67,20 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListNotifications: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.ListNotificationsRequest, _notification_service_pb2.ListNotificationsResponse]  # type: ignore[assignment]
     """Lists the caller's notifications, newest first.
-    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token).
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token), PERMISSION_DENIED
+    (USER_ONLY: only customers have notifications).
     """
     MarkNotificationViewed: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.MarkNotificationViewedRequest, _notification_service_pb2.Notification]  # type: ignore[assignment]
     """Marks one of the caller's notifications as viewed (idempotent).
-    Errors: UNAUTHENTICATED, NOT_FOUND (missing or not the caller's).
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (notification_id not positive), NOT_FOUND
+    (missing or not the caller's), PERMISSION_DENIED (USER_ONLY).
     """
     SendNotification: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.SendNotificationRequest, _notification_service_pb2.SendNotificationResponse]  # type: ignore[assignment]
-    """Sends an admin notification to listed users or to every user of a recipient type.
-    Errors: INVALID_ARGUMENT (empty description), NOT_FOUND (type, recipient type or
-    a recipient), ALREADY_EXISTS (request_id reused with a different request),
+    """Sends an admin notification to listed users or to every active user of a recipient
+    type. Errors: INVALID_ARGUMENT (missing or too long description, missing type or
+    recipient type, bad request_id, too many recipient_ids, recipient_ids missing for a
+    recipient type that is not a group of users), NOT_FOUND (type, recipient type or a
+    recipient), ALREADY_EXISTS (request_id reused with a different request),
     PERMISSION_DENIED.
     """
     ListNotificationTypes: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.ListNotificationTypesRequest, _notification_service_pb2.ListNotificationTypesResponse]  # type: ignore[assignment]
@@ -92,7 +100,8 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_notification_service_pb2.ListNotificationsResponse, _abc.Awaitable[_notification_service_pb2.ListNotificationsResponse]]:
         """Lists the caller's notifications, newest first.
-        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token).
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token), PERMISSION_DENIED
+        (USER_ONLY: only customers have notifications).
         """
 
     @_abc_1.abstractmethod
@@ -102,7 +111,8 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_notification_service_pb2.Notification, _abc.Awaitable[_notification_service_pb2.Notification]]:
         """Marks one of the caller's notifications as viewed (idempotent).
-        Errors: UNAUTHENTICATED, NOT_FOUND (missing or not the caller's).
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (notification_id not positive), NOT_FOUND
+        (missing or not the caller's), PERMISSION_DENIED (USER_ONLY).
         """
 
     @_abc_1.abstractmethod
@@ -111,9 +121,11 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notification_service_pb2.SendNotificationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notification_service_pb2.SendNotificationResponse, _abc.Awaitable[_notification_service_pb2.SendNotificationResponse]]:
-        """Sends an admin notification to listed users or to every user of a recipient type.
-        Errors: INVALID_ARGUMENT (empty description), NOT_FOUND (type, recipient type or
-        a recipient), ALREADY_EXISTS (request_id reused with a different request),
+        """Sends an admin notification to listed users or to every active user of a recipient
+        type. Errors: INVALID_ARGUMENT (missing or too long description, missing type or
+        recipient type, bad request_id, too many recipient_ids, recipient_ids missing for a
+        recipient type that is not a group of users), NOT_FOUND (type, recipient type or a
+        recipient), ALREADY_EXISTS (request_id reused with a different request),
         PERMISSION_DENIED.
         """
 

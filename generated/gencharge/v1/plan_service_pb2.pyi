@@ -92,7 +92,9 @@ class _OfferBenefitKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Offe
     OFFER_BENEFIT_KIND_CASHBACK: _OfferBenefitKind.ValueType  # 2
     """Cashback: credited to the wallet after the recharge succeeds."""
     OFFER_BENEFIT_KIND_BONUS: _OfferBenefitKind.ValueType  # 3
-    """Bonus allowance: extra data/voice/SMS (`bonus`) added to the plan, price unchanged."""
+    """Bonus allowance: extra data/voice/SMS (`bonus`) added to the plan, price unchanged
+    (shown with the recharge: Quote.bonus, Recharge.bonus).
+    """
 
 class OfferBenefitKind(_OfferBenefitKind, metaclass=_OfferBenefitKindEnumTypeWrapper):
     """OfferBenefitKind says how an offer rewards the customer."""
@@ -104,7 +106,9 @@ OFFER_BENEFIT_KIND_DISCOUNT: OfferBenefitKind.ValueType  # 1
 OFFER_BENEFIT_KIND_CASHBACK: OfferBenefitKind.ValueType  # 2
 """Cashback: credited to the wallet after the recharge succeeds."""
 OFFER_BENEFIT_KIND_BONUS: OfferBenefitKind.ValueType  # 3
-"""Bonus allowance: extra data/voice/SMS (`bonus`) added to the plan, price unchanged."""
+"""Bonus allowance: extra data/voice/SMS (`bonus`) added to the plan, price unchanged
+(shown with the recharge: Quote.bonus, Recharge.bonus).
+"""
 Global___OfferBenefitKind: _TypeAlias = OfferBenefitKind  # noqa: Y015
 
 @_typing.final
@@ -512,7 +516,7 @@ class ListPlansResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def plans(self) -> _containers.RepeatedCompositeFieldContainer[Global___Plan]:
-        """The plans."""
+        """The plans, most popular first, then by price."""
 
     def __init__(
         self,
@@ -588,7 +592,7 @@ class ListPlanGroupsResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def plan_groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlanGroup]:
-        """The plan groups."""
+        """The plan groups, by name."""
 
     def __init__(
         self,
@@ -656,7 +660,7 @@ class ListOffersResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def offers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Offer]:
-        """The offers."""
+        """The offers, newest first."""
 
     def __init__(
         self,
@@ -732,7 +736,7 @@ class ListOfferTypesResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def offer_types(self) -> _containers.RepeatedCompositeFieldContainer[Global___OfferType]:
-        """The offer types."""
+        """The offer types, by name."""
 
     def __init__(
         self,

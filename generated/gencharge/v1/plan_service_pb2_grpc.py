@@ -30,8 +30,9 @@ class PlanServiceStub:
     """PlanService: the public catalogue of plans, plan groups, offers and offer types,
     and its administration.
 
-    Reads are public. Anonymous callers and customers see only ACTIVE plans and offers;
-    callers with Plans/read (or Offers/read) may filter on INACTIVE ones too.
+    Reads are public. ListPlans and ListOffers show ACTIVE plans and offers unless the
+    request asks for INACTIVE (withdrawn) ones; GetPlan and GetOffer return either, so
+    the plan and offer named by an earlier recharge stay readable.
     """
 
     def __init__(self, channel):
@@ -116,21 +117,23 @@ class PlanServiceServicer:
     """PlanService: the public catalogue of plans, plan groups, offers and offer types,
     and its administration.
 
-    Reads are public. Anonymous callers and customers see only ACTIVE plans and offers;
-    callers with Plans/read (or Offers/read) may filter on INACTIVE ones too.
+    Reads are public. ListPlans and ListOffers show ACTIVE plans and offers unless the
+    request asks for INACTIVE (withdrawn) ones; GetPlan and GetOffer return either, so
+    the plan and offer named by an earlier recharge stay readable.
     """
 
     def ListPlans(self, request, context):
-        """Lists plans, most popular first, then by price. Filters combine with AND.
-        Errors: INVALID_ARGUMENT (bad page token).
+        """Lists plans, most popular first, then by price (cheapest first), then by plan_id,
+        on every page. Filters combine with AND.
+        Errors: INVALID_ARGUMENT (bad page token or filter).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetPlan(self, request, context):
-        """Returns one plan. Errors: NOT_FOUND (missing, or inactive for callers without
-        Plans/read).
+        """Returns one plan, on sale or withdrawn (see `status`).
+        Errors: INVALID_ARGUMENT (plan_id not positive), NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -145,14 +148,16 @@ class PlanServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListOffers(self, request, context):
-        """Lists offers, newest first. Errors: INVALID_ARGUMENT (bad page token).
+        """Lists offers, newest first (by created_at, then offer_id). Filters combine with
+        AND. Errors: INVALID_ARGUMENT (bad page token or filter).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetOffer(self, request, context):
-        """Returns one offer. Errors: NOT_FOUND.
+        """Returns one offer, active or withdrawn (see `status`).
+        Errors: INVALID_ARGUMENT (offer_id not positive), NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,7 +192,8 @@ class PlanServiceServicer:
     def DeletePlan(self, request, context):
         """Withdraws a plan: its status becomes INACTIVE. Plans are never hard-deleted
         (transactions and active plans refer to them); withdrawn plans stay readable with
-        GetPlan. Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+        GetPlan. Idempotent. Errors: INVALID_ARGUMENT (plan_id not positive), NOT_FOUND,
+        PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,7 +217,8 @@ class PlanServiceServicer:
 
     def DeleteOffer(self, request, context):
         """Withdraws an offer: its status becomes INACTIVE (offers are never hard-deleted).
-        Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+        Idempotent. Errors: INVALID_ARGUMENT (offer_id not positive), NOT_FOUND,
+        PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -318,8 +325,9 @@ class PlanService:
     """PlanService: the public catalogue of plans, plan groups, offers and offer types,
     and its administration.
 
-    Reads are public. Anonymous callers and customers see only ACTIVE plans and offers;
-    callers with Plans/read (or Offers/read) may filter on INACTIVE ones too.
+    Reads are public. ListPlans and ListOffers show ACTIVE plans and offers unless the
+    request asks for INACTIVE (withdrawn) ones; GetPlan and GetOffer return either, so
+    the plan and offer named by an earlier recharge stay readable.
     """
 
     @staticmethod

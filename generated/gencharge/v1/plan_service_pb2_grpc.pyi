@@ -31,8 +31,9 @@ class PlanServiceStub:
     """PlanService: the public catalogue of plans, plan groups, offers and offer types,
     and its administration.
 
-    Reads are public. Anonymous callers and customers see only ACTIVE plans and offers;
-    callers with Plans/read (or Offers/read) may filter on INACTIVE ones too.
+    Reads are public. ListPlans and ListOffers show ACTIVE plans and offers unless the
+    request asks for INACTIVE (withdrawn) ones; GetPlan and GetOffer return either, so
+    the plan and offer named by an earlier recharge stay readable.
     """
 
     @_typing.overload
@@ -40,21 +41,26 @@ class PlanServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PlanServiceAsyncStub: ...
     ListPlans: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.ListPlansRequest, _plan_service_pb2.ListPlansResponse]
-    """Lists plans, most popular first, then by price. Filters combine with AND.
-    Errors: INVALID_ARGUMENT (bad page token).
+    """Lists plans, most popular first, then by price (cheapest first), then by plan_id,
+    on every page. Filters combine with AND.
+    Errors: INVALID_ARGUMENT (bad page token or filter).
     """
     GetPlan: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.GetPlanRequest, _plan_service_pb2.Plan]
-    """Returns one plan. Errors: NOT_FOUND (missing, or inactive for callers without
-    Plans/read).
+    """Returns one plan, on sale or withdrawn (see `status`).
+    Errors: INVALID_ARGUMENT (plan_id not positive), NOT_FOUND.
     """
     ListPlanGroups: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.ListPlanGroupsRequest, _plan_service_pb2.ListPlanGroupsResponse]
     """Lists plan groups (DDS PlanGroups: talktime, unlimited, roaming...), by name.
     Errors: INVALID_ARGUMENT (bad page token).
     """
     ListOffers: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.ListOffersRequest, _plan_service_pb2.ListOffersResponse]
-    """Lists offers, newest first. Errors: INVALID_ARGUMENT (bad page token)."""
+    """Lists offers, newest first (by created_at, then offer_id). Filters combine with
+    AND. Errors: INVALID_ARGUMENT (bad page token or filter).
+    """
     GetOffer: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.GetOfferRequest, _plan_service_pb2.Offer]
-    """Returns one offer. Errors: NOT_FOUND."""
+    """Returns one offer, active or withdrawn (see `status`).
+    Errors: INVALID_ARGUMENT (offer_id not positive), NOT_FOUND.
+    """
     ListOfferTypes: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.ListOfferTypesRequest, _plan_service_pb2.ListOfferTypesResponse]
     """Lists offer types (DDS OfferTypes: cashback, bonus_data, festive_special...), by
     name. Errors: INVALID_ARGUMENT (bad page token).
@@ -72,7 +78,8 @@ class PlanServiceStub:
     DeletePlan: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.DeletePlanRequest, _empty_pb2.Empty]
     """Withdraws a plan: its status becomes INACTIVE. Plans are never hard-deleted
     (transactions and active plans refer to them); withdrawn plans stay readable with
-    GetPlan. Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+    GetPlan. Idempotent. Errors: INVALID_ARGUMENT (plan_id not positive), NOT_FOUND,
+    PERMISSION_DENIED.
     """
     CreateOffer: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.CreateOfferRequest, _plan_service_pb2.Offer]
     """Creates an offer. Errors: INVALID_ARGUMENT (benefit inconsistent with its kind,
@@ -84,7 +91,8 @@ class PlanServiceStub:
     """
     DeleteOffer: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.DeleteOfferRequest, _empty_pb2.Empty]
     """Withdraws an offer: its status becomes INACTIVE (offers are never hard-deleted).
-    Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+    Idempotent. Errors: INVALID_ARGUMENT (offer_id not positive), NOT_FOUND,
+    PERMISSION_DENIED.
     """
     CreatePlanGroup: _grpc.UnaryUnaryMultiCallable[_plan_service_pb2.CreatePlanGroupRequest, _plan_service_pb2.PlanGroup]
     """Creates a plan group. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (group_name taken),
@@ -100,27 +108,33 @@ class PlanServiceAsyncStub(PlanServiceStub):
     """PlanService: the public catalogue of plans, plan groups, offers and offer types,
     and its administration.
 
-    Reads are public. Anonymous callers and customers see only ACTIVE plans and offers;
-    callers with Plans/read (or Offers/read) may filter on INACTIVE ones too.
+    Reads are public. ListPlans and ListOffers show ACTIVE plans and offers unless the
+    request asks for INACTIVE (withdrawn) ones; GetPlan and GetOffer return either, so
+    the plan and offer named by an earlier recharge stay readable.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListPlans: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.ListPlansRequest, _plan_service_pb2.ListPlansResponse]  # type: ignore[assignment]
-    """Lists plans, most popular first, then by price. Filters combine with AND.
-    Errors: INVALID_ARGUMENT (bad page token).
+    """Lists plans, most popular first, then by price (cheapest first), then by plan_id,
+    on every page. Filters combine with AND.
+    Errors: INVALID_ARGUMENT (bad page token or filter).
     """
     GetPlan: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.GetPlanRequest, _plan_service_pb2.Plan]  # type: ignore[assignment]
-    """Returns one plan. Errors: NOT_FOUND (missing, or inactive for callers without
-    Plans/read).
+    """Returns one plan, on sale or withdrawn (see `status`).
+    Errors: INVALID_ARGUMENT (plan_id not positive), NOT_FOUND.
     """
     ListPlanGroups: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.ListPlanGroupsRequest, _plan_service_pb2.ListPlanGroupsResponse]  # type: ignore[assignment]
     """Lists plan groups (DDS PlanGroups: talktime, unlimited, roaming...), by name.
     Errors: INVALID_ARGUMENT (bad page token).
     """
     ListOffers: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.ListOffersRequest, _plan_service_pb2.ListOffersResponse]  # type: ignore[assignment]
-    """Lists offers, newest first. Errors: INVALID_ARGUMENT (bad page token)."""
+    """Lists offers, newest first (by created_at, then offer_id). Filters combine with
+    AND. Errors: INVALID_ARGUMENT (bad page token or filter).
+    """
     GetOffer: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.GetOfferRequest, _plan_service_pb2.Offer]  # type: ignore[assignment]
-    """Returns one offer. Errors: NOT_FOUND."""
+    """Returns one offer, active or withdrawn (see `status`).
+    Errors: INVALID_ARGUMENT (offer_id not positive), NOT_FOUND.
+    """
     ListOfferTypes: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.ListOfferTypesRequest, _plan_service_pb2.ListOfferTypesResponse]  # type: ignore[assignment]
     """Lists offer types (DDS OfferTypes: cashback, bonus_data, festive_special...), by
     name. Errors: INVALID_ARGUMENT (bad page token).
@@ -138,7 +152,8 @@ class PlanServiceAsyncStub(PlanServiceStub):
     DeletePlan: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.DeletePlanRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Withdraws a plan: its status becomes INACTIVE. Plans are never hard-deleted
     (transactions and active plans refer to them); withdrawn plans stay readable with
-    GetPlan. Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+    GetPlan. Idempotent. Errors: INVALID_ARGUMENT (plan_id not positive), NOT_FOUND,
+    PERMISSION_DENIED.
     """
     CreateOffer: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.CreateOfferRequest, _plan_service_pb2.Offer]  # type: ignore[assignment]
     """Creates an offer. Errors: INVALID_ARGUMENT (benefit inconsistent with its kind,
@@ -150,7 +165,8 @@ class PlanServiceAsyncStub(PlanServiceStub):
     """
     DeleteOffer: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.DeleteOfferRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Withdraws an offer: its status becomes INACTIVE (offers are never hard-deleted).
-    Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+    Idempotent. Errors: INVALID_ARGUMENT (offer_id not positive), NOT_FOUND,
+    PERMISSION_DENIED.
     """
     CreatePlanGroup: _aio.UnaryUnaryMultiCallable[_plan_service_pb2.CreatePlanGroupRequest, _plan_service_pb2.PlanGroup]  # type: ignore[assignment]
     """Creates a plan group. Errors: INVALID_ARGUMENT, ALREADY_EXISTS (group_name taken),
@@ -165,8 +181,9 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
     """PlanService: the public catalogue of plans, plan groups, offers and offer types,
     and its administration.
 
-    Reads are public. Anonymous callers and customers see only ACTIVE plans and offers;
-    callers with Plans/read (or Offers/read) may filter on INACTIVE ones too.
+    Reads are public. ListPlans and ListOffers show ACTIVE plans and offers unless the
+    request asks for INACTIVE (withdrawn) ones; GetPlan and GetOffer return either, so
+    the plan and offer named by an earlier recharge stay readable.
     """
 
     @_abc_1.abstractmethod
@@ -175,8 +192,9 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _plan_service_pb2.ListPlansRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_plan_service_pb2.ListPlansResponse, _abc.Awaitable[_plan_service_pb2.ListPlansResponse]]:
-        """Lists plans, most popular first, then by price. Filters combine with AND.
-        Errors: INVALID_ARGUMENT (bad page token).
+        """Lists plans, most popular first, then by price (cheapest first), then by plan_id,
+        on every page. Filters combine with AND.
+        Errors: INVALID_ARGUMENT (bad page token or filter).
         """
 
     @_abc_1.abstractmethod
@@ -185,8 +203,8 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _plan_service_pb2.GetPlanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_plan_service_pb2.Plan, _abc.Awaitable[_plan_service_pb2.Plan]]:
-        """Returns one plan. Errors: NOT_FOUND (missing, or inactive for callers without
-        Plans/read).
+        """Returns one plan, on sale or withdrawn (see `status`).
+        Errors: INVALID_ARGUMENT (plan_id not positive), NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -205,7 +223,9 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _plan_service_pb2.ListOffersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_plan_service_pb2.ListOffersResponse, _abc.Awaitable[_plan_service_pb2.ListOffersResponse]]:
-        """Lists offers, newest first. Errors: INVALID_ARGUMENT (bad page token)."""
+        """Lists offers, newest first (by created_at, then offer_id). Filters combine with
+        AND. Errors: INVALID_ARGUMENT (bad page token or filter).
+        """
 
     @_abc_1.abstractmethod
     def GetOffer(
@@ -213,7 +233,9 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _plan_service_pb2.GetOfferRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_plan_service_pb2.Offer, _abc.Awaitable[_plan_service_pb2.Offer]]:
-        """Returns one offer. Errors: NOT_FOUND."""
+        """Returns one offer, active or withdrawn (see `status`).
+        Errors: INVALID_ARGUMENT (offer_id not positive), NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListOfferTypes(
@@ -255,7 +277,8 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Withdraws a plan: its status becomes INACTIVE. Plans are never hard-deleted
         (transactions and active plans refer to them); withdrawn plans stay readable with
-        GetPlan. Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+        GetPlan. Idempotent. Errors: INVALID_ARGUMENT (plan_id not positive), NOT_FOUND,
+        PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod
@@ -285,7 +308,8 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Withdraws an offer: its status becomes INACTIVE (offers are never hard-deleted).
-        Idempotent. Errors: NOT_FOUND, PERMISSION_DENIED.
+        Idempotent. Errors: INVALID_ARGUMENT (offer_id not positive), NOT_FOUND,
+        PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod

@@ -185,7 +185,9 @@ Global___ActivePlan: _TypeAlias = ActivePlan  # noqa: Y015
 
 @_typing.final
 class Recharge(_message.Message):
-    """Recharge is the result of buying a plan: the debit transaction and the plan period."""
+    """Recharge is the result of buying a plan: the debit transaction, the plan period and
+    what the offer gave.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -195,6 +197,7 @@ class Recharge(_message.Message):
     CASHBACK_FIELD_NUMBER: _builtins.int
     CASHBACK_TRANSACTION_FIELD_NUMBER: _builtins.int
     PENDING_PAYMENT_FIELD_NUMBER: _builtins.int
+    BONUS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def transaction(self) -> _transaction_pb2.Transaction:
         """The service debit (source RECHARGE or AUTOPAY)."""
@@ -211,7 +214,9 @@ class Recharge(_message.Message):
 
     @_builtins.property
     def cashback(self) -> _common_pb2.Money:
-        """Cashback credited (or to be credited) to the wallet by the offer (zero if none)."""
+        """Cashback credited (or, while the payment is pending, to be credited) to the wallet
+        by the offer; zero if none, and once the payment failed.
+        """
 
     @_builtins.property
     def cashback_transaction(self) -> _transaction_pb2.Transaction:
@@ -219,7 +224,15 @@ class Recharge(_message.Message):
 
     @_builtins.property
     def pending_payment(self) -> _common_pb2.PendingPayment:
-        """Set for external payments still to be completed by the user."""
+        """Set in the Recharge response for an external payment still to be completed by the
+        user (GetRecharge and ListRecharges leave it unset).
+        """
+
+    @_builtins.property
+    def bonus(self) -> _plan_service_pb2.PlanBenefits:
+        """Extra allowances the offer added to the plan (a bonus offer); unset if none, and
+        once the payment failed.
+        """
 
     def __init__(
         self,
@@ -230,10 +243,11 @@ class Recharge(_message.Message):
         cashback: _common_pb2.Money | None = ...,
         cashback_transaction: _transaction_pb2.Transaction | None = ...,
         pending_payment: _common_pb2.PendingPayment | None = ...,
+        bonus: _plan_service_pb2.PlanBenefits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["active_plan", b"active_plan", "cashback", b"cashback", "cashback_transaction", b"cashback_transaction", "discount", b"discount", "pending_payment", b"pending_payment", "transaction", b"transaction"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["active_plan", b"active_plan", "bonus", b"bonus", "cashback", b"cashback", "cashback_transaction", b"cashback_transaction", "discount", b"discount", "pending_payment", b"pending_payment", "transaction", b"transaction"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_plan", b"active_plan", "cashback", b"cashback", "cashback_transaction", b"cashback_transaction", "discount", b"discount", "pending_payment", b"pending_payment", "transaction", b"transaction"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_plan", b"active_plan", "bonus", b"bonus", "cashback", b"cashback", "cashback_transaction", b"cashback_transaction", "discount", b"discount", "pending_payment", b"pending_payment", "transaction", b"transaction"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -251,13 +265,16 @@ class QuoteRechargeRequest(_message.Message):
     PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     phone_number: _builtins.str
-    """Number to recharge (E.164 or 10-digit national)."""
+    """Number to recharge (E.164 or 10-digit national); empty: the payer's own number."""
     plan_id: _builtins.int
     """Plan to buy."""
     offer_id: _builtins.int
     """Offer to apply, if any."""
     payment_method: _common_pb2.PaymentMethod.ValueType
-    """Intended payment method (affects eligibility, e.g. wallet balance)."""
+    """Intended payment method. PAYMENT_METHOD_WALLET (also when unspecified, as in
+    Recharge) makes the wallet balance part of eligibility ("INSUFFICIENT_FUNDS");
+    external methods do not.
+    """
     user_id: _builtins.int
     """Service accounts: the customer to quote for. Customers: 0."""
     def __init__(
@@ -288,9 +305,12 @@ class IneligibilityReason(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
-    """Machine-readable reason, UPPER_SNAKE_CASE, e.g. "PLAN_INACTIVE",
-    "OFFER_NOT_APPLICABLE", "OFFER_EXPIRED", "PLAN_TYPE_MISMATCH",
-    "INSUFFICIENT_FUNDS", "ACCOUNT_BLOCKED".
+    """Machine-readable reason, UPPER_SNAKE_CASE: the plan's ("PLAN_INACTIVE",
+    "USER_TYPE_NOT_ELIGIBLE", "NOT_FIRST_RECHARGE"), the offer's ("OFFER_INACTIVE",
+    "OFFER_NOT_STARTED", "OFFER_EXPIRED", "PLAN_NOT_ELIGIBLE", "PLAN_GROUP_NOT_ELIGIBLE",
+    "USER_TYPE_NOT_ELIGIBLE", "NOT_FIRST_RECHARGE", "BELOW_MIN_AMOUNT"; a rule the
+    server cannot check: "UNKNOWN_CRITERION", "INVALID_CRITERION"; see docs/offers.md),
+    the payer's ("ACCOUNT_BLOCKED") and the wallet's ("INSUFFICIENT_FUNDS").
     """
     message: _builtins.str
     """Human-readable explanation (English)."""
@@ -325,6 +345,7 @@ class Quote(_message.Message):
     STARTS_AT_FIELD_NUMBER: _builtins.int
     ENDS_AT_FIELD_NUMBER: _builtins.int
     QUEUED_FIELD_NUMBER: _builtins.int
+    BONUS_FIELD_NUMBER: _builtins.int
     eligible: _builtins.bool
     """Whether Recharge with the same inputs would be accepted now."""
     queued: _builtins.bool
@@ -347,11 +368,13 @@ class Quote(_message.Message):
 
     @_builtins.property
     def discount(self) -> _common_pb2.Money:
-        """Instant discount from the offer."""
+        """Instant discount from the offer (zero if none, or if the offer does not apply)."""
 
     @_builtins.property
     def cashback(self) -> _common_pb2.Money:
-        """Cashback the offer would credit after success."""
+        """Cashback the offer would credit after success (zero if none, or if the offer does
+        not apply).
+        """
 
     @_builtins.property
     def amount_to_pay(self) -> _common_pb2.Money:
@@ -364,6 +387,12 @@ class Quote(_message.Message):
     @_builtins.property
     def ends_at(self) -> _timestamp_pb2.Timestamp:
         """When the plan would end."""
+
+    @_builtins.property
+    def bonus(self) -> _plan_service_pb2.PlanBenefits:
+        """Extra allowances the offer would add to the plan (a bonus offer); unset if none,
+        or if the offer does not apply.
+        """
 
     def __init__(
         self,
@@ -379,10 +408,11 @@ class Quote(_message.Message):
         starts_at: _timestamp_pb2.Timestamp | None = ...,
         ends_at: _timestamp_pb2.Timestamp | None = ...,
         queued: _builtins.bool = ...,
+        bonus: _plan_service_pb2.PlanBenefits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_to_pay", b"amount_to_pay", "cashback", b"cashback", "discount", b"discount", "ends_at", b"ends_at", "offer", b"offer", "plan", b"plan", "price", b"price", "starts_at", b"starts_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_to_pay", b"amount_to_pay", "bonus", b"bonus", "cashback", b"cashback", "discount", b"discount", "ends_at", b"ends_at", "offer", b"offer", "plan", b"plan", "price", b"price", "starts_at", b"starts_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_to_pay", b"amount_to_pay", "cashback", b"cashback", "discount", b"discount", "eligible", b"eligible", "ends_at", b"ends_at", "offer", b"offer", "plan", b"plan", "price", b"price", "queued", b"queued", "reasons", b"reasons", "starts_at", b"starts_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_to_pay", b"amount_to_pay", "bonus", b"bonus", "cashback", b"cashback", "discount", b"discount", "eligible", b"eligible", "ends_at", b"ends_at", "offer", b"offer", "plan", b"plan", "price", b"price", "queued", b"queued", "reasons", b"reasons", "starts_at", b"starts_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -409,13 +439,13 @@ class RechargeRequest(_message.Message):
     duplicates execute once. Required.
     """
     phone_number: _builtins.str
-    """Number to recharge (E.164 or 10-digit national)."""
+    """Number to recharge (E.164 or 10-digit national); empty: the payer's own number."""
     plan_id: _builtins.int
     """Plan to buy."""
     offer_id: _builtins.int
     """Offer to apply, if any."""
     payment_method: _common_pb2.PaymentMethod.ValueType
-    """PAYMENT_METHOD_WALLET or an external method. Required."""
+    """PAYMENT_METHOD_WALLET (also when unspecified) or an external method."""
     user_id: _builtins.int
     """Service accounts: the customer whose wallet pays and who owns the recharge.
     Customers: 0.
@@ -427,7 +457,7 @@ class RechargeRequest(_message.Message):
     @_builtins.property
     def expected_amount(self) -> _common_pb2.Money:
         """Optional safety check: fail with FAILED_PRECONDITION (reason "PRICE_CHANGED") if
-        the amount to pay differs from this (e.g. from an earlier Quote).
+        the amount to pay differs from this (e.g. from an earlier Quote). INR only.
         """
 
     def __init__(
@@ -470,7 +500,7 @@ class BatchRechargeRequest(_message.Message):
     user_id: _builtins.int
     """The customer whose wallet pays and who owns the recharge."""
     phone_number: _builtins.str
-    """Number to recharge."""
+    """Number to recharge; empty: the customer's own number."""
     plan_id: _builtins.int
     """Plan to buy."""
     offer_id: _builtins.int
@@ -678,7 +708,7 @@ class ListActivePlansResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def active_plans(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivePlan]:
-        """Plans, by valid_from."""
+        """Plans, by valid_from (earliest first), then id."""
 
     def __init__(
         self,
@@ -715,7 +745,7 @@ class AutoPay(_message.Message):
     plan_id: _builtins.int
     """Plan to recharge."""
     status: Global___AutoPayStatus.ValueType
-    """Enabled or disabled; ENABLED on create."""
+    """Enabled or disabled; defaults to ENABLED on create."""
     tag: Global___AutoPayTag.ValueType
     """One-time or regular."""
     phone_number: _builtins.str
@@ -757,7 +787,9 @@ class CreateAutoPayRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     AUTOPAY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Idempotency key (AIP-155), UUID recommended; see RechargeRequest.request_id."""
+    """Idempotency key (AIP-155), UUID recommended; see RechargeRequest.request_id.
+    Required.
+    """
     @_builtins.property
     def autopay(self) -> Global___AutoPay:
         """The mandate to create."""
@@ -818,7 +850,7 @@ class ListAutoPaysResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def autopays(self) -> _containers.RepeatedCompositeFieldContainer[Global___AutoPay]:
-        """Mandates, by next_due_date."""
+        """Mandates, by next_due_date (earliest first)."""
 
     def __init__(
         self,
@@ -980,7 +1012,7 @@ class ListBillRemindersResponse(_message.Message):
     """Token for the next page; empty on the last page."""
     @_builtins.property
     def bill_reminders(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillReminder]:
-        """Reminders, by due date."""
+        """Reminders, by due date (earliest first)."""
 
     def __init__(
         self,

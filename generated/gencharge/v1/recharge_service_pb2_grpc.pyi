@@ -35,11 +35,14 @@ class RechargeServiceStub:
     the current plan ends (CurrentActivePlans status QUEUED).
 
     Customers act on their own account. Service accounts act on behalf of a customer by
-    setting `user_id`; customers must leave it 0 (a different value is
-    PERMISSION_DENIED). Service accounts need the scope "recharges.write" to quote and
-    recharge and "recharges.read" to read a recharge (PERMISSION_DENIED MISSING_SCOPE
-    otherwise); the other RPCs here are for customers and refuse service accounts
-    (PERMISSION_DENIED SERVICE_NOT_ALLOWED).
+    setting `user_id` (QuoteRecharge, Recharge, BatchRecharge); customers must leave it 0
+    (a different value is PERMISSION_DENIED, reason "NOT_OWNER"); admins have no wallet
+    to recharge from (PERMISSION_DENIED, reason "NO_WALLET"). Service accounts need the
+    scope "recharges.write" to quote and recharge and "recharges.read" to read a
+    recharge (PERMISSION_DENIED MISSING_SCOPE otherwise). Recharge history, active plans,
+    autopay and bills are the customer's own: other callers get PERMISSION_DENIED
+    (admins: reason "USER_ONLY"; service accounts: "SERVICE_NOT_ALLOWED"), except
+    GetRecharge (see there).
     """
 
     @_typing.overload
@@ -48,24 +51,32 @@ class RechargeServiceStub:
     def __new__(cls, channel: _aio.Channel) -> RechargeServiceAsyncStub: ...
     QuoteRecharge: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.QuoteRechargeRequest, _recharge_service_pb2.Quote]
     """Prices a recharge without charging: eligibility, discount, cashback, amount to pay
-    and when the plan would start. Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer).
-    Ineligibility is not an error: `eligible` is false with reasons. Service accounts
-    need the scope "recharges.write".
+    and when the plan would start. Eligible means Recharge with the same inputs would be
+    accepted now: the plan's and offer's rules, the payer's account, and for a wallet
+    payment (PAYMENT_METHOD_WALLET or unspecified) whether the balance covers
+    amount_to_pay. Ineligibility is not an error: `eligible` is false with reasons.
+    Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer, or the user a service names),
+    PERMISSION_DENIED (NOT_OWNER, NO_WALLET; MISSING_SCOPE: a service account without
+    "recharges.write").
     """
     Recharge: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.RechargeRequest, _recharge_service_pb2.Recharge]
-    """Buys a plan for a phone number. With PAYMENT_METHOD_WALLET the wallet is debited
-    and the plan activated (or queued) at once; with an external method the
-    transaction is pending until WalletService.ConfirmPayment (or the gateway
-    authorises it at once). An external payment, once charged, always reaches a final
-    state: if recording it fails after the charge, a recovery job asks the gateway and
-    records it; retrying with the same request_id then returns that one outcome.
-    Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer), FAILED_PRECONDITION (plan
-    inactive, offer not applicable, plan type does not match the number, insufficient
-    wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"; "PAYMENT_DECLINED";
-    "IN_PROGRESS": the same request_id is still being charged or recorded),
-    ALREADY_EXISTS (request_id reused with a different request), PERMISSION_DENIED
-    (ACCOUNT_BLOCKED; MISSING_SCOPE for a service account without "recharges.write"),
-    UNAVAILABLE ("GATEWAY_UNAVAILABLE", "PAYMENT_NOT_RECORDED":
+    """Buys a plan for a phone number. With PAYMENT_METHOD_WALLET (or unspecified) the
+    wallet is debited and the plan activated (or queued) at once. With an external
+    method the payment gateway is charged: an authorised charge activates the plan at
+    once; a charge the user must complete leaves the transaction PENDING, with
+    pending_payment, until WalletService.ConfirmPayment. An external payment, once
+    charged, always reaches a final state: if recording it fails after the charge, a
+    recovery job asks the gateway and records it; retrying with the same request_id
+    then returns that one outcome.
+    Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer, or the user a service names),
+    FAILED_PRECONDITION (ErrorInfo reason: the first reason QuoteRecharge would give,
+    e.g. "PLAN_INACTIVE", "NOT_FIRST_RECHARGE", "OFFER_EXPIRED", with every reason in
+    metadata "reasons"; "INSUFFICIENT_FUNDS" for a wallet that cannot pay;
+    "PRICE_CHANGED"; "PAYMENT_DECLINED" by the gateway; "IN_PROGRESS": the same
+    request_id is still being charged or recorded), ALREADY_EXISTS (request_id reused
+    with a different request), PERMISSION_DENIED (ACCOUNT_BLOCKED: the paying account
+    is blocked; NOT_OWNER; NO_WALLET; MISSING_SCOPE: a service account without
+    "recharges.write"), UNAVAILABLE ("GATEWAY_UNAVAILABLE", "PAYMENT_NOT_RECORDED":
     retry with the same request_id), RESOURCE_EXHAUSTED.
     """
     BatchRecharge: _grpc.StreamStreamMultiCallable[_recharge_service_pb2.BatchRechargeRequest, _recharge_service_pb2.BatchRechargeResponse]
@@ -77,33 +88,50 @@ class RechargeServiceStub:
     for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
     """
     GetRecharge: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.GetRechargeRequest, _recharge_service_pb2.Recharge]
-    """Returns one recharge by its transaction ID: a customer's own, or any customer's
-    for a service account with the scope "recharges.read".
-    Errors: NOT_FOUND (missing or not the caller's), PERMISSION_DENIED (MISSING_SCOPE).
+    """Returns one recharge (a recharge or autopay debit, bill payments included) by its
+    transaction ID, as the Recharge response showed it: its plan period, discount,
+    cashback and cashback credit (pending_payment is only in that response).
+    Customers read their own recharges; service accounts with the scope
+    "recharges.read" any customer's.
+    Errors: INVALID_ARGUMENT (txn_id not positive), NOT_FOUND (missing, not a
+    recharge, or not the caller's; admins have none), PERMISSION_DENIED (MISSING_SCOPE).
     """
     ListRecharges: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.ListRechargesRequest, _recharge_service_pb2.ListRechargesResponse]
-    """Lists the caller's recharges, newest first. Errors: INVALID_ARGUMENT."""
+    """Lists the caller's recharges, newest first, each as GetRecharge returns it.
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED (USER_ONLY).
+    """
     ListActivePlans: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.ListActivePlansRequest, _recharge_service_pb2.ListActivePlansResponse]
-    """Lists the caller's active, queued (and optionally expired) plans, by valid_from.
-    Errors: INVALID_ARGUMENT.
+    """Lists the caller's plans by valid_from (then id): active and queued ones, or those
+    of the requested status (e.g. expired).
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED (USER_ONLY).
     """
     CreateAutoPay: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.CreateAutoPayRequest, _recharge_service_pb2.AutoPay]
     """Sets up an autopay mandate: the plan is recharged from the wallet on
     next_due_date (once for ONETIME, every validity period for REGULAR).
-    Errors: INVALID_ARGUMENT (due date in the past), NOT_FOUND (plan),
-    FAILED_PRECONDITION (plan inactive), ALREADY_EXISTS (an enabled mandate for this
-    number and plan exists, or request_id reused with a different request).
+    Errors: INVALID_ARGUMENT (due date not in the future, tag missing, bad number or
+    request_id), NOT_FOUND (plan), FAILED_PRECONDITION (plan inactive), ALREADY_EXISTS
+    (an enabled mandate for this number and plan exists, or request_id reused with a
+    different request), PERMISSION_DENIED (USER_ONLY).
     """
     ListAutoPays: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.ListAutoPaysRequest, _recharge_service_pb2.ListAutoPaysResponse]
-    """Lists the caller's autopay mandates. Errors: INVALID_ARGUMENT."""
+    """Lists the caller's autopay mandates, by next_due_date.
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED (USER_ONLY).
+    """
     UpdateAutoPay: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.UpdateAutoPayRequest, _recharge_service_pb2.AutoPay]
     """Updates a mandate (e.g. "status" to pause it, "next_due_date", "plan_id").
-    Errors: INVALID_ARGUMENT, NOT_FOUND.
+    Errors: INVALID_ARGUMENT (bad value or mask path; enabling a mandate needs a future
+    next_due_date), NOT_FOUND (the mandate, or a new plan), FAILED_PRECONDITION (new
+    plan inactive), ALREADY_EXISTS (an enabled mandate for this number and plan
+    exists), PERMISSION_DENIED (USER_ONLY).
     """
     DeleteAutoPay: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.DeleteAutoPayRequest, _empty_pb2.Empty]
-    """Deletes a mandate. Errors: NOT_FOUND."""
+    """Deletes a mandate. Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED
+    (USER_ONLY).
+    """
     ListBillReminders: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.ListBillRemindersRequest, _recharge_service_pb2.ListBillRemindersResponse]
-    """Lists the caller's postpaid bill reminders, by due date. Errors: INVALID_ARGUMENT."""
+    """Lists the caller's postpaid bill reminders, by due date.
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED (USER_ONLY).
+    """
     PayBill: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.PayBillRequest, _recharge_service_pb2.PayBillResponse]
     """Pays the bill of a reminder (postpaid). Wallet payments settle at once; external
     ones when the gateway confirms. A bill is paid at most once, whatever request_ids
@@ -124,34 +152,45 @@ class RechargeServiceAsyncStub(RechargeServiceStub):
     the current plan ends (CurrentActivePlans status QUEUED).
 
     Customers act on their own account. Service accounts act on behalf of a customer by
-    setting `user_id`; customers must leave it 0 (a different value is
-    PERMISSION_DENIED). Service accounts need the scope "recharges.write" to quote and
-    recharge and "recharges.read" to read a recharge (PERMISSION_DENIED MISSING_SCOPE
-    otherwise); the other RPCs here are for customers and refuse service accounts
-    (PERMISSION_DENIED SERVICE_NOT_ALLOWED).
+    setting `user_id` (QuoteRecharge, Recharge, BatchRecharge); customers must leave it 0
+    (a different value is PERMISSION_DENIED, reason "NOT_OWNER"); admins have no wallet
+    to recharge from (PERMISSION_DENIED, reason "NO_WALLET"). Service accounts need the
+    scope "recharges.write" to quote and recharge and "recharges.read" to read a
+    recharge (PERMISSION_DENIED MISSING_SCOPE otherwise). Recharge history, active plans,
+    autopay and bills are the customer's own: other callers get PERMISSION_DENIED
+    (admins: reason "USER_ONLY"; service accounts: "SERVICE_NOT_ALLOWED"), except
+    GetRecharge (see there).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     QuoteRecharge: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.QuoteRechargeRequest, _recharge_service_pb2.Quote]  # type: ignore[assignment]
     """Prices a recharge without charging: eligibility, discount, cashback, amount to pay
-    and when the plan would start. Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer).
-    Ineligibility is not an error: `eligible` is false with reasons. Service accounts
-    need the scope "recharges.write".
+    and when the plan would start. Eligible means Recharge with the same inputs would be
+    accepted now: the plan's and offer's rules, the payer's account, and for a wallet
+    payment (PAYMENT_METHOD_WALLET or unspecified) whether the balance covers
+    amount_to_pay. Ineligibility is not an error: `eligible` is false with reasons.
+    Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer, or the user a service names),
+    PERMISSION_DENIED (NOT_OWNER, NO_WALLET; MISSING_SCOPE: a service account without
+    "recharges.write").
     """
     Recharge: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.RechargeRequest, _recharge_service_pb2.Recharge]  # type: ignore[assignment]
-    """Buys a plan for a phone number. With PAYMENT_METHOD_WALLET the wallet is debited
-    and the plan activated (or queued) at once; with an external method the
-    transaction is pending until WalletService.ConfirmPayment (or the gateway
-    authorises it at once). An external payment, once charged, always reaches a final
-    state: if recording it fails after the charge, a recovery job asks the gateway and
-    records it; retrying with the same request_id then returns that one outcome.
-    Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer), FAILED_PRECONDITION (plan
-    inactive, offer not applicable, plan type does not match the number, insufficient
-    wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"; "PAYMENT_DECLINED";
-    "IN_PROGRESS": the same request_id is still being charged or recorded),
-    ALREADY_EXISTS (request_id reused with a different request), PERMISSION_DENIED
-    (ACCOUNT_BLOCKED; MISSING_SCOPE for a service account without "recharges.write"),
-    UNAVAILABLE ("GATEWAY_UNAVAILABLE", "PAYMENT_NOT_RECORDED":
+    """Buys a plan for a phone number. With PAYMENT_METHOD_WALLET (or unspecified) the
+    wallet is debited and the plan activated (or queued) at once. With an external
+    method the payment gateway is charged: an authorised charge activates the plan at
+    once; a charge the user must complete leaves the transaction PENDING, with
+    pending_payment, until WalletService.ConfirmPayment. An external payment, once
+    charged, always reaches a final state: if recording it fails after the charge, a
+    recovery job asks the gateway and records it; retrying with the same request_id
+    then returns that one outcome.
+    Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer, or the user a service names),
+    FAILED_PRECONDITION (ErrorInfo reason: the first reason QuoteRecharge would give,
+    e.g. "PLAN_INACTIVE", "NOT_FIRST_RECHARGE", "OFFER_EXPIRED", with every reason in
+    metadata "reasons"; "INSUFFICIENT_FUNDS" for a wallet that cannot pay;
+    "PRICE_CHANGED"; "PAYMENT_DECLINED" by the gateway; "IN_PROGRESS": the same
+    request_id is still being charged or recorded), ALREADY_EXISTS (request_id reused
+    with a different request), PERMISSION_DENIED (ACCOUNT_BLOCKED: the paying account
+    is blocked; NOT_OWNER; NO_WALLET; MISSING_SCOPE: a service account without
+    "recharges.write"), UNAVAILABLE ("GATEWAY_UNAVAILABLE", "PAYMENT_NOT_RECORDED":
     retry with the same request_id), RESOURCE_EXHAUSTED.
     """
     BatchRecharge: _aio.StreamStreamMultiCallable[_recharge_service_pb2.BatchRechargeRequest, _recharge_service_pb2.BatchRechargeResponse]  # type: ignore[assignment]
@@ -163,33 +202,50 @@ class RechargeServiceAsyncStub(RechargeServiceStub):
     for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
     """
     GetRecharge: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.GetRechargeRequest, _recharge_service_pb2.Recharge]  # type: ignore[assignment]
-    """Returns one recharge by its transaction ID: a customer's own, or any customer's
-    for a service account with the scope "recharges.read".
-    Errors: NOT_FOUND (missing or not the caller's), PERMISSION_DENIED (MISSING_SCOPE).
+    """Returns one recharge (a recharge or autopay debit, bill payments included) by its
+    transaction ID, as the Recharge response showed it: its plan period, discount,
+    cashback and cashback credit (pending_payment is only in that response).
+    Customers read their own recharges; service accounts with the scope
+    "recharges.read" any customer's.
+    Errors: INVALID_ARGUMENT (txn_id not positive), NOT_FOUND (missing, not a
+    recharge, or not the caller's; admins have none), PERMISSION_DENIED (MISSING_SCOPE).
     """
     ListRecharges: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.ListRechargesRequest, _recharge_service_pb2.ListRechargesResponse]  # type: ignore[assignment]
-    """Lists the caller's recharges, newest first. Errors: INVALID_ARGUMENT."""
+    """Lists the caller's recharges, newest first, each as GetRecharge returns it.
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED (USER_ONLY).
+    """
     ListActivePlans: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.ListActivePlansRequest, _recharge_service_pb2.ListActivePlansResponse]  # type: ignore[assignment]
-    """Lists the caller's active, queued (and optionally expired) plans, by valid_from.
-    Errors: INVALID_ARGUMENT.
+    """Lists the caller's plans by valid_from (then id): active and queued ones, or those
+    of the requested status (e.g. expired).
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED (USER_ONLY).
     """
     CreateAutoPay: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.CreateAutoPayRequest, _recharge_service_pb2.AutoPay]  # type: ignore[assignment]
     """Sets up an autopay mandate: the plan is recharged from the wallet on
     next_due_date (once for ONETIME, every validity period for REGULAR).
-    Errors: INVALID_ARGUMENT (due date in the past), NOT_FOUND (plan),
-    FAILED_PRECONDITION (plan inactive), ALREADY_EXISTS (an enabled mandate for this
-    number and plan exists, or request_id reused with a different request).
+    Errors: INVALID_ARGUMENT (due date not in the future, tag missing, bad number or
+    request_id), NOT_FOUND (plan), FAILED_PRECONDITION (plan inactive), ALREADY_EXISTS
+    (an enabled mandate for this number and plan exists, or request_id reused with a
+    different request), PERMISSION_DENIED (USER_ONLY).
     """
     ListAutoPays: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.ListAutoPaysRequest, _recharge_service_pb2.ListAutoPaysResponse]  # type: ignore[assignment]
-    """Lists the caller's autopay mandates. Errors: INVALID_ARGUMENT."""
+    """Lists the caller's autopay mandates, by next_due_date.
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED (USER_ONLY).
+    """
     UpdateAutoPay: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.UpdateAutoPayRequest, _recharge_service_pb2.AutoPay]  # type: ignore[assignment]
     """Updates a mandate (e.g. "status" to pause it, "next_due_date", "plan_id").
-    Errors: INVALID_ARGUMENT, NOT_FOUND.
+    Errors: INVALID_ARGUMENT (bad value or mask path; enabling a mandate needs a future
+    next_due_date), NOT_FOUND (the mandate, or a new plan), FAILED_PRECONDITION (new
+    plan inactive), ALREADY_EXISTS (an enabled mandate for this number and plan
+    exists), PERMISSION_DENIED (USER_ONLY).
     """
     DeleteAutoPay: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.DeleteAutoPayRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Deletes a mandate. Errors: NOT_FOUND."""
+    """Deletes a mandate. Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED
+    (USER_ONLY).
+    """
     ListBillReminders: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.ListBillRemindersRequest, _recharge_service_pb2.ListBillRemindersResponse]  # type: ignore[assignment]
-    """Lists the caller's postpaid bill reminders, by due date. Errors: INVALID_ARGUMENT."""
+    """Lists the caller's postpaid bill reminders, by due date.
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED (USER_ONLY).
+    """
     PayBill: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.PayBillRequest, _recharge_service_pb2.PayBillResponse]  # type: ignore[assignment]
     """Pays the bill of a reminder (postpaid). Wallet payments settle at once; external
     ones when the gateway confirms. A bill is paid at most once, whatever request_ids
@@ -209,11 +265,14 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
     the current plan ends (CurrentActivePlans status QUEUED).
 
     Customers act on their own account. Service accounts act on behalf of a customer by
-    setting `user_id`; customers must leave it 0 (a different value is
-    PERMISSION_DENIED). Service accounts need the scope "recharges.write" to quote and
-    recharge and "recharges.read" to read a recharge (PERMISSION_DENIED MISSING_SCOPE
-    otherwise); the other RPCs here are for customers and refuse service accounts
-    (PERMISSION_DENIED SERVICE_NOT_ALLOWED).
+    setting `user_id` (QuoteRecharge, Recharge, BatchRecharge); customers must leave it 0
+    (a different value is PERMISSION_DENIED, reason "NOT_OWNER"); admins have no wallet
+    to recharge from (PERMISSION_DENIED, reason "NO_WALLET"). Service accounts need the
+    scope "recharges.write" to quote and recharge and "recharges.read" to read a
+    recharge (PERMISSION_DENIED MISSING_SCOPE otherwise). Recharge history, active plans,
+    autopay and bills are the customer's own: other callers get PERMISSION_DENIED
+    (admins: reason "USER_ONLY"; service accounts: "SERVICE_NOT_ALLOWED"), except
+    GetRecharge (see there).
     """
 
     @_abc_1.abstractmethod
@@ -223,9 +282,13 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_recharge_service_pb2.Quote, _abc.Awaitable[_recharge_service_pb2.Quote]]:
         """Prices a recharge without charging: eligibility, discount, cashback, amount to pay
-        and when the plan would start. Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer).
-        Ineligibility is not an error: `eligible` is false with reasons. Service accounts
-        need the scope "recharges.write".
+        and when the plan would start. Eligible means Recharge with the same inputs would be
+        accepted now: the plan's and offer's rules, the payer's account, and for a wallet
+        payment (PAYMENT_METHOD_WALLET or unspecified) whether the balance covers
+        amount_to_pay. Ineligibility is not an error: `eligible` is false with reasons.
+        Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer, or the user a service names),
+        PERMISSION_DENIED (NOT_OWNER, NO_WALLET; MISSING_SCOPE: a service account without
+        "recharges.write").
         """
 
     @_abc_1.abstractmethod
@@ -234,19 +297,23 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _recharge_service_pb2.RechargeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_recharge_service_pb2.Recharge, _abc.Awaitable[_recharge_service_pb2.Recharge]]:
-        """Buys a plan for a phone number. With PAYMENT_METHOD_WALLET the wallet is debited
-        and the plan activated (or queued) at once; with an external method the
-        transaction is pending until WalletService.ConfirmPayment (or the gateway
-        authorises it at once). An external payment, once charged, always reaches a final
-        state: if recording it fails after the charge, a recovery job asks the gateway and
-        records it; retrying with the same request_id then returns that one outcome.
-        Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer), FAILED_PRECONDITION (plan
-        inactive, offer not applicable, plan type does not match the number, insufficient
-        wallet balance: ErrorInfo reason "INSUFFICIENT_FUNDS"; "PAYMENT_DECLINED";
-        "IN_PROGRESS": the same request_id is still being charged or recorded),
-        ALREADY_EXISTS (request_id reused with a different request), PERMISSION_DENIED
-        (ACCOUNT_BLOCKED; MISSING_SCOPE for a service account without "recharges.write"),
-        UNAVAILABLE ("GATEWAY_UNAVAILABLE", "PAYMENT_NOT_RECORDED":
+        """Buys a plan for a phone number. With PAYMENT_METHOD_WALLET (or unspecified) the
+        wallet is debited and the plan activated (or queued) at once. With an external
+        method the payment gateway is charged: an authorised charge activates the plan at
+        once; a charge the user must complete leaves the transaction PENDING, with
+        pending_payment, until WalletService.ConfirmPayment. An external payment, once
+        charged, always reaches a final state: if recording it fails after the charge, a
+        recovery job asks the gateway and records it; retrying with the same request_id
+        then returns that one outcome.
+        Errors: INVALID_ARGUMENT, NOT_FOUND (plan, offer, or the user a service names),
+        FAILED_PRECONDITION (ErrorInfo reason: the first reason QuoteRecharge would give,
+        e.g. "PLAN_INACTIVE", "NOT_FIRST_RECHARGE", "OFFER_EXPIRED", with every reason in
+        metadata "reasons"; "INSUFFICIENT_FUNDS" for a wallet that cannot pay;
+        "PRICE_CHANGED"; "PAYMENT_DECLINED" by the gateway; "IN_PROGRESS": the same
+        request_id is still being charged or recorded), ALREADY_EXISTS (request_id reused
+        with a different request), PERMISSION_DENIED (ACCOUNT_BLOCKED: the paying account
+        is blocked; NOT_OWNER; NO_WALLET; MISSING_SCOPE: a service account without
+        "recharges.write"), UNAVAILABLE ("GATEWAY_UNAVAILABLE", "PAYMENT_NOT_RECORDED":
         retry with the same request_id), RESOURCE_EXHAUSTED.
         """
 
@@ -270,9 +337,13 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _recharge_service_pb2.GetRechargeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_recharge_service_pb2.Recharge, _abc.Awaitable[_recharge_service_pb2.Recharge]]:
-        """Returns one recharge by its transaction ID: a customer's own, or any customer's
-        for a service account with the scope "recharges.read".
-        Errors: NOT_FOUND (missing or not the caller's), PERMISSION_DENIED (MISSING_SCOPE).
+        """Returns one recharge (a recharge or autopay debit, bill payments included) by its
+        transaction ID, as the Recharge response showed it: its plan period, discount,
+        cashback and cashback credit (pending_payment is only in that response).
+        Customers read their own recharges; service accounts with the scope
+        "recharges.read" any customer's.
+        Errors: INVALID_ARGUMENT (txn_id not positive), NOT_FOUND (missing, not a
+        recharge, or not the caller's; admins have none), PERMISSION_DENIED (MISSING_SCOPE).
         """
 
     @_abc_1.abstractmethod
@@ -281,7 +352,9 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _recharge_service_pb2.ListRechargesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_recharge_service_pb2.ListRechargesResponse, _abc.Awaitable[_recharge_service_pb2.ListRechargesResponse]]:
-        """Lists the caller's recharges, newest first. Errors: INVALID_ARGUMENT."""
+        """Lists the caller's recharges, newest first, each as GetRecharge returns it.
+        Errors: INVALID_ARGUMENT, PERMISSION_DENIED (USER_ONLY).
+        """
 
     @_abc_1.abstractmethod
     def ListActivePlans(
@@ -289,8 +362,9 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _recharge_service_pb2.ListActivePlansRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_recharge_service_pb2.ListActivePlansResponse, _abc.Awaitable[_recharge_service_pb2.ListActivePlansResponse]]:
-        """Lists the caller's active, queued (and optionally expired) plans, by valid_from.
-        Errors: INVALID_ARGUMENT.
+        """Lists the caller's plans by valid_from (then id): active and queued ones, or those
+        of the requested status (e.g. expired).
+        Errors: INVALID_ARGUMENT, PERMISSION_DENIED (USER_ONLY).
         """
 
     @_abc_1.abstractmethod
@@ -301,9 +375,10 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_recharge_service_pb2.AutoPay, _abc.Awaitable[_recharge_service_pb2.AutoPay]]:
         """Sets up an autopay mandate: the plan is recharged from the wallet on
         next_due_date (once for ONETIME, every validity period for REGULAR).
-        Errors: INVALID_ARGUMENT (due date in the past), NOT_FOUND (plan),
-        FAILED_PRECONDITION (plan inactive), ALREADY_EXISTS (an enabled mandate for this
-        number and plan exists, or request_id reused with a different request).
+        Errors: INVALID_ARGUMENT (due date not in the future, tag missing, bad number or
+        request_id), NOT_FOUND (plan), FAILED_PRECONDITION (plan inactive), ALREADY_EXISTS
+        (an enabled mandate for this number and plan exists, or request_id reused with a
+        different request), PERMISSION_DENIED (USER_ONLY).
         """
 
     @_abc_1.abstractmethod
@@ -312,7 +387,9 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _recharge_service_pb2.ListAutoPaysRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_recharge_service_pb2.ListAutoPaysResponse, _abc.Awaitable[_recharge_service_pb2.ListAutoPaysResponse]]:
-        """Lists the caller's autopay mandates. Errors: INVALID_ARGUMENT."""
+        """Lists the caller's autopay mandates, by next_due_date.
+        Errors: INVALID_ARGUMENT, PERMISSION_DENIED (USER_ONLY).
+        """
 
     @_abc_1.abstractmethod
     def UpdateAutoPay(
@@ -321,7 +398,10 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_recharge_service_pb2.AutoPay, _abc.Awaitable[_recharge_service_pb2.AutoPay]]:
         """Updates a mandate (e.g. "status" to pause it, "next_due_date", "plan_id").
-        Errors: INVALID_ARGUMENT, NOT_FOUND.
+        Errors: INVALID_ARGUMENT (bad value or mask path; enabling a mandate needs a future
+        next_due_date), NOT_FOUND (the mandate, or a new plan), FAILED_PRECONDITION (new
+        plan inactive), ALREADY_EXISTS (an enabled mandate for this number and plan
+        exists), PERMISSION_DENIED (USER_ONLY).
         """
 
     @_abc_1.abstractmethod
@@ -330,7 +410,9 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _recharge_service_pb2.DeleteAutoPayRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Deletes a mandate. Errors: NOT_FOUND."""
+        """Deletes a mandate. Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED
+        (USER_ONLY).
+        """
 
     @_abc_1.abstractmethod
     def ListBillReminders(
@@ -338,7 +420,9 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _recharge_service_pb2.ListBillRemindersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_recharge_service_pb2.ListBillRemindersResponse, _abc.Awaitable[_recharge_service_pb2.ListBillRemindersResponse]]:
-        """Lists the caller's postpaid bill reminders, by due date. Errors: INVALID_ARGUMENT."""
+        """Lists the caller's postpaid bill reminders, by due date.
+        Errors: INVALID_ARGUMENT, PERMISSION_DENIED (USER_ONLY).
+        """
 
     @_abc_1.abstractmethod
     def PayBill(

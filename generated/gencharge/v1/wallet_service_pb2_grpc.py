@@ -151,7 +151,8 @@ class WalletServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTransactions(self, request, context):
-        """Lists the caller's transactions, newest first.
+        """Lists the caller's transactions, newest first (admins and service accounts have
+        none: an empty list).
         Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token or time range).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -159,15 +160,18 @@ class WalletServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetTransaction(self, request, context):
-        """Returns one of the caller's transactions.
-        Errors: UNAUTHENTICATED, NOT_FOUND (missing or not the caller's).
+        """Returns one of the caller's transactions; a caller whose role grants
+        Transactions/read (e.g. support staff) may read any customer's.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (txn_id not positive), NOT_FOUND (missing
+        or not the caller's).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListReferralRewards(self, request, context):
-        """Lists referral rewards where the caller is the referrer, newest first.
+        """Lists referral rewards where the caller is the referrer, newest first (admins and
+        service accounts have none: an empty list).
         Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

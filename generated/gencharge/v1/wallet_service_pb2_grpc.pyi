@@ -95,15 +95,19 @@ class WalletServiceStub:
     verifying: "GATEWAY_UNAVAILABLE"; retry).
     """
     ListTransactions: _grpc.UnaryUnaryMultiCallable[_wallet_service_pb2.ListTransactionsRequest, _wallet_service_pb2.ListTransactionsResponse]
-    """Lists the caller's transactions, newest first.
+    """Lists the caller's transactions, newest first (admins and service accounts have
+    none: an empty list).
     Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token or time range).
     """
     GetTransaction: _grpc.UnaryUnaryMultiCallable[_wallet_service_pb2.GetTransactionRequest, _transaction_pb2.Transaction]
-    """Returns one of the caller's transactions.
-    Errors: UNAUTHENTICATED, NOT_FOUND (missing or not the caller's).
+    """Returns one of the caller's transactions; a caller whose role grants
+    Transactions/read (e.g. support staff) may read any customer's.
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (txn_id not positive), NOT_FOUND (missing
+    or not the caller's).
     """
     ListReferralRewards: _grpc.UnaryUnaryMultiCallable[_wallet_service_pb2.ListReferralRewardsRequest, _wallet_service_pb2.ListReferralRewardsResponse]
-    """Lists referral rewards where the caller is the referrer, newest first.
+    """Lists referral rewards where the caller is the referrer, newest first (admins and
+    service accounts have none: an empty list).
     Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token).
     """
 
@@ -173,15 +177,19 @@ class WalletServiceAsyncStub(WalletServiceStub):
     verifying: "GATEWAY_UNAVAILABLE"; retry).
     """
     ListTransactions: _aio.UnaryUnaryMultiCallable[_wallet_service_pb2.ListTransactionsRequest, _wallet_service_pb2.ListTransactionsResponse]  # type: ignore[assignment]
-    """Lists the caller's transactions, newest first.
+    """Lists the caller's transactions, newest first (admins and service accounts have
+    none: an empty list).
     Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token or time range).
     """
     GetTransaction: _aio.UnaryUnaryMultiCallable[_wallet_service_pb2.GetTransactionRequest, _transaction_pb2.Transaction]  # type: ignore[assignment]
-    """Returns one of the caller's transactions.
-    Errors: UNAUTHENTICATED, NOT_FOUND (missing or not the caller's).
+    """Returns one of the caller's transactions; a caller whose role grants
+    Transactions/read (e.g. support staff) may read any customer's.
+    Errors: UNAUTHENTICATED, INVALID_ARGUMENT (txn_id not positive), NOT_FOUND (missing
+    or not the caller's).
     """
     ListReferralRewards: _aio.UnaryUnaryMultiCallable[_wallet_service_pb2.ListReferralRewardsRequest, _wallet_service_pb2.ListReferralRewardsResponse]  # type: ignore[assignment]
-    """Lists referral rewards where the caller is the referrer, newest first.
+    """Lists referral rewards where the caller is the referrer, newest first (admins and
+    service accounts have none: an empty list).
     Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token).
     """
 
@@ -272,7 +280,8 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _wallet_service_pb2.ListTransactionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_wallet_service_pb2.ListTransactionsResponse, _abc.Awaitable[_wallet_service_pb2.ListTransactionsResponse]]:
-        """Lists the caller's transactions, newest first.
+        """Lists the caller's transactions, newest first (admins and service accounts have
+        none: an empty list).
         Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token or time range).
         """
 
@@ -282,8 +291,10 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _wallet_service_pb2.GetTransactionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_transaction_pb2.Transaction, _abc.Awaitable[_transaction_pb2.Transaction]]:
-        """Returns one of the caller's transactions.
-        Errors: UNAUTHENTICATED, NOT_FOUND (missing or not the caller's).
+        """Returns one of the caller's transactions; a caller whose role grants
+        Transactions/read (e.g. support staff) may read any customer's.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (txn_id not positive), NOT_FOUND (missing
+        or not the caller's).
         """
 
     @_abc_1.abstractmethod
@@ -292,7 +303,8 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _wallet_service_pb2.ListReferralRewardsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_wallet_service_pb2.ListReferralRewardsResponse, _abc.Awaitable[_wallet_service_pb2.ListReferralRewardsResponse]]:
-        """Lists referral rewards where the caller is the referrer, newest first.
+        """Lists referral rewards where the caller is the referrer, newest first (admins and
+        service accounts have none: an empty list).
         Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page token).
         """
 
