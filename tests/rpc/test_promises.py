@@ -25,17 +25,24 @@ from gencharge.v1 import (
     notification_service_pb2_grpc,
     plan_service_pb2_grpc,
     recharge_service_pb2_grpc,
-    wallet_service_pb2_grpc,
 )
 from gencharge.v1 import notification_service_pb2 as note_pb
 from gencharge.v1 import plan_service_pb2 as plan_pb
 from gencharge.v1 import recharge_service_pb2 as pb
 from gencharge.v1 import transaction_pb2 as tpb
-from gencharge.v1 import wallet_service_pb2 as wallet_pb
+from server.auth.scopes import PAYMENTS_CONFIRM, RECHARGES_WRITE
 from server.core.pagination import Page, fingerprint
 from server.plans.domain import PlanFilter
 from tests.helpers.auth import Actor, auth_stub, create_admin, create_service, register_user
-from tests.helpers.money import fund, make_offer, make_plan
+from tests.helpers.money import (
+    checkout_request,
+    confirm,
+    failed_request,
+    fund,
+    make_offer,
+    make_plan,
+    sandbox_of,
+)
 from tests.helpers.rpc import ErrorDetails, details_of
 
 
@@ -124,7 +131,7 @@ async def test_quote_reports_a_blocked_payer_as_a_reason_and_recharge_refuses_it
     channel, resources
 ) -> None:
     user = await register_user(channel)
-    service = await create_service(channel, resources)
+    service = await create_service(channel, resources, [RECHARGES_WRITE])
     await fund(resources, user.user_id, "500")
     plan_id = await make_plan(resources, price="10.00")
     await block(resources, user.user_id)
@@ -244,13 +251,13 @@ async def test_a_bonus_offer_shows_its_allowances_on_the_quote_and_the_recharge(
 
 
 async def test_a_pending_recharge_shows_its_promised_cashback_then_the_credit(
-    channel, resources
+    channel, resources, grpc_server
 ) -> None:
     user = await register_user(channel)
-    service = await create_service(channel, resources)
+    service = await create_service(channel, resources, [PAYMENTS_CONFIRM])
     plan_id = await make_plan(resources, price="40.00")
     offer_id = await make_offer(resources, cashback_amount=Decimal("4.00"))
-    confirm = wallet_service_pb2_grpc.WalletServiceStub(channel).ConfirmPayment
+    sandbox = sandbox_of(grpc_server)
 
     card = common_pb2.PaymentDetails(card=common_pb2.CardPayment(card_token="tok_pending"))
     made = []
@@ -270,19 +277,10 @@ async def test_a_pending_recharge_shows_its_promised_cashback_then_the_credit(
         made.append(pending)
 
     ok, no = made
-    for pending, outcome in (
-        (ok, wallet_pb.PAYMENT_OUTCOME_SUCCESS),
-        (no, wallet_pb.PAYMENT_OUTCOME_FAILED),
-    ):
-        await confirm(
-            wallet_pb.ConfirmPaymentRequest(
-                request_id=rid(),
-                txn_id=pending.transaction.txn_id,
-                payment_transaction_id=pending.transaction.payment_transaction_id,
-                outcome=outcome,
-            ),
-            metadata=service.metadata,
-        )
+    await confirm(
+        channel, service, checkout_request(sandbox, ok.transaction.payment_transaction_id)
+    )
+    await confirm(channel, service, failed_request(sandbox, no.transaction.payment_transaction_id))
     page = await listed(channel, user)
     settled = await got(channel, user, ok.transaction.txn_id)
     assert settled.transaction.status == tpb.TRANSACTION_STATUS_SUCCESS
