@@ -267,7 +267,7 @@ async def list_plans(
         group_id=flt.group_id,
         most_popular=flt.most_popular,
         status=flt.status,
-        after_id=page.after,
+        after_id=pagination.id_keyset(page.after),
         limit=page.fetch,
     )
     items, more = pagination.split(list(rows), page)
@@ -288,7 +288,9 @@ async def list_plan_groups(
     page_size: int, page_token: str, *, conn: AsyncConnection
 ) -> tuple[list[PlanGroup], str]:
     page = pagination.parse(page_size, page_token, {"plan_groups": {}})
-    rows = await queries.list_plan_groups(conn, after_id=page.after, limit=page.fetch)
+    rows = await queries.list_plan_groups(
+        conn, after_id=pagination.id_keyset(page.after), limit=page.fetch
+    )
     items, more = pagination.split(list(rows), page)
     token = page.next_token(items[-1].group_id if items else None, more)
     return [PlanGroup.from_row(r) for r in items], token
@@ -310,7 +312,7 @@ async def list_offers(
         offer_type_id=flt.offer_type_id,
         status=flt.status,
         is_special=flt.is_special,
-        after_id=page.after,
+        after_id=pagination.id_keyset(page.after),
         limit=page.fetch,
     )
     items, more = pagination.split(list(rows), page)
@@ -331,7 +333,9 @@ async def list_offer_types(
     page_size: int, page_token: str, *, conn: AsyncConnection
 ) -> tuple[list[OfferType], str]:
     page = pagination.parse(page_size, page_token, {"offer_types": {}})
-    rows = await queries.list_offer_types(conn, after_id=page.after, limit=page.fetch)
+    rows = await queries.list_offer_types(
+        conn, after_id=pagination.id_keyset(page.after), limit=page.fetch
+    )
     items, more = pagination.split(list(rows), page)
     token = page.next_token(items[-1].offer_type_id if items else None, more)
     return [OfferType.from_row(r) for r in items], token

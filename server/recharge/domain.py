@@ -46,6 +46,8 @@ from server.recharge import queries
 
 WALLET = "Wallet"
 EXTERNAL_METHODS = ("UPI", "Card", "NetBanking")
+#: The reason an order whose price (after any discount) is zero is not eligible.
+NOTHING_TO_PAY = "NOTHING_TO_PAY"
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,12 @@ async def price(catalogue: Catalogue, payer: Payer, plan_id: int, offer_id: int 
         reasons.extend(outcome.reasons)
         if outcome.eligible:
             discount, cashback = outcome.discount, outcome.cashback
+    if not reasons and plan.price - discount <= 0:
+        # Every recharge is a ledger debit, and a debit moves some money: a plan (or an
+        # offer's discount) that makes the order free is refused, at the quote already.
+        reasons.append(
+            (NOTHING_TO_PAY, "this order would cost nothing; free recharges are not sold")
+        )
     return Pricing(plan, offer, tuple(reasons), plan.price, discount, cashback)
 
 
@@ -617,14 +625,12 @@ async def active_plans(
     user_id = customer_id(who, "recharges to list")
     phone = _phone(phone_number) if phone_number else None
     page = pagination.parse(page_size, page_token, {"active": [phone, status, user_id]})
-    if page.after is not None and not isinstance(page.after, int):
-        raise InvalidArgument.field("page_token", "is not a token this service issued")
     rows = await queries.list_active_plans(
         conn,
         user_id=user_id,
         phone=phone,
         status=status,
-        after_id=page.after,
+        after_id=pagination.id_keyset(page.after),
         limit=page.fetch,
     )
     items, more = pagination.split(list(rows), page)
