@@ -11,9 +11,10 @@ outside the representable range and nanos out of range, ``FieldMask`` paths that
 real field names, garbage or very many, ``Struct`` values with nested lists and odd
 keys.
 
-``hints`` (field name -> strategy) lets a test mix realistic values (its caller's own
-phone number, say) into the draw of fields with that name, so calls reach past the
-first existence check as well as fail at it.
+``hints`` (field name -> strategy of values or messages) lets a test mix realistic
+values (its caller's own phone number, a plan that exists, a Money in INR) into the
+draw of fields with that name, so calls reach past the first checks as well as fail
+at them.
 """
 
 from __future__ import annotations
@@ -66,11 +67,15 @@ def integers(kind: int) -> st.SearchStrategy[int]:
 
 
 def texts() -> st.SearchStrategy[str]:
+    """Mostly strings a domain may accept (so calls get past the first check), often
+    odd ones: any Unicode, NUL and controls, very long."""
+    printable = st.characters(exclude_categories=("Cs", "Cc"))
     return st.one_of(
         st.just(""),
+        st.text(alphabet="abcdefghij_0123456789", min_size=1, max_size=12),
+        st.text(alphabet=printable, min_size=1, max_size=24),
         st.text(max_size=24),
         st.text(alphabet=st.sampled_from(_NASTY + "ab1@ "), max_size=12),
-        st.text(alphabet="abcdefghij0123456789", min_size=1, max_size=12),
         st.sampled_from([65, 129, 256, 1025, 4097, 70_000]).map(lambda n: "x" * n),
     )
 
@@ -187,8 +192,9 @@ class _Builder:
         self, field: FieldDescriptor, depth: int, masked: Descriptor | None
     ) -> st.SearchStrategy[Any]:
         if field.message_type is not None:
-            return self.message(field.message_type, depth + 1, masked)
-        base = _scalar(field)
+            base = self.message(field.message_type, depth + 1, masked)
+        else:
+            base = _scalar(field)
         hint = self._hints.get(field.name)
         return base if hint is None else st.one_of(hint, base)
 

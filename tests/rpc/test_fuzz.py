@@ -36,6 +36,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import grpc
@@ -48,11 +49,12 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from gencharge.v1 import common_pb2
 from server.core.logs import request_id_var
 from server.rpc.services import SERVICES
 from tests.helpers.auth import Actor, create_admin, create_service, register_user
 from tests.helpers.clock import HANG_SECONDS
-from tests.helpers.money import fund
+from tests.helpers.money import fund, make_offer, make_plan
 from tests.helpers.protofuzz import messages
 from tests.helpers.rpc import details_of
 
@@ -110,8 +112,18 @@ class Principals:
         self.channel = channel
         self.resources = resources
         self.actors: dict[str, Actor] = {}
+        self.plan_ids: list[int] = []
+        self.offer_ids: list[int] = []
 
     async def start(self) -> Principals:
+        # Plans and offers to buy, one of them free (a 100% discount).
+        self.plan_ids = [
+            await make_plan(self.resources, price=price) for price in ("10.00", "199.00")
+        ]
+        self.offer_ids = [
+            await make_offer(self.resources, type_name="discount", discount_percent=percent)
+            for percent in (Decimal(10), Decimal(100))
+        ]
         customer = await register_user(self.channel)
         await fund(self.resources, customer.user_id, "100000.00")
         self.actors = {
@@ -141,15 +153,29 @@ class Principals:
     def hints(self) -> dict[str, st.SearchStrategy[Any]]:
         """Realistic values mixed into fields of these names."""
         customer = self.actors["customer"]
-        ids = st.sampled_from([customer.user_id, 1, 2, 3])
+        names = st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True)
+        inr = st.builds(
+            common_pb2.Money, units_minor=st.integers(1, 100_000), currency_code=st.just("INR")
+        )
         return {
-            "user_id": ids,
+            "user_id": st.sampled_from([customer.user_id, 1, 2, 3]),
+            "plan_id": st.sampled_from(self.plan_ids),
+            "offer_id": st.sampled_from(self.offer_ids),
             "phone_number": st.sampled_from([customer.phone_number, "9876543210", "+919876543210"]),
             "email": st.sampled_from([customer.email, "someone@example.com"]),
             "request_id": st.uuids().map(str),
             "currency_code": st.just("INR"),
             "units_minor": st.integers(1, 100_000),
-            "page_token": _forged_tokens(),
+            "price": inr,
+            "amount": inr,
+            "validity_days": st.integers(1, 3650),
+            "offer_validity_days": st.integers(0, 3650),
+            "percent_bps": st.integers(1, 10_000),
+            "plan_name": names,
+            "offer_name": names,
+            "group_name": names,
+            "offer_type_name": names,
+            "page_token": st.one_of(st.just(""), _forged_tokens()),
         }
 
 
