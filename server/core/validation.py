@@ -7,8 +7,10 @@ written:
 - **ids**: an integer field named ``id``, ``*_id``, ``*_ids`` or ``created_by`` is a row
   id. Every id column behind the API is PostgreSQL ``integer`` (server/core/schema.py
   ``_id_column`` and the foreign keys to it; tests/unit/test_validation.py checks
-  this), so an id must lie in 0..2**31-1 (0 = not given). A larger one would fail in
-  the database ("integer out of range") instead of being NOT_FOUND or refused.
+  this), so an id must fit it: -2**31..2**31-1. A larger one would fail in the
+  database ("integer out of range") instead of being NOT_FOUND or refused. Zero and
+  negative ids that fit are the domains' to refuse ("must be a positive id"), with
+  the request's other violations.
 - **timestamps**: a ``google.protobuf.Timestamp`` must be inside the range the type
   defines (0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999999Z, nanos
   0..999,999,999), which is also what Python's ``datetime`` holds; PostgreSQL's
@@ -41,6 +43,7 @@ from google.protobuf.message import Message
 from server.core.errors import FieldViolation, InvalidArgument
 
 #: PostgreSQL ``integer``: the type of every id column the API names.
+INT4_MIN: Final = -(2**31)
 INT4_MAX: Final = 2**31 - 1
 #: ``google.protobuf.Timestamp``'s documented range, in seconds since the epoch.
 MIN_TIMESTAMP_SECONDS: Final = -62_135_596_800  # 0001-01-01T00:00:00Z
@@ -93,12 +96,6 @@ def check_request(message: Message) -> None:
         raise InvalidArgument.of(violations)
 
 
-def check_id(name: str, value: int) -> None:
-    """One id given outside a message (a page token's keyset id, a path segment)."""
-    if not 0 <= value <= INT4_MAX:
-        raise InvalidArgument.field(name, _ID_RANGE)
-
-
 _ID_RANGE = f"is not a valid id (ids are 1 to {INT4_MAX})"
 
 
@@ -134,7 +131,7 @@ def _value(field: FieldDescriptor, value: Any, path: str) -> Iterator[FieldViola
         yield from _walk(value, f"{path}.")
     elif field.type == _F.TYPE_STRING:
         yield from _string(value, path)
-    elif is_id_field(field) and not 0 <= value <= INT4_MAX:
+    elif is_id_field(field) and not INT4_MIN <= value <= INT4_MAX:
         yield FieldViolation(path, _ID_RANGE)
 
 

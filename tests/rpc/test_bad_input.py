@@ -132,7 +132,7 @@ async def test_ids_beyond_integer_are_invalid_argument(channel: Any, resources: 
         ),
         (
             recharge.QuoteRecharge(
-                recharge_pb.QuoteRechargeRequest(plan_id=1, offer_id=-1), metadata=me
+                recharge_pb.QuoteRechargeRequest(plan_id=1, offer_id=-(2**40)), metadata=me
             ),
             "offer_id",
         ),
@@ -422,3 +422,44 @@ async def test_request_bytes_that_do_not_parse_are_invalid_argument(channel: Any
             "MALFORMED_REQUEST",
         )
         assert "DecodeError" not in details.message
+
+
+async def test_bad_batch_items_are_answered_in_place(channel: Any, resources: Any) -> None:
+    """BatchRecharge checks each item as a unary call checks its request: a bad item
+    gets INVALID_ARGUMENT in its place and the stream goes on; bytes that do not parse
+    end the stream with MALFORMED_REQUEST."""
+    service = await create_service(channel, resources)
+    user = await register_user(channel)
+    await fund(resources, user.user_id, "100")
+    plan_id = await make_plan(resources, price="10.00")
+    stub = recharge_service_pb2_grpc.RechargeServiceStub(channel)
+    items = [
+        recharge_pb.BatchRechargeRequest(
+            request_id=uuid.uuid4().hex, user_id=user.user_id, plan_id=BIG
+        ),
+        recharge_pb.BatchRechargeRequest(
+            request_id="a\x00b", user_id=user.user_id, plan_id=plan_id
+        ),
+        recharge_pb.BatchRechargeRequest(
+            request_id=uuid.uuid4().hex, user_id=user.user_id, plan_id=plan_id
+        ),
+    ]
+    responses = [r async for r in stub.BatchRecharge(iter(items), metadata=service.metadata)]
+    assert [r.WhichOneof("result") for r in responses] == ["error", "error", "recharge"]
+    for response, field in zip(responses[:2], ("plan_id", "request_id"), strict=True):
+        assert response.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        bad = error_details_pb2.BadRequest()
+        assert any(d.Unpack(bad) for d in response.error.details if d.Is(bad.DESCRIPTOR))
+        assert [v.field for v in bad.field_violations] == [field]
+    assert await balance(resources, user.user_id) == Decimal("90.00")
+
+    raw = channel.stream_stream(RPC_BATCH, request_serializer=None, response_deserializer=None)
+    details = await _refused(_drain(raw(iter([b"\x0a\x02\xff\xfe"]), metadata=service.metadata)))
+    assert (details.code, details.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")
+
+
+RPC_BATCH = "/gencharge.v1.RechargeService/BatchRecharge"
+
+
+async def _drain(call: Any) -> list[Any]:
+    return [response async for response in call]

@@ -47,7 +47,8 @@ def _violations(message: object) -> dict[str, str]:
 def test_ids_must_fit_postgresql_integer() -> None:
     check_request(wallet_service_pb2.GetTransactionRequest(txn_id=INT4_MAX))
     check_request(wallet_service_pb2.GetTransactionRequest(txn_id=0))
-    for bad in (INT4_MAX + 1, 2**63 - 1, -1):
+    check_request(wallet_service_pb2.GetTransactionRequest(txn_id=-1))  # the domain's to refuse
+    for bad in (INT4_MAX + 1, 2**63 - 1, -(2**31) - 1, -(2**63)):
         assert "txn_id" in _violations(wallet_service_pb2.GetTransactionRequest(txn_id=bad))
     nested = recharge_service_pb2.UpdateAutoPayRequest(
         autopay=recharge_service_pb2.AutoPay(autopay_id=2**40, plan_id=2**31)
