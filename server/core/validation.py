@@ -27,8 +27,8 @@ Domain rules (a plan id that exists, a price within bounds, which mask paths are
 writable) stay in the domains; this module only guarantees that what reaches them
 fits the types they hand to the databases. Violations are INVALID_ARGUMENT with one
 field violation per offending field (path like ``plan.benefits.data_mb`` or
-``recipient_ids[3]``), at most :data:`MAX_VIOLATIONS`, and never echo the offending
-value.
+``recipient_ids[3]``), at most ``errors.MAX_VIOLATIONS`` (what a status carries), and
+never echo the offending value.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Any, Final
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from server.core.errors import FieldViolation, InvalidArgument
+from server.core.errors import MAX_VIOLATIONS, FieldViolation, InvalidArgument
 
 #: PostgreSQL ``integer``: the type of every id column the API names.
 INT4_MIN: Final = -(2**31)
@@ -55,8 +55,6 @@ MAX_STRING_CHARS: Final = 4096
 MAX_MASK_PATHS: Final = 64
 MAX_PATH_CHARS: Final = 128
 MAX_STRUCT_DEPTH: Final = 16
-#: Violations reported per request: enough to fix a form, bounded for the trailer.
-MAX_VIOLATIONS: Final = 10
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _F = FieldDescriptor
