@@ -52,7 +52,7 @@ from sqlalchemy import text
 from gencharge.v1 import common_pb2
 from server.core.logs import request_id_var
 from server.rpc.services import SERVICES
-from tests.helpers.auth import Actor, create_admin, create_service, register_user
+from tests.helpers.auth import PASSWORD, Actor, create_admin, create_service, register_user
 from tests.helpers.clock import HANG_SECONDS
 from tests.helpers.money import fund, make_offer, make_plan
 from tests.helpers.protofuzz import messages
@@ -161,8 +161,20 @@ class Principals:
             "user_id": st.sampled_from([customer.user_id, 1, 2, 3]),
             "plan_id": st.sampled_from(self.plan_ids),
             "offer_id": st.sampled_from(self.offer_ids),
-            "phone_number": st.sampled_from([customer.phone_number, "9876543210", "+919876543210"]),
-            "email": st.sampled_from([customer.email, "someone@example.com"]),
+            "phone_number": st.one_of(
+                st.sampled_from([customer.phone_number, "+919876543210"]),
+                st.integers(6_000_000_000, 9_999_999_999).map(str),
+            ),
+            "email": st.one_of(
+                st.just(customer.email), st.uuids().map(lambda u: f"{u.hex[:12]}@example.com")
+            ),
+            "password": st.sampled_from([PASSWORD, "short"]),
+            "new_password": st.sampled_from([PASSWORD + "!", "short"]),
+            "name": st.sampled_from(["Asha Rao", "Zoë Ł"]),
+            "user_type": st.sampled_from(
+                [common_pb2.USER_TYPE_PREPAID, common_pb2.USER_TYPE_POSTPAID]
+            ),
+            "referral_code": st.just(""),
             "request_id": st.uuids().map(str),
             "currency_code": st.just("INR"),
             "units_minor": st.integers(1, 100_000),
