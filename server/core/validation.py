@@ -21,7 +21,9 @@ written:
   runtime while parsing: proto3 ``string`` fields refuse invalid UTF-8.)
 - **field masks**: at most :data:`MAX_MASK_PATHS` paths of at most
   :data:`MAX_PATH_CHARS` characters each (which paths exist is the domain's rule).
-- **structs** (free-form JSON): at most :data:`MAX_STRUCT_DEPTH` levels.
+- **structs** (free-form JSON, stored as ``jsonb`` or BSON): at most
+  :data:`MAX_STRUCT_DEPTH` levels, finite numbers only (JSON has no NaN or Infinity),
+  keys and strings as above.
 
 Domain rules (a plan id that exists, a price within bounds, which mask paths are
 writable) stay in the domains; this module only guarantees that what reaches them
@@ -33,6 +35,7 @@ never echo the offending value.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import Any, Final
@@ -187,6 +190,8 @@ def _json(message: Message, path: str, depth: int) -> Iterator[FieldViolation]:
         kind = message.WhichOneof("kind")
         if kind == "string_value":
             yield from _string(message.string_value, path)  # type: ignore[attr-defined]
+        elif kind == "number_value" and not math.isfinite(message.number_value):  # type: ignore[attr-defined]
+            yield FieldViolation(path, "must be a finite number (JSON has no NaN or Infinity)")
         elif kind in ("struct_value", "list_value"):
             yield from _json(getattr(message, kind), path, depth + 1)
 

@@ -7,7 +7,8 @@ the real server (the property-based sweep over every RPC is tests/rpc/test_fuzz.
 - forged page tokens (the old unsigned format with a huge keyset id; a tampered one);
 - an order a 100%-discount offer makes free (quoted eligible, then a 0-amount debit);
 - an oversized update_mask, once echoed back until the trailers overflowed;
-- request bytes that do not parse (invalid UTF-8 in a string field).
+- request bytes that do not parse (invalid UTF-8 in a string field);
+- NaN in a Struct (a notification attachment), found by the sweep.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf import field_mask_pb2, struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import text
 
@@ -463,3 +464,37 @@ RPC_BATCH = "/gencharge.v1.RechargeService/BatchRecharge"
 
 async def _drain(call: Any) -> list[Any]:
     return [response async for response in call]
+
+
+async def test_json_without_nan_or_infinity(channel: Any, resources: Any) -> None:
+    """Struct values become jsonb (or BSON): NaN and Infinity, which JSON lacks, are
+    refused on the field."""
+    admin = await create_admin(channel, resources)
+    notifications = notification_service_pb2_grpc.NotificationServiceStub(channel)
+    attachment = struct_pb2.Struct()
+    attachment.update({"score": float("nan")})
+    await _invalid(
+        notifications.SendNotification(
+            notification_pb.SendNotificationRequest(
+                request_id=uuid.uuid4().hex,
+                recipient_type_id=1,
+                type_id=1,
+                description="hello",
+                attachments=[attachment],
+            ),
+            metadata=admin.metadata,
+        ),
+        "attachments[0][score]",
+    )
+    criteria = struct_pb2.Struct()
+    criteria.update({"min_amount_minor": float("inf")})
+    await _invalid(
+        plan_service_pb2_grpc.PlanServiceStub(channel).UpdateOffer(
+            plan_pb.UpdateOfferRequest(
+                offer=plan_pb.Offer(offer_id=1, criteria=criteria),
+                update_mask=field_mask_pb2.FieldMask(paths=["criteria"]),
+            ),
+            metadata=admin.metadata,
+        ),
+        "offer.criteria[min_amount_minor]",
+    )

@@ -142,6 +142,10 @@ def test_field_masks_and_structs_are_bounded() -> None:
         "nests deeper" in d
         for d in _violations(plan_service_pb2.CreatePlanRequest(plan=plan)).values()
     )
+    nan = struct_pb2.Struct()
+    nan.update({"n": float("nan"), "inf": [float("inf")], "ok": 1.5})
+    request = plan_service_pb2.CreatePlanRequest(plan=plan_service_pb2.Plan(criteria=nan))
+    assert set(_violations(request)) == {"plan.criteria[n]", "plan.criteria[inf][0]"}
     bad_key = struct_pb2.Struct()
     bad_key.update({"a\x00": 1, "ok": "b\x01"})
     request = plan_service_pb2.CreatePlanRequest(plan=plan_service_pb2.Plan(criteria=bad_key))
