@@ -8,7 +8,7 @@ the real server (the property-based sweep over every RPC is tests/rpc/test_fuzz.
 - an order a 100%-discount offer makes free (quoted eligible, then a 0-amount debit);
 - an oversized update_mask, once echoed back until the trailers overflowed;
 - request bytes that do not parse (invalid UTF-8 in a string field);
-- NaN in a Struct (a notification attachment), found by the sweep.
+- NaN in a Struct (a notification attachment: jsonb has no NaN).
 """
 
 from __future__ import annotations
