@@ -7,11 +7,12 @@ BIN    := $(VENV)/bin
 BUF    := node_modules/.bin/buf
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint generate check-generated bench clean help
+.PHONY: run test fuzz lint generate check-generated bench clean help
 
 help:
 	@echo "make run       start the service on 127.0.0.1:50051 with embedded databases"
 	@echo "make test      lint, check generated code, run the test suite"
+	@echo "make fuzz      property-based bad-input sweep: 10,000 requests per RPC (tests/README.md)"
 	@echo "make generate  regenerate generated/ from protos/"
 	@echo "make lint      ruff, mypy, import layering (lint-imports), buf lint, buf format"
 	@echo "make bench     recharge throughput and latency against two ceilings (bench/README.md)"
@@ -52,6 +53,11 @@ lint: $(STAMP) $(BUF)
 
 test: lint check-generated
 	$(BIN)/python -m pytest
+
+# Long: every implemented RPC gets GENCHARGE_FUZZ_EXAMPLES generated requests (10,000
+# unless set); the seed is printed, GENCHARGE_FUZZ_SEED replays it.
+fuzz: $(STAMP)
+	GENCHARGE_FUZZ_EXAMPLES=$${GENCHARGE_FUZZ_EXAMPLES:-10000} $(BIN)/python -m pytest -s -q tests/rpc/test_fuzz.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -18,6 +18,7 @@ import os
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import asyncio
+import contextlib
 import itertools
 import os
 import shutil
@@ -137,13 +138,22 @@ async def pg_template(pg_server: EmbeddedPostgres, mongo_server: MongoHandle) ->
     return TEMPLATE_DB
 
 
+@contextlib.asynccontextmanager
+async def fresh_pg(pg_server: EmbeddedPostgres, pg_template: str) -> AsyncIterator[str]:
+    """A fresh database cloned from the migrated, seeded template (dropped after)."""
+    name = _unique("t")
+    await _admin_execute(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    try:
+        yield pg_server.url(name)
+    finally:
+        await _admin_execute(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 async def pg_url(pg_server: EmbeddedPostgres, pg_template: str) -> AsyncIterator[str]:
     """A fresh database cloned from the migrated, seeded template."""
-    name = _unique("t")
-    await _admin_execute(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    yield pg_server.url(name)
-    await _admin_execute(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_pg(pg_server, pg_template) as url:
+        yield url
 
 
 @pytest.fixture
@@ -174,6 +184,14 @@ async def mongo_empty_url(mongo_server: MongoHandle) -> AsyncIterator[str]:
 @pytest.fixture
 async def mongo_url(mongo_server: MongoHandle, pg_url: str) -> AsyncIterator[str]:
     """A fresh MongoDB database with the versioned steps and reference data applied."""
+    async with fresh_mongo(mongo_server, pg_url) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def fresh_mongo(mongo_server: MongoHandle, pg_url: str) -> AsyncIterator[str]:
+    """A fresh MongoDB database with the versioned steps and reference data applied
+    (dropped after)."""
     from migrations import mongo as mongo_migrations
     from server.core import db
     from server.ops import seed
@@ -189,13 +207,22 @@ async def mongo_url(mongo_server: MongoHandle, pg_url: str) -> AsyncIterator[str
     finally:
         await client.close()
         await engine.dispose()
-    yield url
-    await _drop_mongo(mongo_server, name)
+    try:
+        yield url
+    finally:
+        await _drop_mongo(mongo_server, name)
 
 
 @pytest.fixture
 async def resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
     """The server's shared resources over this test's fresh databases."""
+    async with open_resources(pg_url, mongo_url) as opened:
+        yield opened
+
+
+@contextlib.asynccontextmanager
+async def open_resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
+    """The server's shared resources over these databases (closed after)."""
     from server.audit.scope import unit_of_work
     from server.core import db, mongo
     from server.core.config import Settings
@@ -243,12 +270,20 @@ async def grpc_server(resources: Any, request: pytest.FixtureRequest) -> AsyncIt
     Its scheduler is attached but not ticking: tests drive it with
     ``grpc_server.scheduler.run_once()``. A test that takes ``server_clock`` steps the
     server's caches with it instead of waiting for them."""
-    from server.ops.scheduler import Scheduler
-    from server.rpc.app import start_server
-
     clock = (
         request.getfixturevalue("server_clock") if "server_clock" in request.fixturenames else None
     )
+    async with serve(resources, clock) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def serve(resources: Any, clock: FakeClock | None = None) -> AsyncIterator[Any]:
+    """The real gRPC server on an ephemeral port over ``resources``, SERVING once both
+    databases answer (stopped after); its scheduler attached but not ticking."""
+    from server.ops.scheduler import Scheduler
+    from server.rpc.app import start_server
+
     running = await start_server(
         resources,
         "127.0.0.1:0",
@@ -283,3 +318,19 @@ async def grpc_server(resources: Any, request: pytest.FixtureRequest) -> AsyncIt
 async def channel(grpc_server: Any) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_server.port}") as ch:
         yield ch
+
+
+@pytest.fixture(scope="module")
+async def module_grpc_server(
+    pg_server: EmbeddedPostgres, pg_template: str, mongo_server: MongoHandle
+) -> AsyncIterator[Any]:
+    """One real server, over fresh databases of its own, for a whole test module: for
+    modules that make many calls needing no isolation from each other
+    (tests/rpc/test_fuzz.py). ``.resources`` are its resources."""
+    async with (
+        fresh_pg(pg_server, pg_template) as pg,
+        fresh_mongo(mongo_server, pg) as mongo,
+        open_resources(pg, mongo) as opened,
+        serve(opened) as running,
+    ):
+        yield running

@@ -6,6 +6,12 @@ request interceptor turns
 them into a gRPC status with ``google.rpc.Status`` details: an ``ErrorInfo`` (a stable,
 machine-readable ``reason`` in domain ``gencharge.v1``) and, for bad input, a
 ``BadRequest`` with one field violation per offending field.
+
+The status travels in the call's trailing metadata, which clients cap (8 KiB by
+default), and its texts may quote what the caller sent; so every text is cut to a
+bound here, whatever raised it: the message, each field violation (at most
+:data:`MAX_VIOLATIONS` and :data:`MAX_STATUS_BYTES` in all, the rest counted in the
+last one) and the ``ErrorInfo`` metadata.
 """
 
 from __future__ import annotations
@@ -18,6 +24,28 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 ERROR_DOMAIN = "gencharge.v1"
+
+#: Bounds on what a status carries, in UTF-8 bytes: ``google.rpc.Status`` travels in
+#: the trailers (base64, next to the percent-encoded message), which clients cap at
+#: 8 KiB by default.
+MAX_MESSAGE_BYTES = 256
+MAX_VIOLATIONS = 10
+MAX_FIELD_BYTES = 128
+MAX_DESCRIPTION_BYTES = 256
+MAX_METADATA_ENTRIES = 8
+MAX_METADATA_KEY_BYTES = 64
+MAX_METADATA_BYTES = 128
+#: The whole serialized status: violations past it are dropped (and counted).
+MAX_STATUS_BYTES = 3072
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, on a character boundary (an
+    ellipsis marks the cut)."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode("utf-8", "ignore") + "..."
 
 
 @dataclass(frozen=True)
@@ -49,7 +77,7 @@ class InvalidArgument(DomainError):
 
     @classmethod
     def of(cls, violations: Sequence[FieldViolation]) -> InvalidArgument:
-        names = ", ".join(v.field for v in violations)
+        names = ", ".join(dict.fromkeys(v.field for v in violations))
         return cls(f"invalid request: {names}", violations=violations)
 
     @classmethod
@@ -110,26 +138,47 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
-def to_status_proto(error: DomainError) -> status_pb2.Status:
-    """The ``google.rpc.Status`` for a domain error."""
-    status = status_pb2.Status(code=error.code, message=error.message)
-    status.details.append(
-        _pack(
-            error_details_pb2.ErrorInfo(
-                reason=error.reason, domain=ERROR_DOMAIN, metadata=dict(error.metadata)
-            )
+def _bad_request(violations: Sequence[FieldViolation], keep: int) -> any_pb2.Any:
+    """The first ``keep`` violations, each bounded; the last one counts the rest."""
+    kept = [
+        error_details_pb2.BadRequest.FieldViolation(
+            field=bounded(v.field, MAX_FIELD_BYTES),
+            description=bounded(v.description, MAX_DESCRIPTION_BYTES),
         )
+        for v in violations[:keep]
+    ]
+    left_out = len(violations) - len(kept)
+    if left_out and kept:
+        kept[-1].description = (
+            bounded(kept[-1].description, MAX_DESCRIPTION_BYTES - 40)
+            + f" (and {left_out} more violations)"
+        )
+    return _pack(error_details_pb2.BadRequest(field_violations=kept))
+
+
+def to_status_proto(error: DomainError) -> status_pb2.Status:
+    """The ``google.rpc.Status`` for a domain error, every text bounded (see the module
+    docstring): whatever a caller sent, the status fits in the trailers."""
+    metadata = {
+        bounded(key, MAX_METADATA_KEY_BYTES): bounded(value, MAX_METADATA_BYTES)
+        for key, value in list(error.metadata.items())[:MAX_METADATA_ENTRIES]
+    }
+    info = error_details_pb2.ErrorInfo(
+        reason=bounded(error.reason, MAX_FIELD_BYTES), domain=ERROR_DOMAIN, metadata=metadata
+    )
+    status = status_pb2.Status(
+        code=error.code,
+        message=bounded(error.message, MAX_MESSAGE_BYTES),
+        details=[_pack(info)],
     )
     if isinstance(error, InvalidArgument) and error.violations:
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
-                )
-                for v in error.violations
-            ]
-        )
-        status.details.append(_pack(bad_request))
+        keep = min(len(error.violations), MAX_VIOLATIONS)
+        while True:
+            bad_request = _bad_request(error.violations, keep)
+            if keep <= 1 or status.ByteSize() + bad_request.ByteSize() <= MAX_STATUS_BYTES:
+                break
+            keep -= 1
+        status.details.append(bad_request)
     return status
 
 

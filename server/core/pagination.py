@@ -4,13 +4,22 @@ A page token carries the last key of the previous page (keyset pagination: stabl
 under inserts, no OFFSET scans) and a fingerprint of the request's filters, so a token
 replayed with other filters is rejected with INVALID_ARGUMENT instead of silently
 returning a wrong page.
+
+Tokens are signed (HMAC-SHA256, truncated to 128 bits) with a key the server derives
+from its data-encryption key at start-up (:func:`use_signing_key`; every worker and
+replica sharing that key accepts the others' tokens). A token the service did not
+issue, or one altered by a byte, is INVALID_ARGUMENT before anything in it is read, so
+a forged keyset value never reaches a query; the keyset readers check their values
+all the same.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,11 +29,43 @@ from sqlalchemy import Select, and_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.core.errors import InvalidArgument
+from server.core.validation import INT4_MAX
 
 SelectT = TypeVar("SelectT", bound=Select[Any])
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+#: The HKDF label of the token-signing key (server/core/crypto.py ``derive_key``).
+SIGNING_KEY_LABEL = b"gencharge/page-token/v1"
+#: Longer tokens were not issued here: refused before any decoding.
+MAX_TOKEN_CHARS = 1024
+_TAG_BYTES = 16
+_NOT_OURS = "is not a token this service issued"
+
+
+class _Signer:
+    """The process's token key: random until the server sets the derived one."""
+
+    key = secrets.token_bytes(32)
+
+    @classmethod
+    def tag(cls, payload: bytes) -> bytes:
+        return hmac.new(cls.key, payload, hashlib.sha256).digest()[:_TAG_BYTES]
+
+
+def use_signing_key(key: bytes) -> None:
+    """Sign and verify page tokens with ``key`` (at least 32 bytes) from now on."""
+    if len(key) < 32:
+        raise ValueError("a page-token key must be at least 32 bytes")
+    _Signer.key = key
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode((text + "=" * (-len(text) % 4)).encode("ascii"))
 
 
 @dataclass(frozen=True)
@@ -43,7 +84,8 @@ class Page:
         if not has_more:
             return ""
         raw = json.dumps({"a": last_key, "f": self.fingerprint}, separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        payload = raw.encode()
+        return f"{_b64(payload)}.{_b64(_Signer.tag(payload))}"
 
 
 def split(rows: list[Any], page: Page) -> tuple[list[Any], bool]:
@@ -82,20 +124,36 @@ def keyset_query(
     return query.order_by(*order).limit(limit)
 
 
+def _row_id(key: Any) -> int:
+    if not isinstance(key, int) or isinstance(key, bool) or not 0 < key <= INT4_MAX:
+        raise TypeError
+    return key
+
+
+def id_keyset(after: Any) -> int | None:
+    """The id position of an id-ordered keyset token (an ``integer`` row id)."""
+    if after is None:
+        return None
+    try:
+        return _row_id(after)
+    except TypeError:
+        raise InvalidArgument.field("page_token", _NOT_OURS) from None
+
+
 def time_keyset(after: Any) -> tuple[datetime, int] | None:
     """The (timestamp, id) position of a newest-first keyset token ([isoformat, id])."""
     if after is None:
         return None
     try:
         at, key = after
-        if not isinstance(at, str) or not isinstance(key, int) or isinstance(key, bool):
+        if not isinstance(at, str):
             raise TypeError
         moment = datetime.fromisoformat(at)
         if moment.tzinfo is None:
             raise ValueError
+        return moment, _row_id(key)
     except (TypeError, ValueError):
-        raise InvalidArgument.field("page_token", "is not a token this service issued") from None
-    return moment, key
+        raise InvalidArgument.field("page_token", _NOT_OURS) from None
 
 
 def position(after: Any, *kinds: type) -> tuple[Any, ...] | None:
@@ -132,11 +190,16 @@ def parse(requested_size: int, token: str, filters: dict[str, Any]) -> Page:
     if not token:
         return Page(size, None, fp)
     try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+        if len(token) > MAX_TOKEN_CHARS:
+            raise ValueError("too long")
+        body, tag = token.split(".")
+        payload = _unb64(body)
+        if not hmac.compare_digest(_unb64(tag), _Signer.tag(payload)):
+            raise ValueError("bad signature")
+        data = json.loads(payload.decode())
         after, token_fp = data["a"], data["f"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise InvalidArgument.field("page_token", "is not a token this service issued") from exc
+    except (ValueError, KeyError, TypeError, UnicodeError) as exc:
+        raise InvalidArgument.field("page_token", _NOT_OURS) from exc
     if token_fp != fp:
         raise InvalidArgument.field(
             "page_token", "was issued for different filters; start again without a token"

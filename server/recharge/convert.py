@@ -7,7 +7,7 @@ from typing import Any
 
 from gencharge.v1 import common_pb2, transaction_pb2
 from gencharge.v1 import recharge_service_pb2 as pb
-from server.core import protoconv
+from server.core import protoconv, validation
 from server.core.errors import FieldViolation, InvalidArgument
 from server.ledger.convert import transaction_message
 from server.plans.convert import bonus_message, offer_message, plan_message
@@ -143,7 +143,10 @@ def quote_message(result: domain.QuoteResult) -> pb.Quote:
 
 
 def batch_order(request: pb.BatchRechargeRequest) -> domain.Order:
-    """A BatchRecharge item: a wallet-paid recharge for ``user_id``."""
+    """A BatchRecharge item: a wallet-paid recharge for ``user_id``. A stream's items
+    are checked here, one by one (server/core/validation.py: unary requests are checked
+    before their handler runs)."""
+    validation.check_request(request)
     return domain.Order(
         request_id=request.request_id,
         phone_number=request.phone_number,

@@ -50,6 +50,8 @@ from server.recharge import queries
 
 WALLET = "Wallet"
 EXTERNAL_METHODS = ("UPI", "Card", "NetBanking")
+#: The reason an order whose price (after any discount) is zero is not eligible.
+NOTHING_TO_PAY = "NOTHING_TO_PAY"
 
 
 @dataclass(frozen=True)
@@ -347,6 +349,12 @@ async def price(catalogue: Catalogue, payer: Payer, plan_id: int, offer_id: int 
         if outcome.eligible:
             discount, cashback = outcome.discount, outcome.cashback
             bonus = dict(outcome.bonus) if outcome.bonus else None
+    if not reasons and plan.price - discount <= 0:
+        # Every recharge is a ledger debit, and a debit moves some money: a plan (or an
+        # offer's discount) that makes the order free is refused, at the quote already.
+        reasons.append(
+            (NOTHING_TO_PAY, "this order would cost nothing; free recharges are not sold")
+        )
     return Pricing(plan, offer, tuple(reasons), plan.price, discount, cashback, bonus)
 
 

@@ -21,7 +21,7 @@ from server.audit.relay import AuditRelay
 from server.auth import flows as auth_flows
 from server.auth.access import AccessRules
 from server.auth.security import Security, build_security
-from server.core import db, mongo
+from server.core import db, mongo, pagination
 from server.core.config import ConfigurationError
 from server.core.peers import parse_networks
 from server.core.resources import Resources
@@ -31,6 +31,7 @@ from server.plans.catalogue import Catalogue
 from server.rpc.health import MONGODB, POSTGRESQL, HealthMonitor
 from server.rpc.interceptors.access import AccessInterceptor
 from server.rpc.interceptors.request import RequestInterceptor
+from server.rpc.interceptors.validation import ValidationInterceptor
 from server.rpc.services import SERVICES, AppContext
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,8 @@ async def start_server(
         security = build_security(resources, clock=clock)
     except ValueError as exc:  # keys, data key or message sender misconfigured
         raise ConfigurationError(str(exc)) from exc
+    # Page tokens verify on every worker and replica that shares the data key.
+    pagination.use_signing_key(security.secret_box.derive_key(pagination.SIGNING_KEY_LABEL))
     owned_gateway: PaymentGateway | None = None
     if gateway is None:
         try:
@@ -253,7 +256,7 @@ async def _start(
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
     server = grpc.aio.server(
-        interceptors=[RequestInterceptor(proxies), access],
+        interceptors=[RequestInterceptor(proxies), access, ValidationInterceptor()],
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )

@@ -149,9 +149,13 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         return _wrap(handler, method, _request_id(handler_call_details), self._proxies)
 
 
-def rebuild(handler: Handler, unary: Any, streaming: Any) -> Handler:
+def rebuild(
+    handler: Handler, unary: Any, streaming: Any, *, request_deserializer: Any = None
+) -> Handler:
+    """``handler`` with its behaviour replaced (``unary`` or ``streaming``, by its
+    shape) and, when given, its request deserializer."""
     common = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": request_deserializer or handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:

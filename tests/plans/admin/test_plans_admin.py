@@ -364,7 +364,7 @@ async def test_update_plan_invalid(
 
 
 async def test_update_plan_not_found(stub: Stub, admin: Actor) -> None:
-    for plan_id in (10**6, 2**40):
+    for plan_id in (10**6, 2**31 - 1):
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.UpdatePlan(
                 pb.UpdatePlanRequest(
@@ -414,7 +414,7 @@ async def test_delete_plan_deactivates_and_keeps_the_row(
 
 
 async def test_delete_plan_not_found_and_invalid(stub: Stub, admin: Actor) -> None:
-    for plan_id in (10**6, 2**40):
+    for plan_id in (10**6, 2**31 - 1):
         code = await _code(
             stub.DeletePlan(pb.DeletePlanRequest(plan_id=plan_id), metadata=admin.metadata)
         )
@@ -699,7 +699,7 @@ async def test_update_offer_invalid(
 
 
 async def test_update_and_delete_offer_not_found(stub: Stub, admin: Actor) -> None:
-    for offer_id in (10**6, 2**40):
+    for offer_id in (10**6, 2**31 - 1):
         code = await _code(
             stub.UpdateOffer(
                 pb.UpdateOfferRequest(
@@ -955,10 +955,30 @@ async def test_rejected_change_writes_no_change_event(
     assert all(doc["action_type"] == "SECURITY" for doc in docs)
 
 
-async def test_ids_beyond_int32_are_not_found_never_internal(stub: Stub) -> None:
-    """The API's ids are int64, PostgreSQL's are integer: larger ids match nothing."""
-    big = 2**40
-    assert await _code(stub.GetPlan(pb.GetPlanRequest(plan_id=big))) == grpc.StatusCode.NOT_FOUND
-    assert await _code(stub.GetOffer(pb.GetOfferRequest(offer_id=big))) == grpc.StatusCode.NOT_FOUND
-    assert list((await stub.ListPlans(pb.ListPlansRequest(group_id=big))).plans) == []
-    assert list((await stub.ListOffers(pb.ListOffersRequest(offer_type_id=big))).offers) == []
+async def test_ids_beyond_int32_are_invalid_never_internal(stub: Stub, admin: Actor) -> None:
+    """The API's ids are int64, PostgreSQL's are integer: larger ids are INVALID_ARGUMENT
+    on the field (server/core/validation.py), the largest integer id merely not found."""
+    big, top = 2**40, 2**31 - 1
+    assert await _code(stub.GetPlan(pb.GetPlanRequest(plan_id=top))) == grpc.StatusCode.NOT_FOUND
+    assert await _code(stub.GetOffer(pb.GetOfferRequest(offer_id=top))) == grpc.StatusCode.NOT_FOUND
+    assert list((await stub.ListPlans(pb.ListPlansRequest(group_id=top))).plans) == []
+    assert list((await stub.ListOffers(pb.ListOffersRequest(offer_type_id=top))).offers) == []
+    await _invalid(stub.GetPlan(pb.GetPlanRequest(plan_id=big)), "plan_id")
+    await _invalid(stub.GetOffer(pb.GetOfferRequest(offer_id=big)), "offer_id")
+    await _invalid(stub.ListPlans(pb.ListPlansRequest(group_id=big)), "group_id")
+    await _invalid(stub.ListOffers(pb.ListOffersRequest(offer_type_id=big)), "offer_type_id")
+    await _invalid(
+        stub.UpdatePlan(
+            pb.UpdatePlanRequest(
+                plan=pb.Plan(plan_id=big, plan_name="x"), update_mask=mask("plan_name")
+            ),
+            metadata=admin.metadata,
+        ),
+        "plan.plan_id",
+    )
+    await _invalid(
+        stub.DeletePlan(pb.DeletePlanRequest(plan_id=big), metadata=admin.metadata), "plan_id"
+    )
+    await _invalid(
+        stub.DeleteOffer(pb.DeleteOfferRequest(offer_id=big), metadata=admin.metadata), "offer_id"
+    )
