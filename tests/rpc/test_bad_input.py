@@ -39,6 +39,7 @@ from gencharge.v1 import notification_service_pb2 as notification_pb
 from gencharge.v1 import plan_service_pb2 as plan_pb
 from gencharge.v1 import recharge_service_pb2 as recharge_pb
 from gencharge.v1 import wallet_service_pb2 as wallet_pb
+from server.auth.scopes import SCOPES
 from server.core.errors import MAX_VIOLATIONS
 from tests.helpers.auth import PASSWORD, create_admin, create_service, register_user
 from tests.helpers.money import balance, fund, make_offer, make_plan
@@ -69,7 +70,7 @@ async def _count(resources: Any, sql: str, **params: Any) -> int:
 
 async def test_ids_beyond_integer_are_invalid_argument(channel: Any, resources: Any) -> None:
     user = await register_user(channel)
-    service = await create_service(channel, resources)
+    service = await create_service(channel, resources, list(SCOPES))
     admin = await create_admin(channel, resources)
     wallet = wallet_service_pb2_grpc.WalletServiceStub(channel)
     recharge = recharge_service_pb2_grpc.RechargeServiceStub(channel)
@@ -429,7 +430,7 @@ async def test_bad_batch_items_are_answered_in_place(channel: Any, resources: An
     """BatchRecharge checks each item as a unary call checks its request: a bad item
     gets INVALID_ARGUMENT in its place and the stream goes on; bytes that do not parse
     end the stream with MALFORMED_REQUEST."""
-    service = await create_service(channel, resources)
+    service = await create_service(channel, resources, list(SCOPES))
     user = await register_user(channel)
     await fund(resources, user.user_id, "100")
     plan_id = await make_plan(resources, price="10.00")

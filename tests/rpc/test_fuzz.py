@@ -50,6 +50,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from gencharge.v1 import common_pb2
+from server.auth.scopes import SCOPES
 from server.core.logs import request_id_var
 from server.rpc.services import SERVICES
 from tests.helpers.auth import PASSWORD, Actor, create_admin, create_service, register_user
@@ -129,7 +130,7 @@ class Principals:
         self.actors = {
             "customer": customer,
             "admin": await create_admin(self.channel, self.resources, role_name="Admin"),
-            "service": await create_service(self.channel, self.resources),
+            "service": await create_service(self.channel, self.resources, list(SCOPES)),
         }
         return self
 
@@ -148,7 +149,9 @@ class Principals:
             # A new admin: the old one's TOTP codes are single-use and time-bound.
             self.actors["admin"] = await create_admin(self.channel, self.resources, "Admin")
         elif kind == "service":
-            self.actors["service"] = await create_service(self.channel, self.resources)
+            self.actors["service"] = await create_service(
+                self.channel, self.resources, list(SCOPES)
+            )
 
     def hints(self) -> dict[str, st.SearchStrategy[Any]]:
         """Realistic values mixed into fields of these names."""
