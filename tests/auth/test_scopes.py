@@ -153,8 +153,10 @@ async def test_each_scope_opens_only_its_rpcs(channel: grpc.aio.Channel, resourc
     assert done.transaction.user_id == user.user_id
     assert missing(await get_recharge(channel, writer, txn_id), RECHARGES_READ)
 
-    # payments.confirm: past the access layer (NOT_FOUND: no such payment), nothing else.
-    assert (await confirm(channel, confirmer)).code == grpc.StatusCode.NOT_FOUND
+    # payments.confirm: past the access layer (to the callback check: this request carries
+    # no signed callback), nothing else.
+    past = await confirm(channel, confirmer)
+    assert (past.code, past.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "CALLBACK_UNSIGNED")
     assert missing(await get_recharge(channel, confirmer, txn_id), RECHARGES_READ)
 
 
@@ -198,7 +200,7 @@ async def test_a_scope_taken_away_stops_within_the_cache_time(
         )
     )
     renewed = Actor(kind="service", access_token=fresh.access_token, email=service.email)
-    assert (await confirm(channel, renewed)).code == grpc.StatusCode.NOT_FOUND
+    assert (await confirm(channel, renewed)).reason == "CALLBACK_UNSIGNED"  # past the scope check
 
 
 async def test_a_forged_scope_claim_grants_nothing(
