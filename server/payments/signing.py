@@ -44,7 +44,9 @@ def require_signature(secret: str, message: bytes, signature: str) -> None:
     (compared in constant time)."""
     if not signature or len(signature) > MAX_SIGNATURE or not secret:
         raise CallbackRejected("the callback is not signed", reason=SIGNATURE_INVALID)
-    if not hmac.compare_digest(sign(secret, message), signature.strip().lower()):
+    candidate = signature.strip().lower()
+    # compare_digest takes ASCII strings only; anything else cannot be a hex digest.
+    if not candidate.isascii() or not hmac.compare_digest(sign(secret, message), candidate):
         raise CallbackRejected(
             "the callback's signature does not match its content", reason=SIGNATURE_INVALID
         )

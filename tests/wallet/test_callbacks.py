@@ -183,6 +183,9 @@ async def test_forged_callbacks_are_refused_and_recorded_as_security_events(
     assert reencoded != body and json.loads(reencoded) == json.loads(body)
     # Signed with the checkout secret instead of the webhook secret.
     key_signed = signing.sign(SANDBOX_KEY_SECRET, body)
+    # Not even ASCII (found by the sweep: the comparison once raised, answering INTERNAL).
+    non_ascii = checkout_request(gateway, order)
+    non_ascii.checkout.signature = "\u00c5" + non_ascii.checkout.signature[1:]
     forged = [
         tampered,
         another_payment,
@@ -191,6 +194,8 @@ async def test_forged_callbacks_are_refused_and_recorded_as_security_events(
         webhook_request(reencoded, signature),
         webhook_request(body, key_signed),
         webhook_request(body, "x" * 500),
+        non_ascii,
+        webhook_request(body, "\u00c5\U0003fa05r" + signature[3:]),
     ]
     for request in forged:
         await refused(
