@@ -82,6 +82,19 @@ class RechargeServicer(
         self._batch_slots = asyncio.Semaphore(resources.settings.db_pool_size)
 
 
+class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
+    """AdminService: its RPCs by topic, each topic a mixin from its own sub-package
+    (server/admin/<topic>/servicer.py, server/reports/servicer.py), composed here over
+    the shared pieces they use. An RPC no mixin overrides answers UNIMPLEMENTED."""
+
+    def __init__(self, app: AppContext) -> None:
+        self._resources = app.resources
+        self._db = app.resources.db
+        self._security = app.security
+        self._gateway = app.gateway
+        self._catalogue = app.catalogue
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """One service: its name, generated module, how its servicer is built, and the
@@ -149,7 +162,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     # Content and ContactForm are MongoDB collections (DDS 4.2).
     ServiceSpec("ContentService", content_service_pb2_grpc, needs=POSTGRESQL_AND_MONGODB),
-    ServiceSpec("AdminService", admin_service_pb2_grpc),
+    ServiceSpec("AdminService", admin_service_pb2_grpc, AdminServicer),
     # A backup (and a restore) covers both databases; BackupRestoreLogs is in MongoDB.
     ServiceSpec("BackupService", backup_service_pb2_grpc, needs=POSTGRESQL_AND_MONGODB),
 )
