@@ -1742,3 +1742,51 @@ async def forget_admin_mfa(email: str, *, conn: AsyncConnection) -> int | None:
     """Clear the admin's TOTP enrolment (the next login enrols again); their id, or None
     when no admin has ``email``."""
     return await queries.reset_admin_mfa(conn, email)
+
+
+# --- operators' user actions (server/admin/users) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchivedUser:
+    """A ``usersarchive`` row: the user as archived, and when."""
+
+    user: User
+    archived_at: datetime
+
+
+def user_of(row: Row[Any]) -> User:
+    """A ``users`` row (with ``role_name``) as a User, for readers of the table."""
+    return _user(row)
+
+
+async def user_by_id(user_id: int, *, conn: AsyncConnection, lock: bool = False) -> User | None:
+    """The ``users`` row of ``user_id`` (an archived user's is the blocked row without
+    personal data that keeps the ledger's foreign keys), locked FOR UPDATE on request."""
+    row = await queries.user_by_id(conn, user_id, lock=lock)
+    return None if row is None else _user(row)
+
+
+async def archived_user(
+    user_id: int, *, conn: AsyncConnection, lock: bool = False
+) -> ArchivedUser | None:
+    row = await queries.archived_user(conn, user_id, lock=lock)
+    return None if row is None else ArchivedUser(_user(row), row.archived_at)
+
+
+async def set_user_status(user_id: int, status: str, *, conn: AsyncConnection) -> None:
+    """Block or unblock a user (blocking also ends their sessions: a trigger)."""
+    await queries.update_user(conn, user_id, {"status": status})
+
+
+async def archive_user(user_id: int, *, conn: AsyncConnection) -> None:
+    """Move the user to ``usersarchive`` (see queries.archive_user). The caller has
+    locked the row, checked the preconditions and ended the sessions."""
+    await queries.archive_user(conn, user_id)
+
+
+async def erase_archived_user(user_id: int, *, conn: AsyncConnection) -> dict[str, int]:
+    """Remove an archived user's personal fields and the identity rows that hold
+    personal data (sessions, contact codes, reset tokens); counts deleted per table."""
+    await queries.erase_archived_user(conn, user_id)
+    return await queries.delete_user_traces(conn, user_id)

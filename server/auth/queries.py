@@ -23,6 +23,7 @@ from server.core.schema import (
     session_rotated_tokens,
     sessions,
     users,
+    usersarchive,
 )
 
 RowT = Row[Any]
@@ -623,3 +624,69 @@ async def reset_admin_mfa(conn: AsyncConnection, email: str) -> int | None:
     )
     admin_id: int | None = result.scalar_one_or_none()
     return admin_id
+
+
+# --- operators' user actions: archive and erasure (server/admin/users) --------------------
+
+#: The personal fields of a user row: what archiving takes out of ``users`` and what
+#: erasure removes from ``usersarchive``. Credentials go with them.
+_PERSONAL = {
+    "name": None,
+    "email": None,
+    "phone_number": None,
+    "password_hash": None,
+    "email_verified_at": None,
+    "phone_verified_at": None,
+}
+
+
+async def archived_user(conn: AsyncConnection, user_id: int, *, lock: bool = False) -> RowT | None:
+    """The user's ``usersarchive`` row (with its role's name), or None."""
+    statement = (
+        select(*usersarchive.c, roles.c.role_name)
+        .select_from(usersarchive.outerjoin(roles, usersarchive.c.role_id == roles.c.role_id))
+        .where(usersarchive.c.user_id == user_id)
+    )
+    if lock:
+        statement = statement.with_for_update(of=usersarchive)
+    return await _one(conn, statement)
+
+
+async def archive_user(conn: AsyncConnection, user_id: int) -> None:
+    """Copy the user to ``usersarchive`` (the DDS: same structure; the password hash is
+    not kept), then leave in ``users`` a blocked row without personal data, so the
+    ledger, plans and referrals that point at the id keep their foreign keys and the
+    e-mail and phone number are free again."""
+    copied = [c.name for c in usersarchive.c if c.name != "archived_at"]
+    source = [
+        literal(None).label(name) if name == "password_hash" else users.c[name] for name in copied
+    ]
+    await conn.execute(
+        usersarchive.insert().from_select(copied, select(*source).where(users.c.user_id == user_id))
+    )
+    await conn.execute(
+        update(users)
+        .where(users.c.user_id == user_id)
+        .values(**_PERSONAL, status="blocked", updated_at=func.now())
+    )
+
+
+async def erase_archived_user(conn: AsyncConnection, user_id: int) -> None:
+    """Remove the personal fields of an archived user's row (kept: ids, referral codes,
+    type, status, balance, dates)."""
+    await conn.execute(
+        update(usersarchive)
+        .where(usersarchive.c.user_id == user_id)
+        .values(**_PERSONAL, updated_at=func.now())
+    )
+
+
+async def delete_user_traces(conn: AsyncConnection, user_id: int) -> dict[str, int]:
+    """Delete the identity rows that hold a user's personal data beyond the profile:
+    sessions (client address, user agent; their rotated-token hashes cascade), contact
+    codes (destinations) and password-reset tokens. Counts per table."""
+    counts: dict[str, int] = {}
+    for table in (sessions, contact_codes, password_reset_tokens):
+        result = await conn.execute(table.delete().where(table.c.user_id == user_id))
+        counts[table.name] = int(result.rowcount or 0)
+    return counts

@@ -314,3 +314,9 @@ async def send(who: Principal, order: Broadcast, fingerprint: str, *, conn: Asyn
         },
     )
     return count
+
+
+async def erase_for_user(user_id: int, *, conn: AsyncConnection) -> int:
+    """Delete the notifications sent to a user whose personal data is erased (their
+    texts may name the person); the number deleted."""
+    return await queries.delete_for_user(conn, user_id)

@@ -210,3 +210,10 @@ async def insert_admin_notifications(
         },
     )
     return int(result.rowcount)
+
+
+async def delete_for_user(conn: AsyncConnection, user_id: int) -> int:
+    """Delete every notification sent to the user (an erasure); the number deleted."""
+    statement = notifications.delete().where(notifications.c.recipient_id == user_id)
+    result = await conn.execute(statement)
+    return int(result.rowcount or 0)

@@ -1,6 +1,6 @@
-"""The ``gencharge`` command: serve, migrate, seed, create-admin, reset-admin-mfa, and
+"""The ``gencharge`` command: serve, migrate, seed, create-admin, reset-admin-mfa,
 service accounts (create-service-account, set-service-account-scopes,
-list-service-accounts)."""
+list-service-accounts), and a customer's data export (export-user)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from server.admin import flows as admin_flows
+from server.admin.users import flows as user_flows
 from server.audit.scope import CLI_ACTOR, job_scope
 from server.auth import flows as auth_flows
 from server.auth.domain import ServiceAccount
@@ -25,8 +27,9 @@ from server.core.config import (
     Settings,
     get_settings,
 )
-from server.core.errors import DomainError, InvalidArgument
+from server.core.errors import DomainError, InvalidArgument, NotFound
 from server.core.resources import Resources
+from server.core.validation import INT4_MAX
 from server.ops import runtime
 from server.ops.workers import WorkerDied
 
@@ -235,6 +238,37 @@ def _list_service_accounts(settings: Settings, args: argparse.Namespace) -> int:
     return _with_databases(settings, work)
 
 
+def _export_user(settings: Settings, args: argparse.Namespace) -> int:
+    """Write one customer's data export (the JSON document of AdminService
+    ExportUserData) to ``--output`` or standard output; audited as ``system:cli``."""
+    if not args.reason.strip():
+        print("refusing: --reason must not be blank", file=sys.stderr)
+        return 2
+    if not 0 < args.user_id <= INT4_MAX:
+        print("refusing: the user id must be a positive 32-bit integer", file=sys.stderr)
+        return 2
+
+    async def work(resources: Resources, databases: runtime.Databases) -> None:
+        await runtime.migrate(resources, databases.database_url)
+        with job_scope("export-user", actor=CLI_ACTOR):
+            document = await user_flows.export(
+                resources.db, resources.mongo_db, args.user_id, args.reason
+            )
+        body = user_flows.export_bytes(document)
+        if args.output is None or str(args.output) == "-":
+            sys.stdout.buffer.write(body + b"\n")
+            sys.stdout.flush()
+        else:
+            args.output.write_bytes(body + b"\n")
+            print(f"exported user {args.user_id} to {args.output}", file=sys.stderr)
+
+    try:
+        return _with_databases(settings, work)
+    except DomainError as exc:
+        print(f"refusing: {_refusal(exc)}", file=sys.stderr)
+        return 1 if isinstance(exc, NotFound) else 2
+
+
 def _scopes_help() -> str:
     width = max(len(name) for name in SCOPES)
     lines = [f"  {name:<{width}}  {what}" for name, what in sorted(SCOPES.items())]
@@ -298,6 +332,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "list-service-accounts", help="list service accounts with their status and scopes"
     ).set_defaults(run=_list_service_accounts)
+    export = sub.add_parser(
+        "export-user",
+        help="write everything held about one customer as JSON (a data subject request)",
+    )
+    export.add_argument("user_id", type=int, help="the customer's user id")
+    export.add_argument(
+        "--reason", required=True, help="why, e.g. the request's ticket (audited; no personal data)"
+    )
+    export.add_argument(
+        "--output", "-o", type=Path, default=None, help="a file to write (default: standard output)"
+    )
+    export.set_defaults(run=_export_user)
     return parser
 
 

@@ -132,6 +132,8 @@ EXPECTED_RULES: dict[str, dict[str, str]] = {
         "UnblockUser": "Users/edit",
         "ArchiveUser": "Users/delete",
         "RevokeUserSessions": "Users/edit",
+        "ExportUserData": "Users/edit",
+        "EraseUserData": "Users/delete",
         "CreateAdmin": "Admins/write",
         "ListAdmins": "Admins/read",
         "UpdateAdmin": "Admins/edit",

@@ -100,6 +100,8 @@ class ListUsersRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     USER_TYPE_FIELD_NUMBER: _builtins.int
     QUERY_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum results per page; default 50, maximum 200 (larger values are capped)."""
     page_token: _builtins.str
@@ -110,6 +112,14 @@ class ListUsersRequest(_message.Message):
     """Only this user type."""
     query: _builtins.str
     """Case-insensitive substring of name, email or phone number."""
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """Only users created at or after this time."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """Only users created before this time (must be later than created_after)."""
+
     def __init__(
         self,
         *,
@@ -118,10 +128,12 @@ class ListUsersRequest(_message.Message):
         status: _identity_pb2.UserStatus.ValueType = ...,
         user_type: _common_pb2.UserType.ValueType = ...,
         query: _builtins.str = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "query", b"query", "status", b"status", "user_type", b"user_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "page_size", b"page_size", "page_token", b"page_token", "query", b"query", "status", b"status", "user_type", b"user_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -322,6 +334,124 @@ class RevokeUserSessionsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RevokeUserSessionsResponse: _TypeAlias = RevokeUserSessionsResponse  # noqa: Y015
+
+@_typing.final
+class ExportUserDataRequest(_message.Message):
+    """Request for ExportUserData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """User ID (a live, archived or erased customer)."""
+    reason: _builtins.str
+    """Why (e.g. the request's ticket; stored in the audit log, so no personal data).
+    Required.
+    """
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportUserDataRequest: _TypeAlias = ExportUserDataRequest  # noqa: Y015
+
+@_typing.final
+class ExportUserDataResponse(_message.Message):
+    """Response of ExportUserData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    document: _builtins.bytes
+    """The export: one UTF-8 JSON object (schema "gencharge.user-export/v1", described
+    in docs/api.md). Money as decimal strings in rupees, times in RFC 3339 UTC.
+    """
+    content_type: _builtins.str
+    """"application/json"."""
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp:
+        """When the export was made."""
+
+    def __init__(
+        self,
+        *,
+        document: _builtins.bytes = ...,
+        content_type: _builtins.str = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "document", b"document", "generated_at", b"generated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportUserDataResponse: _TypeAlias = ExportUserDataResponse  # noqa: Y015
+
+@_typing.final
+class EraseUserDataRequest(_message.Message):
+    """Request for EraseUserData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """User ID."""
+    reason: _builtins.str
+    """Why (e.g. the request's ticket; stored in the audit log, so no personal data).
+    Required.
+    """
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseUserDataRequest: _TypeAlias = EraseUserDataRequest  # noqa: Y015
+
+@_typing.final
+class EraseUserDataResponse(_message.Message):
+    """Response of EraseUserData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    SESSIONS_ENDED_FIELD_NUMBER: _builtins.int
+    sessions_ended: _builtins.int
+    """Sessions this call ended (0 on a repeated erasure)."""
+    @_builtins.property
+    def user(self) -> _identity_pb2.User:
+        """The customer as erased (the DDS UsersArchive row, details.erased set)."""
+
+    def __init__(
+        self,
+        *,
+        user: _identity_pb2.User | None = ...,
+        sessions_ended: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessions_ended", b"sessions_ended", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseUserDataResponse: _TypeAlias = EraseUserDataResponse  # noqa: Y015
 
 @_typing.final
 class CreateAdminRequest(_message.Message):

@@ -73,6 +73,16 @@ class AdminServiceStub:
                 request_serializer=gencharge_dot_v1_dot_admin__service__pb2.RevokeUserSessionsRequest.SerializeToString,
                 response_deserializer=gencharge_dot_v1_dot_admin__service__pb2.RevokeUserSessionsResponse.FromString,
                 _registered_method=True)
+        self.ExportUserData = channel.unary_unary(
+                '/gencharge.v1.AdminService/ExportUserData',
+                request_serializer=gencharge_dot_v1_dot_admin__service__pb2.ExportUserDataRequest.SerializeToString,
+                response_deserializer=gencharge_dot_v1_dot_admin__service__pb2.ExportUserDataResponse.FromString,
+                _registered_method=True)
+        self.EraseUserData = channel.unary_unary(
+                '/gencharge.v1.AdminService/EraseUserData',
+                request_serializer=gencharge_dot_v1_dot_admin__service__pb2.EraseUserDataRequest.SerializeToString,
+                response_deserializer=gencharge_dot_v1_dot_admin__service__pb2.EraseUserDataResponse.FromString,
+                _registered_method=True)
         self.CreateAdmin = channel.unary_unary(
                 '/gencharge.v1.AdminService/CreateAdmin',
                 request_serializer=gencharge_dot_v1_dot_admin__service__pb2.CreateAdminRequest.SerializeToString,
@@ -215,6 +225,36 @@ class AdminServiceServicer:
     def RevokeUserSessions(self, request, context):
         """Revokes every session of a customer (forced logout).
         Errors: NOT_FOUND, PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportUserData(self, request, context):
+        """Exports everything GenCharge holds about one customer (a data subject access
+        request, DPDP / GDPR) as one JSON document: profile, contacts, sessions (metadata
+        only), wallet, transactions, recharges, plans, autopay mandates, bill reminders,
+        notifications, referral rewards and the audit events about them. Never a secret
+        (password hash, token hashes, codes). Works for archived and erased customers too.
+        Audited (a SECURITY event with outcome "ok": personal data left the system).
+        Needs Users EDIT, not READ: a bulk disclosure of one person's data is an
+        operator's action on the account, not browsing.
+        Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND, PERMISSION_DENIED,
+        UNAVAILABLE (MongoDB down: the audit events cannot be read).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EraseUserData(self, request, context):
+        """Erases a customer's personal data on request (DPDP / GDPR right to erasure): the
+        customer is archived first (as ArchiveUser, with its preconditions) and the
+        archived row loses name, e-mail, phone number and credentials; sessions,
+        one-time codes and notifications are deleted. Ledger rows (transactions,
+        recharges, referral rewards) and their amounts are kept, still pointing at the
+        user id. Idempotent: erasing an erased customer answers the same. Audited without
+        the erased data. Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND,
+        FAILED_PRECONDITION (as ArchiveUser), PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -402,6 +442,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RevokeUserSessions,
                     request_deserializer=gencharge_dot_v1_dot_admin__service__pb2.RevokeUserSessionsRequest.FromString,
                     response_serializer=gencharge_dot_v1_dot_admin__service__pb2.RevokeUserSessionsResponse.SerializeToString,
+            ),
+            'ExportUserData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportUserData,
+                    request_deserializer=gencharge_dot_v1_dot_admin__service__pb2.ExportUserDataRequest.FromString,
+                    response_serializer=gencharge_dot_v1_dot_admin__service__pb2.ExportUserDataResponse.SerializeToString,
+            ),
+            'EraseUserData': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseUserData,
+                    request_deserializer=gencharge_dot_v1_dot_admin__service__pb2.EraseUserDataRequest.FromString,
+                    response_serializer=gencharge_dot_v1_dot_admin__service__pb2.EraseUserDataResponse.SerializeToString,
             ),
             'CreateAdmin': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateAdmin,
@@ -662,6 +712,60 @@ class AdminService:
             '/gencharge.v1.AdminService/RevokeUserSessions',
             gencharge_dot_v1_dot_admin__service__pb2.RevokeUserSessionsRequest.SerializeToString,
             gencharge_dot_v1_dot_admin__service__pb2.RevokeUserSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportUserData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gencharge.v1.AdminService/ExportUserData',
+            gencharge_dot_v1_dot_admin__service__pb2.ExportUserDataRequest.SerializeToString,
+            gencharge_dot_v1_dot_admin__service__pb2.ExportUserDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseUserData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gencharge.v1.AdminService/EraseUserData',
+            gencharge_dot_v1_dot_admin__service__pb2.EraseUserDataRequest.SerializeToString,
+            gencharge_dot_v1_dot_admin__service__pb2.EraseUserDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,28 @@ class AdminServiceStub:
     """Revokes every session of a customer (forced logout).
     Errors: NOT_FOUND, PERMISSION_DENIED.
     """
+    ExportUserData: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ExportUserDataRequest, _admin_service_pb2.ExportUserDataResponse]
+    """Exports everything GenCharge holds about one customer (a data subject access
+    request, DPDP / GDPR) as one JSON document: profile, contacts, sessions (metadata
+    only), wallet, transactions, recharges, plans, autopay mandates, bill reminders,
+    notifications, referral rewards and the audit events about them. Never a secret
+    (password hash, token hashes, codes). Works for archived and erased customers too.
+    Audited (a SECURITY event with outcome "ok": personal data left the system).
+    Needs Users EDIT, not READ: a bulk disclosure of one person's data is an
+    operator's action on the account, not browsing.
+    Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND, PERMISSION_DENIED,
+    UNAVAILABLE (MongoDB down: the audit events cannot be read).
+    """
+    EraseUserData: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.EraseUserDataRequest, _admin_service_pb2.EraseUserDataResponse]
+    """Erases a customer's personal data on request (DPDP / GDPR right to erasure): the
+    customer is archived first (as ArchiveUser, with its preconditions) and the
+    archived row loses name, e-mail, phone number and credentials; sessions,
+    one-time codes and notifications are deleted. Ledger rows (transactions,
+    recharges, referral rewards) and their amounts are kept, still pointing at the
+    user id. Idempotent: erasing an erased customer answers the same. Audited without
+    the erased data. Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND,
+    FAILED_PRECONDITION (as ArchiveUser), PERMISSION_DENIED.
+    """
     CreateAdmin: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.CreateAdminRequest, _identity_pb2.Admin]
     """Creates an admin account. Errors: INVALID_ARGUMENT (weak password), NOT_FOUND
     (role), ALREADY_EXISTS (email or phone taken), PERMISSION_DENIED.
@@ -165,6 +187,28 @@ class AdminServiceAsyncStub(AdminServiceStub):
     RevokeUserSessions: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.RevokeUserSessionsRequest, _admin_service_pb2.RevokeUserSessionsResponse]  # type: ignore[assignment]
     """Revokes every session of a customer (forced logout).
     Errors: NOT_FOUND, PERMISSION_DENIED.
+    """
+    ExportUserData: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ExportUserDataRequest, _admin_service_pb2.ExportUserDataResponse]  # type: ignore[assignment]
+    """Exports everything GenCharge holds about one customer (a data subject access
+    request, DPDP / GDPR) as one JSON document: profile, contacts, sessions (metadata
+    only), wallet, transactions, recharges, plans, autopay mandates, bill reminders,
+    notifications, referral rewards and the audit events about them. Never a secret
+    (password hash, token hashes, codes). Works for archived and erased customers too.
+    Audited (a SECURITY event with outcome "ok": personal data left the system).
+    Needs Users EDIT, not READ: a bulk disclosure of one person's data is an
+    operator's action on the account, not browsing.
+    Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND, PERMISSION_DENIED,
+    UNAVAILABLE (MongoDB down: the audit events cannot be read).
+    """
+    EraseUserData: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.EraseUserDataRequest, _admin_service_pb2.EraseUserDataResponse]  # type: ignore[assignment]
+    """Erases a customer's personal data on request (DPDP / GDPR right to erasure): the
+    customer is archived first (as ArchiveUser, with its preconditions) and the
+    archived row loses name, e-mail, phone number and credentials; sessions,
+    one-time codes and notifications are deleted. Ledger rows (transactions,
+    recharges, referral rewards) and their amounts are kept, still pointing at the
+    user id. Idempotent: erasing an erased customer answers the same. Audited without
+    the erased data. Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND,
+    FAILED_PRECONDITION (as ArchiveUser), PERMISSION_DENIED.
     """
     CreateAdmin: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.CreateAdminRequest, _identity_pb2.Admin]  # type: ignore[assignment]
     """Creates an admin account. Errors: INVALID_ARGUMENT (weak password), NOT_FOUND
@@ -303,6 +347,40 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_service_pb2.RevokeUserSessionsResponse, _abc.Awaitable[_admin_service_pb2.RevokeUserSessionsResponse]]:
         """Revokes every session of a customer (forced logout).
         Errors: NOT_FOUND, PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportUserData(
+        self,
+        request: _admin_service_pb2.ExportUserDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.ExportUserDataResponse, _abc.Awaitable[_admin_service_pb2.ExportUserDataResponse]]:
+        """Exports everything GenCharge holds about one customer (a data subject access
+        request, DPDP / GDPR) as one JSON document: profile, contacts, sessions (metadata
+        only), wallet, transactions, recharges, plans, autopay mandates, bill reminders,
+        notifications, referral rewards and the audit events about them. Never a secret
+        (password hash, token hashes, codes). Works for archived and erased customers too.
+        Audited (a SECURITY event with outcome "ok": personal data left the system).
+        Needs Users EDIT, not READ: a bulk disclosure of one person's data is an
+        operator's action on the account, not browsing.
+        Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND, PERMISSION_DENIED,
+        UNAVAILABLE (MongoDB down: the audit events cannot be read).
+        """
+
+    @_abc_1.abstractmethod
+    def EraseUserData(
+        self,
+        request: _admin_service_pb2.EraseUserDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.EraseUserDataResponse, _abc.Awaitable[_admin_service_pb2.EraseUserDataResponse]]:
+        """Erases a customer's personal data on request (DPDP / GDPR right to erasure): the
+        customer is archived first (as ArchiveUser, with its preconditions) and the
+        archived row loses name, e-mail, phone number and credentials; sessions,
+        one-time codes and notifications are deleted. Ledger rows (transactions,
+        recharges, referral rewards) and their amounts are kept, still pointing at the
+        user id. Idempotent: erasing an erased customer answers the same. Audited without
+        the erased data. Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND,
+        FAILED_PRECONDITION (as ArchiveUser), PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod

@@ -26,25 +26,29 @@ from gencharge.v1 import common_pb2 as gencharge_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgencharge/v1/identity.proto\x12\x0cgencharge.v1\x1a\x19gencharge/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x03\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x14\n\x0cphone_number\x18\x04 \x01(\t\x12\x15\n\rreferral_code\x18\x05 \x01(\t\x12\x13\n\x0breferred_by\x18\x06 \x01(\t\x12)\n\tuser_type\x18\x07 \x01(\x0e\x32\x16.gencharge.v1.UserType\x12(\n\x06status\x18\x08 \x01(\x0e\x32\x18.gencharge.v1.UserStatus\x12+\n\x0ewallet_balance\x18\t \x01(\x0b\x32\x13.gencharge.v1.Money\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07role_id\x18\x0c \x01(\x03\x12\x11\n\trole_name\x18\r \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\x0e \x01(\x08\x12\x16\n\x0ephone_verified\x18\x0f \x01(\x08\"\xc0\x02\n\x05\x41\x64min\x12\x10\n\x08\x61\x64min_id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x14\n\x0cphone_number\x18\x04 \x01(\t\x12)\n\x06status\x18\x05 \x01(\x0e\x32\x19.gencharge.v1.AdminStatus\x12\x0f\n\x07role_id\x18\x06 \x01(\x03\x12\x11\n\trole_name\x18\x07 \x01(\t\x12\x13\n\x0bmfa_enabled\x18\x08 \x01(\x08\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x65mail_verified\x18\x0b \x01(\x08\x12\x16\n\x0ephone_verified\x18\x0c \x01(\x08\"\xc0\x02\n\x0eServiceAccount\x12\x1a\n\x12service_account_id\x18\x01 \x01(\x03\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0f\n\x07role_id\x18\x05 \x01(\x03\x12\x11\n\trole_name\x18\x06 \x01(\t\x12\x32\n\x06status\x18\x07 \x01(\x0e\x32\".gencharge.v1.ServiceAccountStatus\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\t \x01(\x03\x12\x30\n\x0clast_used_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06scopes\x18\x0b \x03(\t\"\x96\x01\n\tPrincipal\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x12.gencharge.v1.UserH\x00\x12$\n\x05\x61\x64min\x18\x02 \x01(\x0b\x32\x13.gencharge.v1.AdminH\x00\x12\x37\n\x0fservice_account\x18\x03 \x01(\x0b\x32\x1c.gencharge.v1.ServiceAccountH\x00\x42\x06\n\x04kind*Z\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x01\x12\x17\n\x13USER_STATUS_BLOCKED\x10\x02*x\n\x0b\x41\x64minStatus\x12\x1c\n\x18\x41\x44MIN_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x44MIN_STATUS_ACTIVE\x10\x01\x12\x18\n\x14\x41\x44MIN_STATUS_BLOCKED\x10\x02\x12\x18\n\x14\x41\x44MIN_STATUS_DELETED\x10\x03*\x86\x01\n\x14ServiceAccountStatus\x12&\n\"SERVICE_ACCOUNT_STATUS_UNSPECIFIED\x10\x00\x12!\n\x1dSERVICE_ACCOUNT_STATUS_ACTIVE\x10\x01\x12#\n\x1fSERVICE_ACCOUNT_STATUS_DISABLED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgencharge/v1/identity.proto\x12\x0cgencharge.v1\x1a\x19gencharge/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\x03\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x14\n\x0cphone_number\x18\x04 \x01(\t\x12\x15\n\rreferral_code\x18\x05 \x01(\t\x12\x13\n\x0breferred_by\x18\x06 \x01(\t\x12)\n\tuser_type\x18\x07 \x01(\x0e\x32\x16.gencharge.v1.UserType\x12(\n\x06status\x18\x08 \x01(\x0e\x32\x18.gencharge.v1.UserStatus\x12+\n\x0ewallet_balance\x18\t \x01(\x0b\x32\x13.gencharge.v1.Money\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07role_id\x18\x0c \x01(\x03\x12\x11\n\trole_name\x18\r \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\x0e \x01(\x08\x12\x16\n\x0ephone_verified\x18\x0f \x01(\x08\x12*\n\x07\x64\x65tails\x18\x10 \x01(\x0b\x32\x19.gencharge.v1.UserDetails\"\xc8\x01\n\x0bUserDetails\x12\x31\n\rlast_login_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61\x63tive_sessions\x18\x02 \x01(\x05\x12,\n\x0c\x61\x63tive_plans\x18\x03 \x03(\x0b\x32\x16.gencharge.v1.UserPlan\x12/\n\x0b\x61rchived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x65rased\x18\x05 \x01(\x08\"\xbe\x01\n\x08UserPlan\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07plan_id\x18\x02 \x01(\x03\x12\x11\n\tplan_name\x18\x03 \x01(\t\x12\x14\n\x0cphone_number\x18\x04 \x01(\t\x12.\n\nvalid_from\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08valid_to\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06queued\x18\x07 \x01(\x08\"\xc0\x02\n\x05\x41\x64min\x12\x10\n\x08\x61\x64min_id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x14\n\x0cphone_number\x18\x04 \x01(\t\x12)\n\x06status\x18\x05 \x01(\x0e\x32\x19.gencharge.v1.AdminStatus\x12\x0f\n\x07role_id\x18\x06 \x01(\x03\x12\x11\n\trole_name\x18\x07 \x01(\t\x12\x13\n\x0bmfa_enabled\x18\x08 \x01(\x08\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x65mail_verified\x18\x0b \x01(\x08\x12\x16\n\x0ephone_verified\x18\x0c \x01(\x08\"\xc0\x02\n\x0eServiceAccount\x12\x1a\n\x12service_account_id\x18\x01 \x01(\x03\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0f\n\x07role_id\x18\x05 \x01(\x03\x12\x11\n\trole_name\x18\x06 \x01(\t\x12\x32\n\x06status\x18\x07 \x01(\x0e\x32\".gencharge.v1.ServiceAccountStatus\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\t \x01(\x03\x12\x30\n\x0clast_used_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06scopes\x18\x0b \x03(\t\"\x96\x01\n\tPrincipal\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x12.gencharge.v1.UserH\x00\x12$\n\x05\x61\x64min\x18\x02 \x01(\x0b\x32\x13.gencharge.v1.AdminH\x00\x12\x37\n\x0fservice_account\x18\x03 \x01(\x0b\x32\x1c.gencharge.v1.ServiceAccountH\x00\x42\x06\n\x04kind*Z\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x01\x12\x17\n\x13USER_STATUS_BLOCKED\x10\x02*x\n\x0b\x41\x64minStatus\x12\x1c\n\x18\x41\x44MIN_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x44MIN_STATUS_ACTIVE\x10\x01\x12\x18\n\x14\x41\x44MIN_STATUS_BLOCKED\x10\x02\x12\x18\n\x14\x41\x44MIN_STATUS_DELETED\x10\x03*\x86\x01\n\x14ServiceAccountStatus\x12&\n\"SERVICE_ACCOUNT_STATUS_UNSPECIFIED\x10\x00\x12!\n\x1dSERVICE_ACCOUNT_STATUS_ACTIVE\x10\x01\x12#\n\x1fSERVICE_ACCOUNT_STATUS_DISABLED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gencharge.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_USERSTATUS']._serialized_start=1335
-  _globals['_USERSTATUS']._serialized_end=1425
-  _globals['_ADMINSTATUS']._serialized_start=1427
-  _globals['_ADMINSTATUS']._serialized_end=1547
-  _globals['_SERVICEACCOUNTSTATUS']._serialized_start=1550
-  _globals['_SERVICEACCOUNTSTATUS']._serialized_end=1684
+  _globals['_USERSTATUS']._serialized_start=1775
+  _globals['_USERSTATUS']._serialized_end=1865
+  _globals['_ADMINSTATUS']._serialized_start=1867
+  _globals['_ADMINSTATUS']._serialized_end=1987
+  _globals['_SERVICEACCOUNTSTATUS']._serialized_start=1990
+  _globals['_SERVICEACCOUNTSTATUS']._serialized_end=2124
   _globals['_USER']._serialized_start=106
-  _globals['_USER']._serialized_end=534
-  _globals['_ADMIN']._serialized_start=537
-  _globals['_ADMIN']._serialized_end=857
-  _globals['_SERVICEACCOUNT']._serialized_start=860
-  _globals['_SERVICEACCOUNT']._serialized_end=1180
-  _globals['_PRINCIPAL']._serialized_start=1183
-  _globals['_PRINCIPAL']._serialized_end=1333
+  _globals['_USER']._serialized_end=578
+  _globals['_USERDETAILS']._serialized_start=581
+  _globals['_USERDETAILS']._serialized_end=781
+  _globals['_USERPLAN']._serialized_start=784
+  _globals['_USERPLAN']._serialized_end=974
+  _globals['_ADMIN']._serialized_start=977
+  _globals['_ADMIN']._serialized_end=1297
+  _globals['_SERVICEACCOUNT']._serialized_start=1300
+  _globals['_SERVICEACCOUNT']._serialized_end=1620
+  _globals['_PRINCIPAL']._serialized_start=1623
+  _globals['_PRINCIPAL']._serialized_end=1773
 # @@protoc_insertion_point(module_scope)

@@ -141,6 +141,7 @@ class User(_message.Message):
     ROLE_NAME_FIELD_NUMBER: _builtins.int
     EMAIL_VERIFIED_FIELD_NUMBER: _builtins.int
     PHONE_VERIFIED_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """Output only. Unique user identifier."""
     name: _builtins.str
@@ -183,6 +184,13 @@ class User(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """Output only. Last update time."""
 
+    @_builtins.property
+    def details(self) -> Global___UserDetails:
+        """Output only. What an operator sees beyond the profile: set only by
+        AdminService.GetUser (and ArchiveUser / EraseUserData, without plans); unset in
+        every other response, so other RPCs carry no extra bytes.
+        """
+
     def __init__(
         self,
         *,
@@ -201,14 +209,117 @@ class User(_message.Message):
         role_name: _builtins.str = ...,
         email_verified: _builtins.bool = ...,
         phone_verified: _builtins.bool = ...,
+        details: Global___UserDetails | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at", "wallet_balance", b"wallet_balance"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "details", b"details", "updated_at", b"updated_at", "wallet_balance", b"wallet_balance"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "email", b"email", "email_verified", b"email_verified", "name", b"name", "phone_number", b"phone_number", "phone_verified", b"phone_verified", "referral_code", b"referral_code", "referred_by", b"referred_by", "role_id", b"role_id", "role_name", b"role_name", "status", b"status", "updated_at", b"updated_at", "user_id", b"user_id", "user_type", b"user_type", "wallet_balance", b"wallet_balance"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "details", b"details", "email", b"email", "email_verified", b"email_verified", "name", b"name", "phone_number", b"phone_number", "phone_verified", b"phone_verified", "referral_code", b"referral_code", "referred_by", b"referred_by", "role_id", b"role_id", "role_name", b"role_name", "status", b"status", "updated_at", b"updated_at", "user_id", b"user_id", "user_type", b"user_type", "wallet_balance", b"wallet_balance"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___User: _TypeAlias = User  # noqa: Y015
+
+@_typing.final
+class UserDetails(_message.Message):
+    """UserDetails is what AdminService.GetUser adds to a User: last login, live sessions
+    and the plans that cover the user's numbers now or later.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAST_LOGIN_AT_FIELD_NUMBER: _builtins.int
+    ACTIVE_SESSIONS_FIELD_NUMBER: _builtins.int
+    ACTIVE_PLANS_FIELD_NUMBER: _builtins.int
+    ARCHIVED_AT_FIELD_NUMBER: _builtins.int
+    ERASED_FIELD_NUMBER: _builtins.int
+    active_sessions: _builtins.int
+    """Output only. Sessions that are active now (not ended, not expired)."""
+    erased: _builtins.bool
+    """Output only. Whether the user's personal data was erased (EraseUserData)."""
+    @_builtins.property
+    def last_login_at(self) -> _timestamp_pb2.Timestamp:
+        """Output only. Start of the user's most recent session (any login kind); unset if
+        the user never logged in.
+        """
+
+    @_builtins.property
+    def active_plans(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserPlan]:
+        """Output only. Plans active now or queued to start, by valid_from."""
+
+    @_builtins.property
+    def archived_at(self) -> _timestamp_pb2.Timestamp:
+        """Output only. Set once the user is archived (AdminService.ArchiveUser or
+        EraseUserData): the time of the DDS UsersArchive row.
+        """
+
+    def __init__(
+        self,
+        *,
+        last_login_at: _timestamp_pb2.Timestamp | None = ...,
+        active_sessions: _builtins.int = ...,
+        active_plans: _abc.Iterable[Global___UserPlan] | None = ...,
+        archived_at: _timestamp_pb2.Timestamp | None = ...,
+        erased: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["archived_at", b"archived_at", "last_login_at", b"last_login_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_plans", b"active_plans", "active_sessions", b"active_sessions", "archived_at", b"archived_at", "erased", b"erased", "last_login_at", b"last_login_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserDetails: _TypeAlias = UserDetails  # noqa: Y015
+
+@_typing.final
+class UserPlan(_message.Message):
+    """UserPlan is one plan period of a user (DDS CurrentActivePlans), as GetUser shows it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    PLAN_NAME_FIELD_NUMBER: _builtins.int
+    PHONE_NUMBER_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_TO_FIELD_NUMBER: _builtins.int
+    QUEUED_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Output only. The plan period (DDS CurrentActivePlans.id; RechargeService
+    ActivePlan.id).
+    """
+    plan_id: _builtins.int
+    """Output only. The plan bought."""
+    plan_name: _builtins.str
+    """Output only. Its name."""
+    phone_number: _builtins.str
+    """Output only. The recharged number."""
+    queued: _builtins.bool
+    """Output only. True while queued (starts at valid_from); false when active now."""
+    @_builtins.property
+    def valid_from(self) -> _timestamp_pb2.Timestamp:
+        """Output only. Start of validity."""
+
+    @_builtins.property
+    def valid_to(self) -> _timestamp_pb2.Timestamp:
+        """Output only. End of validity."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        plan_id: _builtins.int = ...,
+        plan_name: _builtins.str = ...,
+        phone_number: _builtins.str = ...,
+        valid_from: _timestamp_pb2.Timestamp | None = ...,
+        valid_to: _timestamp_pb2.Timestamp | None = ...,
+        queued: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["valid_from", b"valid_from", "valid_to", b"valid_to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "phone_number", b"phone_number", "plan_id", b"plan_id", "plan_name", b"plan_name", "queued", b"queued", "valid_from", b"valid_from", "valid_to", b"valid_to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserPlan: _TypeAlias = UserPlan  # noqa: Y015
 
 @_typing.final
 class Admin(_message.Message):

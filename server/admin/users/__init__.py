@@ -1,0 +1,2 @@
+"""AdminService: customer accounts (list, read, block, archive, sessions, data export
+and erasure)."""
