@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.admin.staff import queries
 from server.audit.scope import audit_change
-from server.auth.domain import SERVICE_ROLE, Admin, ServiceAccount
+from server.auth.domain import SERVICE_ROLE, Admin, ServiceAccount, end_sessions
 from server.auth.identifiers import normalize_email, normalize_phone
 from server.auth.password_policy import password_problem
 from server.auth.principal import Principal
@@ -361,8 +361,6 @@ async def update_admin(
     if changed:
         await queries.update_admin(conn, current.admin_id, changed)
         if changed.get("status", "active") != "active":
-            from server.auth.domain import end_sessions
-
             ended = [
                 str(s)
                 for s in await end_sessions(
