@@ -24,6 +24,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -48,7 +49,8 @@ from bench.load import Job, Result, run
 from bench.stats import Row, percentile, render
 from gencharge.v1 import auth_service_pb2, auth_service_pb2_grpc
 from migrations import mongo as mongo_migrations
-from server.auth.flows import create_service_account
+from server.admin.staff.domain import NewServiceAccount
+from server.admin.staff.flows import create_service_account
 from server.auth.scopes import RECHARGES_WRITE
 from server.core import db
 from server.core.config import Settings
@@ -157,9 +159,13 @@ async def prepare(pg: EmbeddedPostgres, mongo_url: str, n_users: int) -> Fixture
                     .returning(plans.c.plan_id)
                 )
             ).scalar_one()
-        client_id, secret = await create_service_account(
-            db.Database(engine), name="bench load generator", scopes=[RECHARGES_WRITE]
+        created = await create_service_account(
+            db.Database(engine),
+            NewServiceAccount(
+                name=f"bench load generator {secrets.token_hex(4)}", scopes=[RECHARGES_WRITE]
+            ),
         )
+        client_id, secret = created.account.client_id, created.client_secret
     finally:
         await client.close()
         await engine.dispose()

@@ -1,13 +1,18 @@
 """Creating administrators from the command line and at start (bootstrap admin), and
-resetting an administrator's second factor (an operator's recovery action)."""
+resetting an administrator's second factor (an operator's recovery action).
+
+Creating one goes through the same code as AdminService CreateAdmin
+(server/admin/staff/flows.py): the same checks, the same insert, the same audit event.
+"""
 
 from __future__ import annotations
 
+from server.admin.staff import domain as staff_domain
+from server.admin.staff import flows as staff_flows
 from server.audit.scope import CLI_ACTOR, audit_change, job_scope
 from server.auth import domain as auth_domain
-from server.auth.identifiers import normalize_phone
-from server.auth.password_policy import password_problem
 from server.core.db import Database
+from server.core.errors import InvalidArgument, NotFound
 
 
 async def ensure_admin(
@@ -19,30 +24,28 @@ async def ensure_admin(
     phone_number: str | None = None,
     role_name: str = "Admin",
 ) -> bool:
-    """Create the admin unless the email is taken; True when created.
+    """Create the admin unless the email (or phone) is taken; True when created.
 
     An existing admin is left untouched (its password is never overwritten from
-    configuration), so restarting with the bootstrap settings is harmless.
+    configuration), so restarting with the bootstrap settings is harmless. A weak
+    password, a bad e-mail or phone number, or an unknown role is a ValueError.
     """
-    problem = password_problem(password, context=[email, name])
-    if problem:
-        raise ValueError(problem)
-    phone = normalize_phone(phone_number) if phone_number else None
-    if phone_number and phone is None:
-        raise ValueError("the phone number must be a 10-digit Indian mobile number")
-    password_hash = await auth_domain.new_password_hash(password)
-    async with db.transaction() as conn:
-        role_id = await auth_domain.role_id_named(role_name, conn=conn)
-        if role_id is None:
-            raise ValueError(f"unknown role {role_name!r}; load reference data first")
-        return await auth_domain.create_admin_if_absent(
-            conn=conn,
-            email=email.strip().lower(),
-            name=name,
-            phone_number=phone,
-            password_hash=password_hash,
-            role_id=role_id,
-        )
+    new = staff_domain.NewAdmin(
+        name=name,
+        email=email,
+        phone_number=phone_number or "",
+        password=password,
+        role_name=role_name,
+        prefix="",
+        initial_field="password",
+    )
+    try:
+        created = await staff_flows.create_admin(db, new, if_absent=True)
+    except InvalidArgument as exc:
+        raise ValueError("; ".join(f"{v.field}: {v.description}" for v in exc.violations)) from None
+    except NotFound as exc:
+        raise ValueError(str(exc)) from None
+    return created is not None
 
 
 async def reset_admin_mfa(db: Database, email: str) -> bool:

@@ -207,6 +207,11 @@ class Authenticator:
         for session_id in session_ids:
             self.forget_session(str(session_id))
 
+    def forget_service(self, client_id: str) -> None:
+        """Drop a service account's cached state (after its change commits: disabled,
+        scopes replaced), so this process sees the change on the next call."""
+        self._services.discard(client_id)
+
     async def authenticate(self, authorization: str | None) -> Principal:
         if authorization is None:
             return ANONYMOUS

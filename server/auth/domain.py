@@ -19,7 +19,7 @@ import re
 import secrets
 import string
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -35,7 +35,6 @@ from server.auth.identifiers import normalize_email, normalize_phone
 from server.auth.password_policy import normalize_password, password_problem
 from server.auth.passwords import hash_password, verify_password
 from server.auth.principal import Principal
-from server.auth.scopes import check_scopes
 from server.auth.tokens import (
     TokenService,
     hashes_equal,
@@ -1644,61 +1643,6 @@ async def issue_service_token(
     )
 
 
-def check_service_account_name(name: str) -> str:
-    if not 1 <= len(name.strip()) <= 100:
-        raise InvalidArgument.field("name", "must have 1 to 100 characters")
-    return name.strip()
-
-
-async def create_service_account(
-    *,
-    name: str,
-    client_id: str,
-    secret_hash: str,
-    created_by: int | None,
-    scopes: Iterable[str] = (),
-    conn: AsyncConnection,
-) -> None:
-    """A new active account with the Service role and ``scopes`` (validated here:
-    INVALID_ARGUMENT ``scopes`` names unknown ones)."""
-    granted = check_scopes(scopes)
-    role_id = await queries.role_id_by_name(conn, SERVICE_ROLE)
-    if role_id is None:
-        raise FailedPrecondition("the Service role is missing; load reference data")
-    await queries.insert_service_account(
-        conn,
-        {
-            "client_id": client_id,
-            "name": name,
-            "secret_hash": secret_hash,
-            "role_id": role_id,
-            "created_by": created_by,
-            "scopes": list(granted),
-        },
-    )
-    audit_change("ServiceAccounts", "INSERT", {"client_id": client_id, "scopes": list(granted)})
-
-
-async def set_service_account_scopes(
-    client_id: str, scopes: Iterable[str], *, conn: AsyncConnection
-) -> ServiceAccount:
-    """Replace the account's scopes. Tokens issued before keep only the scopes the
-    account still holds (checked on the cached account state); a scope added needs a
-    new token. NOT_FOUND for an unknown ``client_id``."""
-    granted = check_scopes(scopes)
-    if not await queries.set_service_account_scopes(conn, client_id, list(granted)):
-        raise NotFound(f"service account {client_id} not found", metadata={"client_id": client_id})
-    audit_change("ServiceAccounts", "UPDATE", {"client_id": client_id, "scopes": list(granted)})
-    row = await queries.service_account_by_client_id(conn, client_id)
-    assert row is not None
-    return _service_account(row)
-
-
-async def list_service_accounts(*, conn: AsyncConnection) -> list[ServiceAccount]:
-    """Every service account, by client id."""
-    return [_service_account(row) for row in await queries.list_service_accounts(conn)]
-
-
 # --- roles and housekeeping ---------------------------------------------------------------
 
 
@@ -1716,26 +1660,6 @@ async def delete_expired(before: datetime, *, conn: AsyncConnection) -> int:
 
 
 # --- administrators created or reset by operators (server/admin/flows.py) ---------------
-
-
-async def create_admin_if_absent(
-    *,
-    email: str,
-    name: str,
-    phone_number: str | None,
-    password_hash: str,
-    role_id: int,
-    conn: AsyncConnection,
-) -> bool:
-    """An active admin unless one with this email (or phone) exists; True if created."""
-    return await queries.insert_admin_if_absent(
-        conn,
-        email=email,
-        name=name,
-        phone_number=phone_number,
-        password_hash=password_hash,
-        role_id=role_id,
-    )
 
 
 async def forget_admin_mfa(email: str, *, conn: AsyncConnection) -> int | None:

@@ -16,7 +16,6 @@ transactions itself, calling the rules in server/auth/domain.py inside them:
 from __future__ import annotations
 
 import logging
-import secrets
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -28,12 +27,10 @@ from server.audit.scope import set_actor
 from server.auth import domain
 from server.auth.passwords import needs_rehash
 from server.auth.principal import Principal
-from server.auth.scopes import check_scopes
 from server.auth.throttle import Throttle, ThrottleKey, keys_for
-from server.auth.tokens import new_opaque_token, token_hash
+from server.auth.tokens import token_hash
 from server.core.db import Database
 from server.core.errors import (
-    AlreadyExists,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -542,53 +539,6 @@ async def _tell_previous_contacts(
 
 
 # --- service accounts and housekeeping ----------------------------------------------------
-
-
-async def create_service_account(
-    db: Database,
-    *,
-    name: str,
-    client_id: str | None = None,
-    created_by: int | None = None,
-    scopes: Iterable[str] = (),
-) -> tuple[str, str]:
-    """Create an active service account holding ``scopes`` (server/auth/scopes.py;
-    none by default); returns (client_id, client_secret). Shared by the
-    ``gencharge create-service-account`` command and AdminService.
-
-    The secret is shown once; only its argon2id hash is stored.
-    """
-    clean_name = domain.check_service_account_name(name)
-    granted = check_scopes(scopes)  # before the hashing work
-    client_id = client_id or f"svc_{secrets.token_hex(8)}"
-    secret = new_opaque_token("gcs")
-    secret_hash = await domain.new_secret_hash(secret)
-    try:
-        async with db.transaction() as conn:
-            await domain.create_service_account(
-                name=clean_name,
-                client_id=client_id,
-                secret_hash=secret_hash,
-                created_by=created_by,
-                scopes=granted,
-                conn=conn,
-            )
-    except IntegrityError:
-        raise AlreadyExists(f"service account {client_id} exists") from None
-    return client_id, secret
-
-
-async def set_service_account_scopes(
-    db: Database, client_id: str, scopes: Iterable[str]
-) -> domain.ServiceAccount:
-    """Replace a service account's scopes (see domain.set_service_account_scopes)."""
-    async with db.transaction() as conn:
-        return await domain.set_service_account_scopes(client_id, scopes, conn=conn)
-
-
-async def list_service_accounts(db: Database) -> list[domain.ServiceAccount]:
-    async with db.read_only() as conn:
-        return await domain.list_service_accounts(conn=conn)
 
 
 async def cleanup(

@@ -325,36 +325,6 @@ async def service_account_by_client_id(conn: AsyncConnection, client_id: str) ->
     )
 
 
-async def insert_service_account(conn: AsyncConnection, values: dict[str, Any]) -> int:
-    result = await conn.execute(
-        insert(service_accounts).values(**values).returning(service_accounts.c.service_account_id)
-    )
-    return int(result.scalar_one())
-
-
-async def set_service_account_scopes(
-    conn: AsyncConnection, client_id: str, scopes: list[str]
-) -> bool:
-    """Replace an account's scopes; False when no account has ``client_id``."""
-    result = await conn.execute(
-        update(service_accounts)
-        .where(service_accounts.c.client_id == client_id)
-        .values(scopes=scopes)
-    )
-    return bool(result.rowcount)
-
-
-async def list_service_accounts(conn: AsyncConnection) -> Sequence[RowT]:
-    result = await conn.execute(
-        select(*_SERVICE_COLUMNS)
-        .select_from(
-            service_accounts.outerjoin(roles, service_accounts.c.role_id == roles.c.role_id)
-        )
-        .order_by(service_accounts.c.client_id)
-    )
-    return result.all()
-
-
 async def touch_service_account(conn: AsyncConnection, client_id: str) -> None:
     await conn.execute(
         update(service_accounts)
@@ -586,32 +556,6 @@ async def delete_stale_auth_rows(conn: AsyncConnection, before: datetime) -> int
 
 
 # --- administrators created or reset by operators (server/admin/flows.py) ------------
-
-
-async def insert_admin_if_absent(
-    conn: AsyncConnection,
-    *,
-    email: str,
-    name: str,
-    phone_number: str | None,
-    password_hash: str,
-    role_id: int,
-) -> bool:
-    """Insert an active admin unless one with this email (or phone) exists; True if inserted."""
-    result = await conn.execute(
-        insert(admins)
-        .values(
-            email=email,
-            name=name,
-            phone_number=phone_number,
-            password_hash=password_hash,
-            status="active",
-            role_id=role_id,
-        )
-        .on_conflict_do_nothing()
-        .returning(admins.c.admin_id)
-    )
-    return result.scalar_one_or_none() is not None
 
 
 async def reset_admin_mfa(conn: AsyncConnection, email: str) -> int | None:

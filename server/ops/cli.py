@@ -12,12 +12,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from server.admin import flows as admin_flows
+from server.admin.staff import flows as staff_flows
+from server.admin.staff.domain import NewAdmin, NewServiceAccount, check_new_admin
 from server.admin.users import flows as user_flows
 from server.audit.scope import CLI_ACTOR, job_scope
-from server.auth import flows as auth_flows
 from server.auth.domain import ServiceAccount
-from server.auth.identifiers import normalize_phone
-from server.auth.password_policy import password_problem
 from server.auth.scopes import SCOPES, check_scopes
 from server.core import logs
 from server.core.config import (
@@ -104,28 +103,42 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
     password = _read_password(args)
-    problem = password_problem(password, context=[args.email, args.name])
-    if problem:
-        print(f"refusing: {problem}", file=sys.stderr)
-        return 2
-    if args.phone and normalize_phone(args.phone) is None:
-        print("refusing: --phone must be a 10-digit Indian mobile number", file=sys.stderr)
+    try:
+        # The checks CreateAdmin makes, before any database is started.
+        check_new_admin(
+            NewAdmin(
+                name=args.name,
+                email=args.email,
+                phone_number=args.phone or "",
+                password=password,
+                role_name=args.role,
+                prefix="",
+                initial_field="password",
+            )
+        )
+    except InvalidArgument as exc:
+        print(f"refusing: {_refusal(exc)}", file=sys.stderr)
         return 2
 
     async def work(resources: Resources, databases: runtime.Databases) -> None:
         await runtime.migrate(resources, databases.database_url)
         await runtime.load_seed(resources, demo=False)
-        created = await admin_flows.ensure_admin(
-            resources.db,
-            email=args.email,
-            name=args.name,
-            password=password,
-            phone_number=args.phone,
-            role_name=args.role,
-        )
+        with job_scope("create-admin", actor=CLI_ACTOR):
+            created = await admin_flows.ensure_admin(
+                resources.db,
+                email=args.email,
+                name=args.name,
+                password=password,
+                phone_number=args.phone,
+                role_name=args.role,
+            )
         print(("created" if created else "exists, unchanged") + f": {args.email}")
 
-    return _with_databases(settings, work)
+    try:
+        return _with_databases(settings, work)
+    except ValueError as exc:
+        print(f"refusing: {exc}", file=sys.stderr)
+        return 2
 
 
 def _reset_admin_mfa(settings: Settings, args: argparse.Namespace) -> int:
@@ -172,12 +185,13 @@ def _create_service_account(settings: Settings, args: argparse.Namespace) -> int
     async def work(resources: Resources, databases: runtime.Databases) -> None:
         await runtime.migrate(resources, databases.database_url)
         await runtime.load_seed(resources, demo=False)
+        new = NewServiceAccount(
+            name=args.name, client_id=args.client_id or "", scopes=scopes, prefix="--"
+        )
         with job_scope("create-service-account", actor=CLI_ACTOR):
-            client_id, secret = await auth_flows.create_service_account(
-                resources.db, name=args.name, client_id=args.client_id, scopes=scopes
-            )
-        print(f"client_id: {client_id}")
-        print(f"client_secret: {secret}")
+            created = await staff_flows.create_service_account(resources.db, new)
+        print(f"client_id: {created.account.client_id}")
+        print(f"client_secret: {created.client_secret}")
         print(f"scopes: {_scopes_text(scopes)}")
         print("Store the secret now: it is shown once and only its hash is kept.")
 
@@ -204,7 +218,7 @@ def _set_service_account_scopes(settings: Settings, args: argparse.Namespace) ->
     async def work(resources: Resources, databases: runtime.Databases) -> None:
         await runtime.migrate(resources, databases.database_url)
         with job_scope("set-service-account-scopes", actor=CLI_ACTOR):
-            account = await auth_flows.set_service_account_scopes(
+            account = await staff_flows.set_service_account_scopes(
                 resources.db, args.client_id, scopes
             )
         print(f"{account.client_id}: scopes {_scopes_text(account.scopes)}")
@@ -230,7 +244,7 @@ def _account_line(account: ServiceAccount) -> str:
 def _list_service_accounts(settings: Settings, args: argparse.Namespace) -> int:
     async def work(resources: Resources, databases: runtime.Databases) -> None:
         await runtime.migrate(resources, databases.database_url)
-        accounts = await auth_flows.list_service_accounts(resources.db)
+        accounts = await staff_flows.list_service_accounts(resources.db)
         print("client_id\tstatus\tscopes\tlast_token\tname")
         for account in accounts:
             print(_account_line(account))

@@ -25,6 +25,7 @@ from gencharge.v1 import (
     recharge_service_pb2_grpc,
     wallet_service_pb2_grpc,
 )
+from server.admin.staff.servicer import StaffRpcs
 from server.admin.users.servicer import UserRpcs
 from server.auth.security import Security
 from server.auth.servicer import AuthServicer
@@ -85,6 +86,7 @@ class RechargeServicer(
 
 class AdminServicer(
     UserRpcs,
+    StaffRpcs,
     admin_service_pb2_grpc.AdminServiceServicer,
 ):
     """AdminService: its RPCs by topic, each topic a mixin from its own sub-package

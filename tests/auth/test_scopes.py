@@ -24,7 +24,8 @@ from gencharge.v1 import (
 )
 from gencharge.v1 import recharge_service_pb2 as rpb
 from gencharge.v1 import wallet_service_pb2 as wpb
-from server.auth import flows
+from server.admin.staff import flows
+from server.admin.staff.domain import NewServiceAccount
 from server.auth.access import service_rule_problem
 from server.auth.scopes import PAYMENTS_CONFIRM, RECHARGES_READ, RECHARGES_WRITE, SCOPES
 from server.core.errors import InvalidArgument, NotFound
@@ -108,7 +109,10 @@ async def test_scopes_are_chosen_at_creation_and_carried_in_the_token(
 async def test_unknown_scope_is_refused_and_nothing_is_created(resources: Any) -> None:
     with pytest.raises(InvalidArgument) as caught:
         await flows.create_service_account(
-            resources.db, name="typo", client_id="svc_typo", scopes=["recharge.write"]
+            resources.db,
+            NewServiceAccount(
+                name="typo", client_id="svc_typo", scopes=["recharge.write"], prefix=""
+            ),
         )
     (violation,) = caught.value.violations
     assert violation.field == "scopes"

@@ -15,7 +15,9 @@ import grpc
 from gencharge.v1 import auth_service_pb2 as auth_pb
 from gencharge.v1 import auth_service_pb2_grpc, common_pb2
 from server.admin import flows as admin_flows
-from server.auth import flows, totp
+from server.admin.staff import flows as staff_flows
+from server.admin.staff.domain import NewServiceAccount
+from server.auth import totp
 from server.core.messaging import DevOutboxSender
 
 PASSWORD = "a sturdy passphrase for tests 7"
@@ -155,9 +157,11 @@ async def create_service(
 ) -> Actor:
     """A service account holding ``scopes`` (server/auth/scopes.py; none by default,
     like the command's) and a fresh token for it."""
-    client_id, secret = await flows.create_service_account(
-        resources.db, name="test service", scopes=scopes
+    created = await staff_flows.create_service_account(
+        resources.db,
+        NewServiceAccount(name=f"test service {uuid.uuid4().hex[:8]}", scopes=tuple(scopes)),
     )
+    client_id, secret = created.account.client_id, created.client_secret
     reply = await auth_stub(channel).IssueServiceToken(
         auth_pb.IssueServiceTokenRequest(client_id=client_id, client_secret=secret)
     )

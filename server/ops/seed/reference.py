@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
+from server.auth import resources
+
 # --------------------------------------------------------------------------- roles
 
 ROLE_ADMIN: Final = 1
@@ -46,27 +48,9 @@ ROLES: Final[tuple[Role, ...]] = (
 
 # --------------------------------------------------------------------- permissions
 
-#: Every resource named by an access rule (``resource: "..."``) of the gRPC contract
-#: (protos/gencharge/v1/*.proto, listed in access.proto). tests/test_seed.py parses the
-#: protos and fails when a resource is missing here, so the seed cannot fall behind.
-CONTRACT_RESOURCES: Final[tuple[str, ...]] = (
-    "Users",
-    "Admins",
-    "Roles",
-    "Permissions",
-    "Transactions",
-    "Wallet",
-    "Plans",
-    "Offers",
-    "Notifications",
-    "Content",
-    "ContactForm",
-    "Reports",
-    "AuditLog",
-    "Backup",
-    "Schedule",
-    "ServiceAccounts",
-)
+#: Every resource an access rule of the contract names: server/auth/resources.py (where
+#: CreatePermission checks it too); re-exported here for the seed.
+CONTRACT_RESOURCES: Final[tuple[str, ...]] = resources.CONTRACT_RESOURCES
 
 #: Resources Support may read (and nothing else).
 SUPPORT_READ_RESOURCES: Final[tuple[str, ...]] = (
