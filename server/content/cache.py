@@ -3,7 +3,9 @@
 Each read is kept under its key (an item id; a list page's type, size and position)
 for ``ttl_seconds`` by the cache's ``clock`` (``time.monotonic`` unless a test injects
 its own), misses included (an unknown id is asked again only after the ttl), at most
-``max_items`` keys (the least recently used go first).
+``max_items`` keys weighing at most ``max_bytes`` together (``weigh`` tells a value's
+weight; the least recently used go first; a value heavier than the budget is served
+but not kept).
 
 Changes made on this process are visible at once: the admin RPCs call
 :meth:`ContentCache.invalidate` after their change is stored, which forgets every key
@@ -28,6 +30,7 @@ from typing import Any, Final
 Clock = Callable[[], float]
 
 DEFAULT_MAX_ITEMS: Final = 4096
+DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class _Entry:
     value: Any
     loaded_at: float
     epoch: int
+    weight: int
 
 
 class ContentCache:
@@ -44,10 +48,15 @@ class ContentCache:
         *,
         clock: Clock = time.monotonic,
         max_items: int = DEFAULT_MAX_ITEMS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        weigh: Callable[[Any], int] = lambda value: 0,
     ) -> None:
         self._ttl = ttl_seconds
         self._clock = clock
         self._max = max_items
+        self._max_bytes = max_bytes
+        self._weigh = weigh
+        self._bytes = 0
         self._items: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._loading: dict[Hashable, tuple[int, asyncio.Future[Any]]] = {}
         self._epoch = 0
@@ -58,6 +67,16 @@ class ContentCache:
         """Forget everything: the next read of any key loads it again."""
         self._epoch += 1
         self._items.clear()
+        self._bytes = 0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(keys kept, their weight)."""
+        return len(self._items), self._bytes
+
+    def _drop(self, key: Hashable) -> None:
+        entry = self._items.pop(key)
+        self._bytes -= entry.weight
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[Any]]) -> Any:
         """The cached value of ``key``, or what ``load()`` returns (then kept)."""
@@ -69,7 +88,7 @@ class ContentCache:
             if entry.epoch == self._epoch and self._clock() - entry.loaded_at < self._ttl:
                 self._items.move_to_end(key)
                 return entry.value
-            del self._items[key]
+            self._drop(key)
         pending = self._loading.get(key)
         if pending is None or pending[0] != self._epoch:
             future = asyncio.ensure_future(self._load(key, load))
@@ -89,11 +108,14 @@ class ContentCache:
             current = self._loading.get(key)
             if current is not None and current[0] == epoch:
                 del self._loading[key]
-        if epoch == self._epoch:
-            self._items[key] = _Entry(value, loaded_at, epoch)
-            self._items.move_to_end(key)
-            while len(self._items) > self._max:
-                self._items.popitem(last=False)
+        weight = self._weigh(value)
+        if epoch == self._epoch and weight <= self._max_bytes:
+            if key in self._items:
+                self._drop(key)
+            self._items[key] = _Entry(value, loaded_at, epoch, weight)
+            self._bytes += weight
+            while len(self._items) > self._max or self._bytes > self._max_bytes:
+                self._drop(next(iter(self._items)))
         return value
 
 

@@ -17,7 +17,6 @@ from server.content.domain import (
     ContentItem,
 )
 from server.core import protoconv
-from server.core.errors import InvalidArgument
 
 STATUSES: Final[dict[pb.ContactFormStatus.ValueType, str]] = {
     pb.CONTACT_FORM_STATUS_NEW: NEW,
@@ -85,9 +84,10 @@ def status_filter(value: int) -> str | None:
     return protoconv.enum_filter("status", value, STATUSES)
 
 
-def new_status(value: int) -> str:
-    """UpdateContactFormStatus' status: required, and one of the known values."""
+def new_status(value: int) -> str | None:
+    """UpdateContactForm's status: one of the known values, else None (unset or
+    unknown: the domain says so with the request's other violations)."""
     for known, status in STATUSES.items():
         if known == value:
             return status
-    raise InvalidArgument.field("status", "required" if value == 0 else f"unknown value {value}")
+    return None

@@ -34,8 +34,11 @@ from server.core.errors import FieldViolation, InvalidArgument, NotFound
 from server.core.pagination import Page
 
 MAX_TITLE: Final = 200
-#: A body as compact JSON (UTF-8); a policy page fits many times over.
-MAX_BODY_BYTES: Final = 1_000_000
+#: A body as compact JSON (UTF-8); a long policy page fits several times over.
+MAX_BODY_BYTES: Final = 512 * 1024
+#: A ListContent page stops early (with a next-page token) before its bodies pass
+#: this, so a page always fits a response (GENCHARGE_MAX_MESSAGE_BYTES, 4 MiB).
+MAX_PAGE_BODY_BYTES: Final = 2 * 1024 * 1024
 MAX_NAME: Final = 100
 MAX_DESCRIPTION: Final = 5000
 #: Attempts at a fresh content id when the counter fell behind the stored ids.
@@ -68,6 +71,8 @@ class ContentItem:
     body: Mapping[str, Any]
     created_by: int | None
     updated_at: datetime | None
+    #: The body's size as compact UTF-8 JSON (what caches and pages are weighed by).
+    body_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,17 +110,24 @@ def to_millis(moment: datetime) -> datetime:
 # ------------------------------------------------------------------------ content
 
 
+def json_bytes(value: Any) -> int:
+    """Size of ``value`` as compact JSON in UTF-8."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+
+
 def _content_item(doc: Mapping[str, Any], type_name: str) -> ContentItem:
     body = doc.get("body")
+    body = body if isinstance(body, Mapping) else {}
     created_by = doc.get("created_by")
     return ContentItem(
         content_id=int(doc["content_id"]),
         content_type_id=int(doc.get("content_type_id") or 0),
         content_type_name=type_name,
         title=str(doc.get("title") or ""),
-        body=body if isinstance(body, Mapping) else {},
+        body=body,
         created_by=created_by if isinstance(created_by, int) else None,
         updated_at=doc.get("updated_at") if isinstance(doc.get("updated_at"), datetime) else None,
+        body_bytes=json_bytes(body),
     )
 
 
@@ -151,6 +163,17 @@ async def list_content(
         for doc in docs
         if isinstance(doc.get("content_id"), int) and isinstance(doc.get("updated_at"), datetime)
     ]
+    # Large bodies: end the page early (never before its first item); the token
+    # continues after the last item returned.
+    total = 0
+    for index, item in enumerate(items[: page.size]):
+        total += item.body_bytes
+        if index and total > MAX_PAGE_BODY_BYTES:
+            kept = items[:index]
+            last = kept[-1]
+            assert last.updated_at is not None
+            position = [last.updated_at.isoformat(), last.content_id]
+            return kept, page.next_token(position, True)
     return pagination.time_page(items, page, "updated_at", "content_id")
 
 
@@ -203,7 +226,7 @@ def _body(value: Mapping[str, Any], path: str, violations: list[FieldViolation])
         violations.append(
             FieldViolation(path, "keys must be non-empty and must not start with $ or contain .")
         )
-    elif len(json.dumps(value, separators=(",", ":")).encode()) > MAX_BODY_BYTES:
+    elif json_bytes(value) > MAX_BODY_BYTES:
         violations.append(FieldViolation(path, f"must be at most {MAX_BODY_BYTES} bytes as JSON"))
 
 
@@ -430,20 +453,50 @@ async def list_contact_forms(
     return items, page.next_token(position, more)
 
 
-def contact_form_object_id(contact_form_id: str) -> ObjectId:
+#: UpdateContactForm's writable paths, and the output-only ones.
+CONTACT_FORM_PATHS: Final = ("status",)
+CONTACT_FORM_OUTPUT_ONLY: Final = frozenset(
+    {"contact_form_id", "name", "email", "description", "created_at", "updated_at"}
+)
+
+
+async def update_contact_form(
+    contact_form_id: str,
+    status: str | None,
+    paths: Iterable[str],
+    now: datetime,
+    *,
+    mongo: Mongo,
+) -> ContactFormEntry:
+    """Move a submission to ``status`` (one of :data:`CONTACT_FORM_STATUSES`; None: the
+    request's status was unset or unknown), the one path an update mask may name."""
+    violations: list[FieldViolation] = []
     text = contact_form_id.lower()
     if not _OBJECT_ID.fullmatch(text):
-        raise InvalidArgument.field(
-            "contact_form_id", "must be a contact form id (24 hexadecimal digits)"
+        violations.append(
+            FieldViolation(
+                "contact_form.contact_form_id",
+                "must be a contact form id (24 hexadecimal digits)",
+            )
         )
-    return ObjectId(text)
-
-
-async def set_contact_form_status(
-    contact_form_id: str, status: str, now: datetime, *, mongo: Mongo
-) -> ContactFormEntry:
-    """Move a submission to ``status`` (one of :data:`CONTACT_FORM_STATUSES`)."""
-    oid = contact_form_object_id(contact_form_id)
+    given = list(paths)
+    if not given:
+        violations.append(FieldViolation("update_mask", "name at least one field to update"))
+    for path in given:
+        if path in CONTACT_FORM_OUTPUT_ONLY:
+            violations.append(
+                FieldViolation("update_mask", f"{path!r} cannot be changed (submitted data)")
+            )
+        elif path not in CONTACT_FORM_PATHS:
+            violations.append(FieldViolation("update_mask", f"unknown field path {path!r}"))
+    if "status" in given and status is None:
+        violations.append(
+            FieldViolation("contact_form.status", "must be NEW, IN_PROGRESS or RESOLVED")
+        )
+    if violations:
+        raise InvalidArgument.of(violations)
+    assert status is not None
+    oid = ObjectId(text)
     doc, changed = await queries.set_contact_form_status(mongo, oid, status, to_millis(now))
     if doc is None:
         raise NotFound(

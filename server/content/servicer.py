@@ -33,6 +33,16 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _weight(value: Any) -> int:
+    """A cached read's weight: its bodies' bytes (an item, a page's items, a miss)."""
+    if isinstance(value, domain.ContentItem):
+        return value.body_bytes + 256
+    if isinstance(value, tuple):
+        items: list[domain.ContentItem] = value[0]
+        return sum(item.body_bytes + 256 for item in items) + 256
+    return 256
+
+
 class ContentServicer(content_service_pb2_grpc.ContentServiceServicer):
     def __init__(
         self,
@@ -47,7 +57,7 @@ class ContentServicer(content_service_pb2_grpc.ContentServiceServicer):
         self._db = resources.db
         self._mongo = resources.mongo_db
         self._now = utc_clock
-        self.cache = ContentCache(settings.content_cache_seconds, clock=clock)
+        self.cache = ContentCache(settings.content_cache_seconds, clock=clock, weigh=_weight)
         self._throttle = flows.contact_form_throttle(resources.db, settings, clock=utc_clock)
 
     # ------------------------------------------------------------------ public
@@ -130,12 +140,16 @@ class ContentServicer(content_service_pb2_grpc.ContentServiceServicer):
         entries, token = await domain.list_contact_forms(status, page, mongo=self._mongo)
         return convert.contact_forms_response(entries, token)
 
-    async def UpdateContactFormStatus(
-        self, request: pb.UpdateContactFormStatusRequest, context: Context
+    async def UpdateContactForm(
+        self, request: pb.UpdateContactFormRequest, context: Context
     ) -> pb.ContactForm:
-        status = convert.new_status(request.status)
+        form = request.contact_form
         async with self._db.transaction():
-            entry = await domain.set_contact_form_status(
-                request.contact_form_id, status, self._now(), mongo=self._mongo
+            entry = await domain.update_contact_form(
+                form.contact_form_id,
+                convert.new_status(form.status),
+                request.update_mask.paths,
+                self._now(),
+                mongo=self._mongo,
             )
         return convert.contact_form_message(entry)

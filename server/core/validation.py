@@ -61,7 +61,7 @@ MAX_STRING_CHARS: Final = 4096
 #: check them further (the contact form's message, a content page's body).
 LONG_STRING_FIELDS: Final[dict[str, int]] = {
     "gencharge.v1.SubmitContactFormRequest.description": 5000,
-    "gencharge.v1.Content.body": 1_000_000,
+    "gencharge.v1.Content.body": 512 * 1024,
 }
 MAX_MASK_PATHS: Final = 64
 MAX_PATH_CHARS: Final = 128

@@ -1,5 +1,5 @@
 """The contact form through the real server: anonymous submissions (validated, stored,
-throttled per client address), ListContactForms and UpdateContactFormStatus for
+throttled per client address), ListContactForms and UpdateContactForm for
 Support and Admin (RBAC per role), one audit event per change, and no submitter
 e-mail in the logs or the audit log."""
 
@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 from bson import ObjectId
+from google.protobuf import field_mask_pb2
 
 from gencharge.v1 import content_service_pb2 as pb
 from gencharge.v1 import content_service_pb2_grpc
@@ -42,6 +43,19 @@ def form(**overrides: Any) -> pb.SubmitContactFormRequest:
     }
     fields.update(overrides)
     return pb.SubmitContactFormRequest(**fields)
+
+
+def status_change(
+    contact_form_id: str, status: int, paths: tuple[str, ...] = ("status",)
+) -> pb.UpdateContactFormRequest:
+    return pb.UpdateContactFormRequest(
+        contact_form=pb.ContactForm(
+            contact_form_id=contact_form_id,
+            status=status,  # type: ignore[arg-type]
+            email="ignored@example.com",  # not in the mask: never changed
+        ),
+        update_mask=field_mask_pb2.FieldMask(paths=list(paths)),
+    )
 
 
 @pytest.fixture
@@ -240,17 +254,13 @@ async def test_list_newest_first_filtered_and_paged(
     assert [f.contact_form_id for f in listed.contact_forms] == ids[::-1]
     assert listed.contact_forms[0].email.endswith("@example.co.in")  # operators see it all
 
-    moved = await stub.UpdateContactFormStatus(
-        pb.UpdateContactFormStatusRequest(contact_form_id=ids[1], status=IN_PROGRESS),
-        metadata=support.metadata,
+    moved = await stub.UpdateContactForm(
+        status_change(ids[1], IN_PROGRESS), metadata=support.metadata
     )
     assert moved.status == IN_PROGRESS and moved.updated_at.ToDatetime() >= (
         moved.created_at.ToDatetime()
     )
-    await stub.UpdateContactFormStatus(
-        pb.UpdateContactFormStatusRequest(contact_form_id=ids[3], status=RESOLVED),
-        metadata=admin.metadata,
-    )
+    await stub.UpdateContactForm(status_change(ids[3], RESOLVED), metadata=admin.metadata)
 
     async def all_pages(status: int, size: int) -> list[str]:
         seen: list[str] = []
@@ -290,14 +300,8 @@ async def test_status_changes(stub: Stub, support: Actor, resources: Any) -> Non
     submitted = await stub.SubmitContactForm(form())
     md = support.metadata
 
-    def move(contact_form_id: str, status: int) -> Any:
-        return stub.UpdateContactFormStatus(
-            pb.UpdateContactFormStatusRequest(
-                contact_form_id=contact_form_id,
-                status=status,  # type: ignore[arg-type]
-            ),
-            metadata=md,
-        )
+    def move(contact_form_id: str, status: int, paths: tuple[str, ...] = ("status",)) -> Any:
+        return stub.UpdateContactForm(status_change(contact_form_id, status, paths), metadata=md)
 
     resolved = await move(submitted.contact_form_id.upper(), RESOLVED)  # hex in any case
     assert resolved.status == RESOLVED
@@ -308,21 +312,24 @@ async def test_status_changes(stub: Stub, support: Actor, resources: Any) -> Non
     (doc,) = await _stored(resources)
     assert doc["status"] == "new"
 
-    for contact_form_id, status, field in (
-        (submitted.contact_form_id, 0, "status"),
-        (submitted.contact_form_id, 9, "status"),
-        ("not-an-id", RESOLVED, "contact_form_id"),
-        ("", RESOLVED, "contact_form_id"),
+    for contact_form_id, status, paths, field in (
+        (submitted.contact_form_id, 0, ("status",), "contact_form.status"),
+        (submitted.contact_form_id, 9, ("status",), "contact_form.status"),
+        ("not-an-id", RESOLVED, ("status",), "contact_form.contact_form_id"),
+        ("", RESOLVED, ("status",), "contact_form.contact_form_id"),
+        (submitted.contact_form_id, RESOLVED, (), "update_mask"),
+        (submitted.contact_form_id, RESOLVED, ("email",), "update_mask"),
+        (submitted.contact_form_id, RESOLVED, ("status", "nonsense"), "update_mask"),
     ):
-        error = await _error(move(contact_form_id, status))
+        error = await _error(move(contact_form_id, status, paths))
         assert error.code == grpc.StatusCode.INVALID_ARGUMENT
-        assert set(error.field_violations) == {field}
+        assert set(error.field_violations) == {field}, (paths, error.field_violations)
     error = await _error(move(str(ObjectId()), RESOLVED))
     assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "CONTACT_FORM_NOT_FOUND")
 
     # Audited: who moved which submission from where to where (no personal data).
     collection = resources.mongo_db["AuditLog"]
-    query = {"rpc": f"{SERVICE}/UpdateContactFormStatus", "outcome": "ok"}
+    query = {"rpc": f"{SERVICE}/UpdateContactForm", "outcome": "ok"}
 
     async def three() -> list[dict[str, Any]]:
         docs: list[dict[str, Any]] = await collection.find(query).to_list(None)
@@ -346,13 +353,11 @@ async def test_access_per_role(
     submitted = await stub.SubmitContactForm(form())
     customer = await register_user(channel)
     service = await create_service(channel, resources, scopes=["recharges.write"])
-    update = pb.UpdateContactFormStatusRequest(
-        contact_form_id=submitted.contact_form_id, status=RESOLVED
-    )
+    update = status_change(submitted.contact_form_id, RESOLVED)
     for actor in (admin, support):
         listed = await stub.ListContactForms(pb.ListContactFormsRequest(), metadata=actor.metadata)
         assert [f.contact_form_id for f in listed.contact_forms] == [submitted.contact_form_id]
-        await stub.UpdateContactFormStatus(update, metadata=actor.metadata)
+        await stub.UpdateContactForm(update, metadata=actor.metadata)
     for actor, code in (
         (customer, grpc.StatusCode.PERMISSION_DENIED),
         (service, grpc.StatusCode.PERMISSION_DENIED),
@@ -361,7 +366,7 @@ async def test_access_per_role(
         md = actor.metadata if actor else None
         for call in (
             stub.ListContactForms(pb.ListContactFormsRequest(), metadata=md),
-            stub.UpdateContactFormStatus(update, metadata=md),
+            stub.UpdateContactForm(update, metadata=md),
         ):
             assert (await _error(call)).code == code, actor
         # Anyone may write to us, signed in or not.

@@ -314,6 +314,31 @@ async def test_list_content_newest_update_first_by_type_and_paged(stub: Stub, ad
     assert list(empty.contents) == []
 
 
+async def test_pages_of_large_bodies_stop_early_and_continue(stub: Stub, admin: Actor) -> None:
+    """Bodies near the 512 KiB limit: a page ends before its bodies pass 2 MiB (so the
+    response fits 4 MiB) and its token carries on; nothing is lost or repeated."""
+    text = "p" * 500_000
+    ids = [
+        (await _create(stub, admin, content(TERMS, f"Big {i}", content=text))).content_id
+        for i in range(6)
+    ]
+    first = await stub.ListContent(pb.ListContentRequest(content_type_id=TERMS, page_size=10))
+    assert len(first.contents) == 4 and first.next_page_token
+    rest = await stub.ListContent(
+        pb.ListContentRequest(content_type_id=TERMS, page_size=10, page_token=first.next_page_token)
+    )
+    assert rest.next_page_token == ""
+    listed = [c.content_id for c in [*first.contents, *rest.contents]]
+    assert listed == ids[::-1]
+    error = await _error(
+        stub.CreateContent(
+            pb.CreateContentRequest(content=content(TERMS, "Too big", content="q" * 530_000)),
+            metadata=admin.metadata,
+        )
+    )
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
 # --------------------------------------------------------------------- ids
 
 

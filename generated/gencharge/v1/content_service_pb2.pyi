@@ -122,7 +122,7 @@ class ContactForm(_message.Message):
     description: _builtins.str
     """The message."""
     status: Global___ContactFormStatus.ValueType
-    """Output only (set with UpdateContactFormStatus). Where an operator has got to."""
+    """Where an operator has got to (changed with UpdateContactForm; ignored elsewhere)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """Output only. Submission time."""
@@ -395,27 +395,35 @@ class ListContactFormsResponse(_message.Message):
 Global___ListContactFormsResponse: _TypeAlias = ListContactFormsResponse  # noqa: Y015
 
 @_typing.final
-class UpdateContactFormStatusRequest(_message.Message):
-    """Request for UpdateContactFormStatus."""
+class UpdateContactFormRequest(_message.Message):
+    """Request for UpdateContactForm."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    CONTACT_FORM_ID_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    contact_form_id: _builtins.str
-    """ContactForm.contact_form_id (24 hexadecimal digits)."""
-    status: Global___ContactFormStatus.ValueType
-    """The new status; CONTACT_FORM_STATUS_UNSPECIFIED is INVALID_ARGUMENT."""
+    CONTACT_FORM_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def contact_form(self) -> Global___ContactForm:
+        """The submission with contact_form_id set (24 hexadecimal digits) and new values
+        for the fields in update_mask.
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """"status" (the only field an operator changes; CONTACT_FORM_STATUS_UNSPECIFIED is
+        INVALID_ARGUMENT). Required.
+        """
+
     def __init__(
         self,
         *,
-        contact_form_id: _builtins.str = ...,
-        status: Global___ContactFormStatus.ValueType = ...,
+        contact_form: Global___ContactForm | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact_form", b"contact_form", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_form_id", b"contact_form_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_form", b"contact_form", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateContactFormStatusRequest: _TypeAlias = UpdateContactFormStatusRequest  # noqa: Y015
+Global___UpdateContactFormRequest: _TypeAlias = UpdateContactFormRequest  # noqa: Y015

@@ -72,9 +72,9 @@ class ContentServiceStub:
                 request_serializer=gencharge_dot_v1_dot_content__service__pb2.ListContactFormsRequest.SerializeToString,
                 response_deserializer=gencharge_dot_v1_dot_content__service__pb2.ListContactFormsResponse.FromString,
                 _registered_method=True)
-        self.UpdateContactFormStatus = channel.unary_unary(
-                '/gencharge.v1.ContentService/UpdateContactFormStatus',
-                request_serializer=gencharge_dot_v1_dot_content__service__pb2.UpdateContactFormStatusRequest.SerializeToString,
+        self.UpdateContactForm = channel.unary_unary(
+                '/gencharge.v1.ContentService/UpdateContactForm',
+                request_serializer=gencharge_dot_v1_dot_content__service__pb2.UpdateContactFormRequest.SerializeToString,
                 response_deserializer=gencharge_dot_v1_dot_content__service__pb2.ContactForm.FromString,
                 _registered_method=True)
 
@@ -141,9 +141,10 @@ class ContentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateContactFormStatus(self, request, context):
-        """Moves a contact form submission to another status (any status to any other; the
-        same status again changes nothing). Errors: INVALID_ARGUMENT (unknown status or
+    def UpdateContactForm(self, request, context):
+        """Updates the fields of a contact form submission named in update_mask: "status"
+        (any status to any other, e.g. new -> in progress -> resolved; the same status
+        again changes nothing). Errors: INVALID_ARGUMENT (mask, unknown or unset status,
         malformed id), NOT_FOUND, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -188,9 +189,9 @@ def add_ContentServiceServicer_to_server(servicer, server):
                     request_deserializer=gencharge_dot_v1_dot_content__service__pb2.ListContactFormsRequest.FromString,
                     response_serializer=gencharge_dot_v1_dot_content__service__pb2.ListContactFormsResponse.SerializeToString,
             ),
-            'UpdateContactFormStatus': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateContactFormStatus,
-                    request_deserializer=gencharge_dot_v1_dot_content__service__pb2.UpdateContactFormStatusRequest.FromString,
+            'UpdateContactForm': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateContactForm,
+                    request_deserializer=gencharge_dot_v1_dot_content__service__pb2.UpdateContactFormRequest.FromString,
                     response_serializer=gencharge_dot_v1_dot_content__service__pb2.ContactForm.SerializeToString,
             ),
     }
@@ -396,7 +397,7 @@ class ContentService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateContactFormStatus(request,
+    def UpdateContactForm(request,
             target,
             options=(),
             channel_credentials=None,
@@ -409,8 +410,8 @@ class ContentService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/gencharge.v1.ContentService/UpdateContactFormStatus',
-            gencharge_dot_v1_dot_content__service__pb2.UpdateContactFormStatusRequest.SerializeToString,
+            '/gencharge.v1.ContentService/UpdateContactForm',
+            gencharge_dot_v1_dot_content__service__pb2.UpdateContactFormRequest.SerializeToString,
             gencharge_dot_v1_dot_content__service__pb2.ContactForm.FromString,
             options,
             channel_credentials,

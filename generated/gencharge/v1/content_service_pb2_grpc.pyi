@@ -63,9 +63,10 @@ class ContentServiceStub:
     """Lists contact form submissions, newest first, optionally of one status.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
     """
-    UpdateContactFormStatus: _grpc.UnaryUnaryMultiCallable[_content_service_pb2.UpdateContactFormStatusRequest, _content_service_pb2.ContactForm]
-    """Moves a contact form submission to another status (any status to any other; the
-    same status again changes nothing). Errors: INVALID_ARGUMENT (unknown status or
+    UpdateContactForm: _grpc.UnaryUnaryMultiCallable[_content_service_pb2.UpdateContactFormRequest, _content_service_pb2.ContactForm]
+    """Updates the fields of a contact form submission named in update_mask: "status"
+    (any status to any other, e.g. new -> in progress -> resolved; the same status
+    again changes nothing). Errors: INVALID_ARGUMENT (mask, unknown or unset status,
     malformed id), NOT_FOUND, PERMISSION_DENIED.
     """
 
@@ -103,9 +104,10 @@ class ContentServiceAsyncStub(ContentServiceStub):
     """Lists contact form submissions, newest first, optionally of one status.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
     """
-    UpdateContactFormStatus: _aio.UnaryUnaryMultiCallable[_content_service_pb2.UpdateContactFormStatusRequest, _content_service_pb2.ContactForm]  # type: ignore[assignment]
-    """Moves a contact form submission to another status (any status to any other; the
-    same status again changes nothing). Errors: INVALID_ARGUMENT (unknown status or
+    UpdateContactForm: _aio.UnaryUnaryMultiCallable[_content_service_pb2.UpdateContactFormRequest, _content_service_pb2.ContactForm]  # type: ignore[assignment]
+    """Updates the fields of a contact form submission named in update_mask: "status"
+    (any status to any other, e.g. new -> in progress -> resolved; the same status
+    again changes nothing). Errors: INVALID_ARGUMENT (mask, unknown or unset status,
     malformed id), NOT_FOUND, PERMISSION_DENIED.
     """
 
@@ -184,13 +186,14 @@ class ContentServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
-    def UpdateContactFormStatus(
+    def UpdateContactForm(
         self,
-        request: _content_service_pb2.UpdateContactFormStatusRequest,
+        request: _content_service_pb2.UpdateContactFormRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_content_service_pb2.ContactForm, _abc.Awaitable[_content_service_pb2.ContactForm]]:
-        """Moves a contact form submission to another status (any status to any other; the
-        same status again changes nothing). Errors: INVALID_ARGUMENT (unknown status or
+        """Updates the fields of a contact form submission named in update_mask: "status"
+        (any status to any other, e.g. new -> in progress -> resolved; the same status
+        again changes nothing). Errors: INVALID_ARGUMENT (mask, unknown or unset status,
         malformed id), NOT_FOUND, PERMISSION_DENIED.
         """
 

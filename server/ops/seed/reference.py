@@ -83,7 +83,7 @@ SUPPORT_READ_RESOURCES: Final[tuple[str, ...]] = (
 
 
 #: Resources Support may also edit (nothing else: no write, no delete): ContactForm,
-#: to move a submission along (ContentService.UpdateContactFormStatus).
+#: to move a submission along (ContentService.UpdateContactForm).
 SUPPORT_EDIT_RESOURCES: Final[tuple[str, ...]] = ("ContactForm",)
 
 
