@@ -24,6 +24,9 @@ REPORTS_LOGS: Final = "ReportsLogs"
 CONTENT: Final = "Content"
 CONTENT_TYPES: Final = "ContentTypes"
 REPORT_TYPES: Final = "ReportTypes"
+#: Step 0006: sequence counters (``{_id: "<Collection>.<field>", seq: <last id>}``),
+#: e.g. the next ``Content.content_id``.
+COUNTERS: Final = "Counters"
 
 RECENT_AUDIT_LOGS_VIEW: Final = "recent_audit_logs_v"
 CONTENT_SUMMARY_VIEW: Final = "content_summary_v"
@@ -42,6 +45,8 @@ AUDIT_OUTCOMES: Final = ("ok", "denied", "failed")
 BACKUP_JOB_TYPES: Final = ("backup", "restore", "scheduled")
 BACKUP_JOB_STATUSES: Final = ("started", "progress", "completed", "failed")
 REPORT_FORMATS: Final = ("pdf", "excel", "csv")
+#: Step 0006: where the handling of a contact form stands (ContentService).
+CONTACT_FORM_STATUSES: Final = ("new", "in_progress", "resolved")
 
 
 def _schema(required: list[str], properties: Document) -> Document:
@@ -156,5 +161,42 @@ AUDIT_LOG_VALIDATOR: Final[Document] = _schema(
         "request_id": _string("must be a string"),
         "outcome": _enum(AUDIT_OUTCOMES),
         "peer": {"bsonType": ["string", "null"], "description": "must be a string or null"},
+    },
+)
+
+
+#: The ContactForm validator from step ``0006_content_contact_forms`` on: the DDS 5.2
+#: required fields, e-mail pattern and types (step 0001), plus the optional fields
+#: ContentService writes: ``name`` and ``description`` strings, ``status`` (a document
+#: without one is ``new``) and ``updated_at`` (the last status change).
+CONTACT_FORM_VALIDATOR: Final[Document] = _schema(
+    ["id", "email"],
+    {
+        "id": _string("must be a string (ObjectId) and is required"),
+        "email": {
+            "bsonType": "string",
+            "pattern": EMAIL_PATTERN,
+            "description": "must be a valid email address",
+        },
+        "name": _string("must be a string"),
+        "description": _string("must be a string"),
+        "status": _enum(CONTACT_FORM_STATUSES),
+        "created_at": _date("must be a date"),
+        "updated_at": _date("must be a date"),
+    },
+)
+
+#: The Content validator from step ``0006_content_contact_forms`` on: DDS 5.2 (step
+#: 0001) plus the types of the other DDS 4.2 fields, optional: ``body`` an object,
+#: ``created_by`` an integer.
+CONTENT_VALIDATOR: Final[Document] = _schema(
+    ["content_type_id", "title"],
+    {
+        "content_id": _int("must be an integer"),
+        "content_type_id": _int("must be an integer and is required"),
+        "title": _string("must be a string and is required"),
+        "body": {"bsonType": "object", "description": "must be an object"},
+        "created_by": {"bsonType": ["int", "null"], "description": "must be an integer"},
+        "updated_at": _date("must be a date"),
     },
 )

@@ -21,9 +21,12 @@ from migrations.mongo.collections import (
     AUDIT_LOG_VALIDATOR,
     BACKUP_RESTORE_LOGS,
     CONTACT_FORM,
+    CONTACT_FORM_VALIDATOR,
     CONTENT,
     CONTENT_SUMMARY_VIEW,
     CONTENT_TYPES,
+    CONTENT_VALIDATOR,
+    COUNTERS,
     RECENT_AUDIT_LOGS_VIEW,
     RECENT_REPORTS_VIEW,
     REPORT_TYPES,
@@ -295,3 +298,54 @@ async def step_0004_ttl(db: Database) -> None:
 async def step_0005_audit_security_events(db: Database) -> None:
     """AuditLog validator: action_type SECURITY, optional outcome/rpc/request_id/peer."""
     await _ensure_collection(db, AUDIT_LOG, AUDIT_LOG_VALIDATOR)
+
+
+# --------------------------------------------------------------------------- 0006
+
+#: The list orders of ContentService, each with its tie-breaker so keyset pages are
+#: stable: content most recently updated first (all types, or one type), contact forms
+#: newest first (all, or one status).
+CONTENT_SERVICE_INDEXES: Final[list[IndexSpec]] = [
+    IndexSpec(
+        CONTENT,
+        "content_updated_at_content_id_desc",
+        [("updated_at", DESCENDING), ("content_id", DESCENDING)],
+    ),
+    IndexSpec(
+        CONTENT,
+        "content_type_updated_at_content_id_desc",
+        [("content_type_id", ASCENDING), ("updated_at", DESCENDING), ("content_id", DESCENDING)],
+    ),
+    IndexSpec(
+        CONTACT_FORM,
+        "contactform_created_at_id_desc",
+        [("created_at", DESCENDING), ("_id", DESCENDING)],
+    ),
+    IndexSpec(
+        CONTACT_FORM,
+        "contactform_status_created_at_id_desc",
+        [("status", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+    ),
+]
+
+
+async def step_0006_content_contact_forms(db: Database) -> None:
+    """ContentService: ContactForm status and Content field types, list-order indexes,
+    the Counters collection (content ids)."""
+    await _ensure_collection(db, CONTACT_FORM, CONTACT_FORM_VALIDATOR)
+    await _ensure_collection(db, CONTENT, CONTENT_VALIDATOR)
+    await _ensure_collection(
+        db,
+        COUNTERS,
+        {
+            "$jsonSchema": {
+                "bsonType": "object",
+                "required": ["seq"],
+                "properties": {
+                    "_id": {"bsonType": "string", "description": "must be a string"},
+                    "seq": {"bsonType": ["int", "long"], "description": "must be an integer"},
+                },
+            }
+        },
+    )
+    await _ensure_indexes(db, CONTENT_SERVICE_INDEXES)

@@ -46,7 +46,8 @@ from server.core.peers import peer_bucket
 #: Actions with their own counters (a login failure does not count against OTPs).
 #: ``register``: sign-ups refused because the e-mail or phone is taken (the answer that
 #: would let a caller enumerate accounts); ``contact_code``: wrong contact codes;
-#: ``contact_send``: every contact code sent (so nobody's inbox can be flooded).
+#: ``contact_send``: every contact code sent (so nobody's inbox can be flooded);
+#: ``contact_form``: every ContentService contact form submitted (server/content).
 ACTIONS: Final = frozenset(
     {
         "login",
@@ -57,6 +58,7 @@ ACTIONS: Final = frozenset(
         "register",
         "contact_code",
         "contact_send",
+        "contact_form",
     }
 )
 

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     bill_reminder_days_before: int = Field(default=3, ge=0, le=30)
     #: Seconds the in-process plan/offer catalogue is cached.
     catalogue_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    #: Seconds a ContentService read (GetContent, a ListContent page) is cached per
+    #: process; changes made through another process show within this time (0: no cache).
+    content_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
+    #: Contact form submissions accepted per client address per window
+    #: (``contact_form_window_seconds``); the next is RESOURCE_EXHAUSTED until the
+    #: window's block ends.
+    contact_forms_per_peer: int = Field(default=5, ge=1, le=10_000)
+    contact_form_window_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
 
     #: The addresses (or CIDRs, comma-separated) of the proxies in front of the service
     #: whose ``x-forwarded-for`` names the client (server/core/peers.py); only the proxies'

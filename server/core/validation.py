@@ -17,7 +17,8 @@ written:
   ``timestamptz`` holds more.
 - **strings**: no NUL (PostgreSQL ``text`` cannot hold it) and no other control
   character except tab, line feed and carriage return; at most
-  :data:`MAX_STRING_CHARS` characters. (UTF-8 validity is checked by the protobuf
+  :data:`MAX_STRING_CHARS` characters, or a field's own bound in
+  :data:`LONG_STRING_FIELDS`. (UTF-8 validity is checked by the protobuf
   runtime while parsing: proto3 ``string`` fields refuse invalid UTF-8.)
 - **field masks**: at most :data:`MAX_MASK_PATHS` paths of at most
   :data:`MAX_PATH_CHARS` characters each (which paths exist is the domain's rule).
@@ -55,6 +56,13 @@ MAX_NANOS: Final = 999_999_999
 #: The longest string any request field may carry (names, e-mails, descriptions,
 #: tokens...); domains set tighter limits where they have one.
 MAX_STRING_CHARS: Final = 4096
+#: Request fields whose strings may be longer than MAX_STRING_CHARS, by full field
+#: name, with their own bound (for a Struct field: each string in it); their domains
+#: check them further (the contact form's message, a content page's body).
+LONG_STRING_FIELDS: Final[dict[str, int]] = {
+    "gencharge.v1.SubmitContactFormRequest.description": 5000,
+    "gencharge.v1.Content.body": 512 * 1024,
+}
 MAX_MASK_PATHS: Final = 64
 MAX_PATH_CHARS: Final = 128
 MAX_STRUCT_DEPTH: Final = 16
@@ -113,7 +121,7 @@ def _walk(message: Message, prefix: str) -> Iterator[FieldViolation]:
             for index, item in enumerate(value):
                 yield from _value(field, item, f"{path}[{index}]")
         else:
-            yield from _value(field, value, path)
+            yield from _value(field, value, path, LONG_STRING_FIELDS.get(field.full_name))
 
 
 def _map(field: FieldDescriptor, entries: Any, path: str) -> Iterator[FieldViolation]:
@@ -127,18 +135,23 @@ def _map(field: FieldDescriptor, entries: Any, path: str) -> Iterator[FieldViola
         yield from _value(value_field, entries[key], where)
 
 
-def _value(field: FieldDescriptor, value: Any, path: str) -> Iterator[FieldViolation]:
+def _value(
+    field: FieldDescriptor, value: Any, path: str, limit: int | None = None
+) -> Iterator[FieldViolation]:
     if field.message_type is not None:
-        yield from _walk(value, f"{path}.")
+        if limit is not None and field.message_type.full_name in _JSON_TYPES:
+            yield from _json(value, path, 0, limit)
+        else:
+            yield from _walk(value, f"{path}.")
     elif field.type == _F.TYPE_STRING:
-        yield from _string(value, path)
+        yield from _string(value, path, limit or MAX_STRING_CHARS)
     elif is_id_field(field) and not INT4_MIN <= value <= INT4_MAX:
         yield FieldViolation(path, _ID_RANGE)
 
 
-def _string(value: str, path: str) -> Iterator[FieldViolation]:
-    if len(value) > MAX_STRING_CHARS:
-        yield FieldViolation(path, f"must be at most {MAX_STRING_CHARS} characters")
+def _string(value: str, path: str, limit: int = MAX_STRING_CHARS) -> Iterator[FieldViolation]:
+    if len(value) > limit:
+        yield FieldViolation(path, f"must be at most {limit} characters")
     elif (found := _CONTROL.search(value)) is not None:
         yield FieldViolation(
             path, f"must not contain control characters (U+{ord(found.group()):04X})"
@@ -172,8 +185,11 @@ def _struct(message: Message, path: str) -> Iterator[FieldViolation]:
     yield from _json(message, path, 0)
 
 
-def _json(message: Message, path: str, depth: int) -> Iterator[FieldViolation]:
-    """A Struct, Value or ListValue: bounded depth, strings (and keys) as above."""
+def _json(
+    message: Message, path: str, depth: int, limit: int = MAX_STRING_CHARS
+) -> Iterator[FieldViolation]:
+    """A Struct, Value or ListValue: bounded depth, strings (and keys) as above (string
+    values at most ``limit`` characters)."""
     if depth > MAX_STRUCT_DEPTH:
         yield FieldViolation(path, f"nests deeper than {MAX_STRUCT_DEPTH} levels")
         return
@@ -182,18 +198,18 @@ def _json(message: Message, path: str, depth: int) -> Iterator[FieldViolation]:
         for key, value in message.fields.items():  # type: ignore[attr-defined]
             where = f"{path}[{_short(key)}]"
             yield from _string(key, where)
-            yield from _json(value, where, depth + 1)
+            yield from _json(value, where, depth + 1, limit)
     elif name == "google.protobuf.ListValue":
         for index, value in enumerate(message.values):  # type: ignore[attr-defined]
-            yield from _json(value, f"{path}[{index}]", depth + 1)
+            yield from _json(value, f"{path}[{index}]", depth + 1, limit)
     else:  # google.protobuf.Value
         kind = message.WhichOneof("kind")
         if kind == "string_value":
-            yield from _string(message.string_value, path)  # type: ignore[attr-defined]
+            yield from _string(message.string_value, path, limit)  # type: ignore[attr-defined]
         elif kind == "number_value" and not math.isfinite(message.number_value):  # type: ignore[attr-defined]
             yield FieldViolation(path, "must be a finite number (JSON has no NaN or Infinity)")
         elif kind in ("struct_value", "list_value"):
-            yield from _json(getattr(message, kind), path, depth + 1)
+            yield from _json(getattr(message, kind), path, depth + 1, limit)
 
 
 def _short(key: object) -> str:
@@ -202,6 +218,10 @@ def _short(key: object) -> str:
     text = _CONTROL.sub("?", text)
     return text if len(text) <= 32 else text[:32] + "..."
 
+
+_JSON_TYPES: Final = frozenset(
+    {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
+)
 
 _WELL_KNOWN = {
     "google.protobuf.Timestamp": _timestamp,

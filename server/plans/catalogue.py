@@ -71,6 +71,12 @@ class Catalogue:
             info = snapshot.offers.get(offer_id)
         return info
 
+    @property
+    def clock(self) -> Clock:
+        """The clock this catalogue ages its snapshot by: the server's (tests inject a
+        fake one); other per-process caches built beside it share it."""
+        return self._clock
+
     def invalidate(self) -> None:
         """Forget the snapshot: the next lookup reloads (call after committing a change).
 

@@ -29,6 +29,7 @@ from server.admin.staff.servicer import StaffRpcs
 from server.admin.users.servicer import UserRpcs
 from server.auth.security import Security
 from server.auth.servicer import AuthServicer
+from server.content.servicer import ContentServicer
 from server.core.money import from_minor
 from server.core.resources import Resources
 from server.notifications.servicer import NotificationServicer
@@ -167,7 +168,12 @@ SERVICES: tuple[ServiceSpec, ...] = (
         lambda app: NotificationServicer(app.resources),
     ),
     # Content and ContactForm are MongoDB collections (DDS 4.2).
-    ServiceSpec("ContentService", content_service_pb2_grpc, needs=POSTGRESQL_AND_MONGODB),
+    ServiceSpec(
+        "ContentService",
+        content_service_pb2_grpc,
+        lambda app: ContentServicer(app.resources, clock=app.catalogue.clock),
+        needs=POSTGRESQL_AND_MONGODB,
+    ),
     ServiceSpec("AdminService", admin_service_pb2_grpc, AdminServicer),
     # A backup (and a restore) covers both databases; BackupRestoreLogs is in MongoDB.
     ServiceSpec("BackupService", backup_service_pb2_grpc, needs=POSTGRESQL_AND_MONGODB),

@@ -138,6 +138,12 @@ BAD: list[tuple[str, str, Document]] = [
     ("Content", "content_id not an int", _with(GOOD["Content"], content_id="10")),
     ("Content", "title not a string", _with(GOOD["Content"], title=5)),
     ("Content", "updated_at not a date", _with(GOOD["Content"], updated_at=20251010)),
+    # Step 0006 (ContentService).
+    ("ContactForm", "bad status", _with(GOOD["ContactForm"], status="closed")),
+    ("ContactForm", "name not a string", _with(GOOD["ContactForm"], name=5)),
+    ("ContactForm", "updated_at not a date", _with(GOOD["ContactForm"], updated_at="now")),
+    ("Content", "body not an object", _with(GOOD["Content"], body="text")),
+    ("Content", "created_by not an int", _with(GOOD["Content"], created_by="admin")),
     ("ContentTypes", "missing name", _without(GOOD["ContentTypes"], "content_type_name")),
     ("ContentTypes", "id not an int", _with(GOOD["ContentTypes"], content_type_id="x")),
     ("ReportTypes", "missing name", _without(GOOD["ReportTypes"], "report_type_name")),
@@ -234,6 +240,31 @@ async def test_dds_index_exists(
     spec = indexes[tuple(keys)]
     assert not spec.get("unique"), "DDS 9.2 indexes are plain (ContactForm.email: see docs)"
     assert "expireAfterSeconds" not in spec
+
+
+@pytest.mark.parametrize(
+    ("collection", "keys"),
+    [
+        ("Content", [("updated_at", -1), ("content_id", -1)]),
+        ("Content", [("content_type_id", 1), ("updated_at", -1), ("content_id", -1)]),
+        ("ContactForm", [("created_at", -1), ("_id", -1)]),
+        ("ContactForm", [("status", 1), ("created_at", -1), ("_id", -1)]),
+    ],
+)
+async def test_content_service_list_indexes(
+    db: AsyncDatabase[Document], collection: str, keys: list[tuple[str, int]]
+) -> None:
+    """Step 0006: the list orders of ContentService, each with its tie-breaker."""
+    assert tuple(keys) in await _indexes_by_key(db, collection)
+
+
+async def test_contact_form_statuses_and_counters(db: AsyncDatabase[Document]) -> None:
+    for status in ("new", "in_progress", "resolved"):
+        await db["ContactForm"].insert_one(_with(GOOD["ContactForm"], id=status, status=status))
+    await db["Counters"].insert_one({"_id": "Content.content_id", "seq": 7})
+    with pytest.raises(WriteError) as info:
+        await db["Counters"].insert_one({"_id": "x", "seq": "eight"})
+    assert info.value.code == DOCUMENT_VALIDATION_FAILURE
 
 
 async def test_lookup_keys_are_unique(db: AsyncDatabase[Document]) -> None:

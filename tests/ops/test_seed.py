@@ -253,10 +253,12 @@ async def test_admin_has_full_access_to_every_contract_resource(engine: AsyncEng
     assert set(reference.CONTRACT_RESOURCES) <= full
 
 
-async def test_support_is_read_only(engine: AsyncEngine) -> None:
+async def test_support_reads_and_edits_only_contact_forms(engine: AsyncEngine) -> None:
     granted = await _granted(engine, 3)
-    assert all(read and not (write or delete or edit) for _, read, write, delete, edit in granted)
+    assert all(read and not (write or delete) for _, read, write, delete, _edit in granted)
     assert {resource for resource, *_ in granted} == set(reference.SUPPORT_READ_RESOURCES)
+    edited = {resource for resource, _r, _w, _d, edit in granted if edit}
+    assert edited == set(reference.SUPPORT_EDIT_RESOURCES) == {"ContactForm"}
 
 
 # ------------------------------------------------------------------- demo

@@ -124,6 +124,7 @@ EXPECTED_RULES: dict[str, dict[str, str]] = {
         "UpdateContent": "Content/edit",
         "DeleteContent": "Content/delete",
         "ListContactForms": "ContactForm/read",
+        "UpdateContactForm": "ContactForm/edit",
     },
     "AdminService": {
         "ListUsers": "Users/read",

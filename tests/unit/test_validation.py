@@ -21,6 +21,7 @@ from gencharge.v1 import (
     recharge_service_pb2,
     wallet_service_pb2,
 )
+from gencharge.v1 import content_service_pb2 as content_pb
 from server.core import pagination, schema
 from server.core.errors import (
     MAX_STATUS_BYTES,
@@ -123,6 +124,28 @@ def test_strings_without_control_characters_and_bounded() -> None:
     description = _violations(auth_pb.RegisterRequest(name="a\x00b"))["name"]
     assert "U+0000" in description
     assert "\x00" not in description
+
+
+def test_some_fields_have_their_own_longer_bound() -> None:
+    """LONG_STRING_FIELDS: the contact form's message (5000) and each string of a
+    content body; every other string keeps 4096, nested or not."""
+    check_request(content_pb.SubmitContactFormRequest(description="x" * 5000))
+    assert "description" in _violations(content_pb.SubmitContactFormRequest(description="x" * 5001))
+    assert "name" in _violations(content_pb.SubmitContactFormRequest(name="x" * 4097))
+    body = struct_pb2.Struct()
+    body.update({"content": "t" * 100_000, "sections": [{"text": "s" * 100_000}]})
+    check_request(content_pb.CreateContentRequest(content=content_pb.Content(body=body)))
+    long_key = struct_pb2.Struct()
+    long_key.update({"k" * 4097: 1})
+    assert _violations(content_pb.CreateContentRequest(content=content_pb.Content(body=long_key)))
+    assert "content.title" in _violations(
+        content_pb.CreateContentRequest(content=content_pb.Content(title="t" * 4097))
+    )
+    criteria = struct_pb2.Struct()
+    criteria.update({"note": "c" * 4097})
+    assert _violations(
+        plan_service_pb2.CreatePlanRequest(plan=plan_service_pb2.Plan(criteria=criteria))
+    )
 
 
 def test_field_masks_and_structs_are_bounded() -> None:

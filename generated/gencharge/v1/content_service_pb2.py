@@ -29,7 +29,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"gencharge/v1/content_service.proto\x12\x0cgencharge.v1\x1a\x19gencharge/v1/access.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x01\n\x07\x43ontent\x12\x12\n\ncontent_id\x18\x01 \x01(\x03\x12\x17\n\x0f\x63ontent_type_id\x18\x02 \x01(\x03\x12\x19\n\x11\x63ontent_type_name\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12%\n\x04\x62ody\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncreated_by\x18\x06 \x01(\x03\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\x0b\x43ontactForm\x12\x17\n\x0f\x63ontact_form_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x12ListContentRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x17\n\x0f\x63ontent_type_id\x18\x03 \x01(\x03\"W\n\x13ListContentResponse\x12\'\n\x08\x63ontents\x18\x01 \x03(\x0b\x32\x15.gencharge.v1.Content\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x11GetContentRequest\x12\x12\n\ncontent_id\x18\x01 \x01(\x03\"L\n\x18SubmitContactFormRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\">\n\x14\x43reateContentRequest\x12&\n\x07\x63ontent\x18\x01 \x01(\x0b\x32\x15.gencharge.v1.Content\"o\n\x14UpdateContentRequest\x12&\n\x07\x63ontent\x18\x01 \x01(\x0b\x32\x15.gencharge.v1.Content\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"*\n\x14\x44\x65leteContentRequest\x12\x12\n\ncontent_id\x18\x01 \x01(\x03\"@\n\x17ListContactFormsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"e\n\x18ListContactFormsResponse\x12\x30\n\rcontact_forms\x18\x01 \x03(\x0b\x32\x19.gencharge.v1.ContactForm\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb2\x05\n\x0e\x43ontentService\x12Z\n\x0bListContent\x12 .gencharge.v1.ListContentRequest\x1a!.gencharge.v1.ListContentResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12L\n\nGetContent\x12\x1f.gencharge.v1.GetContentRequest\x1a\x15.gencharge.v1.Content\"\x06\x8a\xb5\x18\x02\x08\x01\x12^\n\x11SubmitContactForm\x12&.gencharge.v1.SubmitContactFormRequest\x1a\x19.gencharge.v1.ContactForm\"\x06\x8a\xb5\x18\x02\x08\x01\x12]\n\rCreateContent\x12\".gencharge.v1.CreateContentRequest\x1a\x15.gencharge.v1.Content\"\x11\x8a\xb5\x18\r\x08\x03\x12\x07\x43ontent\x18\x02\x12]\n\rUpdateContent\x12\".gencharge.v1.UpdateContentRequest\x1a\x15.gencharge.v1.Content\"\x11\x8a\xb5\x18\r\x08\x03\x12\x07\x43ontent\x18\x03\x12^\n\rDeleteContent\x12\".gencharge.v1.DeleteContentRequest\x1a\x16.google.protobuf.Empty\"\x11\x8a\xb5\x18\r\x08\x03\x12\x07\x43ontent\x18\x04\x12x\n\x10ListContactForms\x12%.gencharge.v1.ListContactFormsRequest\x1a&.gencharge.v1.ListContactFormsResponse\"\x15\x8a\xb5\x18\x11\x08\x03\x12\x0b\x43ontactForm\x18\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"gencharge/v1/content_service.proto\x12\x0cgencharge.v1\x1a\x19gencharge/v1/access.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x01\n\x07\x43ontent\x12\x12\n\ncontent_id\x18\x01 \x01(\x03\x12\x17\n\x0f\x63ontent_type_id\x18\x02 \x01(\x03\x12\x19\n\x11\x63ontent_type_name\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12%\n\x04\x62ody\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncreated_by\x18\x06 \x01(\x03\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe9\x01\n\x0b\x43ontactForm\x12\x17\n\x0f\x63ontact_form_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x06status\x18\x06 \x01(\x0e\x32\x1f.gencharge.v1.ContactFormStatus\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x12ListContentRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x17\n\x0f\x63ontent_type_id\x18\x03 \x01(\x03\"W\n\x13ListContentResponse\x12\'\n\x08\x63ontents\x18\x01 \x03(\x0b\x32\x15.gencharge.v1.Content\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x11GetContentRequest\x12\x12\n\ncontent_id\x18\x01 \x01(\x03\"L\n\x18SubmitContactFormRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\">\n\x14\x43reateContentRequest\x12&\n\x07\x63ontent\x18\x01 \x01(\x0b\x32\x15.gencharge.v1.Content\"o\n\x14UpdateContentRequest\x12&\n\x07\x63ontent\x18\x01 \x01(\x0b\x32\x15.gencharge.v1.Content\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"*\n\x14\x44\x65leteContentRequest\x12\x12\n\ncontent_id\x18\x01 \x01(\x03\"q\n\x17ListContactFormsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12/\n\x06status\x18\x03 \x01(\x0e\x32\x1f.gencharge.v1.ContactFormStatus\"e\n\x18ListContactFormsResponse\x12\x30\n\rcontact_forms\x18\x01 \x03(\x0b\x32\x19.gencharge.v1.ContactForm\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"|\n\x18UpdateContactFormRequest\x12/\n\x0c\x63ontact_form\x18\x01 \x01(\x0b\x32\x19.gencharge.v1.ContactForm\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask*\x9c\x01\n\x11\x43ontactFormStatus\x12#\n\x1f\x43ONTACT_FORM_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONTACT_FORM_STATUS_NEW\x10\x01\x12#\n\x1f\x43ONTACT_FORM_STATUS_IN_PROGRESS\x10\x02\x12 \n\x1c\x43ONTACT_FORM_STATUS_RESOLVED\x10\x03\x32\xa1\x06\n\x0e\x43ontentService\x12Z\n\x0bListContent\x12 .gencharge.v1.ListContentRequest\x1a!.gencharge.v1.ListContentResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12L\n\nGetContent\x12\x1f.gencharge.v1.GetContentRequest\x1a\x15.gencharge.v1.Content\"\x06\x8a\xb5\x18\x02\x08\x01\x12^\n\x11SubmitContactForm\x12&.gencharge.v1.SubmitContactFormRequest\x1a\x19.gencharge.v1.ContactForm\"\x06\x8a\xb5\x18\x02\x08\x01\x12]\n\rCreateContent\x12\".gencharge.v1.CreateContentRequest\x1a\x15.gencharge.v1.Content\"\x11\x8a\xb5\x18\r\x08\x03\x12\x07\x43ontent\x18\x02\x12]\n\rUpdateContent\x12\".gencharge.v1.UpdateContentRequest\x1a\x15.gencharge.v1.Content\"\x11\x8a\xb5\x18\r\x08\x03\x12\x07\x43ontent\x18\x03\x12^\n\rDeleteContent\x12\".gencharge.v1.DeleteContentRequest\x1a\x16.google.protobuf.Empty\"\x11\x8a\xb5\x18\r\x08\x03\x12\x07\x43ontent\x18\x04\x12x\n\x10ListContactForms\x12%.gencharge.v1.ListContactFormsRequest\x1a&.gencharge.v1.ListContactFormsResponse\"\x15\x8a\xb5\x18\x11\x08\x03\x12\x0b\x43ontactForm\x18\x01\x12m\n\x11UpdateContactForm\x12&.gencharge.v1.UpdateContactFormRequest\x1a\x19.gencharge.v1.ContactForm\"\x15\x8a\xb5\x18\x11\x08\x03\x12\x0b\x43ontactForm\x18\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,28 +50,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTENTSERVICE'].methods_by_name['DeleteContent']._serialized_options = b'\212\265\030\r\010\003\022\007Content\030\004'
   _globals['_CONTENTSERVICE'].methods_by_name['ListContactForms']._loaded_options = None
   _globals['_CONTENTSERVICE'].methods_by_name['ListContactForms']._serialized_options = b'\212\265\030\021\010\003\022\013ContactForm\030\001'
+  _globals['_CONTENTSERVICE'].methods_by_name['UpdateContactForm']._loaded_options = None
+  _globals['_CONTENTSERVICE'].methods_by_name['UpdateContactForm']._serialized_options = b'\212\265\030\021\010\003\022\013ContactForm\030\003'
+  _globals['_CONTACTFORMSTATUS']._serialized_start=1507
+  _globals['_CONTACTFORMSTATUS']._serialized_end=1663
   _globals['_CONTENT']._serialized_start=206
   _globals['_CONTENT']._serialized_end=409
   _globals['_CONTACTFORM']._serialized_start=412
-  _globals['_CONTACTFORM']._serialized_end=548
-  _globals['_LISTCONTENTREQUEST']._serialized_start=550
-  _globals['_LISTCONTENTREQUEST']._serialized_end=634
-  _globals['_LISTCONTENTRESPONSE']._serialized_start=636
-  _globals['_LISTCONTENTRESPONSE']._serialized_end=723
-  _globals['_GETCONTENTREQUEST']._serialized_start=725
-  _globals['_GETCONTENTREQUEST']._serialized_end=764
-  _globals['_SUBMITCONTACTFORMREQUEST']._serialized_start=766
-  _globals['_SUBMITCONTACTFORMREQUEST']._serialized_end=842
-  _globals['_CREATECONTENTREQUEST']._serialized_start=844
-  _globals['_CREATECONTENTREQUEST']._serialized_end=906
-  _globals['_UPDATECONTENTREQUEST']._serialized_start=908
-  _globals['_UPDATECONTENTREQUEST']._serialized_end=1019
-  _globals['_DELETECONTENTREQUEST']._serialized_start=1021
-  _globals['_DELETECONTENTREQUEST']._serialized_end=1063
-  _globals['_LISTCONTACTFORMSREQUEST']._serialized_start=1065
-  _globals['_LISTCONTACTFORMSREQUEST']._serialized_end=1129
-  _globals['_LISTCONTACTFORMSRESPONSE']._serialized_start=1131
-  _globals['_LISTCONTACTFORMSRESPONSE']._serialized_end=1232
-  _globals['_CONTENTSERVICE']._serialized_start=1235
-  _globals['_CONTENTSERVICE']._serialized_end=1925
+  _globals['_CONTACTFORM']._serialized_end=645
+  _globals['_LISTCONTENTREQUEST']._serialized_start=647
+  _globals['_LISTCONTENTREQUEST']._serialized_end=731
+  _globals['_LISTCONTENTRESPONSE']._serialized_start=733
+  _globals['_LISTCONTENTRESPONSE']._serialized_end=820
+  _globals['_GETCONTENTREQUEST']._serialized_start=822
+  _globals['_GETCONTENTREQUEST']._serialized_end=861
+  _globals['_SUBMITCONTACTFORMREQUEST']._serialized_start=863
+  _globals['_SUBMITCONTACTFORMREQUEST']._serialized_end=939
+  _globals['_CREATECONTENTREQUEST']._serialized_start=941
+  _globals['_CREATECONTENTREQUEST']._serialized_end=1003
+  _globals['_UPDATECONTENTREQUEST']._serialized_start=1005
+  _globals['_UPDATECONTENTREQUEST']._serialized_end=1116
+  _globals['_DELETECONTENTREQUEST']._serialized_start=1118
+  _globals['_DELETECONTENTREQUEST']._serialized_end=1160
+  _globals['_LISTCONTACTFORMSREQUEST']._serialized_start=1162
+  _globals['_LISTCONTACTFORMSREQUEST']._serialized_end=1275
+  _globals['_LISTCONTACTFORMSRESPONSE']._serialized_start=1277
+  _globals['_LISTCONTACTFORMSRESPONSE']._serialized_end=1378
+  _globals['_UPDATECONTACTFORMREQUEST']._serialized_start=1380
+  _globals['_UPDATECONTACTFORMREQUEST']._serialized_end=1504
+  _globals['_CONTENTSERVICE']._serialized_start=1666
+  _globals['_CONTENTSERVICE']._serialized_end=2467
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,7 @@ from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +21,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ContactFormStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ContactFormStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ContactFormStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONTACT_FORM_STATUS_UNSPECIFIED: _ContactFormStatus.ValueType  # 0
+    """Not set. In filters: every status."""
+    CONTACT_FORM_STATUS_NEW: _ContactFormStatus.ValueType  # 1
+    """Submitted; nobody has picked it up yet."""
+    CONTACT_FORM_STATUS_IN_PROGRESS: _ContactFormStatus.ValueType  # 2
+    """An operator is working on it."""
+    CONTACT_FORM_STATUS_RESOLVED: _ContactFormStatus.ValueType  # 3
+    """Answered or otherwise closed."""
+
+class ContactFormStatus(_ContactFormStatus, metaclass=_ContactFormStatusEnumTypeWrapper):
+    """ContactFormStatus is where the handling of a contact form submission stands."""
+
+CONTACT_FORM_STATUS_UNSPECIFIED: ContactFormStatus.ValueType  # 0
+"""Not set. In filters: every status."""
+CONTACT_FORM_STATUS_NEW: ContactFormStatus.ValueType  # 1
+"""Submitted; nobody has picked it up yet."""
+CONTACT_FORM_STATUS_IN_PROGRESS: ContactFormStatus.ValueType  # 2
+"""An operator is working on it."""
+CONTACT_FORM_STATUS_RESOLVED: ContactFormStatus.ValueType  # 3
+"""Answered or otherwise closed."""
+Global___ContactFormStatus: _TypeAlias = ContactFormStatus  # noqa: Y015
 
 @_typing.final
 class Content(_message.Message):
@@ -82,6 +111,8 @@ class ContactForm(_message.Message):
     EMAIL_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
     contact_form_id: _builtins.str
     """Output only. Unique identifier (MongoDB ObjectId, hex)."""
     name: _builtins.str
@@ -90,9 +121,15 @@ class ContactForm(_message.Message):
     """Submitter's email address."""
     description: _builtins.str
     """The message."""
+    status: Global___ContactFormStatus.ValueType
+    """Where an operator has got to (changed with UpdateContactForm; ignored elsewhere)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """Output only. Submission time."""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """Output only. Last status change (the submission time until then)."""
 
     def __init__(
         self,
@@ -102,10 +139,12 @@ class ContactForm(_message.Message):
         email: _builtins.str = ...,
         description: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___ContactFormStatus.ValueType = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_form_id", b"contact_form_id", "created_at", b"created_at", "description", b"description", "email", b"email", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_form_id", b"contact_form_id", "created_at", b"created_at", "description", b"description", "email", b"email", "name", b"name", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -305,19 +344,23 @@ class ListContactFormsRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum results per page; default 50, maximum 200 (larger values are capped)."""
     page_token: _builtins.str
     """Token from a previous ListContactFormsResponse.next_page_token."""
+    status: Global___ContactFormStatus.ValueType
+    """Only submissions with this status; CONTACT_FORM_STATUS_UNSPECIFIED: all."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        status: Global___ContactFormStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -350,3 +393,37 @@ class ListContactFormsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListContactFormsResponse: _TypeAlias = ListContactFormsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateContactFormRequest(_message.Message):
+    """Request for UpdateContactForm."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_FORM_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def contact_form(self) -> Global___ContactForm:
+        """The submission with contact_form_id set (24 hexadecimal digits) and new values
+        for the fields in update_mask.
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """"status" (the only field an operator changes; CONTACT_FORM_STATUS_UNSPECIFIED is
+        INVALID_ARGUMENT). Required.
+        """
+
+    def __init__(
+        self,
+        *,
+        contact_form: Global___ContactForm | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact_form", b"contact_form", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_form", b"contact_form", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateContactFormRequest: _TypeAlias = UpdateContactFormRequest  # noqa: Y015

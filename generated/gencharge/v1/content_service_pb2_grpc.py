@@ -72,6 +72,11 @@ class ContentServiceStub:
                 request_serializer=gencharge_dot_v1_dot_content__service__pb2.ListContactFormsRequest.SerializeToString,
                 response_deserializer=gencharge_dot_v1_dot_content__service__pb2.ListContactFormsResponse.FromString,
                 _registered_method=True)
+        self.UpdateContactForm = channel.unary_unary(
+                '/gencharge.v1.ContentService/UpdateContactForm',
+                request_serializer=gencharge_dot_v1_dot_content__service__pb2.UpdateContactFormRequest.SerializeToString,
+                response_deserializer=gencharge_dot_v1_dot_content__service__pb2.ContactForm.FromString,
+                _registered_method=True)
 
 
 class ContentServiceServicer:
@@ -88,14 +93,18 @@ class ContentServiceServicer:
 
     def GetContent(self, request, context):
         """Returns one content item. Errors: NOT_FOUND.
+        Served from a per-process cache: a change made through another server process
+        shows within GENCHARGE_CONTENT_CACHE_SECONDS (see docs/api.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SubmitContactForm(self, request, context):
-        """Stores a contact form submission. Errors: INVALID_ARGUMENT (missing name, bad
-        email, empty or over-long description), RESOURCE_EXHAUSTED (rate limit).
+        """Stores a contact form submission (status CONTACT_FORM_STATUS_NEW). Errors:
+        INVALID_ARGUMENT (missing name, bad email, empty or over-long description,
+        control characters), RESOURCE_EXHAUSTED (too many submissions from one client
+        address; ErrorInfo reason TOO_MANY_ATTEMPTS, metadata retry_after_seconds).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,8 +134,18 @@ class ContentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListContactForms(self, request, context):
-        """Lists contact form submissions, newest first.
+        """Lists contact form submissions, newest first, optionally of one status.
         Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateContactForm(self, request, context):
+        """Updates the fields of a contact form submission named in update_mask: "status"
+        (any status to any other, e.g. new -> in progress -> resolved; the same status
+        again changes nothing). Errors: INVALID_ARGUMENT (mask, unknown or unset status,
+        malformed id), NOT_FOUND, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -169,6 +188,11 @@ def add_ContentServiceServicer_to_server(servicer, server):
                     servicer.ListContactForms,
                     request_deserializer=gencharge_dot_v1_dot_content__service__pb2.ListContactFormsRequest.FromString,
                     response_serializer=gencharge_dot_v1_dot_content__service__pb2.ListContactFormsResponse.SerializeToString,
+            ),
+            'UpdateContactForm': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateContactForm,
+                    request_deserializer=gencharge_dot_v1_dot_content__service__pb2.UpdateContactFormRequest.FromString,
+                    response_serializer=gencharge_dot_v1_dot_content__service__pb2.ContactForm.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -362,6 +386,33 @@ class ContentService:
             '/gencharge.v1.ContentService/ListContactForms',
             gencharge_dot_v1_dot_content__service__pb2.ListContactFormsRequest.SerializeToString,
             gencharge_dot_v1_dot_content__service__pb2.ListContactFormsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateContactForm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gencharge.v1.ContentService/UpdateContactForm',
+            gencharge_dot_v1_dot_content__service__pb2.UpdateContactFormRequest.SerializeToString,
+            gencharge_dot_v1_dot_content__service__pb2.ContactForm.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,10 +39,15 @@ class ContentServiceStub:
     ListContent: _grpc.UnaryUnaryMultiCallable[_content_service_pb2.ListContentRequest, _content_service_pb2.ListContentResponse]
     """Lists content, most recently updated first. Errors: INVALID_ARGUMENT."""
     GetContent: _grpc.UnaryUnaryMultiCallable[_content_service_pb2.GetContentRequest, _content_service_pb2.Content]
-    """Returns one content item. Errors: NOT_FOUND."""
+    """Returns one content item. Errors: NOT_FOUND.
+    Served from a per-process cache: a change made through another server process
+    shows within GENCHARGE_CONTENT_CACHE_SECONDS (see docs/api.md).
+    """
     SubmitContactForm: _grpc.UnaryUnaryMultiCallable[_content_service_pb2.SubmitContactFormRequest, _content_service_pb2.ContactForm]
-    """Stores a contact form submission. Errors: INVALID_ARGUMENT (missing name, bad
-    email, empty or over-long description), RESOURCE_EXHAUSTED (rate limit).
+    """Stores a contact form submission (status CONTACT_FORM_STATUS_NEW). Errors:
+    INVALID_ARGUMENT (missing name, bad email, empty or over-long description,
+    control characters), RESOURCE_EXHAUSTED (too many submissions from one client
+    address; ErrorInfo reason TOO_MANY_ATTEMPTS, metadata retry_after_seconds).
     """
     CreateContent: _grpc.UnaryUnaryMultiCallable[_content_service_pb2.CreateContentRequest, _content_service_pb2.Content]
     """Creates a content item. Errors: INVALID_ARGUMENT, NOT_FOUND (content type),
@@ -55,8 +60,14 @@ class ContentServiceStub:
     DeleteContent: _grpc.UnaryUnaryMultiCallable[_content_service_pb2.DeleteContentRequest, _empty_pb2.Empty]
     """Deletes a content item. Errors: NOT_FOUND, PERMISSION_DENIED."""
     ListContactForms: _grpc.UnaryUnaryMultiCallable[_content_service_pb2.ListContactFormsRequest, _content_service_pb2.ListContactFormsResponse]
-    """Lists contact form submissions, newest first.
+    """Lists contact form submissions, newest first, optionally of one status.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    """
+    UpdateContactForm: _grpc.UnaryUnaryMultiCallable[_content_service_pb2.UpdateContactFormRequest, _content_service_pb2.ContactForm]
+    """Updates the fields of a contact form submission named in update_mask: "status"
+    (any status to any other, e.g. new -> in progress -> resolved; the same status
+    again changes nothing). Errors: INVALID_ARGUMENT (mask, unknown or unset status,
+    malformed id), NOT_FOUND, PERMISSION_DENIED.
     """
 
 @_typing.type_check_only
@@ -69,10 +80,15 @@ class ContentServiceAsyncStub(ContentServiceStub):
     ListContent: _aio.UnaryUnaryMultiCallable[_content_service_pb2.ListContentRequest, _content_service_pb2.ListContentResponse]  # type: ignore[assignment]
     """Lists content, most recently updated first. Errors: INVALID_ARGUMENT."""
     GetContent: _aio.UnaryUnaryMultiCallable[_content_service_pb2.GetContentRequest, _content_service_pb2.Content]  # type: ignore[assignment]
-    """Returns one content item. Errors: NOT_FOUND."""
+    """Returns one content item. Errors: NOT_FOUND.
+    Served from a per-process cache: a change made through another server process
+    shows within GENCHARGE_CONTENT_CACHE_SECONDS (see docs/api.md).
+    """
     SubmitContactForm: _aio.UnaryUnaryMultiCallable[_content_service_pb2.SubmitContactFormRequest, _content_service_pb2.ContactForm]  # type: ignore[assignment]
-    """Stores a contact form submission. Errors: INVALID_ARGUMENT (missing name, bad
-    email, empty or over-long description), RESOURCE_EXHAUSTED (rate limit).
+    """Stores a contact form submission (status CONTACT_FORM_STATUS_NEW). Errors:
+    INVALID_ARGUMENT (missing name, bad email, empty or over-long description,
+    control characters), RESOURCE_EXHAUSTED (too many submissions from one client
+    address; ErrorInfo reason TOO_MANY_ATTEMPTS, metadata retry_after_seconds).
     """
     CreateContent: _aio.UnaryUnaryMultiCallable[_content_service_pb2.CreateContentRequest, _content_service_pb2.Content]  # type: ignore[assignment]
     """Creates a content item. Errors: INVALID_ARGUMENT, NOT_FOUND (content type),
@@ -85,8 +101,14 @@ class ContentServiceAsyncStub(ContentServiceStub):
     DeleteContent: _aio.UnaryUnaryMultiCallable[_content_service_pb2.DeleteContentRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a content item. Errors: NOT_FOUND, PERMISSION_DENIED."""
     ListContactForms: _aio.UnaryUnaryMultiCallable[_content_service_pb2.ListContactFormsRequest, _content_service_pb2.ListContactFormsResponse]  # type: ignore[assignment]
-    """Lists contact form submissions, newest first.
+    """Lists contact form submissions, newest first, optionally of one status.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    """
+    UpdateContactForm: _aio.UnaryUnaryMultiCallable[_content_service_pb2.UpdateContactFormRequest, _content_service_pb2.ContactForm]  # type: ignore[assignment]
+    """Updates the fields of a contact form submission named in update_mask: "status"
+    (any status to any other, e.g. new -> in progress -> resolved; the same status
+    again changes nothing). Errors: INVALID_ARGUMENT (mask, unknown or unset status,
+    malformed id), NOT_FOUND, PERMISSION_DENIED.
     """
 
 class ContentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -108,7 +130,10 @@ class ContentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _content_service_pb2.GetContentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_content_service_pb2.Content, _abc.Awaitable[_content_service_pb2.Content]]:
-        """Returns one content item. Errors: NOT_FOUND."""
+        """Returns one content item. Errors: NOT_FOUND.
+        Served from a per-process cache: a change made through another server process
+        shows within GENCHARGE_CONTENT_CACHE_SECONDS (see docs/api.md).
+        """
 
     @_abc_1.abstractmethod
     def SubmitContactForm(
@@ -116,8 +141,10 @@ class ContentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _content_service_pb2.SubmitContactFormRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_content_service_pb2.ContactForm, _abc.Awaitable[_content_service_pb2.ContactForm]]:
-        """Stores a contact form submission. Errors: INVALID_ARGUMENT (missing name, bad
-        email, empty or over-long description), RESOURCE_EXHAUSTED (rate limit).
+        """Stores a contact form submission (status CONTACT_FORM_STATUS_NEW). Errors:
+        INVALID_ARGUMENT (missing name, bad email, empty or over-long description,
+        control characters), RESOURCE_EXHAUSTED (too many submissions from one client
+        address; ErrorInfo reason TOO_MANY_ATTEMPTS, metadata retry_after_seconds).
         """
 
     @_abc_1.abstractmethod
@@ -154,8 +181,20 @@ class ContentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _content_service_pb2.ListContactFormsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_content_service_pb2.ListContactFormsResponse, _abc.Awaitable[_content_service_pb2.ListContactFormsResponse]]:
-        """Lists contact form submissions, newest first.
+        """Lists contact form submissions, newest first, optionally of one status.
         Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateContactForm(
+        self,
+        request: _content_service_pb2.UpdateContactFormRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_content_service_pb2.ContactForm, _abc.Awaitable[_content_service_pb2.ContactForm]]:
+        """Updates the fields of a contact form submission named in update_mask: "status"
+        (any status to any other, e.g. new -> in progress -> resolved; the same status
+        again changes nothing). Errors: INVALID_ARGUMENT (mask, unknown or unset status,
+        malformed id), NOT_FOUND, PERMISSION_DENIED.
         """
 
 def add_ContentServiceServicer_to_server(servicer: ContentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

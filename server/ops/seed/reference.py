@@ -52,7 +52,7 @@ ROLES: Final[tuple[Role, ...]] = (
 #: CreatePermission checks it too); re-exported here for the seed.
 CONTRACT_RESOURCES: Final[tuple[str, ...]] = resources.CONTRACT_RESOURCES
 
-#: Resources Support may read (and nothing else).
+#: Resources Support may read.
 SUPPORT_READ_RESOURCES: Final[tuple[str, ...]] = (
     "Users",
     "Transactions",
@@ -64,6 +64,11 @@ SUPPORT_READ_RESOURCES: Final[tuple[str, ...]] = (
     "Reports",
     "AuditLog",
 )
+
+
+#: Resources Support may also edit (nothing else: no write, no delete): ContactForm,
+#: to move a submission along (ContentService.UpdateContactForm).
+SUPPORT_EDIT_RESOURCES: Final[tuple[str, ...]] = ("ContactForm",)
 
 
 class Permission(NamedTuple):
@@ -86,7 +91,7 @@ def _read(permission_id: int, resource: str) -> Permission:
 #: 1-4: DDS 13.2 verbatim. 5-18: full access for the Admin role on every contract
 #: resource the DDS rows do not already cover in full (Transactions and Plans are
 #: not full in 13.2). 19-26: read-only rows for Support (Transactions read-only is
-#: DDS row 2).
+#: DDS row 2). 27: Support's read-and-edit row for ContactForm.
 PERMISSIONS: Final[tuple[Permission, ...]] = (
     Permission(1, "Users", True, True, True, True),
     Permission(2, "Transactions", True, False, False, False),
@@ -114,6 +119,7 @@ PERMISSIONS: Final[tuple[Permission, ...]] = (
     _read(24, "ContactForm"),
     _read(25, "Reports"),
     _read(26, "AuditLog"),
+    Permission(27, "ContactForm", True, False, False, True),
 )
 
 
@@ -124,7 +130,8 @@ class RolePermission(NamedTuple):
 
 
 #: 1-4: DDS 13.3 verbatim. 5-18: Admin gets permissions 5-18 (full access, with 1 and
-#: 4 from the DDS). 19-26: Support gets the read-only rows 19-26 (plus DDS row 4).
+#: 4 from the DDS). 19-26: Support gets the read-only rows 19-26 (plus DDS row 4);
+#: 27: Support edits contact forms (row 27).
 #: The User role keeps only DDS row 3: users reach their own data through
 #: AUDIENCE_AUTHENTICATED rules and ownership checks, not through permissions.
 #: The Service role has no permission rows: service RPCs use AUDIENCE_SERVICE.
@@ -135,6 +142,7 @@ ROLE_PERMISSIONS: Final[tuple[RolePermission, ...]] = (
     RolePermission(4, ROLE_SUPPORT, 2),
     *(RolePermission(pid, ROLE_ADMIN, pid) for pid in range(5, 19)),
     *(RolePermission(pid, ROLE_SUPPORT, pid) for pid in range(19, 27)),
+    RolePermission(27, ROLE_SUPPORT, 27),
 )
 
 # ---------------------------------------------------------------- lookup tables
