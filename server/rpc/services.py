@@ -38,6 +38,7 @@ from server.recharge.batch.servicer import BatchRpcs
 from server.recharge.bills.servicer import BillRpcs
 from server.recharge.flows import Recharger
 from server.recharge.servicer import RechargeRpcs
+from server.reports.servicer import ReportRpcs
 from server.rpc.health import POSTGRESQL_AND_MONGODB, POSTGRESQL_ONLY
 from server.wallet.servicer import WalletServicer
 
@@ -82,7 +83,10 @@ class RechargeServicer(
         self._batch_slots = asyncio.Semaphore(resources.settings.db_pool_size)
 
 
-class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
+class AdminServicer(
+    ReportRpcs,
+    admin_service_pb2_grpc.AdminServiceServicer,
+):
     """AdminService: its RPCs by topic, each topic a mixin from its own sub-package
     (server/admin/<topic>/servicer.py, server/reports/servicer.py), composed here over
     the shared pieces they use. An RPC no mixin overrides answers UNIMPLEMENTED."""
