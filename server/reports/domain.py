@@ -125,6 +125,20 @@ def validate(
 # --------------------------------------------------------------------- the rows
 
 
+def _statement(params: Parameters) -> Any:
+    name = params.report_type.name
+    if params.report_type.ranged:
+        return _RANGED[name](params.start, params.end)
+    return _SNAPSHOT[name]()
+
+
+async def count_rows(params: Parameters, *, conn: AsyncConnection) -> int | None:
+    """The report's row count before it is written; None for the MongoDB reports."""
+    if params.report_type.name in _MONGO:
+        return None
+    return await queries.count_rows(_statement(params), conn=conn)
+
+
 async def rows(
     params: Parameters,
     *,
@@ -138,10 +152,7 @@ async def rows(
         async for part in _mongo_rows(params, conn=conn, mongo=mongo, batch=batch):
             yield part
         return
-    statement = (
-        _RANGED[name](params.start, params.end) if params.report_type.ranged else _SNAPSHOT[name]()
-    )
-    async for part in queries.stream_rows(statement, batch=batch, conn=conn):
+    async for part in queries.stream_rows(_statement(params), batch=batch, conn=conn):
         yield part
 
 

@@ -80,6 +80,14 @@ class Reports:
             resources.settings.reports_max_concurrent,
         )
 
+    async def count(
+        self, report_type_id: int, fmt: ReportFormat | None, parameters: Mapping[str, Any]
+    ) -> int | None:
+        """The rows a generation would write now (None: not known in advance)."""
+        params = domain.validate(report_type_id, fmt, parameters, today=self.now().date())
+        async with self.db.read_only() as conn:
+            return await domain.count_rows(params, conn=conn)
+
     async def generate(
         self,
         report_type_id: int,

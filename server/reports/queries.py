@@ -291,6 +291,12 @@ def user_permissions_rows() -> Select[Any]:
     return select(*user_permissions_v.c).order_by(v.user_id, v.permission_name)
 
 
+async def count_rows(statement: Select[Any], *, conn: AsyncConnection) -> int:
+    """How many rows ``statement`` returns (for a progress bar)."""
+    counted = select(func.count()).select_from(statement.order_by(None).subquery())
+    return int((await conn.execute(counted)).scalar_one())
+
+
 async def stream_rows(
     statement: Select[Any], *, batch: int, conn: AsyncConnection
 ) -> AsyncIterator[Rows]:
