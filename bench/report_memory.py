@@ -61,7 +61,8 @@ async def _insert_rows(database_url: str, rows: int, user_ids: tuple[int, ...]) 
                     text(
                         "INSERT INTO transactions (user_id, category, txn_type, amount, source,"
                         " status, payment_method, payment_transaction_id)"
-                        " SELECT (CAST(:ids AS integer[]))[1 + i % CAST(:k AS integer)], 'wallet', 'credit',"
+                        " SELECT (CAST(:ids AS integer[]))[1 + i % CAST(:k AS integer)],"
+                        " 'wallet', 'credit',"
                         " 10 + (i % 500), 'wallet_topup', 'success', 'UPI', 'mem-' || i"
                         " FROM generate_series(CAST(:a AS integer), CAST(:b AS integer)) AS i"
                     ),
