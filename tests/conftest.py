@@ -228,12 +228,14 @@ async def open_resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
     from server.core.config import Settings
     from server.core.resources import Resources
 
+    reports_dir = Path(tempfile.mkdtemp(prefix="gencharge-reports-"))
     settings = Settings(
         database_url=pg_url,
         mongo_url=mongo_url,
         listen="127.0.0.1:0",
         load_demo_data=False,
         data_dir=Path("/nonexistent"),
+        reports_dir=reports_dir,
         jwt_private_key=_TEST_KEYS[0],
         data_encryption_key=_TEST_KEYS[1],
     )
@@ -250,6 +252,7 @@ async def open_resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
     finally:
         await client.close()
         await engine.dispose()
+        shutil.rmtree(reports_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -155,6 +155,13 @@ class Settings(BaseSettings):
     #: it (a Python process uses about one core: set this near the number of cores).
     workers: int = Field(default=1, ge=1, le=64)
 
+    # --- reports (server/reports, docs/operations.md "Reports") ---------------------------
+    #: Folder of the generated report files (local storage); empty: ``<data_dir>/reports``.
+    reports_dir: Path | None = None
+    #: Reports generated at once by one server process; GenerateReport answers
+    #: RESOURCE_EXHAUSTED (``REPORTS_BUSY``) beyond it.
+    reports_max_concurrent: int = Field(default=2, ge=1, le=64)
+
     log_level: str = "INFO"
     #: ``json`` (one JSON object per line) or ``text``.
     log_format: str = "json"
@@ -162,6 +169,11 @@ class Settings(BaseSettings):
     @property
     def production(self) -> bool:
         return self.environment is Environment.PRODUCTION
+
+    @property
+    def report_storage_dir(self) -> Path:
+        """Where report files are kept: ``reports_dir``, else ``<data_dir>/reports``."""
+        return self.reports_dir if self.reports_dir is not None else self.data_dir / "reports"
 
     @property
     def embedded(self) -> bool:

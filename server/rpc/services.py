@@ -41,6 +41,7 @@ from server.recharge.batch.servicer import BatchRpcs
 from server.recharge.bills.servicer import BillRpcs
 from server.recharge.flows import Recharger
 from server.recharge.servicer import RechargeRpcs
+from server.reports.servicer import ReportRpcs
 from server.rpc.health import POSTGRESQL_AND_MONGODB, POSTGRESQL_ONLY
 from server.wallet.servicer import WalletServicer
 
@@ -88,6 +89,7 @@ class RechargeServicer(
 class AdminServicer(
     UserRpcs,
     StaffRpcs,
+    ReportRpcs,
     admin_service_pb2_grpc.AdminServiceServicer,
 ):
     """AdminService: its RPCs by topic, each topic a mixin from its own sub-package

@@ -152,6 +152,7 @@ EXPECTED_RULES: dict[str, dict[str, str]] = {
         "ListAuditLogs": "AuditLog/read",
         "GenerateReport": "Reports/write",
         "ListReports": "Reports/read",
+        "DownloadReport": "Reports/read",
         "GetDashboardStats": "Reports/read",
     },
     "BackupService": {
@@ -209,6 +210,7 @@ STREAMING = {
     "RechargeService.BatchRecharge": (True, True),
     "BackupService.CreateBackup": (False, True),
     "BackupService.RestoreBackup": (False, True),
+    "AdminService.DownloadReport": (False, True),
 }
 
 ACTION_NAMES = {

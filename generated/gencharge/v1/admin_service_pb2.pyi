@@ -1273,11 +1273,17 @@ class Report(_message.Message):
     DETAILS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     DOWNLOAD_URI_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    ROW_COUNT_FIELD_NUMBER: _builtins.int
+    FILE_NAME_FIELD_NUMBER: _builtins.int
     report_id: _builtins.int
     """Unique identifier."""
     report_type_id: _builtins.int
-    """Report type (DDS ReportTypes.report_type_id), e.g. 1 = transactions,
-    2 = recharges, 3 = users.
+    """Report type (DDS ReportTypes.report_type_id): 1 = user_activity, 2 = transactions,
+    3 = plans, 4 = offers, 5 = referrals, 6 = revenue, 7 = content_usage,
+    8 = backup_activity, 9 = recharges, 10 = users, 11 = active_plans,
+    12 = user_permissions (docs/api.md, "Reports").
     """
     report_type_name: _builtins.str
     """Report type name."""
@@ -1286,7 +1292,17 @@ class Report(_message.Message):
     format: Global___ReportFormat.ValueType
     """File format."""
     download_uri: _builtins.str
-    """Where to download the file."""
+    """Where to download the file: a file:// URI on the server's report storage
+    (GENCHARGE_REPORTS_DIR); remote callers use DownloadReport.
+    """
+    sha256: _builtins.str
+    """Hex SHA-256 of the file."""
+    size_bytes: _builtins.int
+    """Size of the file in bytes."""
+    row_count: _builtins.int
+    """Data rows written (header and totals not counted)."""
+    file_name: _builtins.str
+    """File name, e.g. "report-12-transactions.xlsx"."""
     @_builtins.property
     def details(self) -> _struct_pb2.Struct:
         """Details: the parameters used, row count, etc."""
@@ -1306,10 +1322,14 @@ class Report(_message.Message):
         details: _struct_pb2.Struct | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         download_uri: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        row_count: _builtins.int = ...,
+        file_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "details", b"details"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "details", b"details", "download_uri", b"download_uri", "format", b"format", "generated_by", b"generated_by", "report_id", b"report_id", "report_type_id", b"report_type_id", "report_type_name", b"report_type_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "details", b"details", "download_uri", b"download_uri", "file_name", b"file_name", "format", b"format", "generated_by", b"generated_by", "report_id", b"report_id", "report_type_id", b"report_type_id", "report_type_name", b"report_type_name", "row_count", b"row_count", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1404,6 +1424,70 @@ class ListReportsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListReportsResponse: _TypeAlias = ListReportsResponse  # noqa: Y015
+
+@_typing.final
+class DownloadReportRequest(_message.Message):
+    """Request for DownloadReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_ID_FIELD_NUMBER: _builtins.int
+    report_id: _builtins.int
+    """The report (Report.report_id). Required."""
+    def __init__(
+        self,
+        *,
+        report_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["report_id", b"report_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadReportRequest: _TypeAlias = DownloadReportRequest  # noqa: Y015
+
+@_typing.final
+class ReportChunk(_message.Message):
+    """ReportChunk is one piece of a report's file; chunks arrive in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """The bytes of this chunk (at most 64 KiB)."""
+    offset: _builtins.int
+    """Position of data in the file."""
+    size_bytes: _builtins.int
+    """Size of the whole file in bytes (first chunk only)."""
+    sha256: _builtins.str
+    """Hex SHA-256 of the whole file (first chunk only)."""
+    file_name: _builtins.str
+    """File name (first chunk only)."""
+    content_type: _builtins.str
+    """Media type, e.g. "text/csv" (first chunk only)."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        offset: _builtins.int = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        file_name: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "data", b"data", "file_name", b"file_name", "offset", b"offset", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportChunk: _TypeAlias = ReportChunk  # noqa: Y015
 
 @_typing.final
 class GetDashboardStatsRequest(_message.Message):

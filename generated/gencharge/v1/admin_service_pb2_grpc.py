@@ -168,6 +168,11 @@ class AdminServiceStub:
                 request_serializer=gencharge_dot_v1_dot_admin__service__pb2.ListReportsRequest.SerializeToString,
                 response_deserializer=gencharge_dot_v1_dot_admin__service__pb2.ListReportsResponse.FromString,
                 _registered_method=True)
+        self.DownloadReport = channel.unary_stream(
+                '/gencharge.v1.AdminService/DownloadReport',
+                request_serializer=gencharge_dot_v1_dot_admin__service__pb2.DownloadReportRequest.SerializeToString,
+                response_deserializer=gencharge_dot_v1_dot_admin__service__pb2.ReportChunk.FromString,
+                _registered_method=True)
         self.GetDashboardStats = channel.unary_unary(
                 '/gencharge.v1.AdminService/GetDashboardStats',
                 request_serializer=gencharge_dot_v1_dot_admin__service__pb2.GetDashboardStatsRequest.SerializeToString,
@@ -402,6 +407,16 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadReport(self, request, context):
+        """Streams the file of a generated report in chunks, in order: the first chunk also
+        carries the file's size, SHA-256 checksum, name and media type, so the client can
+        verify what it reassembled. Errors: INVALID_ARGUMENT, NOT_FOUND (no such report, or
+        its file is gone), PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetDashboardStats(self, request, context):
         """Returns headline figures for the admin dashboard over a time range.
         Errors: INVALID_ARGUMENT (bad range), PERMISSION_DENIED.
@@ -537,6 +552,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListReports,
                     request_deserializer=gencharge_dot_v1_dot_admin__service__pb2.ListReportsRequest.FromString,
                     response_serializer=gencharge_dot_v1_dot_admin__service__pb2.ListReportsResponse.SerializeToString,
+            ),
+            'DownloadReport': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadReport,
+                    request_deserializer=gencharge_dot_v1_dot_admin__service__pb2.DownloadReportRequest.FromString,
+                    response_serializer=gencharge_dot_v1_dot_admin__service__pb2.ReportChunk.SerializeToString,
             ),
             'GetDashboardStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDashboardStats,
@@ -1225,6 +1245,33 @@ class AdminService:
             '/gencharge.v1.AdminService/ListReports',
             gencharge_dot_v1_dot_admin__service__pb2.ListReportsRequest.SerializeToString,
             gencharge_dot_v1_dot_admin__service__pb2.ListReportsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gencharge.v1.AdminService/DownloadReport',
+            gencharge_dot_v1_dot_admin__service__pb2.DownloadReportRequest.SerializeToString,
+            gencharge_dot_v1_dot_admin__service__pb2.ReportChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -153,6 +153,12 @@ class AdminServiceStub:
     """Lists generated reports, newest first. Errors: INVALID_ARGUMENT,
     PERMISSION_DENIED.
     """
+    DownloadReport: _grpc.UnaryStreamMultiCallable[_admin_service_pb2.DownloadReportRequest, _admin_service_pb2.ReportChunk]
+    """Streams the file of a generated report in chunks, in order: the first chunk also
+    carries the file's size, SHA-256 checksum, name and media type, so the client can
+    verify what it reassembled. Errors: INVALID_ARGUMENT, NOT_FOUND (no such report, or
+    its file is gone), PERMISSION_DENIED.
+    """
     GetDashboardStats: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetDashboardStatsRequest, _admin_service_pb2.DashboardStats]
     """Returns headline figures for the admin dashboard over a time range.
     Errors: INVALID_ARGUMENT (bad range), PERMISSION_DENIED.
@@ -279,6 +285,12 @@ class AdminServiceAsyncStub(AdminServiceStub):
     ListReports: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListReportsRequest, _admin_service_pb2.ListReportsResponse]  # type: ignore[assignment]
     """Lists generated reports, newest first. Errors: INVALID_ARGUMENT,
     PERMISSION_DENIED.
+    """
+    DownloadReport: _aio.UnaryStreamMultiCallable[_admin_service_pb2.DownloadReportRequest, _admin_service_pb2.ReportChunk]  # type: ignore[assignment]
+    """Streams the file of a generated report in chunks, in order: the first chunk also
+    carries the file's size, SHA-256 checksum, name and media type, so the client can
+    verify what it reassembled. Errors: INVALID_ARGUMENT, NOT_FOUND (no such report, or
+    its file is gone), PERMISSION_DENIED.
     """
     GetDashboardStats: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetDashboardStatsRequest, _admin_service_pb2.DashboardStats]  # type: ignore[assignment]
     """Returns headline figures for the admin dashboard over a time range.
@@ -553,6 +565,18 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_service_pb2.ListReportsResponse, _abc.Awaitable[_admin_service_pb2.ListReportsResponse]]:
         """Lists generated reports, newest first. Errors: INVALID_ARGUMENT,
         PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def DownloadReport(
+        self,
+        request: _admin_service_pb2.DownloadReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_admin_service_pb2.ReportChunk], _abc.AsyncIterator[_admin_service_pb2.ReportChunk]]:
+        """Streams the file of a generated report in chunks, in order: the first chunk also
+        carries the file's size, SHA-256 checksum, name and media type, so the client can
+        verify what it reassembled. Errors: INVALID_ARGUMENT, NOT_FOUND (no such report, or
+        its file is gone), PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod

@@ -215,4 +215,8 @@ REPORT_TYPES: Final[tuple[tuple[int, str], ...]] = (
     (6, "revenue"),
     (7, "content_usage"),
     (8, "backup_activity"),
+    (9, "recharges"),
+    (10, "users"),
+    (11, "active_plans"),
+    (12, "user_permissions"),
 )
