@@ -150,6 +150,7 @@ async def test_full_refund_of_a_wallet_recharge_credits_the_wallet_and_ends_the_
     assert r.category == tpb.TRANSACTION_CATEGORY_WALLET
     assert r.status == tpb.TRANSACTION_STATUS_SUCCESS
     assert r.amount.units_minor == 1000 and r.balance_after.units_minor == 10000
+    assert r.refund_of_txn_id == bought.transaction.txn_id
     assert reply.original_transaction == bought.transaction  # never edited
     assert reply.total_refunded.units_minor == 1000
     assert await balance(resources, user.user_id) == Decimal("100.00")
@@ -460,16 +461,14 @@ async def test_bad_requests_and_what_cannot_be_refunded(
     assert missing.code == grpc.StatusCode.NOT_FOUND
 
     refunded = await refund(stub, admin, txn_id, 100)
-    (funding,) = await rows(
-        resources,
-        "SELECT txn_id FROM transactions WHERE user_id = :u AND source = 'wallet_topup'",
-        u=user.user_id,
+    adjustment = await stub.AdjustWallet(
+        pb.AdjustWalletRequest(
+            request_id=rid(), user_id=user.user_id, amount=inr(500), reason="goodwill"
+        ),
+        metadata=admin.metadata,
     )
-    for other in (refunded.refund_transaction.txn_id, funding.txn_id):
-        # a refund is not refundable; the test's top-up has a made-up gateway id, but it
-        # is refundable in principle, so only the refund is checked for NOT_REFUNDABLE
-        if other == funding.txn_id:
-            continue
+    # neither a refund nor an adjustment is a recharge or a top-up
+    for other in (refunded.refund_transaction.txn_id, adjustment.txn_id):
         refused = await failure(refund(stub, admin, other))
         assert refused.code == grpc.StatusCode.FAILED_PRECONDITION
         assert refused.reason == "NOT_REFUNDABLE"
