@@ -10,6 +10,7 @@ import asyncio
 import os
 import random
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +30,7 @@ from gencharge.v1 import transaction_pb2 as tpb
 from gencharge.v1 import wallet_service_pb2 as wpb
 from server.payments.gateway import GatewayError, RefundResult
 from server.payments.sandbox import SandboxGateway
+from server.wallet.domain import expire_pending_payments
 from tests.helpers.auth import Actor, create_admin, create_service, register_user
 from tests.helpers.clock import eventually
 from tests.helpers.money import assert_ledger_balances, balance, fund, make_plan, sandbox_of
@@ -356,6 +358,11 @@ async def test_a_lost_gateway_answer_is_finished_by_the_retry_once(
     assert lost.code == grpc.StatusCode.UNAVAILABLE and lost.reason == "GATEWAY_UNAVAILABLE"
     (pending,) = await refunds_of(resources, txn_id)
     assert pending.status == "pending"  # reserved: it counts against what is left
+    # the expiry of unpaid payments leaves a refund waiting for the gateway alone
+    async with resources.db.transaction() as conn:
+        await expire_pending_payments(conn=conn, now=datetime.now(UTC) + timedelta(days=1))
+    (pending,) = await refunds_of(resources, txn_id)
+    assert pending.status == "pending"
     more = await failure(refund(stub, admin, txn_id, 1))
     assert more.reason == "REFUND_EXCEEDS_REMAINING"
 
