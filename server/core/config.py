@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     # --- money path -------------------------------------------------------------------
     #: Reward credited to a referrer when a referred user's first recharge succeeds.
     referral_reward_minor: int = Field(default=5000, ge=0)
+    #: AdjustWallet (AdminService): an adjustment whose absolute amount is above this
+    #: (paise; default Rs 10,000) waits for a second admin's approval (four eyes).
+    #: 0: every adjustment needs one.
+    adjustment_approval_threshold_minor: int = Field(default=1_000_000, ge=0)
     #: Payment gateway (server/payments, docs/payments.md): ``sandbox`` (development and
     #: tests; refused in production) or ``razorpay``.
     payment_gateway: str = "sandbox"

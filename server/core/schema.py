@@ -623,6 +623,12 @@ transactions = Table(
     # Set by the wallet trigger only: the wallet balance right after this row moved it.
     Column("balance_after", Money),
     Column("currency", CHAR(3), nullable=False, server_default=text("'INR'")),
+    # migration 0013: the transaction a refund refunds (or the refund a reversal undoes).
+    Column(
+        "refund_of_txn_id",
+        Integer,
+        ForeignKey("transactions.txn_id", name="fk_transactions_refund_of"),
+    ),
     PrimaryKeyConstraint("txn_id", name="transactions_pkey"),
     CheckConstraint("amount > 0", name="ck_transactions_amount_positive"),
     Index("idx_transactions_user_id", "user_id"),
@@ -635,6 +641,11 @@ transactions = Table(
         "payment_transaction_id",
         unique=True,
         postgresql_where=text("payment_transaction_id IS NOT NULL"),
+    ),
+    Index(
+        "idx_transactions_refund_of",
+        "refund_of_txn_id",
+        postgresql_where=text("refund_of_txn_id IS NOT NULL"),
     ),
 )
 
@@ -935,4 +946,54 @@ recharges = Table(
     Column("bonus", JSONB),
     PrimaryKeyConstraint("txn_id", name="recharges_pkey"),
     CheckConstraint("discount >= 0 AND cashback >= 0", name="ck_recharges_amounts_nonnegative"),
+)
+
+
+# --- wallet adjustments (migration 0013) ------------------------------------------------------
+
+#: One row per AdjustWallet (server/admin/money): its ledger row, the reason, who asked
+#: and, above the approval threshold, who approved or rejected it (four eyes).
+wallet_adjustments = Table(
+    "wallet_adjustments",
+    metadata,
+    Column(
+        "txn_id",
+        Integer,
+        ForeignKey("transactions.txn_id", name="fk_wallet_adjustments_txn"),
+        nullable=False,
+    ),
+    Column(
+        "user_id",
+        Integer,
+        ForeignKey("users.user_id", name="fk_wallet_adjustments_user"),
+        nullable=False,
+    ),
+    Column(
+        "requested_by",
+        Integer,
+        ForeignKey("admins.admin_id", name="fk_wallet_adjustments_requested_by"),
+        nullable=False,
+    ),
+    Column("reason", Text, nullable=False),
+    #: ``applied`` | ``pending`` -> ``approved`` | ``rejected``.
+    Column("status", Text, nullable=False),
+    Column(
+        "decided_by",
+        Integer,
+        ForeignKey("admins.admin_id", name="fk_wallet_adjustments_decided_by"),
+    ),
+    Column("decided_at", TimestampTZ),
+    Column("decision_note", Text),
+    _created_at(),
+    PrimaryKeyConstraint("txn_id", name="wallet_adjustments_pkey"),
+    CheckConstraint(
+        "status IN ('applied', 'pending', 'approved', 'rejected')",
+        name="ck_wallet_adjustments_status",
+    ),
+    CheckConstraint(
+        "status <> 'approved' OR decided_by <> requested_by",
+        name="ck_wallet_adjustments_four_eyes",
+    ),
+    Index("idx_wallet_adjustments_status", "status", "created_at"),
+    Index("idx_wallet_adjustments_user", "user_id", "created_at"),
 )

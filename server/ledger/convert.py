@@ -81,6 +81,7 @@ def transaction_message(row: Transaction) -> transaction_pb2.Transaction:
         payment_transaction_id=row.payment_transaction_id or "",
         created_at=protoconv.timestamp(row.created_at),
         balance_after=protoconv.optional_money(row.balance_after, currency),
+        refund_of_txn_id=row.refund_of_txn_id or 0,
     )
     return message
 

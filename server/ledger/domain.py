@@ -51,6 +51,8 @@ class Transaction:
     payment_transaction_id: str | None
     created_at: datetime
     balance_after: Decimal | None
+    #: A refund: the transaction it refunds; a refund's reversal: the refund.
+    refund_of_txn_id: int | None = None
 
     @classmethod
     def of(cls, row: Any) -> Transaction:
@@ -72,6 +74,7 @@ class Transaction:
             payment_transaction_id=row.payment_transaction_id,
             created_at=row.created_at,
             balance_after=row.balance_after,
+            refund_of_txn_id=getattr(row, "refund_of_txn_id", None),
         )
 
     @property
@@ -205,6 +208,33 @@ async def settle(
             raise refused from None
         raise
     return Transaction.of(row)
+
+
+async def refunded(txn_id: int, *, conn: AsyncConnection) -> Decimal:
+    """How much of ``txn_id`` is refunded or being refunded: its refunds that succeeded
+    or are pending, less the reversals of refunds the gateway refused."""
+    return await queries.refunded_amount(conn, txn_id)
+
+
+async def reversal_of(refund_txn_id: int, *, conn: AsyncConnection) -> Transaction | None:
+    """The reversal of a refund (the wallet credited back), if any."""
+    row = await queries.reversal_of(conn, refund_txn_id)
+    return Transaction.of(row) if row is not None else None
+
+
+async def record_payment_id(
+    txn: Transaction, payment_transaction_id: str, *, conn: AsyncConnection
+) -> Transaction:
+    """Name the gateway's id of a row that has none yet (a refund the gateway made after
+    its ledger row succeeded); the row's money columns stay as they are."""
+    try:
+        row = await queries.set_payment_transaction_id(conn, txn.txn_id, payment_transaction_id)
+    except IntegrityError as exc:
+        raise FailedPrecondition(
+            "payment_transaction_id already belongs to another transaction",
+            reason="PAYMENT_ID_MISMATCH",
+        ) from exc
+    return Transaction.of(row) if row is not None else txn
 
 
 async def fail_stale_pending(*, created_before: datetime, conn: AsyncConnection) -> list[int]:

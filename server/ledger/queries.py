@@ -173,6 +173,54 @@ async def settle_transaction(
     return row
 
 
+_REFUNDED = text(
+    """
+    SELECT coalesce(sum(r.amount), 0)
+           - coalesce((SELECT sum(v.amount) FROM transactions v
+                        JOIN transactions rr ON v.refund_of_txn_id = rr.txn_id
+                       WHERE rr.refund_of_txn_id = :txn_id AND rr.source = 'refund'
+                         AND v.source = 'refund' AND v.status = 'success'), 0)
+      FROM transactions r
+     WHERE r.refund_of_txn_id = :txn_id AND r.source = 'refund'
+       AND r.status IN ('success', 'pending')
+    """
+).bindparams(bindparam("txn_id", type_=Integer))
+
+
+async def refunded_amount(conn: AsyncConnection, txn_id: int) -> Decimal:
+    """The refunds of ``txn_id`` that succeeded or are pending, less their reversals."""
+    value = (await conn.execute(_REFUNDED, {"txn_id": txn_id})).scalar_one()
+    return Decimal(value)
+
+
+async def reversal_of(conn: AsyncConnection, refund_txn_id: int) -> RowT | None:
+    result = await conn.execute(
+        select(*transactions.c)
+        .where(
+            transactions.c.refund_of_txn_id == refund_txn_id,
+            transactions.c.source == "refund",
+            transactions.c.status == "success",
+        )
+        .limit(1)
+    )
+    row: RowT | None = result.one_or_none()
+    return row
+
+
+async def set_payment_transaction_id(
+    conn: AsyncConnection, txn_id: int, payment_transaction_id: str
+) -> RowT | None:
+    """Set the gateway's id of a row that has none (None: it had one already)."""
+    result = await conn.execute(
+        update(transactions)
+        .where(transactions.c.txn_id == txn_id, transactions.c.payment_transaction_id.is_(None))
+        .values(payment_transaction_id=payment_transaction_id)
+        .returning(*transactions.c)
+    )
+    row: RowT | None = result.one_or_none()
+    return row
+
+
 async def fail_stale_pending(conn: AsyncConnection, *, created_before: datetime) -> list[int]:
     """Mark external payments pending since before ``created_before`` failed; their ids."""
     result = await conn.execute(
@@ -180,6 +228,8 @@ async def fail_stale_pending(conn: AsyncConnection, *, created_before: datetime)
         .where(
             transactions.c.status == "pending",
             transactions.c.payment_method.in_(EXTERNAL_METHODS),
+            # A pending refund waits for the gateway's answer, not for a payer.
+            transactions.c.source.is_distinct_from("refund"),
             transactions.c.created_at < created_before,
         )
         .values(status="failed")

@@ -943,3 +943,20 @@ async def expire_and_activate_plans(*, conn: AsyncConnection) -> PlanCounts:
             uncovered.discard(row.phone_number)
             notified += 1
     return PlanCounts(True, len(expired), len(activated), notified)
+
+
+# --- refunds (AdminService RefundTransaction) ---------------------------------------------
+
+
+async def end_plan_of_refunded(txn: Transaction, *, conn: AsyncConnection) -> int | None:
+    """End the plan a fully refunded recharge bought, now: a queued plan never starts,
+    an active one stops (plans queued behind it on the number keep their dates).
+    Takes the number's lock, like a recharge queueing on it. Returns the plan period's
+    id, or None when there was none left to end."""
+    found = await queries.plan_of_recharge(conn, txn.txn_id)
+    if found is None or found.status not in ("active", "queued"):
+        return None
+    if found.phone_number:
+        await queries.lock_phone(conn, found.phone_number)
+    ended = await queries.end_plan_now(conn, int(found.id))
+    return int(ended.id) if ended is not None else None

@@ -488,3 +488,44 @@ async def activate_queued_plans(conn: AsyncConnection) -> list[int]:
 async def uncovered_phones(conn: AsyncConnection, phones: Sequence[str]) -> set[str]:
     """Of ``phones``, those with no plan covering them now or later."""
     return set((await conn.execute(_UNCOVERED, {"phones": list(phones)})).scalars())
+
+
+# --- ending the plan of a refunded recharge (AdminService RefundTransaction) -----------------
+
+
+async def plan_of_recharge(conn: AsyncConnection, txn_id: int) -> RowT | None:
+    """The plan period a recharge debit queued or activated: ``id, phone_number,
+    status`` (None: none recorded)."""
+    query: Any = (
+        select(
+            currentactiveplans.c.id,
+            currentactiveplans.c.phone_number,
+            currentactiveplans.c.status,
+        )
+        .select_from(
+            recharges.join(
+                currentactiveplans, currentactiveplans.c.id == recharges.c.active_plan_id
+            )
+        )
+        .where(recharges.c.txn_id == txn_id)
+    )
+    row: RowT | None = (await conn.execute(query)).one_or_none()
+    return row
+
+
+async def end_plan_now(conn: AsyncConnection, plan_row_id: int) -> RowT | None:
+    """End a plan period now: ``expired``, ``valid_to`` now (an active plan stops; a
+    queued one ends where it would have started). Returns ``id, status, valid_from,
+    valid_to`` (None: it was not active or queued)."""
+    c = currentactiveplans.c
+    result = await conn.execute(
+        update(currentactiveplans)
+        .where(c.id == plan_row_id, c.status.in_(["active", "queued"]))
+        .values(
+            status="expired",
+            valid_to=func.least(c.valid_to, func.greatest(c.valid_from, func.now())),
+        )
+        .returning(c.id, c.status, c.valid_from, c.valid_to)
+    )
+    row: RowT | None = result.one_or_none()
+    return row

@@ -25,6 +25,7 @@ from gencharge.v1 import (
     recharge_service_pb2_grpc,
     wallet_service_pb2_grpc,
 )
+from server.admin.money.servicer import MoneyRpcs
 from server.admin.staff.servicer import StaffRpcs
 from server.admin.users.servicer import UserRpcs
 from server.auth.security import Security
@@ -90,6 +91,7 @@ class AdminServicer(
     UserRpcs,
     StaffRpcs,
     ReportRpcs,
+    MoneyRpcs,
     admin_service_pb2_grpc.AdminServiceServicer,
 ):
     """AdminService: its RPCs by topic, each topic a mixin from its own sub-package

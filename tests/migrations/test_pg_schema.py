@@ -177,6 +177,8 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "created_at": TSTZ,
         "balance_after": MONEY,
         "currency": CHAR,
+        # migration 0013
+        "refund_of_txn_id": INT,
     },
     "plans": {
         "plan_id": INT,
@@ -315,6 +317,18 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "last_error": TEXT,
         "created_at": TSTZ,
         "updated_at": TSTZ,
+    },
+    # migration 0013
+    "wallet_adjustments": {
+        "txn_id": INT,
+        "user_id": INT,
+        "requested_by": INT,
+        "reason": TEXT,
+        "status": TEXT,
+        "decided_by": INT,
+        "decided_at": TSTZ,
+        "decision_note": TEXT,
+        "created_at": TSTZ,
     },
     "plangroups": {"group_id": INT, "group_name": VARCHAR, "description": TEXT},
     "offertypes": {"offer_type_id": INT, "offer_type_name": VARCHAR, "description": TEXT},

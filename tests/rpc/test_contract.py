@@ -149,6 +149,9 @@ EXPECTED_RULES: dict[str, dict[str, str]] = {
         "DisableServiceAccount": "ServiceAccounts/edit",
         "RefundTransaction": "Transactions/write",
         "AdjustWallet": "Wallet/write",
+        "ApproveWalletAdjustment": "Wallet/edit",
+        "RejectWalletAdjustment": "Wallet/edit",
+        "ListWalletAdjustments": "Wallet/read",
         "ListAuditLogs": "AuditLog/read",
         "GenerateReport": "Reports/write",
         "ListReports": "Reports/read",
@@ -200,6 +203,8 @@ MONEY_MOVING_RPCS = {
     "RechargeService.PayBill",
     "AdminService.RefundTransaction",
     "AdminService.AdjustWallet",
+    "AdminService.ApproveWalletAdjustment",
+    "AdminService.RejectWalletAdjustment",
 }
 
 # List RPCs that return small reference lists in one response (no pagination).

@@ -25,6 +25,38 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _WalletAdjustmentStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WalletAdjustmentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WalletAdjustmentStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WALLET_ADJUSTMENT_STATUS_UNSPECIFIED: _WalletAdjustmentStatus.ValueType  # 0
+    """Not set. In filters: no filtering."""
+    WALLET_ADJUSTMENT_STATUS_APPLIED: _WalletAdjustmentStatus.ValueType  # 1
+    """At or below the approval threshold: the wallet moved at once."""
+    WALLET_ADJUSTMENT_STATUS_PENDING: _WalletAdjustmentStatus.ValueType  # 2
+    """Above the threshold, waiting for a second admin: nothing moved yet."""
+    WALLET_ADJUSTMENT_STATUS_APPROVED: _WalletAdjustmentStatus.ValueType  # 3
+    """Approved by a second admin: the wallet moved."""
+    WALLET_ADJUSTMENT_STATUS_REJECTED: _WalletAdjustmentStatus.ValueType  # 4
+    """Rejected (or withdrawn): nothing moved."""
+
+class WalletAdjustmentStatus(_WalletAdjustmentStatus, metaclass=_WalletAdjustmentStatusEnumTypeWrapper):
+    """WalletAdjustmentStatus is where a wallet adjustment stands."""
+
+WALLET_ADJUSTMENT_STATUS_UNSPECIFIED: WalletAdjustmentStatus.ValueType  # 0
+"""Not set. In filters: no filtering."""
+WALLET_ADJUSTMENT_STATUS_APPLIED: WalletAdjustmentStatus.ValueType  # 1
+"""At or below the approval threshold: the wallet moved at once."""
+WALLET_ADJUSTMENT_STATUS_PENDING: WalletAdjustmentStatus.ValueType  # 2
+"""Above the threshold, waiting for a second admin: nothing moved yet."""
+WALLET_ADJUSTMENT_STATUS_APPROVED: WalletAdjustmentStatus.ValueType  # 3
+"""Approved by a second admin: the wallet moved."""
+WALLET_ADJUSTMENT_STATUS_REJECTED: WalletAdjustmentStatus.ValueType  # 4
+"""Rejected (or withdrawn): nothing moved."""
+Global___WalletAdjustmentStatus: _TypeAlias = WalletAdjustmentStatus  # noqa: Y015
+
 class _AuditActionType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -1114,7 +1146,7 @@ class AdjustWalletRequest(_message.Message):
     user_id: _builtins.int
     """The customer."""
     reason: _builtins.str
-    """Why (stored in the audit log). Required."""
+    """Why (stored with the adjustment and in the audit log). Required."""
     @_builtins.property
     def amount(self) -> _common_pb2.Money:
         """Signed amount: positive credits the wallet, negative debits it. Not zero."""
@@ -1134,6 +1166,194 @@ class AdjustWalletRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AdjustWalletRequest: _TypeAlias = AdjustWalletRequest  # noqa: Y015
+
+@_typing.final
+class WalletAdjustment(_message.Message):
+    """A wallet adjustment (AdjustWallet) and its approval."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSACTION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    DECISION_NOTE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    status: Global___WalletAdjustmentStatus.ValueType
+    """Where it stands."""
+    reason: _builtins.str
+    """Why it was asked for."""
+    requested_by: _builtins.int
+    """The admin who asked for it."""
+    decided_by: _builtins.int
+    """The admin who approved or rejected it; 0 while pending or when applied at once."""
+    decision_note: _builtins.str
+    """The rejection's reason (or an approval's note)."""
+    @_builtins.property
+    def transaction(self) -> _transaction_pb2.Transaction:
+        """The adjustment's ledger row: its txn_id identifies the adjustment."""
+
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was approved or rejected."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was asked for."""
+
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money:
+        """Signed amount, as asked for: positive credits, negative debits."""
+
+    def __init__(
+        self,
+        *,
+        transaction: _transaction_pb2.Transaction | None = ...,
+        status: Global___WalletAdjustmentStatus.ValueType = ...,
+        reason: _builtins.str = ...,
+        requested_by: _builtins.int = ...,
+        decided_by: _builtins.int = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+        decision_note: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        amount: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "created_at", b"created_at", "decided_at", b"decided_at", "transaction", b"transaction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "created_at", b"created_at", "decided_at", b"decided_at", "decided_by", b"decided_by", "decision_note", b"decision_note", "reason", b"reason", "requested_by", b"requested_by", "status", b"status", "transaction", b"transaction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WalletAdjustment: _TypeAlias = WalletAdjustment  # noqa: Y015
+
+@_typing.final
+class ApproveWalletAdjustmentRequest(_message.Message):
+    """Request for ApproveWalletAdjustment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), UUID recommended; see RefundTransactionRequest.
+    Required.
+    """
+    txn_id: _builtins.int
+    """The adjustment (its transaction's txn_id)."""
+    note: _builtins.str
+    """An optional note, kept with the decision."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        txn_id: _builtins.int = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["note", b"note", "request_id", b"request_id", "txn_id", b"txn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveWalletAdjustmentRequest: _TypeAlias = ApproveWalletAdjustmentRequest  # noqa: Y015
+
+@_typing.final
+class RejectWalletAdjustmentRequest(_message.Message):
+    """Request for RejectWalletAdjustment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), UUID recommended; see RefundTransactionRequest.
+    Required.
+    """
+    txn_id: _builtins.int
+    """The adjustment (its transaction's txn_id)."""
+    reason: _builtins.str
+    """Why. Required."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        txn_id: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "request_id", b"request_id", "txn_id", b"txn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectWalletAdjustmentRequest: _TypeAlias = RejectWalletAdjustmentRequest  # noqa: Y015
+
+@_typing.final
+class ListWalletAdjustmentsRequest(_message.Message):
+    """Request for ListWalletAdjustments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum results per page; default 50, maximum 200 (larger values are capped)."""
+    page_token: _builtins.str
+    """Token from a previous ListWalletAdjustmentsResponse.next_page_token."""
+    status: Global___WalletAdjustmentStatus.ValueType
+    """Only this status."""
+    user_id: _builtins.int
+    """Only this customer's (0: all)."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        status: Global___WalletAdjustmentStatus.ValueType = ...,
+        user_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWalletAdjustmentsRequest: _TypeAlias = ListWalletAdjustmentsRequest  # noqa: Y015
+
+@_typing.final
+class ListWalletAdjustmentsResponse(_message.Message):
+    """Response of ListWalletAdjustments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADJUSTMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def adjustments(self) -> _containers.RepeatedCompositeFieldContainer[Global___WalletAdjustment]:
+        """Adjustments, newest first."""
+
+    def __init__(
+        self,
+        *,
+        adjustments: _abc.Iterable[Global___WalletAdjustment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustments", b"adjustments", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWalletAdjustmentsResponse: _TypeAlias = ListWalletAdjustmentsResponse  # noqa: Y015
 
 @_typing.final
 class AuditLogEntry(_message.Message):

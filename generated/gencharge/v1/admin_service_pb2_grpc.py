@@ -153,6 +153,21 @@ class AdminServiceStub:
                 request_serializer=gencharge_dot_v1_dot_admin__service__pb2.AdjustWalletRequest.SerializeToString,
                 response_deserializer=gencharge_dot_v1_dot_transaction__pb2.Transaction.FromString,
                 _registered_method=True)
+        self.ApproveWalletAdjustment = channel.unary_unary(
+                '/gencharge.v1.AdminService/ApproveWalletAdjustment',
+                request_serializer=gencharge_dot_v1_dot_admin__service__pb2.ApproveWalletAdjustmentRequest.SerializeToString,
+                response_deserializer=gencharge_dot_v1_dot_admin__service__pb2.WalletAdjustment.FromString,
+                _registered_method=True)
+        self.RejectWalletAdjustment = channel.unary_unary(
+                '/gencharge.v1.AdminService/RejectWalletAdjustment',
+                request_serializer=gencharge_dot_v1_dot_admin__service__pb2.RejectWalletAdjustmentRequest.SerializeToString,
+                response_deserializer=gencharge_dot_v1_dot_admin__service__pb2.WalletAdjustment.FromString,
+                _registered_method=True)
+        self.ListWalletAdjustments = channel.unary_unary(
+                '/gencharge.v1.AdminService/ListWalletAdjustments',
+                request_serializer=gencharge_dot_v1_dot_admin__service__pb2.ListWalletAdjustmentsRequest.SerializeToString,
+                response_deserializer=gencharge_dot_v1_dot_admin__service__pb2.ListWalletAdjustmentsResponse.FromString,
+                _registered_method=True)
         self.ListAuditLogs = channel.unary_unary(
                 '/gencharge.v1.AdminService/ListAuditLogs',
                 request_serializer=gencharge_dot_v1_dot_admin__service__pb2.ListAuditLogsRequest.SerializeToString,
@@ -362,10 +377,31 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RefundTransaction(self, request, context):
-        """Refunds a successful debit (fully or partly) to the customer's wallet.
-        Errors: INVALID_ARGUMENT (amount not positive), NOT_FOUND (transaction),
-        FAILED_PRECONDITION (not a successful debit, or amount above what is left to
-        refund), ALREADY_EXISTS (request_id reused with a different request),
+        """Refunds a successful recharge or top-up, fully or partly, as a new ledger row
+        (source REFUND) linked to the original, which is never changed. The refunds of one
+        transaction never add up to more than it, also when several run at once.
+
+        Where the money goes: a recharge paid from the wallet is credited back to the
+        wallet; an externally paid recharge is refunded through the payment gateway to the
+        card, UPI or bank account that paid (the refund row is PENDING until the gateway
+        accepts the refund, then SUCCESS with the gateway's refund id as
+        payment_transaction_id); a top-up is refunded through the gateway too, and takes its
+        amount out of the wallet first: money already spent from the wallet cannot be
+        refunded (FAILED_PRECONDITION INSUFFICIENT_FUNDS).
+
+        The plan of a recharge: a refund that makes the recharge fully refunded ends its
+        plan now (a queued plan never starts; an active one stops; plans queued behind it
+        keep their dates); a partial refund keeps the plan. An offer's cashback and a
+        referral reward stay (take them back with AdjustWallet if needed).
+
+        Retrying with the same request_id returns the same refund; if the gateway could not
+        be reached (UNAVAILABLE), the retry finishes the same refund (never a second one).
+        Errors: INVALID_ARGUMENT (amount not positive, missing reason, request_id),
+        NOT_FOUND (transaction), FAILED_PRECONDITION (NOT_REFUNDABLE: not a successful
+        recharge or top-up; REFUND_EXCEEDS_REMAINING: amount above what is left to refund;
+        INSUFFICIENT_FUNDS; REFUND_REFUSED: the gateway refused the refund, nothing was
+        refunded), ALREADY_EXISTS (request_id reused with a different request),
+        UNAVAILABLE (GATEWAY_UNAVAILABLE: retry with the same request_id),
         PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -374,9 +410,46 @@ class AdminServiceServicer:
 
     def AdjustWallet(self, request, context):
         """Credits or debits a customer's wallet by hand (source ADJUSTMENT), with a reason.
+        An adjustment whose absolute amount is above the approval threshold
+        (GENCHARGE_ADJUSTMENT_APPROVAL_THRESHOLD_MINOR) needs a second admin (four eyes):
+        it is recorded as a PENDING transaction that moves nothing until another admin
+        approves it (ApproveWalletAdjustment); at or below it the wallet moves at once
+        (SUCCESS). The balance never goes negative.
         Errors: INVALID_ARGUMENT (zero amount, missing reason), NOT_FOUND (user),
         FAILED_PRECONDITION (debit larger than the balance: reason
         "INSUFFICIENT_FUNDS"), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveWalletAdjustment(self, request, context):
+        """Approves a pending wallet adjustment: its transaction succeeds and the wallet moves,
+        atomically, with the balance checked again. The approver must be another admin
+        than the one who asked for it. Retrying with the same request_id returns the same
+        answer. Errors: INVALID_ARGUMENT, NOT_FOUND (adjustment), FAILED_PRECONDITION
+        (SAME_ADMIN: the requester cannot approve; ADJUSTMENT_NOT_PENDING: already approved
+        or rejected; INSUFFICIENT_FUNDS: the debit no longer fits the balance, the
+        adjustment stays pending), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectWalletAdjustment(self, request, context):
+        """Rejects a pending wallet adjustment (its transaction fails; nothing moves), with a
+        reason. Any admin allowed to edit wallets may reject, the requester included (a
+        withdrawal). Retrying with the same request_id returns the same answer.
+        Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND, FAILED_PRECONDITION
+        (ADJUSTMENT_NOT_PENDING), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWalletAdjustments(self, request, context):
+        """Lists wallet adjustments, newest first (filters: status, customer).
+        Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -537,6 +610,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.AdjustWallet,
                     request_deserializer=gencharge_dot_v1_dot_admin__service__pb2.AdjustWalletRequest.FromString,
                     response_serializer=gencharge_dot_v1_dot_transaction__pb2.Transaction.SerializeToString,
+            ),
+            'ApproveWalletAdjustment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveWalletAdjustment,
+                    request_deserializer=gencharge_dot_v1_dot_admin__service__pb2.ApproveWalletAdjustmentRequest.FromString,
+                    response_serializer=gencharge_dot_v1_dot_admin__service__pb2.WalletAdjustment.SerializeToString,
+            ),
+            'RejectWalletAdjustment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectWalletAdjustment,
+                    request_deserializer=gencharge_dot_v1_dot_admin__service__pb2.RejectWalletAdjustmentRequest.FromString,
+                    response_serializer=gencharge_dot_v1_dot_admin__service__pb2.WalletAdjustment.SerializeToString,
+            ),
+            'ListWalletAdjustments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWalletAdjustments,
+                    request_deserializer=gencharge_dot_v1_dot_admin__service__pb2.ListWalletAdjustmentsRequest.FromString,
+                    response_serializer=gencharge_dot_v1_dot_admin__service__pb2.ListWalletAdjustmentsResponse.SerializeToString,
             ),
             'ListAuditLogs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAuditLogs,
@@ -1164,6 +1252,87 @@ class AdminService:
             '/gencharge.v1.AdminService/AdjustWallet',
             gencharge_dot_v1_dot_admin__service__pb2.AdjustWalletRequest.SerializeToString,
             gencharge_dot_v1_dot_transaction__pb2.Transaction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveWalletAdjustment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gencharge.v1.AdminService/ApproveWalletAdjustment',
+            gencharge_dot_v1_dot_admin__service__pb2.ApproveWalletAdjustmentRequest.SerializeToString,
+            gencharge_dot_v1_dot_admin__service__pb2.WalletAdjustment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectWalletAdjustment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gencharge.v1.AdminService/RejectWalletAdjustment',
+            gencharge_dot_v1_dot_admin__service__pb2.RejectWalletAdjustmentRequest.SerializeToString,
+            gencharge_dot_v1_dot_admin__service__pb2.WalletAdjustment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWalletAdjustments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gencharge.v1.AdminService/ListWalletAdjustments',
+            gencharge_dot_v1_dot_admin__service__pb2.ListWalletAdjustmentsRequest.SerializeToString,
+            gencharge_dot_v1_dot_admin__service__pb2.ListWalletAdjustmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

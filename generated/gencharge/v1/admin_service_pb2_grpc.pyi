@@ -128,17 +128,63 @@ class AdminServiceStub:
     Errors: NOT_FOUND, PERMISSION_DENIED.
     """
     RefundTransaction: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.RefundTransactionRequest, _admin_service_pb2.RefundTransactionResponse]
-    """Refunds a successful debit (fully or partly) to the customer's wallet.
-    Errors: INVALID_ARGUMENT (amount not positive), NOT_FOUND (transaction),
-    FAILED_PRECONDITION (not a successful debit, or amount above what is left to
-    refund), ALREADY_EXISTS (request_id reused with a different request),
+    """Refunds a successful recharge or top-up, fully or partly, as a new ledger row
+    (source REFUND) linked to the original, which is never changed. The refunds of one
+    transaction never add up to more than it, also when several run at once.
+
+    Where the money goes: a recharge paid from the wallet is credited back to the
+    wallet; an externally paid recharge is refunded through the payment gateway to the
+    card, UPI or bank account that paid (the refund row is PENDING until the gateway
+    accepts the refund, then SUCCESS with the gateway's refund id as
+    payment_transaction_id); a top-up is refunded through the gateway too, and takes its
+    amount out of the wallet first: money already spent from the wallet cannot be
+    refunded (FAILED_PRECONDITION INSUFFICIENT_FUNDS).
+
+    The plan of a recharge: a refund that makes the recharge fully refunded ends its
+    plan now (a queued plan never starts; an active one stops; plans queued behind it
+    keep their dates); a partial refund keeps the plan. An offer's cashback and a
+    referral reward stay (take them back with AdjustWallet if needed).
+
+    Retrying with the same request_id returns the same refund; if the gateway could not
+    be reached (UNAVAILABLE), the retry finishes the same refund (never a second one).
+    Errors: INVALID_ARGUMENT (amount not positive, missing reason, request_id),
+    NOT_FOUND (transaction), FAILED_PRECONDITION (NOT_REFUNDABLE: not a successful
+    recharge or top-up; REFUND_EXCEEDS_REMAINING: amount above what is left to refund;
+    INSUFFICIENT_FUNDS; REFUND_REFUSED: the gateway refused the refund, nothing was
+    refunded), ALREADY_EXISTS (request_id reused with a different request),
+    UNAVAILABLE (GATEWAY_UNAVAILABLE: retry with the same request_id),
     PERMISSION_DENIED.
     """
     AdjustWallet: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.AdjustWalletRequest, _transaction_pb2.Transaction]
     """Credits or debits a customer's wallet by hand (source ADJUSTMENT), with a reason.
+    An adjustment whose absolute amount is above the approval threshold
+    (GENCHARGE_ADJUSTMENT_APPROVAL_THRESHOLD_MINOR) needs a second admin (four eyes):
+    it is recorded as a PENDING transaction that moves nothing until another admin
+    approves it (ApproveWalletAdjustment); at or below it the wallet moves at once
+    (SUCCESS). The balance never goes negative.
     Errors: INVALID_ARGUMENT (zero amount, missing reason), NOT_FOUND (user),
     FAILED_PRECONDITION (debit larger than the balance: reason
     "INSUFFICIENT_FUNDS"), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+    """
+    ApproveWalletAdjustment: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ApproveWalletAdjustmentRequest, _admin_service_pb2.WalletAdjustment]
+    """Approves a pending wallet adjustment: its transaction succeeds and the wallet moves,
+    atomically, with the balance checked again. The approver must be another admin
+    than the one who asked for it. Retrying with the same request_id returns the same
+    answer. Errors: INVALID_ARGUMENT, NOT_FOUND (adjustment), FAILED_PRECONDITION
+    (SAME_ADMIN: the requester cannot approve; ADJUSTMENT_NOT_PENDING: already approved
+    or rejected; INSUFFICIENT_FUNDS: the debit no longer fits the balance, the
+    adjustment stays pending), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+    """
+    RejectWalletAdjustment: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.RejectWalletAdjustmentRequest, _admin_service_pb2.WalletAdjustment]
+    """Rejects a pending wallet adjustment (its transaction fails; nothing moves), with a
+    reason. Any admin allowed to edit wallets may reject, the requester included (a
+    withdrawal). Retrying with the same request_id returns the same answer.
+    Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND, FAILED_PRECONDITION
+    (ADJUSTMENT_NOT_PENDING), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+    """
+    ListWalletAdjustments: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListWalletAdjustmentsRequest, _admin_service_pb2.ListWalletAdjustmentsResponse]
+    """Lists wallet adjustments, newest first (filters: status, customer).
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
     """
     ListAuditLogs: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListAuditLogsRequest, _admin_service_pb2.ListAuditLogsResponse]
     """Searches the audit log (MongoDB AuditLog), newest first.
@@ -261,17 +307,63 @@ class AdminServiceAsyncStub(AdminServiceStub):
     Errors: NOT_FOUND, PERMISSION_DENIED.
     """
     RefundTransaction: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.RefundTransactionRequest, _admin_service_pb2.RefundTransactionResponse]  # type: ignore[assignment]
-    """Refunds a successful debit (fully or partly) to the customer's wallet.
-    Errors: INVALID_ARGUMENT (amount not positive), NOT_FOUND (transaction),
-    FAILED_PRECONDITION (not a successful debit, or amount above what is left to
-    refund), ALREADY_EXISTS (request_id reused with a different request),
+    """Refunds a successful recharge or top-up, fully or partly, as a new ledger row
+    (source REFUND) linked to the original, which is never changed. The refunds of one
+    transaction never add up to more than it, also when several run at once.
+
+    Where the money goes: a recharge paid from the wallet is credited back to the
+    wallet; an externally paid recharge is refunded through the payment gateway to the
+    card, UPI or bank account that paid (the refund row is PENDING until the gateway
+    accepts the refund, then SUCCESS with the gateway's refund id as
+    payment_transaction_id); a top-up is refunded through the gateway too, and takes its
+    amount out of the wallet first: money already spent from the wallet cannot be
+    refunded (FAILED_PRECONDITION INSUFFICIENT_FUNDS).
+
+    The plan of a recharge: a refund that makes the recharge fully refunded ends its
+    plan now (a queued plan never starts; an active one stops; plans queued behind it
+    keep their dates); a partial refund keeps the plan. An offer's cashback and a
+    referral reward stay (take them back with AdjustWallet if needed).
+
+    Retrying with the same request_id returns the same refund; if the gateway could not
+    be reached (UNAVAILABLE), the retry finishes the same refund (never a second one).
+    Errors: INVALID_ARGUMENT (amount not positive, missing reason, request_id),
+    NOT_FOUND (transaction), FAILED_PRECONDITION (NOT_REFUNDABLE: not a successful
+    recharge or top-up; REFUND_EXCEEDS_REMAINING: amount above what is left to refund;
+    INSUFFICIENT_FUNDS; REFUND_REFUSED: the gateway refused the refund, nothing was
+    refunded), ALREADY_EXISTS (request_id reused with a different request),
+    UNAVAILABLE (GATEWAY_UNAVAILABLE: retry with the same request_id),
     PERMISSION_DENIED.
     """
     AdjustWallet: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.AdjustWalletRequest, _transaction_pb2.Transaction]  # type: ignore[assignment]
     """Credits or debits a customer's wallet by hand (source ADJUSTMENT), with a reason.
+    An adjustment whose absolute amount is above the approval threshold
+    (GENCHARGE_ADJUSTMENT_APPROVAL_THRESHOLD_MINOR) needs a second admin (four eyes):
+    it is recorded as a PENDING transaction that moves nothing until another admin
+    approves it (ApproveWalletAdjustment); at or below it the wallet moves at once
+    (SUCCESS). The balance never goes negative.
     Errors: INVALID_ARGUMENT (zero amount, missing reason), NOT_FOUND (user),
     FAILED_PRECONDITION (debit larger than the balance: reason
     "INSUFFICIENT_FUNDS"), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+    """
+    ApproveWalletAdjustment: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ApproveWalletAdjustmentRequest, _admin_service_pb2.WalletAdjustment]  # type: ignore[assignment]
+    """Approves a pending wallet adjustment: its transaction succeeds and the wallet moves,
+    atomically, with the balance checked again. The approver must be another admin
+    than the one who asked for it. Retrying with the same request_id returns the same
+    answer. Errors: INVALID_ARGUMENT, NOT_FOUND (adjustment), FAILED_PRECONDITION
+    (SAME_ADMIN: the requester cannot approve; ADJUSTMENT_NOT_PENDING: already approved
+    or rejected; INSUFFICIENT_FUNDS: the debit no longer fits the balance, the
+    adjustment stays pending), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+    """
+    RejectWalletAdjustment: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.RejectWalletAdjustmentRequest, _admin_service_pb2.WalletAdjustment]  # type: ignore[assignment]
+    """Rejects a pending wallet adjustment (its transaction fails; nothing moves), with a
+    reason. Any admin allowed to edit wallets may reject, the requester included (a
+    withdrawal). Retrying with the same request_id returns the same answer.
+    Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND, FAILED_PRECONDITION
+    (ADJUSTMENT_NOT_PENDING), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+    """
+    ListWalletAdjustments: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListWalletAdjustmentsRequest, _admin_service_pb2.ListWalletAdjustmentsResponse]  # type: ignore[assignment]
+    """Lists wallet adjustments, newest first (filters: status, customer).
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
     """
     ListAuditLogs: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListAuditLogsRequest, _admin_service_pb2.ListAuditLogsResponse]  # type: ignore[assignment]
     """Searches the audit log (MongoDB AuditLog), newest first.
@@ -517,10 +609,31 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_service_pb2.RefundTransactionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.RefundTransactionResponse, _abc.Awaitable[_admin_service_pb2.RefundTransactionResponse]]:
-        """Refunds a successful debit (fully or partly) to the customer's wallet.
-        Errors: INVALID_ARGUMENT (amount not positive), NOT_FOUND (transaction),
-        FAILED_PRECONDITION (not a successful debit, or amount above what is left to
-        refund), ALREADY_EXISTS (request_id reused with a different request),
+        """Refunds a successful recharge or top-up, fully or partly, as a new ledger row
+        (source REFUND) linked to the original, which is never changed. The refunds of one
+        transaction never add up to more than it, also when several run at once.
+
+        Where the money goes: a recharge paid from the wallet is credited back to the
+        wallet; an externally paid recharge is refunded through the payment gateway to the
+        card, UPI or bank account that paid (the refund row is PENDING until the gateway
+        accepts the refund, then SUCCESS with the gateway's refund id as
+        payment_transaction_id); a top-up is refunded through the gateway too, and takes its
+        amount out of the wallet first: money already spent from the wallet cannot be
+        refunded (FAILED_PRECONDITION INSUFFICIENT_FUNDS).
+
+        The plan of a recharge: a refund that makes the recharge fully refunded ends its
+        plan now (a queued plan never starts; an active one stops; plans queued behind it
+        keep their dates); a partial refund keeps the plan. An offer's cashback and a
+        referral reward stay (take them back with AdjustWallet if needed).
+
+        Retrying with the same request_id returns the same refund; if the gateway could not
+        be reached (UNAVAILABLE), the retry finishes the same refund (never a second one).
+        Errors: INVALID_ARGUMENT (amount not positive, missing reason, request_id),
+        NOT_FOUND (transaction), FAILED_PRECONDITION (NOT_REFUNDABLE: not a successful
+        recharge or top-up; REFUND_EXCEEDS_REMAINING: amount above what is left to refund;
+        INSUFFICIENT_FUNDS; REFUND_REFUSED: the gateway refused the refund, nothing was
+        refunded), ALREADY_EXISTS (request_id reused with a different request),
+        UNAVAILABLE (GATEWAY_UNAVAILABLE: retry with the same request_id),
         PERMISSION_DENIED.
         """
 
@@ -531,9 +644,52 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_transaction_pb2.Transaction, _abc.Awaitable[_transaction_pb2.Transaction]]:
         """Credits or debits a customer's wallet by hand (source ADJUSTMENT), with a reason.
+        An adjustment whose absolute amount is above the approval threshold
+        (GENCHARGE_ADJUSTMENT_APPROVAL_THRESHOLD_MINOR) needs a second admin (four eyes):
+        it is recorded as a PENDING transaction that moves nothing until another admin
+        approves it (ApproveWalletAdjustment); at or below it the wallet moves at once
+        (SUCCESS). The balance never goes negative.
         Errors: INVALID_ARGUMENT (zero amount, missing reason), NOT_FOUND (user),
         FAILED_PRECONDITION (debit larger than the balance: reason
         "INSUFFICIENT_FUNDS"), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveWalletAdjustment(
+        self,
+        request: _admin_service_pb2.ApproveWalletAdjustmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.WalletAdjustment, _abc.Awaitable[_admin_service_pb2.WalletAdjustment]]:
+        """Approves a pending wallet adjustment: its transaction succeeds and the wallet moves,
+        atomically, with the balance checked again. The approver must be another admin
+        than the one who asked for it. Retrying with the same request_id returns the same
+        answer. Errors: INVALID_ARGUMENT, NOT_FOUND (adjustment), FAILED_PRECONDITION
+        (SAME_ADMIN: the requester cannot approve; ADJUSTMENT_NOT_PENDING: already approved
+        or rejected; INSUFFICIENT_FUNDS: the debit no longer fits the balance, the
+        adjustment stays pending), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def RejectWalletAdjustment(
+        self,
+        request: _admin_service_pb2.RejectWalletAdjustmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.WalletAdjustment, _abc.Awaitable[_admin_service_pb2.WalletAdjustment]]:
+        """Rejects a pending wallet adjustment (its transaction fails; nothing moves), with a
+        reason. Any admin allowed to edit wallets may reject, the requester included (a
+        withdrawal). Retrying with the same request_id returns the same answer.
+        Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND, FAILED_PRECONDITION
+        (ADJUSTMENT_NOT_PENDING), ALREADY_EXISTS (request_id reused), PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWalletAdjustments(
+        self,
+        request: _admin_service_pb2.ListWalletAdjustmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.ListWalletAdjustmentsResponse, _abc.Awaitable[_admin_service_pb2.ListWalletAdjustmentsResponse]]:
+        """Lists wallet adjustments, newest first (filters: status, customer).
+        Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod

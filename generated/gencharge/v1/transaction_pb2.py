@@ -26,21 +26,21 @@ from gencharge.v1 import common_pb2 as gencharge_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egencharge/v1/transaction.proto\x12\x0cgencharge.v1\x1a\x19gencharge/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x04\n\x0bTransaction\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x33\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32!.gencharge.v1.TransactionCategory\x12/\n\x08txn_type\x18\x04 \x01(\x0e\x32\x1d.gencharge.v1.TransactionType\x12#\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x13.gencharge.v1.Money\x12,\n\x0cservice_type\x18\x06 \x01(\x0e\x32\x16.gencharge.v1.UserType\x12\x0f\n\x07plan_id\x18\x07 \x01(\x03\x12\x10\n\x08offer_id\x18\x08 \x01(\x03\x12\x19\n\x11\x66rom_phone_number\x18\t \x01(\t\x12\x17\n\x0fto_phone_number\x18\n \x01(\t\x12/\n\x06source\x18\x0b \x01(\x0e\x32\x1f.gencharge.v1.TransactionSource\x12/\n\x06status\x18\x0c \x01(\x0e\x32\x1f.gencharge.v1.TransactionStatus\x12\x33\n\x0epayment_method\x18\r \x01(\x0e\x32\x1b.gencharge.v1.PaymentMethod\x12\x1e\n\x16payment_transaction_id\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\rbalance_after\x18\x10 \x01(\x0b\x32\x13.gencharge.v1.Money*~\n\x13TransactionCategory\x12$\n TRANSACTION_CATEGORY_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTRANSACTION_CATEGORY_WALLET\x10\x01\x12 \n\x1cTRANSACTION_CATEGORY_SERVICE\x10\x02*l\n\x0fTransactionType\x12 \n\x1cTRANSACTION_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17TRANSACTION_TYPE_CREDIT\x10\x01\x12\x1a\n\x16TRANSACTION_TYPE_DEBIT\x10\x02*\xa8\x02\n\x11TransactionSource\x12\"\n\x1eTRANSACTION_SOURCE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTRANSACTION_SOURCE_RECHARGE\x10\x01\x12#\n\x1fTRANSACTION_SOURCE_WALLET_TOPUP\x10\x02\x12\x1d\n\x19TRANSACTION_SOURCE_REFUND\x10\x03\x12&\n\"TRANSACTION_SOURCE_REFERRAL_REWARD\x10\x04\x12\x1e\n\x1aTRANSACTION_SOURCE_AUTOPAY\x10\x05\x12!\n\x1dTRANSACTION_SOURCE_ADJUSTMENT\x10\x06\x12\x1f\n\x1bTRANSACTION_SOURCE_CASHBACK\x10\x07*\x96\x01\n\x11TransactionStatus\x12\"\n\x1eTRANSACTION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRANSACTION_STATUS_SUCCESS\x10\x01\x12\x1d\n\x19TRANSACTION_STATUS_FAILED\x10\x02\x12\x1e\n\x1aTRANSACTION_STATUS_PENDING\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egencharge/v1/transaction.proto\x12\x0cgencharge.v1\x1a\x19gencharge/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x04\n\x0bTransaction\x12\x0e\n\x06txn_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x33\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32!.gencharge.v1.TransactionCategory\x12/\n\x08txn_type\x18\x04 \x01(\x0e\x32\x1d.gencharge.v1.TransactionType\x12#\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x13.gencharge.v1.Money\x12,\n\x0cservice_type\x18\x06 \x01(\x0e\x32\x16.gencharge.v1.UserType\x12\x0f\n\x07plan_id\x18\x07 \x01(\x03\x12\x10\n\x08offer_id\x18\x08 \x01(\x03\x12\x19\n\x11\x66rom_phone_number\x18\t \x01(\t\x12\x17\n\x0fto_phone_number\x18\n \x01(\t\x12/\n\x06source\x18\x0b \x01(\x0e\x32\x1f.gencharge.v1.TransactionSource\x12/\n\x06status\x18\x0c \x01(\x0e\x32\x1f.gencharge.v1.TransactionStatus\x12\x33\n\x0epayment_method\x18\r \x01(\x0e\x32\x1b.gencharge.v1.PaymentMethod\x12\x1e\n\x16payment_transaction_id\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\rbalance_after\x18\x10 \x01(\x0b\x32\x13.gencharge.v1.Money\x12\x18\n\x10refund_of_txn_id\x18\x11 \x01(\x03*~\n\x13TransactionCategory\x12$\n TRANSACTION_CATEGORY_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTRANSACTION_CATEGORY_WALLET\x10\x01\x12 \n\x1cTRANSACTION_CATEGORY_SERVICE\x10\x02*l\n\x0fTransactionType\x12 \n\x1cTRANSACTION_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17TRANSACTION_TYPE_CREDIT\x10\x01\x12\x1a\n\x16TRANSACTION_TYPE_DEBIT\x10\x02*\xa8\x02\n\x11TransactionSource\x12\"\n\x1eTRANSACTION_SOURCE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTRANSACTION_SOURCE_RECHARGE\x10\x01\x12#\n\x1fTRANSACTION_SOURCE_WALLET_TOPUP\x10\x02\x12\x1d\n\x19TRANSACTION_SOURCE_REFUND\x10\x03\x12&\n\"TRANSACTION_SOURCE_REFERRAL_REWARD\x10\x04\x12\x1e\n\x1aTRANSACTION_SOURCE_AUTOPAY\x10\x05\x12!\n\x1dTRANSACTION_SOURCE_ADJUSTMENT\x10\x06\x12\x1f\n\x1bTRANSACTION_SOURCE_CASHBACK\x10\x07*\x96\x01\n\x11TransactionStatus\x12\"\n\x1eTRANSACTION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRANSACTION_STATUS_SUCCESS\x10\x01\x12\x1d\n\x19TRANSACTION_STATUS_FAILED\x10\x02\x12\x1e\n\x1aTRANSACTION_STATUS_PENDING\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gencharge.v1.transaction_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSACTIONCATEGORY']._serialized_start=704
-  _globals['_TRANSACTIONCATEGORY']._serialized_end=830
-  _globals['_TRANSACTIONTYPE']._serialized_start=832
-  _globals['_TRANSACTIONTYPE']._serialized_end=940
-  _globals['_TRANSACTIONSOURCE']._serialized_start=943
-  _globals['_TRANSACTIONSOURCE']._serialized_end=1239
-  _globals['_TRANSACTIONSTATUS']._serialized_start=1242
-  _globals['_TRANSACTIONSTATUS']._serialized_end=1392
+  _globals['_TRANSACTIONCATEGORY']._serialized_start=730
+  _globals['_TRANSACTIONCATEGORY']._serialized_end=856
+  _globals['_TRANSACTIONTYPE']._serialized_start=858
+  _globals['_TRANSACTIONTYPE']._serialized_end=966
+  _globals['_TRANSACTIONSOURCE']._serialized_start=969
+  _globals['_TRANSACTIONSOURCE']._serialized_end=1265
+  _globals['_TRANSACTIONSTATUS']._serialized_start=1268
+  _globals['_TRANSACTIONSTATUS']._serialized_end=1418
   _globals['_TRANSACTION']._serialized_start=109
-  _globals['_TRANSACTION']._serialized_end=702
+  _globals['_TRANSACTION']._serialized_end=728
 # @@protoc_insertion_point(module_scope)

@@ -171,6 +171,7 @@ class Transaction(_message.Message):
     PAYMENT_TRANSACTION_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     BALANCE_AFTER_FIELD_NUMBER: _builtins.int
+    REFUND_OF_TXN_ID_FIELD_NUMBER: _builtins.int
     txn_id: _builtins.int
     """Unique transaction identifier."""
     user_id: _builtins.int
@@ -197,6 +198,10 @@ class Transaction(_message.Message):
     """How it was paid."""
     payment_transaction_id: _builtins.str
     """Payment gateway's transaction identifier for external payments; empty otherwise."""
+    refund_of_txn_id: _builtins.int
+    """A refund (source REFUND): the transaction it refunds; the reversal of a refund the
+    payment gateway refused: that refund. 0 otherwise.
+    """
     @_builtins.property
     def amount(self) -> _common_pb2.Money:
         """Amount moved, always positive; the direction is txn_type."""
@@ -231,10 +236,11 @@ class Transaction(_message.Message):
         payment_transaction_id: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         balance_after: _common_pb2.Money | None = ...,
+        refund_of_txn_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "balance_after", b"balance_after", "created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "balance_after", b"balance_after", "category", b"category", "created_at", b"created_at", "from_phone_number", b"from_phone_number", "offer_id", b"offer_id", "payment_method", b"payment_method", "payment_transaction_id", b"payment_transaction_id", "plan_id", b"plan_id", "service_type", b"service_type", "source", b"source", "status", b"status", "to_phone_number", b"to_phone_number", "txn_id", b"txn_id", "txn_type", b"txn_type", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "balance_after", b"balance_after", "category", b"category", "created_at", b"created_at", "from_phone_number", b"from_phone_number", "offer_id", b"offer_id", "payment_method", b"payment_method", "payment_transaction_id", b"payment_transaction_id", "plan_id", b"plan_id", "refund_of_txn_id", b"refund_of_txn_id", "service_type", b"service_type", "source", b"source", "status", b"status", "to_phone_number", b"to_phone_number", "txn_id", b"txn_id", "txn_type", b"txn_type", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
