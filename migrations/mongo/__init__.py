@@ -27,6 +27,7 @@ from migrations.mongo.steps import (
     step_0003_views,
     step_0004_ttl,
     step_0005_audit_security_events,
+    step_0006_audit_queries,
 )
 
 __all__ = ["STEPS", "Step", "applied_steps", "pending_steps", "upgrade"]
@@ -51,6 +52,7 @@ STEPS: Final[list[Step]] = [
     Step("0003_views", step_0003_views),
     Step("0004_ttl", step_0004_ttl),
     Step("0005_audit_security_events", step_0005_audit_security_events),
+    Step("0006_audit_queries", step_0006_audit_queries),
 ]
 
 

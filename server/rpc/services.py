@@ -25,6 +25,7 @@ from gencharge.v1 import (
     recharge_service_pb2_grpc,
     wallet_service_pb2_grpc,
 )
+from server.admin.insight.servicer import InsightRpcs
 from server.auth.security import Security
 from server.auth.servicer import AuthServicer
 from server.core.money import from_minor
@@ -82,7 +83,10 @@ class RechargeServicer(
         self._batch_slots = asyncio.Semaphore(resources.settings.db_pool_size)
 
 
-class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
+class AdminServicer(
+    InsightRpcs,
+    admin_service_pb2_grpc.AdminServiceServicer,
+):
     """AdminService: its RPCs by topic, each topic a mixin from its own sub-package
     (server/admin/<topic>/servicer.py, server/reports/servicer.py), composed here over
     the shared pieces they use. An RPC no mixin overrides answers UNIMPLEMENTED."""

@@ -76,6 +76,7 @@ REVISIONS = [
     "0010_audit_event_ids",
     "0011_payment_attempts",
     "0012_recharges",
+    "0013_dashboard_indexes",
 ]
 
 

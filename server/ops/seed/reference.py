@@ -68,6 +68,14 @@ CONTRACT_RESOURCES: Final[tuple[str, ...]] = (
     "ServiceAccounts",
 )
 
+#: Permission resources no access rule names: the domains check them inside RPCs.
+#: "PersonalData" read shows e-mail addresses, phone numbers and client addresses
+#: unmasked where an RPC masks them for other roles (AdminService ListAuditLogs);
+#: Admin holds it, Support does not.
+DATA_RESOURCES: Final[tuple[str, ...]] = ("PersonalData",)
+#: Every resource a Permissions row may name.
+PERMISSION_RESOURCES: Final[tuple[str, ...]] = (*CONTRACT_RESOURCES, *DATA_RESOURCES)
+
 #: Resources Support may read (and nothing else).
 SUPPORT_READ_RESOURCES: Final[tuple[str, ...]] = (
     "Users",
@@ -102,7 +110,7 @@ def _read(permission_id: int, resource: str) -> Permission:
 #: 1-4: DDS 13.2 verbatim. 5-18: full access for the Admin role on every contract
 #: resource the DDS rows do not already cover in full (Transactions and Plans are
 #: not full in 13.2). 19-26: read-only rows for Support (Transactions read-only is
-#: DDS row 2).
+#: DDS row 2). 27: PersonalData, for the Admin role.
 PERMISSIONS: Final[tuple[Permission, ...]] = (
     Permission(1, "Users", True, True, True, True),
     Permission(2, "Transactions", True, False, False, False),
@@ -130,6 +138,7 @@ PERMISSIONS: Final[tuple[Permission, ...]] = (
     _read(24, "ContactForm"),
     _read(25, "Reports"),
     _read(26, "AuditLog"),
+    _full(27, "PersonalData"),
 )
 
 
@@ -141,6 +150,7 @@ class RolePermission(NamedTuple):
 
 #: 1-4: DDS 13.3 verbatim. 5-18: Admin gets permissions 5-18 (full access, with 1 and
 #: 4 from the DDS). 19-26: Support gets the read-only rows 19-26 (plus DDS row 4).
+#: 27: Admin gets PersonalData (Support does not: masked personal data).
 #: The User role keeps only DDS row 3: users reach their own data through
 #: AUDIENCE_AUTHENTICATED rules and ownership checks, not through permissions.
 #: The Service role has no permission rows: service RPCs use AUDIENCE_SERVICE.
@@ -151,6 +161,7 @@ ROLE_PERMISSIONS: Final[tuple[RolePermission, ...]] = (
     RolePermission(4, ROLE_SUPPORT, 2),
     *(RolePermission(pid, ROLE_ADMIN, pid) for pid in range(5, 19)),
     *(RolePermission(pid, ROLE_SUPPORT, pid) for pid in range(19, 27)),
+    RolePermission(27, ROLE_ADMIN, 27),
 )
 
 # ---------------------------------------------------------------- lookup tables
