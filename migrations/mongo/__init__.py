@@ -28,6 +28,7 @@ from migrations.mongo.steps import (
     step_0004_ttl,
     step_0005_audit_security_events,
     step_0006_content_contact_forms,
+    step_0007_audit_queries,
 )
 
 __all__ = ["STEPS", "Step", "applied_steps", "pending_steps", "upgrade"]
@@ -53,6 +54,7 @@ STEPS: Final[list[Step]] = [
     Step("0004_ttl", step_0004_ttl),
     Step("0005_audit_security_events", step_0005_audit_security_events),
     Step("0006_content_contact_forms", step_0006_content_contact_forms),
+    Step("0007_audit_queries", step_0007_audit_queries),
 ]
 
 

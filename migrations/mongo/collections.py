@@ -200,3 +200,17 @@ CONTENT_VALIDATOR: Final[Document] = _schema(
         "updated_at": _date("must be a date"),
     },
 )
+
+#: The AuditLog validator from step ``0007_audit_queries`` on: the 0005 schema plus the
+#: optional ``customer_id`` (the customer an event is about; null for none) that
+#: ``ListAuditLogs`` filters on.
+AUDIT_LOG_VALIDATOR_WITH_CUSTOMER: Final[Document] = _schema(
+    ["user_id", "table_name", "action_type"],
+    {
+        **AUDIT_LOG_VALIDATOR["$jsonSchema"]["properties"],
+        "customer_id": {
+            "bsonType": ["int", "long", "null"],
+            "description": "must be an integer (a users.user_id) or null",
+        },
+    },
+)

@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, OperationFailure
 
 from migrations.mongo.collections import (
     AUDIT_LOG,
     AUDIT_LOG_VALIDATOR,
+    AUDIT_LOG_VALIDATOR_WITH_CUSTOMER,
     BACKUP_RESTORE_LOGS,
     CONTACT_FORM,
     CONTACT_FORM_VALIDATOR,
@@ -349,3 +350,59 @@ async def step_0006_content_contact_forms(db: Database) -> None:
         },
     )
     await _ensure_indexes(db, CONTENT_SERVICE_INDEXES)
+
+
+#: The ``ListAuditLogs`` indexes (server/admin/insight/queries.py): each filter's
+#: equality first, then the page order (``created_at`` descending, ``_id`` descending),
+#: so a filtered page is one index range read in order, with no in-memory sort and no
+#: documents of other filters examined. The time range narrows the same range.
+AUDIT_QUERY_INDEXES: Final[list[IndexSpec]] = [
+    IndexSpec(AUDIT_LOG, "auditlog_page", [("created_at", DESCENDING), ("_id", DESCENDING)]),
+    *(
+        IndexSpec(
+            AUDIT_LOG,
+            f"auditlog_{key}_page",
+            [(key, ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+        )
+        for key in ("user_id", "customer_id", "table_name", "action_type", "rpc")
+    ),
+]
+
+#: Documents rewritten per round trip by the customer backfill.
+_BACKFILL_BATCH: Final = 1000
+
+
+def _customer_of(document: Document) -> int | None:
+    """The customer an event stored before step 0007 is about (as
+    server/audit/outbox.py ``customer_of`` decides for new events): the integer
+    ``details.user_id``, else the acting customer ``user:<id>``."""
+    details = document.get("details")
+    named = details.get("user_id") if isinstance(details, dict) else None
+    if isinstance(named, str) and named.isascii() and named.isdigit():
+        named = int(named)
+    if isinstance(named, int) and not isinstance(named, bool) and 0 < named < 2**63:
+        return named
+    kind, _, ident = str(document.get("user_id") or "").partition(":")
+    if kind == "user" and ident.isascii() and ident.isdigit() and 0 < int(ident) < 2**63:
+        return int(ident)
+    return None
+
+
+async def step_0007_audit_queries(db: Database) -> None:
+    """AuditLog: optional customer_id (validator, backfilled), ListAuditLogs indexes."""
+    await _ensure_collection(db, AUDIT_LOG, AUDIT_LOG_VALIDATOR_WITH_CUSTOMER)
+    collection = db[AUDIT_LOG]
+    batch: list[UpdateOne] = []
+    cursor = collection.find(
+        {"customer_id": {"$exists": False}}, {"_id": 1, "user_id": 1, "details.user_id": 1}
+    )
+    async for document in cursor:
+        batch.append(
+            UpdateOne({"_id": document["_id"]}, {"$set": {"customer_id": _customer_of(document)}})
+        )
+        if len(batch) >= _BACKFILL_BATCH:
+            await collection.bulk_write(batch, ordered=False)
+            batch = []
+    if batch:
+        await collection.bulk_write(batch, ordered=False)
+    await _ensure_indexes(db, AUDIT_QUERY_INDEXES)

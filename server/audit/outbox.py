@@ -92,6 +92,8 @@ class AuditEvent:
     outcome: str = "ok"
     peer: str | None = None
     occurred_at: datetime = field(default_factory=_utc_now)
+    #: The customer the event is about; None: derived (:func:`customer_of`).
+    customer_id: int | None = None
 
     def __post_init__(self) -> None:
         # Checked here, not in MongoDB: an event the AuditLog validator rejects would
@@ -106,6 +108,8 @@ class AuditEvent:
             raise ValueError(f"audit outcome must be one of {OUTCOMES}")
         if self.occurred_at.tzinfo is None:
             object.__setattr__(self, "occurred_at", self.occurred_at.replace(tzinfo=UTC))
+        if self.customer_id is None:
+            object.__setattr__(self, "customer_id", customer_of(self.actor, self.details))
 
     def to_json(self) -> dict[str, Any]:
         """The outbox row's ``event`` (JSON), details redacted."""
@@ -119,7 +123,28 @@ class AuditEvent:
             "outcome": self.outcome,
             "peer": self.peer,
             "occurred_at": self.occurred_at.astimezone(UTC).isoformat(),
+            "customer_id": self.customer_id,
         }
+
+
+def _customer_number(value: Any) -> int | None:
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _INT64_MAX:
+        return value
+    return None
+
+
+def customer_of(actor: str, details: Mapping[str, Any]) -> int | None:
+    """The customer an event is about, for ``ListAuditLogs`` by customer: the
+    ``user_id`` its details name (an admin's refund, block or export of that customer,
+    a job's change to their plan), else the acting customer (``actor`` ``user:<id>``),
+    else None (an event about no customer: an admin's catalogue change)."""
+    named = _customer_number(details.get("user_id")) if isinstance(details, Mapping) else None
+    if named is not None:
+        return named
+    kind, _, ident = actor.partition(":")
+    return _customer_number(ident) if kind == "user" else None
 
 
 def is_secret_key(key: str) -> bool:

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from migrations.mongo.collections import AUDIT_LOG
 from server.audit import queries
+from server.audit.outbox import customer_of
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,13 @@ def to_document(event_id: UUID, event: Mapping[str, Any], queued_at: datetime) -
         created_at = created_at.replace(tzinfo=UTC)
     details = event.get("details")
     peer = event.get("peer")
+    actor = str(event.get("actor") or "anonymous")
+    customer = event.get("customer_id")
+    if "customer_id" not in event:  # queued before events named their customer
+        customer = customer_of(actor, details if isinstance(details, dict) else {})
     return {
         "audit_id": str(event_id),
-        "user_id": str(event.get("actor") or "anonymous"),
+        "user_id": actor,
         "table_name": str(event.get("table_name") or ""),
         "action_type": str(event.get("action_type") or ""),
         "details": details if isinstance(details, dict) else {},
@@ -71,6 +76,11 @@ def to_document(event_id: UUID, event: Mapping[str, Any], queued_at: datetime) -
         "request_id": str(event.get("request_id") or ""),
         "outcome": str(event.get("outcome") or "ok"),
         "peer": None if peer is None else str(peer),
+        "customer_id": (
+            customer
+            if isinstance(customer, int) and not isinstance(customer, bool) and customer > 0
+            else None
+        ),
     }
 
 

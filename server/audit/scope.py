@@ -27,6 +27,7 @@ class PendingChange:
     table_name: str
     action_type: str
     details: Mapping[str, Any]
+    customer_id: int | None = None
 
 
 @dataclass
@@ -95,15 +96,24 @@ def listed(ids: list[int]) -> dict[str, object]:
     return out
 
 
-def audit_change(table_name: str, action_type: str, details: Mapping[str, Any]) -> None:
+def audit_change(
+    table_name: str,
+    action_type: str,
+    details: Mapping[str, Any],
+    *,
+    customer_id: int | None = None,
+) -> None:
     """Name the change this call makes (INSERT/UPDATE/DELETE on ``table_name``).
 
     Call it inside the transaction that makes the change. One event per call: a later
-    call replaces an earlier, unwritten one.
+    call replaces an earlier, unwritten one. ``customer_id`` names the customer the
+    change is about (what ``ListAuditLogs`` filters on); by default it is the integer
+    ``user_id`` of ``details``, else the acting customer
+    (server/audit/outbox.py ``customer_of``).
     """
     scope = current_scope.get()
     if scope is not None and not scope.written:
-        scope.pending = PendingChange(table_name, action_type, dict(details))
+        scope.pending = PendingChange(table_name, action_type, dict(details), customer_id)
 
 
 def set_actor(actor: str) -> None:
@@ -137,6 +147,7 @@ async def flush(conn: AsyncConnection) -> None:
             rpc=scope.rpc,
             request_id=scope.request_id,
             peer=scope.peer,
+            customer_id=change.customer_id,
         ),
     )
     scope.written = True

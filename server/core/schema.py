@@ -261,6 +261,8 @@ users = Table(
     Index("idx_users_phone_number", "phone_number"),
     Index("idx_users_referral_code", "referral_code"),
     Index("idx_users_role_id", "role_id"),
+    # migration 0013: GetDashboardStats
+    Index("idx_users_created_at", "created_at"),
 )
 
 usersarchive = Table(

@@ -25,6 +25,7 @@ from gencharge.v1 import (
     recharge_service_pb2_grpc,
     wallet_service_pb2_grpc,
 )
+from server.admin.insight.servicer import InsightRpcs
 from server.admin.money.servicer import MoneyRpcs
 from server.admin.staff.servicer import StaffRpcs
 from server.admin.users.servicer import UserRpcs
@@ -92,6 +93,7 @@ class AdminServicer(
     StaffRpcs,
     ReportRpcs,
     MoneyRpcs,
+    InsightRpcs,
     admin_service_pb2_grpc.AdminServiceServicer,
 ):
     """AdminService: its RPCs by topic, each topic a mixin from its own sub-package

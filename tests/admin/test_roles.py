@@ -64,7 +64,7 @@ async def test_list_and_create_permissions(stub: Stub, admin: Actor) -> None:
     support = await stub.ListPermissions(
         pb.ListPermissionsRequest(role_id=SUPPORT_ROLE), metadata=md
     )
-    assert [p.permission_id for p in support.permissions] == [2, *range(19, 27)]
+    assert [p.permission_id for p in support.permissions] == [2, *range(19, 28)]
     paged = await stub.ListPermissions(
         pb.ListPermissionsRequest(role_id=SUPPORT_ROLE, page_size=4), metadata=md
     )

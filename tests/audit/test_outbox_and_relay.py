@@ -125,6 +125,7 @@ async def test_committed_event_ships_once_with_redacted_details(
         "request_id": "req-1",
         "outcome": "ok",
         "peer": "ipv4:127.0.0.1:5555",
+        "customer_id": 12,  # the acting customer (server/audit/outbox.py customer_of)
     }
     assert UUID(doc["audit_id"]).version == 4  # the event id PostgreSQL drew (migration 0010)
     assert doc["created_at"] == occurred  # BSON dates keep milliseconds

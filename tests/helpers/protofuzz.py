@@ -205,6 +205,10 @@ class _Builder:
         else:
             base = _scalar(field)
         hint = self._hints.get(field.name)
+        if hint is not None and field.type == FieldDescriptor.TYPE_STRING:
+            # A hint named like an id field may be an integer where a message spells the
+            # field as text (AdminService ListAuditLogsRequest.user_id: "user:12").
+            hint = hint.map(lambda v: v if isinstance(v, str) else f"user:{v}")
         return base if hint is None else st.one_of(hint, hint, base)  # 2 in 3 realistic
 
     def _set(

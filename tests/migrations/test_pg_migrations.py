@@ -77,6 +77,7 @@ REVISIONS = [
     "0011_payment_attempts",
     "0012_recharges",
     "0013_refunds_adjustments",
+    "0014_dashboard_indexes",
 ]
 
 

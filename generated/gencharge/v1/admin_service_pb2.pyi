@@ -1367,6 +1367,11 @@ class AuditLogEntry(_message.Message):
     ACTION_TYPE_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    RPC_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
     audit_id: _builtins.str
     """Unique identifier (MongoDB ObjectId, hex)."""
     user_id: _builtins.str
@@ -1375,6 +1380,23 @@ class AuditLogEntry(_message.Message):
     """Affected table or collection, e.g. "Users"."""
     action_type: Global___AuditActionType.ValueType
     """Kind of action."""
+    rpc: _builtins.str
+    """The RPC that made the change or was refused, e.g.
+    "/gencharge.v1.AdminService/BlockUser"; "scheduler/<job>" or "cli/<command>" for
+    background jobs and the gencharge command; empty for events without one.
+    """
+    request_id: _builtins.str
+    """The call's x-request-id: every event of one call shares it."""
+    outcome: _builtins.str
+    """"ok", "denied" or "failed" (the last two for security events)."""
+    customer_id: _builtins.int
+    """The customer the event is about (the acting customer, or the customer whose data
+    an admin, a service or a job changed); 0 when it concerns no customer.
+    """
+    peer: _builtins.str
+    """The client address ("ipv4:203.0.113.5:41234"); empty for background jobs and for
+    callers without read on "PersonalData".
+    """
     @_builtins.property
     def details(self) -> _struct_pb2.Struct:
         """Details: the RPC, the row ID, changed fields (never secrets), the outcome."""
@@ -1392,10 +1414,15 @@ class AuditLogEntry(_message.Message):
         action_type: Global___AuditActionType.ValueType = ...,
         details: _struct_pb2.Struct | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        rpc: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        outcome: _builtins.str = ...,
+        customer_id: _builtins.int = ...,
+        peer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "details", b"details"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_type", b"action_type", "audit_id", b"audit_id", "created_at", b"created_at", "details", b"details", "table_name", b"table_name", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_type", b"action_type", "audit_id", b"audit_id", "created_at", b"created_at", "customer_id", b"customer_id", "details", b"details", "outcome", b"outcome", "peer", b"peer", "request_id", b"request_id", "rpc", b"rpc", "table_name", b"table_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1414,6 +1441,8 @@ class ListAuditLogsRequest(_message.Message):
     ACTION_TYPE_FIELD_NUMBER: _builtins.int
     CREATED_AFTER_FIELD_NUMBER: _builtins.int
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    RPC_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum results per page; default 50, maximum 200 (larger values are capped)."""
     page_token: _builtins.str
@@ -1423,7 +1452,19 @@ class ListAuditLogsRequest(_message.Message):
     table_name: _builtins.str
     """Only this table or collection."""
     action_type: Global___AuditActionType.ValueType
-    """Only this action type."""
+    """Only this action type. AUDIT_ACTION_TYPE_SECURITY lists only security events
+    (denied and failed calls, login failures, token reuse); unknown values:
+    INVALID_ARGUMENT.
+    """
+    customer_id: _builtins.int
+    """Only events about this customer (AuditLogEntry.customer_id): those the customer
+    made and those others made to the customer's data (a refund, a block, an export).
+    0: no filtering; negative: INVALID_ARGUMENT.
+    """
+    rpc: _builtins.str
+    """Only events of this RPC, its full method as AuditLogEntry.rpc shows it, e.g.
+    "/gencharge.v1.AdminService/RefundTransaction".
+    """
     @_builtins.property
     def created_after(self) -> _timestamp_pb2.Timestamp:
         """Only events at or after this time."""
@@ -1442,10 +1483,12 @@ class ListAuditLogsRequest(_message.Message):
         action_type: Global___AuditActionType.ValueType = ...,
         created_after: _timestamp_pb2.Timestamp | None = ...,
         created_before: _timestamp_pb2.Timestamp | None = ...,
+        customer_id: _builtins.int = ...,
+        rpc: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_type", b"action_type", "created_after", b"created_after", "created_before", b"created_before", "page_size", b"page_size", "page_token", b"page_token", "table_name", b"table_name", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_type", b"action_type", "created_after", b"created_after", "created_before", b"created_before", "customer_id", b"customer_id", "page_size", b"page_size", "page_token", b"page_token", "rpc", b"rpc", "table_name", b"table_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1711,7 +1754,9 @@ Global___ReportChunk: _TypeAlias = ReportChunk  # noqa: Y015
 
 @_typing.final
 class GetDashboardStatsRequest(_message.Message):
-    """Request for GetDashboardStats."""
+    """Request for GetDashboardStats.
+    Request for GetDashboardStats. The range [start_time, end_time) is at most 366 days.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1719,7 +1764,7 @@ class GetDashboardStatsRequest(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
-        """Start of the range; unset: 30 days before end_time."""
+        """Start of the range (inclusive); unset: 30 days before end_time."""
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:
@@ -1798,7 +1843,7 @@ class DashboardStats(_message.Message):
     ACTIVE_PLAN_COUNT_FIELD_NUMBER: _builtins.int
     TOP_PLANS_FIELD_NUMBER: _builtins.int
     total_users: _builtins.int
-    """All customers."""
+    """All customers (archived customers are not counted)."""
     active_users: _builtins.int
     """Active customers."""
     blocked_users: _builtins.int
@@ -1806,13 +1851,15 @@ class DashboardStats(_message.Message):
     new_users: _builtins.int
     """Customers registered in the range."""
     recharge_count: _builtins.int
-    """Successful recharges in the range."""
+    """Successful recharges in the range (plan purchases, autopay included, paid from the
+    wallet or outside it), by the time of their ledger row.
+    """
     topup_count: _builtins.int
     """Successful wallet top-ups in the range."""
     failed_transaction_count: _builtins.int
-    """Failed transactions in the range."""
+    """Failed transactions in the range, of any source."""
     active_plan_count: _builtins.int
-    """Plans currently active on numbers."""
+    """Plans currently active on numbers (queued and expired periods not counted)."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Range start used."""
@@ -1823,7 +1870,7 @@ class DashboardStats(_message.Message):
 
     @_builtins.property
     def recharge_amount(self) -> _common_pb2.Money:
-        """Their total amount."""
+        """Their total amount (what was paid, after discounts; refunds not deducted)."""
 
     @_builtins.property
     def topup_amount(self) -> _common_pb2.Money:
@@ -1831,11 +1878,13 @@ class DashboardStats(_message.Message):
 
     @_builtins.property
     def refund_amount(self) -> _common_pb2.Money:
-        """Refunds in the range."""
+        """Successful refunds in the range (ledger rows of source REFUND)."""
 
     @_builtins.property
     def top_plans(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlanStats]:
-        """Best-selling plans in the range, at most 10."""
+        """Best-selling plans in the range, at most 10: by recharge count, then amount, then
+        plan_id.
+        """
 
     def __init__(
         self,

@@ -458,6 +458,13 @@ class AdminServiceServicer:
     def ListAuditLogs(self, request, context):
         """Searches the audit log (MongoDB AuditLog), newest first.
         Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+        Searches the audit log (MongoDB AuditLog), newest first, with keyset page tokens
+        (stable while new events arrive). Callers whose role lacks read on the
+        "PersonalData" resource see e-mail addresses and phone numbers in the details
+        masked ("a***@example.com", "******7890") and no client address. Errors:
+        INVALID_ARGUMENT (bad filter or page token, created_after not before
+        created_before), PERMISSION_DENIED, UNAVAILABLE (reason AUDIT_LOG_UNAVAILABLE:
+        MongoDB does not answer; the rest of AdminService needs only PostgreSQL).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -492,7 +499,8 @@ class AdminServiceServicer:
 
     def GetDashboardStats(self, request, context):
         """Returns headline figures for the admin dashboard over a time range.
-        Errors: INVALID_ARGUMENT (bad range), PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT (reason INVALID_RANGE: start_time not before end_time, or
+        a range longer than 366 days), PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -189,6 +189,13 @@ class AdminServiceStub:
     ListAuditLogs: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListAuditLogsRequest, _admin_service_pb2.ListAuditLogsResponse]
     """Searches the audit log (MongoDB AuditLog), newest first.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    Searches the audit log (MongoDB AuditLog), newest first, with keyset page tokens
+    (stable while new events arrive). Callers whose role lacks read on the
+    "PersonalData" resource see e-mail addresses and phone numbers in the details
+    masked ("a***@example.com", "******7890") and no client address. Errors:
+    INVALID_ARGUMENT (bad filter or page token, created_after not before
+    created_before), PERMISSION_DENIED, UNAVAILABLE (reason AUDIT_LOG_UNAVAILABLE:
+    MongoDB does not answer; the rest of AdminService needs only PostgreSQL).
     """
     GenerateReport: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GenerateReportRequest, _admin_service_pb2.Report]
     """Generates a report (logged in MongoDB ReportsLogs) and returns where to download
@@ -207,7 +214,8 @@ class AdminServiceStub:
     """
     GetDashboardStats: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetDashboardStatsRequest, _admin_service_pb2.DashboardStats]
     """Returns headline figures for the admin dashboard over a time range.
-    Errors: INVALID_ARGUMENT (bad range), PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT (reason INVALID_RANGE: start_time not before end_time, or
+    a range longer than 366 days), PERMISSION_DENIED.
     """
 
 @_typing.type_check_only
@@ -368,6 +376,13 @@ class AdminServiceAsyncStub(AdminServiceStub):
     ListAuditLogs: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListAuditLogsRequest, _admin_service_pb2.ListAuditLogsResponse]  # type: ignore[assignment]
     """Searches the audit log (MongoDB AuditLog), newest first.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    Searches the audit log (MongoDB AuditLog), newest first, with keyset page tokens
+    (stable while new events arrive). Callers whose role lacks read on the
+    "PersonalData" resource see e-mail addresses and phone numbers in the details
+    masked ("a***@example.com", "******7890") and no client address. Errors:
+    INVALID_ARGUMENT (bad filter or page token, created_after not before
+    created_before), PERMISSION_DENIED, UNAVAILABLE (reason AUDIT_LOG_UNAVAILABLE:
+    MongoDB does not answer; the rest of AdminService needs only PostgreSQL).
     """
     GenerateReport: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GenerateReportRequest, _admin_service_pb2.Report]  # type: ignore[assignment]
     """Generates a report (logged in MongoDB ReportsLogs) and returns where to download
@@ -386,7 +401,8 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """
     GetDashboardStats: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetDashboardStatsRequest, _admin_service_pb2.DashboardStats]  # type: ignore[assignment]
     """Returns headline figures for the admin dashboard over a time range.
-    Errors: INVALID_ARGUMENT (bad range), PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT (reason INVALID_RANGE: start_time not before end_time, or
+    a range longer than 366 days), PERMISSION_DENIED.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -700,6 +716,13 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_service_pb2.ListAuditLogsResponse, _abc.Awaitable[_admin_service_pb2.ListAuditLogsResponse]]:
         """Searches the audit log (MongoDB AuditLog), newest first.
         Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+        Searches the audit log (MongoDB AuditLog), newest first, with keyset page tokens
+        (stable while new events arrive). Callers whose role lacks read on the
+        "PersonalData" resource see e-mail addresses and phone numbers in the details
+        masked ("a***@example.com", "******7890") and no client address. Errors:
+        INVALID_ARGUMENT (bad filter or page token, created_after not before
+        created_before), PERMISSION_DENIED, UNAVAILABLE (reason AUDIT_LOG_UNAVAILABLE:
+        MongoDB does not answer; the rest of AdminService needs only PostgreSQL).
         """
 
     @_abc_1.abstractmethod
@@ -742,7 +765,8 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.DashboardStats, _abc.Awaitable[_admin_service_pb2.DashboardStats]]:
         """Returns headline figures for the admin dashboard over a time range.
-        Errors: INVALID_ARGUMENT (bad range), PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT (reason INVALID_RANGE: start_time not before end_time, or
+        a range longer than 366 days), PERMISSION_DENIED.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

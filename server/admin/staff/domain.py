@@ -32,7 +32,7 @@ from server.auth.domain import SERVICE_ROLE, Admin, ServiceAccount, end_sessions
 from server.auth.identifiers import normalize_email, normalize_phone
 from server.auth.password_policy import password_problem
 from server.auth.principal import Principal
-from server.auth.resources import CONTRACT_RESOURCES
+from server.auth.resources import PERMISSION_RESOURCES
 from server.auth.scopes import check_scopes
 from server.core import pagination
 from server.core.errors import (
@@ -449,20 +449,21 @@ async def list_permissions(
 
 
 def known_resources() -> tuple[str, ...]:
-    """The resources an access rule of the contract names (server/auth/resources.py)."""
-    return CONTRACT_RESOURCES
+    """The resources a permission may name: those of the contract's access rules and the
+    data resources the domains check (server/auth/resources.py)."""
+    return PERMISSION_RESOURCES
 
 
 async def create_permission(
     resource: str, actions: Mapping[str, bool], *, conn: AsyncConnection
 ) -> Permission:
-    """A new permission on one of the contract's resources with at least one action."""
+    """A new permission on one of the known resources with at least one action."""
     violations: list[FieldViolation] = []
-    if resource not in CONTRACT_RESOURCES:
+    if resource not in PERMISSION_RESOURCES:
         violations.append(
             FieldViolation(
                 "permission.resource",
-                f"unknown resource {resource!r}; known: {', '.join(sorted(CONTRACT_RESOURCES))}",
+                f"unknown resource {resource!r}; known: {', '.join(sorted(PERMISSION_RESOURCES))}",
             )
         )
     if not any(actions.get(a) for a in ACTIONS):

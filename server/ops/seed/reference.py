@@ -52,7 +52,12 @@ ROLES: Final[tuple[Role, ...]] = (
 #: CreatePermission checks it too); re-exported here for the seed.
 CONTRACT_RESOURCES: Final[tuple[str, ...]] = resources.CONTRACT_RESOURCES
 
-#: Resources Support may read.
+#: Permission resources no access rule names ("PersonalData"), and every resource a
+#: Permissions row may name: server/auth/resources.py.
+DATA_RESOURCES: Final[tuple[str, ...]] = resources.DATA_RESOURCES
+PERMISSION_RESOURCES: Final[tuple[str, ...]] = resources.PERMISSION_RESOURCES
+
+#: Resources Support may read (and nothing else).
 SUPPORT_READ_RESOURCES: Final[tuple[str, ...]] = (
     "Users",
     "Transactions",
@@ -91,7 +96,8 @@ def _read(permission_id: int, resource: str) -> Permission:
 #: 1-4: DDS 13.2 verbatim. 5-18: full access for the Admin role on every contract
 #: resource the DDS rows do not already cover in full (Transactions and Plans are
 #: not full in 13.2). 19-26: read-only rows for Support (Transactions read-only is
-#: DDS row 2). 27: Support's read-and-edit row for ContactForm.
+#: DDS row 2). 27: Support's read-and-edit row for ContactForm;
+#: 28: PersonalData, for the Admin role.
 PERMISSIONS: Final[tuple[Permission, ...]] = (
     Permission(1, "Users", True, True, True, True),
     Permission(2, "Transactions", True, False, False, False),
@@ -120,6 +126,7 @@ PERMISSIONS: Final[tuple[Permission, ...]] = (
     _read(25, "Reports"),
     _read(26, "AuditLog"),
     Permission(27, "ContactForm", True, False, False, True),
+    _full(28, "PersonalData"),
 )
 
 
@@ -132,6 +139,7 @@ class RolePermission(NamedTuple):
 #: 1-4: DDS 13.3 verbatim. 5-18: Admin gets permissions 5-18 (full access, with 1 and
 #: 4 from the DDS). 19-26: Support gets the read-only rows 19-26 (plus DDS row 4);
 #: 27: Support edits contact forms (row 27).
+#: 28: Admin gets PersonalData (Support does not: masked personal data).
 #: The User role keeps only DDS row 3: users reach their own data through
 #: AUDIENCE_AUTHENTICATED rules and ownership checks, not through permissions.
 #: The Service role has no permission rows: service RPCs use AUDIENCE_SERVICE.
@@ -143,6 +151,7 @@ ROLE_PERMISSIONS: Final[tuple[RolePermission, ...]] = (
     *(RolePermission(pid, ROLE_ADMIN, pid) for pid in range(5, 19)),
     *(RolePermission(pid, ROLE_SUPPORT, pid) for pid in range(19, 27)),
     RolePermission(27, ROLE_SUPPORT, 27),
+    RolePermission(28, ROLE_ADMIN, 28),
 )
 
 # ---------------------------------------------------------------- lookup tables

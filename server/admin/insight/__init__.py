@@ -1,0 +1,2 @@
+"""Insight for operators: the audit log search (ListAuditLogs, MongoDB ``AuditLog``)
+and the dashboard figures (GetDashboardStats, PostgreSQL), AdminService RPCs."""
