@@ -231,6 +231,7 @@ def service_account_message(account: domain.ServiceAccount) -> identity_pb2.Serv
         created_by=account.created_by or 0,
         last_used_at=protoconv.timestamp(account.last_used_at),
         scopes=account.scopes,
+        description=account.description or "",
     )
 
 

@@ -166,6 +166,8 @@ class ServiceAccount:
     last_used_at: datetime | None
     #: What it may do as a service (server/auth/scopes.py), sorted.
     scopes: tuple[str, ...] = ()
+    #: What the caller is, for operators (optional).
+    description: str | None = None
 
 
 #: Whoever :func:`me` finds: a customer, an administrator or a service account.
@@ -235,6 +237,7 @@ def _service_account(row: Row[Any]) -> ServiceAccount:
         created_by=row.created_by,
         last_used_at=row.last_used_at,
         scopes=tuple(sorted(row.scopes or ())),
+        description=getattr(row, "description", None),
     )
 
 

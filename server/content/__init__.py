@@ -1,3 +1,3 @@
-"""ContentService (DDS Content: banners, FAQs, terms, shown to customers) lives here:
-servicer, convert, domain, queries, as every domain package. Not built yet: its RPCs
-answer UNIMPLEMENTED (server/rpc/services.py registers the generated base servicer)."""
+"""ContentService (DDS Content: FAQs, guides, policies shown to customers; ContactForm:
+the public contact form): servicer, convert, flows, domain, queries, as every domain
+package, plus cache.py, the per-process cache of the public reads."""

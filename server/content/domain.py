@@ -509,3 +509,30 @@ async def update_contact_form(
         details["previous_status"] = doc.get("previous_status") or NEW
     audit_change("ContactForm", "UPDATE", details)
     return _contact_form(doc)
+
+
+def _addresses(emails: Iterable[str | None]) -> list[str]:
+    """The addresses as submissions store them (trimmed, lower-case), once each."""
+    return sorted({e.strip().lower() for e in emails if e and e.strip()})
+
+
+async def contact_forms_from(
+    emails: Iterable[str | None], *, mongo: Mongo
+) -> list[ContactFormEntry]:
+    """A customer's submissions, found by their e-mail addresses (a data export), newest
+    first. The contact form needs no login, so an address is all that links them."""
+    addresses = _addresses(emails)
+    if not addresses:
+        return []
+    return [_contact_form(doc) for doc in await queries.contact_forms_from(mongo, addresses)]
+
+
+async def erase_contact_forms_from(
+    emails: Iterable[str | None], *, user_id: int, mongo: Mongo
+) -> int:
+    """Delete a customer's submissions (an erasure on request); how many. The audit event
+    names the customer by id and the count only, never the address."""
+    addresses = _addresses(emails)
+    deleted = await queries.delete_contact_forms_from(mongo, addresses) if addresses else 0
+    audit_change("ContactForm", "DELETE", {"user_id": user_id, "erased": True, "deleted": deleted})
+    return deleted

@@ -197,3 +197,19 @@ async def contact_form_page(
         .limit(limit)
     )
     return await cursor.to_list()
+
+
+async def contact_forms_from(mongo: Mongo, emails: list[str]) -> list[Document]:
+    """Every submission sent from one of these addresses, newest first."""
+    cursor = (
+        mongo[CONTACT_FORM]
+        .find({"email": {"$in": emails}})
+        .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+    )
+    return await cursor.to_list()
+
+
+async def delete_contact_forms_from(mongo: Mongo, emails: list[str]) -> int:
+    """Delete every submission sent from one of these addresses; how many."""
+    result = await mongo[CONTACT_FORM].delete_many({"email": {"$in": emails}})
+    return int(result.deleted_count)

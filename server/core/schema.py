@@ -361,6 +361,8 @@ service_accounts = Table(
     _id("service_account_id"),
     Column("client_id", String, nullable=False),
     Column("name", String, nullable=False),
+    #: What the caller is, for operators; migration 0015.
+    Column("description", Text),
     #: argon2id hash of the client secret.
     Column("secret_hash", Text, nullable=False),
     Column(

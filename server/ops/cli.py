@@ -191,7 +191,11 @@ def _create_service_account(settings: Settings, args: argparse.Namespace) -> int
         await runtime.migrate(resources, databases.database_url)
         await runtime.load_seed(resources, demo=False)
         new = NewServiceAccount(
-            name=args.name, client_id=args.client_id or "", scopes=scopes, prefix="--"
+            name=args.name,
+            client_id=args.client_id or "",
+            scopes=scopes,
+            description=args.description or "",
+            prefix="--",
         )
         with job_scope("create-service-account", actor=CLI_ACTOR):
             created = await staff_flows.create_service_account(resources.db, new)
@@ -420,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     service.add_argument("--name", required=True, help="what the caller is, e.g. billing-sync")
     service.add_argument("--client-id", default=None, help="default: svc_<random>")
+    service.add_argument("--description", default=None, help="what the caller is, for operators")
     service.add_argument(
         "--scope",
         action="append",

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from gencharge.v1 import admin_service_pb2 as pb
+from server.ops.seed.reference import PERMISSIONS, ROLE_PERMISSIONS
 from tests.admin.staff_helpers import ADMIN_ROLE, SUPPORT_ROLE, Stub, audit_docs, refused, replica
 from tests.helpers.auth import Actor, create_admin, create_service, register_user
 from tests.helpers.clock import FakeClock
@@ -60,11 +61,12 @@ async def test_list_and_create_permissions(stub: Stub, admin: Actor) -> None:
     md = admin.metadata
     every = await stub.ListPermissions(pb.ListPermissionsRequest(page_size=200), metadata=md)
     ids = [p.permission_id for p in every.permissions]
-    assert ids == sorted(ids) and len(ids) == 26
+    assert ids == sorted(ids) == [p.permission_id for p in PERMISSIONS]
     support = await stub.ListPermissions(
         pb.ListPermissionsRequest(role_id=SUPPORT_ROLE), metadata=md
     )
-    assert [p.permission_id for p in support.permissions] == [2, *range(19, 28)]
+    seeded = sorted(g.permission_id for g in ROLE_PERMISSIONS if g.role_id == SUPPORT_ROLE)
+    assert [p.permission_id for p in support.permissions] == seeded == [2, *range(19, 28)]
     paged = await stub.ListPermissions(
         pb.ListPermissionsRequest(role_id=SUPPORT_ROLE, page_size=4), metadata=md
     )
@@ -86,7 +88,8 @@ async def test_list_and_create_permissions(stub: Stub, admin: Actor) -> None:
         ),
         metadata=md,
     )
-    assert created.permission_id == 27  # after the seeded ids; output-only id ignored
+    # After the seeded ids; the output-only id is ignored.
+    assert created.permission_id == max(ids) + 1
     assert (created.resource, created.read, created.write, created.edit) == (
         "AuditLog",
         True,

@@ -36,10 +36,16 @@ async def admin(channel: grpc.aio.Channel, resources: Any) -> Actor:
     return await create_admin(channel, resources)
 
 
-def new_account(name: str, *scopes: str, role_id: int = 0) -> pb.CreateServiceAccountRequest:
+def new_account(
+    name: str, *scopes: str, role_id: int = 0, description: str = ""
+) -> pb.CreateServiceAccountRequest:
     return pb.CreateServiceAccountRequest(
         service_account=identity_pb2.ServiceAccount(
-            name=name, scopes=list(scopes), role_id=role_id, client_id="ignored"
+            name=name,
+            scopes=list(scopes),
+            role_id=role_id,
+            client_id="ignored",
+            description=description,
         )
     )
 
@@ -57,12 +63,16 @@ async def test_create_shows_the_secret_once(
     md = admin.metadata
     me = await auth_stub(channel).GetMe(auth_pb.GetMeRequest(), metadata=md)
     created = await stub.CreateServiceAccount(
-        new_account(" billing sync ", RECHARGES_WRITE, RECHARGES_READ), metadata=md
+        new_account(
+            " billing sync ", RECHARGES_WRITE, RECHARGES_READ, description=" Billing batch job "
+        ),
+        metadata=md,
     )
     account, secret = created.service_account, created.client_secret
     assert secret.startswith("gcs_") and account.client_id.startswith("svc_")
     assert (account.name, account.status, account.role_name) == ("billing sync", ACTIVE, "Service")
     assert list(account.scopes) == [RECHARGES_READ, RECHARGES_WRITE]
+    assert account.description == "Billing batch job"
     assert account.created_by == me.admin.admin_id
     async with resources.engine.connect() as conn:
         stored = (
@@ -94,6 +104,10 @@ async def test_create_errors(stub: Stub, admin: Actor) -> None:
     assert RECHARGES_WRITE in typo.field_violations["service_account.scopes"]
     empty = await refused(stub.CreateServiceAccount(new_account("  "), metadata=md))
     assert empty.code == INVALID and "service_account.name" in empty.field_violations
+    long = await refused(
+        stub.CreateServiceAccount(new_account("z", description="d" * 501), metadata=md)
+    )
+    assert long.code == INVALID and "service_account.description" in long.field_violations
     role = await refused(stub.CreateServiceAccount(new_account("y", role_id=999), metadata=md))
     assert role.code == grpc.StatusCode.NOT_FOUND
     await stub.CreateServiceAccount(new_account("Partner"), metadata=md)

@@ -15,7 +15,13 @@ import grpc
 from sqlalchemy import text
 
 from gencharge.v1 import admin_service_pb2 as pb
-from gencharge.v1 import auth_service_pb2, recharge_service_pb2, recharge_service_pb2_grpc
+from gencharge.v1 import (
+    auth_service_pb2,
+    content_service_pb2,
+    content_service_pb2_grpc,
+    recharge_service_pb2,
+    recharge_service_pb2_grpc,
+)
 from tests.admin.test_users import admin_stub, audit_documents, failure, get_me, rows
 from tests.helpers.auth import auth_stub, create_admin, register_user
 from tests.helpers.clock import HANG_SECONDS, eventually
@@ -55,9 +61,22 @@ async def _export(channel: Any, admin: Any, user_id: int) -> dict[str, Any]:
     return document
 
 
+async def _contact_form(channel: Any, email: str, description: str) -> str:
+    """A contact-form submission (no login) from ``email``; its id."""
+    reply = await content_service_pb2_grpc.ContentServiceStub(channel).SubmitContactForm(
+        content_service_pb2.SubmitContactFormRequest(
+            name="Priya", email=email, description=description
+        )
+    )
+    return reply.contact_form_id
+
+
 async def test_export_holds_everything_and_no_secret(channel: Any, resources: Any) -> None:
     admin = await create_admin(channel, resources)
     user = await _customer_with_history(channel, resources)
+    # Sent without login, from the customer's address (in other letter case) and another.
+    theirs = await _contact_form(channel, f" {user.email.upper()} ", "My recharge failed")
+    await _contact_form(channel, "someone.else@example.com", "Not about this customer")
     # An audit event by the customer reaches MongoDB first (the recharge's).
     await eventually(
         lambda: resources.mongo_db["AuditLog"].count_documents({"user_id": f"user:{user.user_id}"}),
@@ -76,6 +95,9 @@ async def test_export_holds_everything_and_no_secret(channel: Any, resources: An
     assert len(document["sessions"]) == 1
     assert document["sessions"][0]["session_id"] == user.session_id
     assert document["audit_events"], "the customer's own audit events"
+    assert [(f["contact_form_id"], f["description"]) for f in document["contact_forms"]] == [
+        (theirs, "My recharge failed")
+    ]
     for section in ("autopays", "bill_reminders", "payments", "notifications", "referral_rewards"):
         assert isinstance(document[section], list)
     # Never a secret: no hash column, no stored token hash, no tokens.
@@ -126,6 +148,9 @@ async def test_erase_removes_personal_data_and_keeps_the_ledger(
             ),
             {"u": user.user_id, "d": f"Hello {user.email}"},
         )
+    await _contact_form(channel, user.email, "Please call me back")
+    other = await _contact_form(channel, "someone.else@example.com", "Keep me")
+    forms = resources.mongo_db["ContactForm"]
     # Refused like ArchiveUser while money is left; nothing written.
     await fund(resources, user.user_id, "1.00")
     left = await failure(
@@ -136,6 +161,7 @@ async def test_erase_removes_personal_data_and_keeps_the_ledger(
     )
     assert (left.code, left.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "WALLET_NOT_EMPTY")
     assert await get_me(channel, user)
+    assert await forms.count_documents({"email": user.email.lower()}) == 1
     async with resources.db.transaction() as conn:
         await conn.execute(
             text(
@@ -179,6 +205,9 @@ async def test_erase_removes_personal_data_and_keeps_the_ledger(
     assert not await rows(
         resources, "SELECT 1 FROM notifications WHERE recipient_id = :u", u=user.user_id
     )
+    # Their contact-form submissions are gone; someone else's stays.
+    assert await forms.count_documents({"email": user.email.lower()}) == 0
+    assert await forms.count_documents({"id": other}) == 1
     # The ledger keeps its rows and amounts, still pointing at the user id.
     ledger_after = await rows(
         resources,

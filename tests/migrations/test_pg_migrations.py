@@ -78,6 +78,7 @@ REVISIONS = [
     "0012_recharges",
     "0013_refunds_adjustments",
     "0014_dashboard_indexes",
+    "0015_service_account_description",
 ]
 
 

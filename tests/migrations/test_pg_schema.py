@@ -92,6 +92,8 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "last_used_at": TSTZ,
         # migration 0008: service-account scopes
         "scopes": "_text",
+        # migration 0015: the account's description
+        "description": TEXT,
     },
     "otp_codes": {
         "otp_id": "int8",

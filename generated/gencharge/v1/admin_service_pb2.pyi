@@ -494,7 +494,9 @@ class CreateAdminRequest(_message.Message):
     ADMIN_FIELD_NUMBER: _builtins.int
     INITIAL_PASSWORD_FIELD_NUMBER: _builtins.int
     initial_password: _builtins.str
-    """Initial password (at least 12 characters); the admin should change it."""
+    """Initial password, under Register's rules: 8 to 1024 characters, neither a common
+    password nor the name, email or phone number. The admin should change it.
+    """
     @_builtins.property
     def admin(self) -> _identity_pb2.Admin:
         """The admin to create (name, email, phone_number, role_id)."""

@@ -63,5 +63,8 @@ def grant_message(grant: domain.Grant) -> pb.RolePermission:
 def new_service_account_of(request: pb.CreateServiceAccountRequest) -> domain.NewServiceAccount:
     account: identity_pb2.ServiceAccount = request.service_account
     return domain.NewServiceAccount(
-        name=account.name, role_id=account.role_id, scopes=tuple(account.scopes)
+        name=account.name,
+        role_id=account.role_id,
+        scopes=tuple(account.scopes),
+        description=account.description,
     )

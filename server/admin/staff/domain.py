@@ -109,6 +109,7 @@ def _service(row: Row[Any]) -> ServiceAccount:
         created_by=row.created_by,
         last_used_at=row.last_used_at,
         scopes=tuple(sorted(row.scopes or ())),
+        description=row.description,
     )
 
 
@@ -550,6 +551,7 @@ class NewServiceAccount:
     #: 0: the Service role.
     role_id: int = 0
     scopes: Collection[str] = ()
+    description: str = ""
     prefix: str = "service_account."
 
 
@@ -559,6 +561,7 @@ class CheckedServiceAccount:
     client_id: str
     role_id: int
     scopes: tuple[str, ...]
+    description: str = ""
 
 
 def check_new_service_account(
@@ -581,6 +584,11 @@ def check_new_service_account(
                 f"must be 1 to {MAX_CLIENT_ID} printable ASCII characters without spaces",
             )
         )
+    description = new.description.strip()
+    if len(description) > MAX_DESCRIPTION:
+        violations.append(
+            FieldViolation(f"{p}description", f"must have at most {MAX_DESCRIPTION} characters")
+        )
     scopes: tuple[str, ...] = ()
     try:
         scopes = check_scopes(new.scopes, field=f"{p}scopes")
@@ -588,7 +596,7 @@ def check_new_service_account(
         violations.extend(exc.violations)
     if violations:
         raise InvalidArgument.of(violations)
-    return CheckedServiceAccount(name, client_id, new.role_id, scopes)
+    return CheckedServiceAccount(name, client_id, new.role_id, scopes, description)
 
 
 async def create_service_account(
@@ -618,6 +626,7 @@ async def create_service_account(
         {
             "client_id": account.client_id,
             "name": account.name,
+            "description": account.description or None,
             "secret_hash": secret_hash,
             "role_id": role_id,
             "created_by": created_by,

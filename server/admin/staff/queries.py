@@ -224,6 +224,7 @@ _SERVICE_COLUMNS = (
     service_accounts.c.service_account_id,
     service_accounts.c.client_id,
     service_accounts.c.name,
+    service_accounts.c.description,
     service_accounts.c.role_id,
     roles.c.role_name,
     service_accounts.c.status,

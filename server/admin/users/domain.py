@@ -337,6 +337,19 @@ async def erase(user_id: int, reason: str, *, conn: AsyncConnection) -> Ended:
     return Ended(await _archived_view(user_id, conn=conn), tuple(ended))
 
 
+async def contact_emails(user_id: int, *, conn: AsyncConnection) -> list[str]:
+    """The customer's e-mail addresses (live row and archive row; none once erased):
+    what links them to their contact-form submissions."""
+    found: list[str] = []
+    user = await auth_domain.user_by_id(user_id, conn=conn)
+    if user is not None and user.email:
+        found.append(user.email)
+    archived = await auth_domain.archived_user(user_id, conn=conn)
+    if archived is not None and archived.user.email:
+        found.append(archived.user.email)
+    return found
+
+
 # --- export -------------------------------------------------------------------------------
 
 
@@ -367,6 +380,7 @@ async def export(
     reason: str,
     *,
     audit_events: list[dict[str, Any]],
+    contact_forms: list[dict[str, Any]] | None = None,
     conn: AsyncConnection,
 ) -> dict[str, Any]:
     """Everything PostgreSQL holds about one customer (live, archived or erased), as
@@ -396,6 +410,7 @@ async def export(
         },
         "wallet": {"balance": live[0]["wallet_balance"], "currency": "INR"},
         **rows,
+        "contact_forms": contact_forms or [],
         "audit_events": audit_events,
     }
     audit_change(
@@ -405,7 +420,10 @@ async def export(
             "user_id": user_id,
             "event": "personal_data_export",
             "reason": why,
-            "sections": {name: len(items) for name, items in rows.items()},
+            "sections": {
+                **{name: len(items) for name, items in rows.items()},
+                "contact_forms": len(contact_forms or []),
+            },
         },
     )
     result: dict[str, Any] = jsonable(document)

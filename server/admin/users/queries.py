@@ -246,7 +246,13 @@ async def audit_events(
     cursor = (
         mongo_db[AUDIT_LOG]
         .find(
-            {"$or": [{"user_id": f"user:{user_id}"}, {"details.user_id": user_id}]},
+            {
+                "$or": [
+                    {"user_id": f"user:{user_id}"},
+                    {"customer_id": user_id},
+                    {"details.user_id": user_id},
+                ]
+            },
             projection={"_id": False},
         )
         .sort([("created_at", -1), ("audit_id", -1)])

@@ -87,7 +87,11 @@ class UserRpcs:
         self, request: pb.EraseUserDataRequest, context: Context
     ) -> pb.EraseUserDataResponse:
         done = await flows.erase(
-            self._db, request.user_id, request.reason, sessions=self._security.authenticator
+            self._db,
+            self._resources.mongo_db,
+            request.user_id,
+            request.reason,
+            sessions=self._security.authenticator,
         )
         return pb.EraseUserDataResponse(
             user=convert.user_message(done.view), sessions_ended=len(done.sessions)
