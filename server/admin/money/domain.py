@@ -23,7 +23,9 @@ The idempotency key is completed with the ledger row in the first transaction; a
 with the same key finds the row and, when the gateway step is still outstanding (the
 gateway could not be reached, or the process stopped), repeats it under the same
 gateway reference (``refund:txn:<refund txn_id>``), which the gateway makes idempotent:
-money is refunded once and recorded once.
+money is refunded once and recorded once. Without a retry, the refund-recovery job
+(server/admin/money/flows.py ``recover_refunds``) does the same for the refunds left
+outstanding past the grace period (:func:`outstanding_refunds`).
 
 Adjustments (AdjustWallet): a wallet credit or debit (source ``adjustment``) with a
 reason, recorded in ``wallet_adjustments``. At or below the approval threshold it
