@@ -135,7 +135,9 @@ class Settings(BaseSettings):
     #: Seconds a charge may stay between the gateway and the ledger before the recovery
     #: job asks the gateway about it (docs/payments.md). Longer than a charge can take
     #: (the gateway adapter's timeouts and retries), so that a live call still charging
-    #: is never raced; a charge found settled is recorded exactly once either way.
+    #: is never raced; a charge found settled is recorded exactly once either way. Also
+    #: how long a gateway refund may stay unanswered before the refund-recovery job asks
+    #: the gateway again (server/admin/money/flows.py).
     payment_recovery_after_seconds: float = Field(default=120.0, ge=0)
     #: Days before a postpaid bill's due date that its reminder is sent.
     bill_reminder_days_before: int = Field(default=3, ge=0, le=30)

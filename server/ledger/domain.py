@@ -222,6 +222,18 @@ async def reversal_of(refund_txn_id: int, *, conn: AsyncConnection) -> Transacti
     return Transaction.of(row) if row is not None else None
 
 
+async def outstanding_refunds(
+    *, created_before: datetime, exclude: Sequence[int] = (), limit: int, conn: AsyncConnection
+) -> list[Transaction]:
+    """Gateway refunds made before ``created_before`` whose gateway answer was never
+    recorded (the refund-recovery job's work), oldest first, at most ``limit``, none of
+    ``exclude``."""
+    rows = await queries.outstanding_refunds(
+        conn, created_before=created_before, exclude=exclude, limit=limit
+    )
+    return [Transaction.of(r) for r in rows]
+
+
 async def record_payment_id(
     txn: Transaction, payment_transaction_id: str, *, conn: AsyncConnection
 ) -> Transaction:

@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select, text, update
+from sqlalchemy import Row, and_, bindparam, exists, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer, Numeric
@@ -205,6 +205,46 @@ async def reversal_of(conn: AsyncConnection, refund_txn_id: int) -> RowT | None:
     )
     row: RowT | None = result.one_or_none()
     return row
+
+
+async def outstanding_refunds(
+    conn: AsyncConnection, *, created_before: datetime, exclude: Sequence[int], limit: int
+) -> Sequence[RowT]:
+    """Gateway refunds whose answer was never recorded, made before ``created_before``,
+    oldest first: a service refund still ``pending``, or a top-up refund (a wallet
+    debit, ``success`` at once) with no gateway id and no reversal. A reversal (a
+    wallet credit linked to a refund) is never one. Reads the refund rows only (the
+    partial index ``idx_transactions_refund_of``)."""
+    t = transactions.c
+    reversal = transactions.alias("reversal")
+    reversed_ = exists().where(
+        reversal.c.refund_of_txn_id == t.txn_id, reversal.c.source == "refund"
+    )
+    query = (
+        select(*transactions.c)
+        .where(
+            t.refund_of_txn_id.is_not(None),
+            t.source == "refund",
+            t.payment_transaction_id.is_(None),
+            t.payment_method.in_(EXTERNAL_METHODS),
+            t.created_at < created_before,
+            or_(
+                t.status == "pending",
+                and_(
+                    t.status == "success",
+                    t.category == "wallet",
+                    t.txn_type == "debit",
+                    ~reversed_,
+                ),
+            ),
+        )
+        .order_by(t.created_at, t.txn_id)
+        .limit(limit)
+    )
+    if exclude:
+        query = query.where(t.txn_id.not_in(list(exclude)))
+    rows: Sequence[RowT] = (await conn.execute(query)).all()
+    return rows
 
 
 async def set_payment_transaction_id(

@@ -1,5 +1,5 @@
 """The in-process scheduler: plan expiry and queued-plan activation, autopay, payment
-recovery, bill reminders and idempotency-key cleanup, one tick every
+recovery, refund recovery, bill reminders and idempotency-key cleanup, one tick every
 ``settings.scheduler_interval_seconds``.
 
 Every replica of the server runs its own scheduler; the jobs coordinate through the
@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from server.admin.money import flows as refund_flows
+from server.admin.money.flows import RefundBackoff, RefundRecoveryCounts
 from server.audit.scope import job_scope
 from server.core import idempotency
 from server.core.jobs import LOCK_IDEMPOTENCY_PURGE, try_job_lock
@@ -60,6 +62,7 @@ class TickReport:
     autopay: AutopayCounts | None = None
     bills: BillCounts | None = None
     payments: RecoveryCounts | None = None
+    refunds: RefundRecoveryCounts | None = None
     purged_keys: int | None = None
     expired_payments: int | None = None
     failed_jobs: list[str] = field(default_factory=list)
@@ -69,7 +72,7 @@ class TickReport:
         """Whether the tick changed anything or failed (worth an INFO log line)."""
         counts = [
             v
-            for part in (self.plans, self.autopay, self.bills, self.payments)
+            for part in (self.plans, self.autopay, self.bills, self.payments, self.refunds)
             if part is not None
             for v in asdict(part).values()
             if not isinstance(v, bool)
@@ -78,7 +81,7 @@ class TickReport:
 
     def as_log(self) -> dict[str, Any]:
         out: dict[str, Any] = {"failed_jobs": list(self.failed_jobs)}
-        for name in ("plans", "autopay", "bills", "payments"):
+        for name in ("plans", "autopay", "bills", "payments", "refunds"):
             value = getattr(self, name)
             out[name] = asdict(value) if value is not None else None
         out["purged_keys"] = self.purged_keys
@@ -103,6 +106,15 @@ async def _recover_payments(
     return await recovery_flows.run(recharger, now=now, grace=grace)
 
 
+async def _recover_refunds(
+    resources: Resources, recharger: Recharger, now: datetime, backoff: RefundBackoff
+) -> RefundRecoveryCounts:
+    grace = timedelta(seconds=resources.settings.payment_recovery_after_seconds)
+    return await refund_flows.recover_refunds(
+        resources.db, recharger.gateway, now=now, grace=grace, backoff=backoff
+    )
+
+
 async def _expire_payments(resources: Resources) -> int:
     """External payments left pending past their deadline are marked failed (so bills
     they were paying become payable again in the same tick)."""
@@ -118,11 +130,15 @@ async def run_once(
     autopay_batch: int = AUTOPAY_BATCH,
     autopay_retry_seconds: float = AUTOPAY_RETRY_SECONDS,
     clock: WallClock | None = None,
+    refund_backoff: RefundBackoff | None = None,
 ) -> TickReport:
     """One tick of every job, in order: plans (so queued plans are active before
     autopay queues more), autopay, payment recovery (charges left between the gateway
-    and the ledger), expired external payments, bill reminders, idempotency-key purge.
-    ``clock`` (default: the real UTC time) is the recovery's and the purge's now."""
+    and the ledger), refund recovery (gateway refunds whose answer was not recorded),
+    expired external payments, bill reminders, idempotency-key purge.
+    ``clock`` (default: the real UTC time) is the recoveries' and the purge's now;
+    ``refund_backoff`` the refund recovery's memory of refunds to leave alone for a
+    while (the :class:`Scheduler` keeps one; default: none)."""
     report = TickReport()
     now = (clock or _utc_now)()
     try:
@@ -147,6 +163,13 @@ async def run_once(
         log.exception(
             "scheduler job failed", extra={"job": "payments", "error": type(exc).__name__}
         )
+    try:
+        report.refunds = await _recover_refunds(
+            resources, recharger, now, refund_backoff or RefundBackoff()
+        )
+    except Exception as exc:
+        report.failed_jobs.append("refunds")
+        log.exception("scheduler job failed", extra={"job": "refunds", "error": type(exc).__name__})
     try:
         report.expired_payments = await _expire_payments(resources)
     except Exception as exc:
@@ -197,6 +220,8 @@ class Scheduler:
         )
         self._autopay_batch = autopay_batch
         self._autopay_retry_seconds = autopay_retry_seconds
+        #: The refund recovery's back-off, kept across this scheduler's ticks.
+        self.refund_backoff = RefundBackoff()
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         #: Background ticks finished so far.
@@ -218,6 +243,7 @@ class Scheduler:
             autopay_batch=self._autopay_batch,
             autopay_retry_seconds=self._autopay_retry_seconds,
             clock=self._clock,
+            refund_backoff=self.refund_backoff,
         )
 
     def start(self) -> None:

@@ -117,6 +117,13 @@ class GatewayError(Exception):
     nothing is known about the outcome (the reference makes a retry safe)."""
 
 
+class GatewayRefused(ValueError):
+    """The gateway definitely refused the request and did nothing (e.g. a refund of more
+    than was captured, of a payment not captured, or one the bank no longer accepts):
+    unlike :class:`GatewayError`, the outcome is known. A ``ValueError``, as the adapters'
+    own refusals of a request they cannot make."""
+
+
 class PaymentGateway(Protocol):
     #: ``sandbox`` or ``razorpay``: stored nowhere, shown in logs and health.
     name: str
@@ -156,7 +163,8 @@ class PaymentGateway(Protocol):
     ) -> RefundResult:
         """Refund ``amount`` of the charge ``payment_id`` (a :attr:`ChargeResult.payment_id`);
         ``reference`` makes a retried refund return the first one. Raises
-        :class:`GatewayError`."""
+        :class:`GatewayRefused` (or another ``ValueError``) when the refund was refused and
+        nothing was refunded, :class:`GatewayError` when the outcome is unknown."""
         ...
 
     async def aclose(self) -> None:

@@ -26,12 +26,17 @@ Basic auth with the key id and key secret, amounts in paise):
 - :meth:`~RazorpayGateway.refund` refunds the order's captured payment (``POST
   /v1/payments/{id}/refund``), with a receipt derived from the refund's reference; a
   refund already made under it (``GET /v1/payments/{id}/refunds``) is returned instead.
+  Razorpay's refusal of a refund (HTTP 400 ``BAD_REQUEST_ERROR``: more than was
+  captured, a payment not captured, one too old for the bank) and an order with no
+  captured payment raise :class:`~server.payments.gateway.GatewayRefused`: nothing was
+  refunded, so the refund fails at once instead of staying reserved.
 
 Every request has a timeout and is retried, with exponential backoff, after a connection
 error, a timeout, 429 or 5xx, at most ``max_retries`` times; a request that creates
 something (an order, a capture, a refund) is retried only after checking that the first
 attempt did not create it. What is still failing after that raises
-:class:`~server.payments.gateway.GatewayError`. Calls are logged at DEBUG with method,
+:class:`~server.payments.gateway.GatewayError` (the outcome is unknown), as does any
+other refusal (4xx) of a charge or lookup. Calls are logged at DEBUG with method,
 path, status and attempt; the secrets and the Authorization header never are.
 """
 
@@ -61,6 +66,7 @@ from server.payments.gateway import (
     ChargeResult,
     CheckoutCallback,
     GatewayError,
+    GatewayRefused,
     RefundResult,
     VerifiedPayment,
 )
@@ -74,6 +80,8 @@ ORDER_RECEIPT_PREFIX = "gc_"
 REFUND_RECEIPT_PREFIX = "gcr_"
 #: Razorpay's largest page of a list (orders by receipt, an order's payments, refunds).
 PAGE_SIZE = 100
+#: Razorpay's error code of a request it refuses on its merits (HTTP 400).
+REFUSAL_CODE = "BAD_REQUEST_ERROR"
 #: Backoff before the n-th retry: ``backoff * 2**(n-1)``, at most this, with jitter.
 MAX_BACKOFF_SECONDS = 5.0
 #: Ids we put into a URL path: Razorpay's are ``order_``/``pay_``/``rfnd_`` + 14 characters.
@@ -220,24 +228,37 @@ class RazorpayGateway:
         if amount_minor <= 0:
             raise ValueError("a refund needs a positive amount")
         order_id = _path_id(payment_id, ValueError)
-        captured = [
-            p
-            for p in await self._order_payments(order_id)
-            if p.get("status") in ("captured", "refunded")
-        ]
+        try:
+            payments = await self._order_payments(order_id)
+        except RazorpayApiError as exc:
+            _raise_refusal(exc)  # e.g. no such order: nothing to refund
+            raise
+        captured = [p for p in payments if p.get("status") in ("captured", "refunded")]
         if not captured:
-            raise GatewayError(f"Razorpay order {order_id} has no captured payment to refund")
+            raise GatewayRefused(f"Razorpay order {order_id} has no captured payment to refund")
         payment = captured[0]
         if _str(payment, "currency") != currency:
-            raise GatewayError(f"Razorpay order {order_id} was paid in another currency")
+            raise GatewayRefused(f"Razorpay order {order_id} was paid in another currency")
         pay_id = _path_id(_str(payment, "id"), GatewayError)
-        receipt = refund_receipt(reference)
-        body = {"amount": amount_minor, "receipt": receipt, "notes": {"reference": reference}}
-        refund = await self._find_or_create(
-            lambda: self._refund_by_reference(pay_id, reference),
-            f"/v1/payments/{pay_id}/refund",
-            body,
-        )
+
+        async def made_already() -> JsonObject | None:
+            return await self._refund_by_reference(pay_id, reference)
+
+        body = {
+            "amount": amount_minor,
+            "receipt": refund_receipt(reference),
+            "notes": {"reference": reference},
+        }
+        try:
+            refund = await self._find_or_create(made_already, f"/v1/payments/{pay_id}/refund", body)
+        except RazorpayApiError as exc:
+            # A refusal of the POST may answer a retry whose first attempt made the
+            # refund after all (e.g. "greater than amount captured"): that one counts.
+            found = await made_already()
+            if found is None:
+                _raise_refusal(exc)
+                raise
+            refund = found
         return RefundResult(
             refund_id=_str(refund, "id"),
             status=_REFUND_STATUSES.get(str(refund.get("status")), "pending"),
@@ -526,6 +547,16 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host or "").is_loopback
     except ValueError:
         return False
+
+
+def _raise_refusal(exc: RazorpayApiError) -> None:
+    """Raise :class:`GatewayRefused` if a 4xx answer to a refund is Razorpay's definite
+    refusal (HTTP 400 ``BAD_REQUEST_ERROR``: more than was captured, not captured, too
+    old for the bank, no such payment; nothing was refunded). Anything else (our
+    credentials refused, another status) returns: the caller re-raises it as an unknown
+    outcome (:class:`GatewayError`), left to a later retry."""
+    if exc.status == 400 and exc.code == REFUSAL_CODE:
+        raise GatewayRefused(str(exc)) from exc
 
 
 def _malformed(message: str) -> CallbackRejected:

@@ -30,6 +30,7 @@ from server.payments.gateway import (
     CallbackRejected,
     ChargeResult,
     CheckoutCallback,
+    GatewayRefused,
     RefundResult,
     VerifiedPayment,
 )
@@ -151,12 +152,12 @@ class SandboxGateway:
             earlier = self._refunds.get(reference)
             if earlier is not None:
                 return earlier
-            found = self._charge_by_id(payment_id, error=ValueError)
+            found = self._charge_by_id(payment_id, error=GatewayRefused)
             if found.result.status != "authorised":
-                raise ValueError(f"charge {payment_id} was not captured")
+                raise GatewayRefused(f"charge {payment_id} was not captured")
             refunded = self._refunded.get(payment_id, Decimal(0))
             if amount <= 0 or refunded + amount > found.amount:
-                raise ValueError("a refund cannot exceed what was captured")
+                raise GatewayRefused("a refund cannot exceed what was captured")
             self._refunded[payment_id] = refunded + amount
             result = RefundResult(f"sbxrfnd_{secrets.token_hex(8)}", "processed", amount)
             self._refunds[reference] = result

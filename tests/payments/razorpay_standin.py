@@ -25,6 +25,9 @@ server/payments/signing.py, so a mistake there cannot hide in both.
 Test controls: :meth:`RazorpayStandIn.pay` plays the user paying an order in Checkout
 (a captured or only authorised payment, and the signed checkout callback and webhook
 Razorpay would send), :meth:`~RazorpayStandIn.fail_payment` a failed attempt,
+:attr:`~RazorpayStandIn.refuse_refunds` makes Razorpay refuse refunds as it does those
+the bank no longer accepts (besides the refusals of more than was captured, of a payment
+not captured and of one fully refunded, which it always makes),
 :meth:`~RazorpayStandIn.fail_next` answers the next requests with an error status, and
 :meth:`~RazorpayStandIn.hang_next` never answers them (until :meth:`stop`), before or
 after doing the work. :attr:`~RazorpayStandIn.requests` records every request (method,
@@ -59,6 +62,9 @@ ACCOUNT_ID = "acc_StandIn0000001"
 _ID_CHARS = string.ascii_letters + string.digits
 NOT_FOUND = "The requested URL was not found on the server."
 NO_SUCH_ID = "The id provided does not exist"
+TOO_OLD_FOR_REFUND = (
+    "Refund is not supported by the bank because the payment is more than 6 months old"
+)
 
 Json = dict[str, Any]
 
@@ -72,16 +78,26 @@ def sign(secret: str, message: bytes) -> str:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, description: str, code: str = "BAD_REQUEST_ERROR") -> None:
+    def __init__(
+        self,
+        status: int,
+        description: str,
+        code: str = "BAD_REQUEST_ERROR",
+        *,
+        business: bool = True,
+    ) -> None:
         super().__init__(description)
         self.status = status
+        # A refusal the bank (not the request's shape) is behind names no source, step
+        # or reason (Razorpay's docs, "Handle Refund Errors").
+        details = status == 400 and business
         self.body = {
             "error": {
                 "code": code,
                 "description": description,
-                "source": "business" if status == 400 else "NA",
-                "step": "payment_initiation" if status == 400 else "NA",
-                "reason": "input_validation_failed" if status == 400 else "NA",
+                "source": "business" if details else None if status == 400 else "NA",
+                "step": "payment_initiation" if details else None if status == 400 else "NA",
+                "reason": "input_validation_failed" if details else None if status == 400 else "NA",
                 "metadata": {},
             }
         }
@@ -155,6 +171,10 @@ class RazorpayStandIn:
         self.requests: list[Recorded] = []
         #: Status of refunds made from now on (Razorpay: processed, pending or failed).
         self.refund_status = "processed"
+        #: Refunds asked for from now on are refused, as Razorpay refuses one the bank
+        #: no longer accepts (HTTP 400 ``BAD_REQUEST_ERROR``, e.g. a payment more than
+        #: six months old), when set.
+        self.refuse_refunds = False
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -468,6 +488,10 @@ class RazorpayStandIn:
     def _refund(self, payment: Json, body: Json) -> Json:
         if payment["status"] not in ("captured", "refunded"):
             raise ApiError(400, "The payment has not been captured")
+        if payment["amount_refunded"] >= payment["amount"]:
+            raise ApiError(400, "The payment has been fully refunded already")
+        if self.refuse_refunds:
+            raise ApiError(400, TOO_OLD_FOR_REFUND, business=False)
         left = payment["amount"] - payment["amount_refunded"]
         amount = body.get("amount", left)
         if not isinstance(amount, int) or isinstance(amount, bool) or amount < 100:

@@ -6,7 +6,8 @@ Charges, lookups, verified callbacks and refunds end to end over HTTP; every rej
 a callback; retries bounded and counted at the stand-in; a request that creates something
 is never repeated blindly; timeouts and refused connections end in GatewayError; no
 secret ever reaches a log; the settings that build it or name what is missing; and the
-real server configured with it (a TopUp makes one order; the gateway is closed at stop).
+real server configured with it (a TopUp makes one order; the gateway is closed at stop;
+a refund Razorpay refuses answers REFUND_REFUSED and leaves nothing reserved).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from gencharge.v1 import common_pb2, wallet_service_pb2_grpc
+from gencharge.v1 import admin_service_pb2 as admin_pb
+from gencharge.v1 import admin_service_pb2_grpc, common_pb2, wallet_service_pb2_grpc
 from gencharge.v1 import wallet_service_pb2 as wallet_pb
 from server.core.config import Environment, Settings
 from server.core.logs import JsonFormatter
@@ -36,6 +38,7 @@ from server.payments.gateway import (
     ChargeResult,
     CheckoutCallback,
     GatewayError,
+    GatewayRefused,
     WebhookCallback,
 )
 from server.payments.razorpay import (
@@ -332,30 +335,36 @@ async def test_refunds_once_per_reference(
     )
     assert again == first
     assert len(standin.refunds) == 1
-    # The rest under another reference; more than was captured is refused (not retried).
+    # More than is left is refused, definitely (nothing refunded; not retried).
+    before = standin.count("POST")
+    with pytest.raises(GatewayRefused, match="greater than amount captured"):
+        await gateway.refund(
+            payment_id=order_id, amount=Decimal("400.01"), currency="INR", reference="refund:big"
+        )
+    assert standin.count("POST") == before + 1
+    # The rest under another reference; then nothing is left: refused.
     standin.refund_status = "pending"
     rest = await gateway.refund(
         payment_id=order_id, amount=Decimal("400.00"), currency="INR", reference="refund:2"
     )
     assert (rest.status, rest.amount) == ("pending", Decimal("400.00"))
     assert standin.payment(paid.payment_id)["status"] == "refunded"
-    before = standin.count("POST")
-    with pytest.raises(GatewayError, match="greater than amount captured"):
+    with pytest.raises(GatewayRefused, match="fully refunded already"):
         await gateway.refund(
             payment_id=order_id, amount=Decimal("1.00"), currency="INR", reference="refund:3"
         )
-    assert standin.count("POST") == before + 1
+    assert len(standin.refunds) == 2
 
 
 async def test_refund_needs_a_captured_payment(
     gateway: RazorpayGateway, standin: RazorpayStandIn
 ) -> None:
     order_id = (await charge(gateway)).payment_id
-    with pytest.raises(GatewayError, match="no captured payment"):
+    with pytest.raises(GatewayRefused, match="no captured payment"):
         await gateway.refund(
             payment_id=order_id, amount=Decimal(1), currency="INR", reference="refund:x"
         )
-    with pytest.raises(GatewayError, match="does not exist"):
+    with pytest.raises(GatewayRefused, match="does not exist"):
         await gateway.refund(
             payment_id="order_Unknown000001", amount=Decimal(1), currency="INR", reference="r"
         )
@@ -388,7 +397,7 @@ async def test_reads_are_retried_a_bounded_number_of_times(
     assert standin.count() == RETRIES + 1
     # A refusal (4xx) is final at once: an unknown order's payments.
     standin.requests.clear()
-    with pytest.raises(GatewayError):
+    with pytest.raises(GatewayRefused):
         await gateway.refund(
             payment_id="order_Unknown000001", amount=Decimal(1), currency="INR", reference="r"
         )
@@ -435,6 +444,54 @@ async def test_a_refund_answer_lost_is_found_not_repeated(
     )
     (made,) = standin.refunds
     assert refund.refund_id == made["id"]
+
+
+async def test_a_refund_razorpay_refuses_is_definite_an_unanswered_one_is_not(
+    standin: RazorpayStandIn,
+) -> None:
+    """Razorpay's refusal (HTTP 400 BAD_REQUEST_ERROR) says nothing was refunded:
+    GatewayRefused, a ValueError, never a GatewayError; 5xx, timeouts, unreachable and
+    our credentials refused say nothing about the outcome: GatewayError."""
+    gateway = make_gateway(standin.url, timeout=0.5)
+    wrong_key = make_gateway(standin.url, key_secret="not-the-key-secret")
+    try:
+        order_id = (await charge(gateway)).payment_id
+        standin.pay(order_id)
+        standin.refuse_refunds = True
+        with pytest.raises(GatewayRefused, match="more than 6 months old") as refused:
+            await gateway.refund(
+                payment_id=order_id, amount=Decimal(10), currency="INR", reference="refund:old"
+            )
+        assert isinstance(refused.value, ValueError)
+        assert not isinstance(refused.value, GatewayError)
+        assert standin.refunds == []
+        standin.refuse_refunds = False
+
+        standin.requests.clear()
+        standin.fail_next(RETRIES + 1, status=503, method="POST")
+        with pytest.raises(GatewayError) as unknown:
+            await gateway.refund(
+                payment_id=order_id, amount=Decimal(10), currency="INR", reference="refund:5xx"
+            )
+        assert not isinstance(unknown.value, ValueError)
+        assert standin.count("POST") == RETRIES + 1 and standin.refunds == []
+
+        standin.hang_next(RETRIES + 1)
+        with pytest.raises(GatewayError, match="no answer within") as unanswered:
+            await gateway.refund(
+                payment_id=order_id, amount=Decimal(10), currency="INR", reference="refund:hang"
+            )
+        assert not isinstance(unanswered.value, ValueError)
+        assert standin.refunds == []
+
+        with pytest.raises(GatewayError, match="Authentication failed") as denied:
+            await wrong_key.refund(
+                payment_id=order_id, amount=Decimal(10), currency="INR", reference="refund:key"
+            )
+        assert not isinstance(denied.value, ValueError)
+    finally:
+        await gateway.aclose()
+        await wrong_key.aclose()
 
 
 async def test_timeouts_end_in_gateway_error(standin: RazorpayStandIn) -> None:
@@ -616,3 +673,94 @@ async def test_the_server_tops_up_through_razorpay_and_closes_it(
     finally:
         await running.stop(0)
     assert built._client.is_closed  # the server closed the gateway it built
+
+
+async def test_a_refund_razorpay_refuses_is_refused_through_the_server(
+    resources: Any, standin: RazorpayStandIn
+) -> None:
+    """RefundTransaction of a top-up paid through Razorpay: Razorpay's refusal answers
+    REFUND_REFUSED and releases the reservation (no GATEWAY_UNAVAILABLE, nothing left
+    reserved); once Razorpay accepts, the refund carries its refund id."""
+    from server.auth.scopes import PAYMENTS_CONFIRM
+    from server.rpc.app import start_server
+    from tests.helpers.auth import create_admin, create_service
+    from tests.helpers.money import assert_ledger_balances, balance
+    from tests.helpers.rpc import details_of
+
+    settings = resources.settings.model_copy(
+        update={
+            "payment_gateway": "razorpay",
+            "razorpay_key_id": KEY_ID,
+            "razorpay_key_secret": SecretStr(KEY_SECRET),
+            "razorpay_webhook_secret": SecretStr(WEBHOOK_SECRET),
+            "razorpay_checkout_url": CHECKOUT,
+            "razorpay_api_url": standin.url,
+        }
+    )
+    running = await start_server(
+        dataclasses.replace(resources, settings=settings), "127.0.0.1:0", health_interval=0.2
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            user = await register_user(channel)
+            wallet = wallet_service_pb2_grpc.WalletServiceStub(channel)
+            pending = await wallet.TopUp(
+                wallet_pb.TopUpRequest(
+                    request_id="razorpay-refund-topup",
+                    amount=common_pb2.Money(units_minor=25_000, currency_code="INR"),
+                    payment_method=common_pb2.PAYMENT_METHOD_UPI,
+                    payment_details=common_pb2.PaymentDetails(
+                        upi=common_pb2.UpiPayment(vpa="someone@okbank")
+                    ),
+                ),
+                metadata=user.metadata,
+            )
+            paid = standin.pay(pending.transaction.payment_transaction_id)
+            service = await create_service(channel, resources, scopes=[PAYMENTS_CONFIRM])
+            await wallet.ConfirmPayment(
+                wallet_pb.ConfirmPaymentRequest(
+                    request_id="razorpay-refund-confirm",
+                    checkout=wallet_pb.PaymentCheckoutCallback(
+                        order_id=paid.order_id,
+                        payment_id=paid.payment_id,
+                        signature=paid.checkout_signature,
+                    ),
+                ),
+                metadata=service.metadata,
+            )
+            assert await balance(resources, user.user_id) == Decimal("250.00")
+            admin = await create_admin(channel, resources)
+            admin_stub = admin_service_pb2_grpc.AdminServiceStub(channel)
+
+            def refund(request_id: str) -> Any:
+                return admin_stub.RefundTransaction(
+                    admin_pb.RefundTransactionRequest(
+                        request_id=request_id,
+                        txn_id=pending.transaction.txn_id,
+                        amount=common_pb2.Money(units_minor=10_000, currency_code="INR"),
+                        reason="customer asked",
+                    ),
+                    metadata=admin.metadata,
+                )
+
+            standin.refuse_refunds = True
+            for _ in range(2):  # the retry answers the same, without asking Razorpay
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await refund("razorpay-refund-1")
+                error = details_of(refused.value)
+                assert (error.code, error.reason) == (
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "REFUND_REFUSED",
+                )
+            assert standin.count("POST", f"/v1/payments/{paid.payment_id}/refund") == 1
+            assert standin.refunds == []
+            assert await balance(resources, user.user_id) == Decimal("250.00")  # reversed
+
+            standin.refuse_refunds = False
+            reply = await refund("razorpay-refund-2")
+            (made,) = standin.refunds
+            assert reply.refund_transaction.payment_transaction_id == made["id"]
+            assert await balance(resources, user.user_id) == Decimal("150.00")
+            await assert_ledger_balances(resources)
+    finally:
+        await running.stop(0)

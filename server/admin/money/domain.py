@@ -23,7 +23,9 @@ The idempotency key is completed with the ledger row in the first transaction; a
 with the same key finds the row and, when the gateway step is still outstanding (the
 gateway could not be reached, or the process stopped), repeats it under the same
 gateway reference (``refund:txn:<refund txn_id>``), which the gateway makes idempotent:
-money is refunded once and recorded once.
+money is refunded once and recorded once. Without a retry, the refund-recovery job
+(server/admin/money/flows.py ``recover_refunds``) does the same for the refunds left
+outstanding past the grace period (:func:`outstanding_refunds`).
 
 Adjustments (AdjustWallet): a wallet credit or debit (source ``adjustment``) with a
 reason, recorded in ``wallet_adjustments``. At or below the approval threshold it
@@ -360,16 +362,30 @@ def refund_refused(step: RefundStep, why: str) -> FailedPrecondition:
     )
 
 
+@dataclass(frozen=True)
+class FinishedRefund:
+    step: RefundStep
+    #: False: the answer was recorded before (by a concurrent retry or the recovery
+    #: job), this one changed nothing.
+    recorded: bool
+    #: The gateway refused the refund (now or before): nothing was refunded.
+    refused: bool
+
+
 async def finish_refund(
     step: RefundStep, *, refund_id: str | None, refund_status: str, conn: AsyncConnection
-) -> RefundStep:
+) -> FinishedRefund:
     """Record the gateway's answer for a refund that waited for it: accepted
     (``refund_id``) or refused (None). Once: a refund already finished (by a concurrent
-    retry) is returned as it is."""
+    retry, or the recovery job) is returned as it is (``recorded`` False). The RPC's
+    step 3 and the refund-recovery job (server/admin/money/flows.py) both record here."""
     refund = await ledger.get(step.refund.txn_id, conn=conn, for_update=True)
     assert refund is not None
     if not await outstanding(refund, conn=conn):
-        return RefundStep(refund, step.original, step.total_refunded)
+        refused = await refused_already(refund, conn=conn)
+        return FinishedRefund(
+            RefundStep(refund, step.original, step.total_refunded), False, refused
+        )
     details: dict[str, Any] = {"refund_status": refund_status}
     if refund_id is not None:
         if refund.status == "pending":
@@ -403,7 +419,28 @@ async def finish_refund(
         "UPDATE",
         refund.audit_details(refund_of_txn_id=step.original.txn_id, **details),
     )
-    return RefundStep(refund, step.original, step.total_refunded)
+    return FinishedRefund(
+        RefundStep(refund, step.original, step.total_refunded), True, refund_id is None
+    )
+
+
+async def outstanding_refunds(
+    *, created_before: datetime, exclude: Sequence[int], limit: int, conn: AsyncConnection
+) -> list[RefundStep]:
+    """The gateway refunds made before ``created_before`` whose gateway answer was never
+    recorded (none of ``exclude``), oldest first, as the steps their RPC would resume."""
+    refunds = await ledger.outstanding_refunds(
+        created_before=created_before, exclude=exclude, limit=limit, conn=conn
+    )
+    wanted = sorted({r.refund_of_txn_id for r in refunds if r.refund_of_txn_id is not None})
+    originals = {t.txn_id: t for t in await ledger.get_many(wanted, conn=conn)}
+    steps = []
+    for refund in refunds:
+        original = originals.get(refund.refund_of_txn_id or 0)
+        if original is not None:
+            total = await ledger.refunded(original.txn_id, conn=conn)
+            steps.append(RefundStep(refund, original, total))
+    return steps
 
 
 # --- adjustments ----------------------------------------------------------------------------
