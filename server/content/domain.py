@@ -527,12 +527,8 @@ async def contact_forms_from(
     return [_contact_form(doc) for doc in await queries.contact_forms_from(mongo, addresses)]
 
 
-async def erase_contact_forms_from(
-    emails: Iterable[str | None], *, user_id: int, mongo: Mongo
-) -> int:
-    """Delete a customer's submissions (an erasure on request); how many. The audit event
-    names the customer by id and the count only, never the address."""
+async def erase_contact_forms_from(emails: Iterable[str | None], *, mongo: Mongo) -> int:
+    """Delete a customer's submissions (an erasure on request); how many. The caller's
+    audit event records the count (never the addresses)."""
     addresses = _addresses(emails)
-    deleted = await queries.delete_contact_forms_from(mongo, addresses) if addresses else 0
-    audit_change("ContactForm", "DELETE", {"user_id": user_id, "erased": True, "deleted": deleted})
-    return deleted
+    return await queries.delete_contact_forms_from(mongo, addresses) if addresses else 0

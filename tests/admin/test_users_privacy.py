@@ -220,6 +220,7 @@ async def test_erase_removes_personal_data_and_keeps_the_ledger(
     docs = await audit_documents(resources, "EraseUserData")
     event = docs[0]
     assert event["table_name"] == "UsersArchive" and event["action_type"] == "UPDATE"
+    assert event["details"]["deleted"]["contact_forms"] == 1
     assert event["details"]["user_id"] == user.user_id and event["details"]["erased"] is True
     assert event["details"]["archived_now"] is True
     flat = json.dumps(event, default=str)
@@ -271,6 +272,7 @@ async def test_erase_of_an_archived_user(channel: Any, resources: Any) -> None:
     assert reply.user.details.erased and reply.sessions_ended == 0
     docs = await audit_documents(resources, "EraseUserData")
     assert docs[0]["details"]["archived_now"] is False
+    assert docs[0]["details"]["deleted"]["contact_forms"] == 0
 
 
 async def test_export_user_command(

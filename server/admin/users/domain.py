@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -89,6 +89,9 @@ class Ended:
 
     view: UserView
     sessions: tuple[uuid.UUID, ...]
+    #: The details of the change's audit event (an erasure's, to complete with what
+    #: was erased outside PostgreSQL: :func:`erased_elsewhere`).
+    audit: Mapping[str, Any] = field(default_factory=dict)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -321,20 +324,25 @@ async def erase(user_id: int, reason: str, *, conn: AsyncConnection) -> Ended:
     already = archived is not None and _is_erased(archived.user)
     deleted = await auth_domain.erase_archived_user(user_id, conn=conn)
     deleted["notifications"] = await notifications_domain.erase_for_user(user_id, conn=conn)
-    audit_change(
-        "UsersArchive",
-        "UPDATE",
-        {
-            "user_id": user_id,
-            "erased": True,
-            "archived_now": archived is None,
-            "already_erased": already,
-            "reason": why,
-            "sessions_ended": len(ended),
-            "deleted": deleted,
-        },
-    )
-    return Ended(await _archived_view(user_id, conn=conn), tuple(ended))
+    details = {
+        "user_id": user_id,
+        "erased": True,
+        "archived_now": archived is None,
+        "already_erased": already,
+        "reason": why,
+        "sessions_ended": len(ended),
+        "deleted": deleted,
+    }
+    audit_change("UsersArchive", "UPDATE", details)
+    return Ended(await _archived_view(user_id, conn=conn), tuple(ended), details)
+
+
+def erased_elsewhere(done: Ended, **counts: int) -> None:
+    """Add what the erasure deleted outside PostgreSQL (e.g. ``contact_forms``) to its
+    audit event, in the same unit of work (the event is written at the commit)."""
+    details = dict(done.audit)
+    details["deleted"] = {**details.get("deleted", {}), **counts}
+    audit_change("UsersArchive", "UPDATE", details)
 
 
 async def contact_emails(user_id: int, *, conn: AsyncConnection) -> list[str]:

@@ -62,7 +62,8 @@ async def erase(
     async with db.transaction() as conn:
         emails = await domain.contact_emails(user_id, conn=conn)
         done = await domain.erase(user_id, reason, conn=conn)
-        await content.erase_contact_forms_from(emails, user_id=user_id, mongo=mongo_db)
+        forms = await content.erase_contact_forms_from(emails, mongo=mongo_db)
+        domain.erased_elsewhere(done, contact_forms=forms)
     sessions.forget_sessions(done.sessions)
     return done
 
