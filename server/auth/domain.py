@@ -208,7 +208,8 @@ def _user(row: Row[Any]) -> User:
     )
 
 
-def _admin(row: Row[Any]) -> Admin:
+def admin_of_row(row: Row[Any]) -> Admin:
+    """An ``admins`` row (joined with its role name) as an Admin."""
     return Admin(
         admin_id=int(row.admin_id),
         name=row.name,
@@ -225,7 +226,9 @@ def _admin(row: Row[Any]) -> Admin:
     )
 
 
-def _service_account(row: Row[Any]) -> ServiceAccount:
+def service_account_of_row(row: Row[Any]) -> ServiceAccount:
+    """A ``service_accounts`` row (joined with its role name; never its secret hash) as a
+    ServiceAccount."""
     return ServiceAccount(
         service_account_id=int(row.service_account_id),
         client_id=row.client_id,
@@ -1075,11 +1078,11 @@ async def me(who: Principal, *, conn: AsyncConnection) -> Account:
     elif who.kind == "admin":
         row = await queries.admin_by_id(conn, who.numeric_id)
         if row is not None:
-            return _admin(row)
+            return admin_of_row(row)
     else:
         row = await queries.service_account_by_client_id(conn, who.id)
         if row is not None:
-            return _service_account(row)
+            return service_account_of_row(row)
     raise NotFound("your account no longer exists")
 
 

@@ -28,7 +28,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.admin.staff import queries
 from server.audit.scope import audit_change
-from server.auth.domain import SERVICE_ROLE, Admin, ServiceAccount, end_sessions
+from server.auth.domain import (
+    SERVICE_ROLE,
+    Admin,
+    ServiceAccount,
+    admin_of_row,
+    end_sessions,
+    service_account_of_row,
+)
 from server.auth.identifiers import normalize_email, normalize_phone
 from server.auth.password_policy import password_problem
 from server.auth.principal import Principal
@@ -78,39 +85,6 @@ class Grant:
     id: int
     role_id: int
     permission_id: int
-
-
-def _admin(row: Row[Any]) -> Admin:
-    return Admin(
-        admin_id=int(row.admin_id),
-        name=row.name,
-        email=row.email,
-        phone_number=row.phone_number,
-        status=row.status,
-        role_id=row.role_id,
-        role_name=row.role_name,
-        mfa_enabled=bool(row.mfa_enabled),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        email_verified=row.email_verified_at is not None,
-        phone_verified=row.phone_verified_at is not None,
-    )
-
-
-def _service(row: Row[Any]) -> ServiceAccount:
-    return ServiceAccount(
-        service_account_id=int(row.service_account_id),
-        client_id=row.client_id,
-        name=row.name,
-        role_id=row.role_id,
-        role_name=row.role_name,
-        status=row.status,
-        created_at=row.created_at,
-        created_by=row.created_by,
-        last_used_at=row.last_used_at,
-        scopes=tuple(sorted(row.scopes or ())),
-        description=row.description,
-    )
 
 
 def _role(row: Row[Any]) -> Role:
@@ -234,7 +208,7 @@ async def create_admin(
     )
     row = await queries.admin_by_id(conn, admin_id)
     assert row is not None
-    return _admin(row)
+    return admin_of_row(row)
 
 
 async def _check_contacts_free(
@@ -258,7 +232,7 @@ async def get_admin(admin_id: int, *, conn: AsyncConnection, lock: bool = False)
     row = await queries.admin_by_id(conn, admin_id, lock=lock)
     if row is None:
         raise NotFound(f"admin {admin_id} not found")
-    return _admin(row)
+    return admin_of_row(row)
 
 
 async def list_admins(
@@ -284,7 +258,7 @@ async def list_admins(
     items, more = pagination.split(list(rows), page)
     last = items[-1] if items else None
     token = page.next_token([last.name or "", int(last.admin_id)] if last else None, more)
-    return [_admin(row) for row in items], token
+    return [admin_of_row(row) for row in items], token
 
 
 @dataclass(frozen=True)
@@ -659,7 +633,7 @@ async def get_service_account(
     if row is None:
         which = client_id if client_id is not None else service_account_id
         raise NotFound(f"service account {which} not found")
-    return _service(row)
+    return service_account_of_row(row)
 
 
 async def set_service_account_scopes(
@@ -719,7 +693,7 @@ async def list_service_accounts(
     command line)."""
     if page_size is None:
         rows = await queries.list_service_accounts(conn, status=status, after=None, limit=None)
-        return [_service(r) for r in rows], ""
+        return [service_account_of_row(r) for r in rows], ""
     page = pagination.parse(page_size, page_token, {"list": "service_accounts", "status": status})
     after = pagination.position(page.after, str, int)
     rows = await queries.list_service_accounts(
@@ -731,4 +705,4 @@ async def list_service_accounts(
     items, more = pagination.split(list(rows), page)
     last = items[-1] if items else None
     token = page.next_token([last.name, int(last.service_account_id)] if last else None, more)
-    return [_service(r) for r in items], token
+    return [service_account_of_row(r) for r in items], token
