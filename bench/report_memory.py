@@ -103,6 +103,8 @@ async def run(database_url: str, mongo_url: str, folder: Path, formats: list[str
         mongo_url=mongo_url,
         data_dir=folder / "data",
         reports_dir=folder / "reports",
+        # Measure the PDF beyond the service's default cap (docs/operations.md).
+        reports_pdf_max_rows=1_000_000,
     )
     engine = db.create_engine(database_url, pool_size=2)
     client: AsyncMongoClient[dict[str, Any]] = mongo.create_client(mongo_url)

@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     #: Reports generated at once by one server process; GenerateReport answers
     #: RESOURCE_EXHAUSTED (``REPORTS_BUSY``) beyond it.
     reports_max_concurrent: int = Field(default=2, ge=1, le=64)
+    #: Rows a PDF report may hold (a PDF library keeps every page until the file is
+    #: saved, about 35 KiB a page of 46 rows, so a PDF's memory grows with its rows):
+    #: beyond it GenerateReport answers FAILED_PRECONDITION ``REPORT_TOO_LARGE_FOR_PDF``;
+    #: CSV and Excel stream in constant memory and have no such limit.
+    reports_pdf_max_rows: int = Field(default=20_000, ge=1, le=1_000_000)
 
     log_level: str = "INFO"
     #: ``json`` (one JSON object per line) or ``text``.

@@ -27,8 +27,9 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from server.audit.scope import audit_change
+from server.core.config import Settings
 from server.core.db import Database
-from server.core.errors import NotFound, ResourceExhausted
+from server.core.errors import FailedPrecondition, NotFound, ResourceExhausted
 from server.core.resources import Resources
 from server.reports import domain
 from server.reports.catalog import ReportFormat
@@ -67,7 +68,8 @@ class Reports:
     db: Database
     mongo: AsyncDatabase[Document]
     storage: ReportStorage
-    max_concurrent: int
+    #: Read at each generation (``reports_max_concurrent``, ``reports_pdf_max_rows``).
+    settings: Settings
     now: Callable[[], datetime] = _now
     running: int = field(default=0, init=False)
 
@@ -77,8 +79,16 @@ class Reports:
             resources.db,
             resources.mongo_db,
             create_storage(resources),
-            resources.settings.reports_max_concurrent,
+            resources.settings,
         )
+
+    @property
+    def max_concurrent(self) -> int:
+        return self.settings.reports_max_concurrent
+
+    @property
+    def pdf_max_rows(self) -> int:
+        return self.settings.reports_pdf_max_rows
 
     async def count(
         self, report_type_id: int, fmt: ReportFormat | None, parameters: Mapping[str, Any]
@@ -99,6 +109,11 @@ class Reports:
         progress: Progress | None = None,
     ) -> Report:
         params = domain.validate(report_type_id, fmt, parameters, today=self.now().date())
+        if params.format is ReportFormat.PDF:
+            async with self.db.read_only() as conn:
+                counted = await domain.count_rows(params, conn=conn)
+            if counted is not None and counted > self.pdf_max_rows:
+                raise self._too_large_for_pdf(counted)
         if self.running >= self.max_concurrent:
             raise ResourceExhausted(
                 f"{self.max_concurrent} reports are being generated; try again shortly",
@@ -192,6 +207,11 @@ class Reports:
         try:
             async with self.db.read_only() as conn:
                 async for batch in domain.rows(params, conn=conn, mongo=self.mongo):
+                    written = file.summary.row_count + len(batch)
+                    if params.format is ReportFormat.PDF and written > self.pdf_max_rows:
+                        # Rows arrived after the count (or a report counted only as it
+                        # is written): the same refusal, and the scratch file goes.
+                        raise self._too_large_for_pdf(written)
                     await asyncio.to_thread(file.write, batch)
                     if progress is not None:
                         progress(file.summary.row_count)
@@ -199,6 +219,15 @@ class Reports:
         except BaseException:
             await asyncio.to_thread(file.discard)
             raise
+
+    def _too_large_for_pdf(self, rows: int) -> FailedPrecondition:
+        """``rows``: the count, or the rows reached when the limit was passed."""
+        return FailedPrecondition(
+            f"a PDF report holds at most {self.pdf_max_rows:,} rows and this one has "
+            f"{rows:,} or more: choose CSV or Excel, or a shorter range",
+            reason="REPORT_TOO_LARGE_FOR_PDF",
+            metadata={"max_rows": str(self.pdf_max_rows), "rows": str(rows)},
+        )
 
     async def download(self, report_id: int) -> tuple[Report, AsyncIterator[bytes]]:
         """The report and its file's bytes (NOT_FOUND if either is gone)."""

@@ -374,6 +374,44 @@ async def test_too_many_reports_at_once(channel, resources) -> None:
     assert await generate(channel, admin, 2, pb.REPORT_FORMAT_CSV)
 
 
+async def test_a_pdf_holds_a_bounded_number_of_rows(channel, resources, monkeypatch) -> None:
+    """A PDF keeps its pages in memory until it is saved, so its rows are capped
+    (``reports_pdf_max_rows``): refused before writing when counted in advance, and while
+    writing when the rows are only known then (the MongoDB reports). CSV is not capped."""
+    await seed_data(channel, resources)
+    admin = await create_admin(channel, resources)
+    by_name = {t.name: t.report_type_id for t in REPORT_TYPES}
+    users = await generate(channel, admin, by_name["users"], pb.REPORT_FORMAT_CSV)
+    activity = await generate(
+        channel, admin, by_name["user_activity"], pb.REPORT_FORMAT_CSV, window()
+    )
+    assert users.row_count >= 2 and activity.row_count >= 2
+    logged = await resources.mongo_db["ReportsLogs"].count_documents({})
+    stored = sorted(resources.settings.report_storage_dir.glob("report-*"))
+
+    for name, rows, parameters in (
+        ("users", users.row_count, {}),
+        ("user_activity", activity.row_count, window()),
+    ):
+        monkeypatch.setattr(resources.settings, "reports_pdf_max_rows", rows - 1)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await generate(channel, admin, by_name[name], pb.REPORT_FORMAT_PDF, parameters)
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION, name
+        refusal = details_of(info.value)
+        assert refusal.reason == "REPORT_TOO_LARGE_FOR_PDF"
+        assert refusal.metadata["max_rows"] == str(rows - 1)
+        # Nothing kept: no log, no file, no scratch file.
+        assert await resources.mongo_db["ReportsLogs"].count_documents({}) == logged
+        assert sorted(resources.settings.report_storage_dir.glob("report-*")) == stored
+        assert not list((resources.settings.report_storage_dir / ".scratch").glob("*"))
+        # At the limit it is written.
+        monkeypatch.setattr(resources.settings, "reports_pdf_max_rows", rows)
+        pdf = await generate(channel, admin, by_name[name], pb.REPORT_FORMAT_PDF, parameters)
+        assert pdf.row_count == rows
+        logged += 1
+        stored = sorted(resources.settings.report_storage_dir.glob("report-*"))
+
+
 def test_catalog_is_consistent() -> None:
     for report_type in REPORT_TYPES:
         assert BY_ID[report_type.report_type_id] is report_type

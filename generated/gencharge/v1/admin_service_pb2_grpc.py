@@ -473,7 +473,9 @@ class AdminServiceServicer:
     def GenerateReport(self, request, context):
         """Generates a report (logged in MongoDB ReportsLogs) and returns where to download
         it. Errors: INVALID_ARGUMENT (unknown report type, bad parameters),
-        PERMISSION_DENIED, RESOURCE_EXHAUSTED.
+        FAILED_PRECONDITION (REPORT_TOO_LARGE_FOR_PDF: a PDF holds a bounded number of rows,
+        20,000 by default; choose CSV or Excel), PERMISSION_DENIED, RESOURCE_EXHAUSTED
+        (REPORTS_BUSY).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -200,7 +200,9 @@ class AdminServiceStub:
     GenerateReport: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GenerateReportRequest, _admin_service_pb2.Report]
     """Generates a report (logged in MongoDB ReportsLogs) and returns where to download
     it. Errors: INVALID_ARGUMENT (unknown report type, bad parameters),
-    PERMISSION_DENIED, RESOURCE_EXHAUSTED.
+    FAILED_PRECONDITION (REPORT_TOO_LARGE_FOR_PDF: a PDF holds a bounded number of rows,
+    20,000 by default; choose CSV or Excel), PERMISSION_DENIED, RESOURCE_EXHAUSTED
+    (REPORTS_BUSY).
     """
     ListReports: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListReportsRequest, _admin_service_pb2.ListReportsResponse]
     """Lists generated reports, newest first. Errors: INVALID_ARGUMENT,
@@ -387,7 +389,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
     GenerateReport: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GenerateReportRequest, _admin_service_pb2.Report]  # type: ignore[assignment]
     """Generates a report (logged in MongoDB ReportsLogs) and returns where to download
     it. Errors: INVALID_ARGUMENT (unknown report type, bad parameters),
-    PERMISSION_DENIED, RESOURCE_EXHAUSTED.
+    FAILED_PRECONDITION (REPORT_TOO_LARGE_FOR_PDF: a PDF holds a bounded number of rows,
+    20,000 by default; choose CSV or Excel), PERMISSION_DENIED, RESOURCE_EXHAUSTED
+    (REPORTS_BUSY).
     """
     ListReports: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListReportsRequest, _admin_service_pb2.ListReportsResponse]  # type: ignore[assignment]
     """Lists generated reports, newest first. Errors: INVALID_ARGUMENT,
@@ -733,7 +737,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_service_pb2.Report, _abc.Awaitable[_admin_service_pb2.Report]]:
         """Generates a report (logged in MongoDB ReportsLogs) and returns where to download
         it. Errors: INVALID_ARGUMENT (unknown report type, bad parameters),
-        PERMISSION_DENIED, RESOURCE_EXHAUSTED.
+        FAILED_PRECONDITION (REPORT_TOO_LARGE_FOR_PDF: a PDF holds a bounded number of rows,
+        20,000 by default; choose CSV or Excel), PERMISSION_DENIED, RESOURCE_EXHAUSTED
+        (REPORTS_BUSY).
         """
 
     @_abc_1.abstractmethod
