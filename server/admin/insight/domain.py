@@ -213,7 +213,12 @@ def dashboard_range(
     days before end. INVALID_ARGUMENT ``INVALID_RANGE`` unless start < end and the
     range is at most :data:`MAX_DASHBOARD_RANGE`."""
     end = end if end is not None else now
-    start = start if start is not None else end - DEFAULT_DASHBOARD_RANGE
+    if start is None:
+        # 30 days before an end in the first days of year 1 is before any datetime.
+        earliest = datetime.min.replace(tzinfo=UTC)
+        start = (
+            end - DEFAULT_DASHBOARD_RANGE if end - earliest > DEFAULT_DASHBOARD_RANGE else earliest
+        )
     if start >= end:
         raise InvalidArgument(
             "start_time must be before end_time",
