@@ -3,13 +3,13 @@ test_roles*, test_service_accounts*)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from google.protobuf import field_mask_pb2
+from sqlalchemy import text
 
 from gencharge.v1 import admin_service_pb2_grpc
 from tests.helpers.clock import FakeClock, eventually
@@ -34,15 +34,21 @@ async def refused(call: Any) -> ErrorDetails:
 
 async def audit_docs(resources: Any, rpc: str, want: int) -> list[dict[str, Any]]:
     """The ok AuditLog documents of ``AdminService/<rpc>`` once ``want`` have arrived
-    (the deadline only catches a hang)."""
+    and the outbox is empty, so any duplicate would have been shipped too (the deadline
+    only catches a hang)."""
     query = {"rpc": f"/gencharge.v1.AdminService/{rpc}", "outcome": "ok"}
     collection = resources.mongo_db["AuditLog"]
 
     async def enough() -> bool:
         return len(await collection.find(query).to_list(None)) >= want
 
+    async def drained() -> bool:
+        async with resources.db.read_only() as conn:
+            left = await conn.execute(text("SELECT count(*) FROM audit_outbox"))
+            return left.scalar_one() == 0
+
     await eventually(enough, every=0.1)
-    await asyncio.sleep(0.2)  # would a duplicate follow?
+    assert await eventually(drained, every=0.1), "the audit relay did not drain the outbox"
     docs: list[dict[str, Any]] = await collection.find(query).to_list(None)
     return docs
 

@@ -212,22 +212,26 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUser(self, request, context):
-        """Returns one customer. Errors: NOT_FOUND (missing or archived), PERMISSION_DENIED.
+        """Returns one customer, with User.details (last login, active sessions, active and
+        queued plans). Errors: NOT_FOUND (USER_NOT_FOUND; USER_ARCHIVED), PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def BlockUser(self, request, context):
-        """Blocks a customer and revokes their sessions (idempotent).
-        Errors: NOT_FOUND, PERMISSION_DENIED.
+        """Blocks a customer and ends their sessions (idempotent): refresh tokens stop at once,
+        access tokens at once on the serving process and within GENCHARGE_AUTH_CACHE_SECONDS
+        on the others. Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND (USER_NOT_FOUND;
+        USER_ARCHIVED), PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UnblockUser(self, request, context):
-        """Unblocks a customer (idempotent). Errors: NOT_FOUND, PERMISSION_DENIED.
+        """Unblocks a customer (idempotent). Errors: NOT_FOUND (USER_NOT_FOUND; USER_ARCHIVED),
+        PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -235,8 +239,9 @@ class AdminServiceServicer:
 
     def ArchiveUser(self, request, context):
         """Moves a customer to UsersArchive and revokes their sessions. The ledger is kept.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (non-zero wallet balance, active autopay or
-        pending transactions), PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND (USER_NOT_FOUND;
+        USER_ARCHIVED), FAILED_PRECONDITION (WALLET_NOT_EMPTY; PAYMENT_PENDING;
+        AUTOPAY_ACTIVE), PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -395,7 +400,9 @@ class AdminServiceServicer:
         referral reward stay (take them back with AdjustWallet if needed).
 
         Retrying with the same request_id returns the same refund; if the gateway could not
-        be reached (UNAVAILABLE), the retry finishes the same refund (never a second one).
+        be reached (UNAVAILABLE), the retry finishes the same refund (never a second one),
+        and so does the server by itself once GENCHARGE_PAYMENT_RECOVERY_AFTER_SECONDS have
+        passed (the refund-recovery job asks the gateway again under the same reference).
         Errors: INVALID_ARGUMENT (amount not positive, missing reason, request_id),
         NOT_FOUND (transaction), FAILED_PRECONDITION (NOT_REFUNDABLE: not a successful
         recharge or top-up; REFUND_EXCEEDS_REMAINING: amount above what is left to refund;

@@ -45,17 +45,24 @@ class AdminServiceStub:
     ListUsers: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListUsersRequest, _admin_service_pb2.ListUsersResponse]
     """Lists customers, newest first. Errors: INVALID_ARGUMENT, PERMISSION_DENIED."""
     GetUser: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetUserRequest, _identity_pb2.User]
-    """Returns one customer. Errors: NOT_FOUND (missing or archived), PERMISSION_DENIED."""
+    """Returns one customer, with User.details (last login, active sessions, active and
+    queued plans). Errors: NOT_FOUND (USER_NOT_FOUND; USER_ARCHIVED), PERMISSION_DENIED.
+    """
     BlockUser: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.BlockUserRequest, _identity_pb2.User]
-    """Blocks a customer and revokes their sessions (idempotent).
-    Errors: NOT_FOUND, PERMISSION_DENIED.
+    """Blocks a customer and ends their sessions (idempotent): refresh tokens stop at once,
+    access tokens at once on the serving process and within GENCHARGE_AUTH_CACHE_SECONDS
+    on the others. Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND (USER_NOT_FOUND;
+    USER_ARCHIVED), PERMISSION_DENIED.
     """
     UnblockUser: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.UnblockUserRequest, _identity_pb2.User]
-    """Unblocks a customer (idempotent). Errors: NOT_FOUND, PERMISSION_DENIED."""
+    """Unblocks a customer (idempotent). Errors: NOT_FOUND (USER_NOT_FOUND; USER_ARCHIVED),
+    PERMISSION_DENIED.
+    """
     ArchiveUser: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ArchiveUserRequest, _admin_service_pb2.ArchiveUserResponse]
     """Moves a customer to UsersArchive and revokes their sessions. The ledger is kept.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (non-zero wallet balance, active autopay or
-    pending transactions), PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND (USER_NOT_FOUND;
+    USER_ARCHIVED), FAILED_PRECONDITION (WALLET_NOT_EMPTY; PAYMENT_PENDING;
+    AUTOPAY_ACTIVE), PERMISSION_DENIED.
     """
     RevokeUserSessions: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.RevokeUserSessionsRequest, _admin_service_pb2.RevokeUserSessionsResponse]
     """Revokes every session of a customer (forced logout).
@@ -146,7 +153,9 @@ class AdminServiceStub:
     referral reward stay (take them back with AdjustWallet if needed).
 
     Retrying with the same request_id returns the same refund; if the gateway could not
-    be reached (UNAVAILABLE), the retry finishes the same refund (never a second one).
+    be reached (UNAVAILABLE), the retry finishes the same refund (never a second one),
+    and so does the server by itself once GENCHARGE_PAYMENT_RECOVERY_AFTER_SECONDS have
+    passed (the refund-recovery job asks the gateway again under the same reference).
     Errors: INVALID_ARGUMENT (amount not positive, missing reason, request_id),
     NOT_FOUND (transaction), FAILED_PRECONDITION (NOT_REFUNDABLE: not a successful
     recharge or top-up; REFUND_EXCEEDS_REMAINING: amount above what is left to refund;
@@ -234,17 +243,24 @@ class AdminServiceAsyncStub(AdminServiceStub):
     ListUsers: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListUsersRequest, _admin_service_pb2.ListUsersResponse]  # type: ignore[assignment]
     """Lists customers, newest first. Errors: INVALID_ARGUMENT, PERMISSION_DENIED."""
     GetUser: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetUserRequest, _identity_pb2.User]  # type: ignore[assignment]
-    """Returns one customer. Errors: NOT_FOUND (missing or archived), PERMISSION_DENIED."""
+    """Returns one customer, with User.details (last login, active sessions, active and
+    queued plans). Errors: NOT_FOUND (USER_NOT_FOUND; USER_ARCHIVED), PERMISSION_DENIED.
+    """
     BlockUser: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.BlockUserRequest, _identity_pb2.User]  # type: ignore[assignment]
-    """Blocks a customer and revokes their sessions (idempotent).
-    Errors: NOT_FOUND, PERMISSION_DENIED.
+    """Blocks a customer and ends their sessions (idempotent): refresh tokens stop at once,
+    access tokens at once on the serving process and within GENCHARGE_AUTH_CACHE_SECONDS
+    on the others. Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND (USER_NOT_FOUND;
+    USER_ARCHIVED), PERMISSION_DENIED.
     """
     UnblockUser: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.UnblockUserRequest, _identity_pb2.User]  # type: ignore[assignment]
-    """Unblocks a customer (idempotent). Errors: NOT_FOUND, PERMISSION_DENIED."""
+    """Unblocks a customer (idempotent). Errors: NOT_FOUND (USER_NOT_FOUND; USER_ARCHIVED),
+    PERMISSION_DENIED.
+    """
     ArchiveUser: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ArchiveUserRequest, _admin_service_pb2.ArchiveUserResponse]  # type: ignore[assignment]
     """Moves a customer to UsersArchive and revokes their sessions. The ledger is kept.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (non-zero wallet balance, active autopay or
-    pending transactions), PERMISSION_DENIED.
+    Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND (USER_NOT_FOUND;
+    USER_ARCHIVED), FAILED_PRECONDITION (WALLET_NOT_EMPTY; PAYMENT_PENDING;
+    AUTOPAY_ACTIVE), PERMISSION_DENIED.
     """
     RevokeUserSessions: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.RevokeUserSessionsRequest, _admin_service_pb2.RevokeUserSessionsResponse]  # type: ignore[assignment]
     """Revokes every session of a customer (forced logout).
@@ -335,7 +351,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
     referral reward stay (take them back with AdjustWallet if needed).
 
     Retrying with the same request_id returns the same refund; if the gateway could not
-    be reached (UNAVAILABLE), the retry finishes the same refund (never a second one).
+    be reached (UNAVAILABLE), the retry finishes the same refund (never a second one),
+    and so does the server by itself once GENCHARGE_PAYMENT_RECOVERY_AFTER_SECONDS have
+    passed (the refund-recovery job asks the gateway again under the same reference).
     Errors: INVALID_ARGUMENT (amount not positive, missing reason, request_id),
     NOT_FOUND (transaction), FAILED_PRECONDITION (NOT_REFUNDABLE: not a successful
     recharge or top-up; REFUND_EXCEEDS_REMAINING: amount above what is left to refund;
@@ -432,7 +450,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_service_pb2.GetUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]:
-        """Returns one customer. Errors: NOT_FOUND (missing or archived), PERMISSION_DENIED."""
+        """Returns one customer, with User.details (last login, active sessions, active and
+        queued plans). Errors: NOT_FOUND (USER_NOT_FOUND; USER_ARCHIVED), PERMISSION_DENIED.
+        """
 
     @_abc_1.abstractmethod
     def BlockUser(
@@ -440,8 +460,10 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_service_pb2.BlockUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]:
-        """Blocks a customer and revokes their sessions (idempotent).
-        Errors: NOT_FOUND, PERMISSION_DENIED.
+        """Blocks a customer and ends their sessions (idempotent): refresh tokens stop at once,
+        access tokens at once on the serving process and within GENCHARGE_AUTH_CACHE_SECONDS
+        on the others. Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND (USER_NOT_FOUND;
+        USER_ARCHIVED), PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod
@@ -450,7 +472,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_service_pb2.UnblockUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.User, _abc.Awaitable[_identity_pb2.User]]:
-        """Unblocks a customer (idempotent). Errors: NOT_FOUND, PERMISSION_DENIED."""
+        """Unblocks a customer (idempotent). Errors: NOT_FOUND (USER_NOT_FOUND; USER_ARCHIVED),
+        PERMISSION_DENIED.
+        """
 
     @_abc_1.abstractmethod
     def ArchiveUser(
@@ -459,8 +483,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.ArchiveUserResponse, _abc.Awaitable[_admin_service_pb2.ArchiveUserResponse]]:
         """Moves a customer to UsersArchive and revokes their sessions. The ledger is kept.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (non-zero wallet balance, active autopay or
-        pending transactions), PERMISSION_DENIED.
+        Errors: INVALID_ARGUMENT (missing reason), NOT_FOUND (USER_NOT_FOUND;
+        USER_ARCHIVED), FAILED_PRECONDITION (WALLET_NOT_EMPTY; PAYMENT_PENDING;
+        AUTOPAY_ACTIVE), PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod
@@ -647,7 +672,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         referral reward stay (take them back with AdjustWallet if needed).
 
         Retrying with the same request_id returns the same refund; if the gateway could not
-        be reached (UNAVAILABLE), the retry finishes the same refund (never a second one).
+        be reached (UNAVAILABLE), the retry finishes the same refund (never a second one),
+        and so does the server by itself once GENCHARGE_PAYMENT_RECOVERY_AFTER_SECONDS have
+        passed (the refund-recovery job asks the gateway again under the same reference).
         Errors: INVALID_ARGUMENT (amount not positive, missing reason, request_id),
         NOT_FOUND (transaction), FAILED_PRECONDITION (NOT_REFUNDABLE: not a successful
         recharge or top-up; REFUND_EXCEEDS_REMAINING: amount above what is left to refund;
