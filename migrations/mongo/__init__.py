@@ -29,6 +29,7 @@ from migrations.mongo.steps import (
     step_0005_audit_security_events,
     step_0006_content_contact_forms,
     step_0007_audit_queries,
+    step_0008_seed_counters,
 )
 
 __all__ = ["STEPS", "Step", "applied_steps", "pending_steps", "upgrade"]
@@ -55,6 +56,7 @@ STEPS: Final[list[Step]] = [
     Step("0005_audit_security_events", step_0005_audit_security_events),
     Step("0006_content_contact_forms", step_0006_content_contact_forms),
     Step("0007_audit_queries", step_0007_audit_queries),
+    Step("0008_seed_counters", step_0008_seed_counters),
 ]
 
 

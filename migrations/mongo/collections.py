@@ -27,6 +27,14 @@ REPORT_TYPES: Final = "ReportTypes"
 #: Step 0006: sequence counters (``{_id: "<Collection>.<field>", seq: <last id>}``),
 #: e.g. the next ``Content.content_id``.
 COUNTERS: Final = "Counters"
+#: The counter documents (step 0008 creates them, so a first use never races an
+#: upsert), each with the collection and field whose highest value it starts from.
+CONTENT_ID_COUNTER: Final = "Content.content_id"
+REPORT_ID_COUNTER: Final = "ReportsLogs.report_id"
+SEQUENCES: Final[dict[str, tuple[str, str]]] = {
+    CONTENT_ID_COUNTER: (CONTENT, "content_id"),
+    REPORT_ID_COUNTER: (REPORTS_LOGS, "report_id"),
+}
 
 RECENT_AUDIT_LOGS_VIEW: Final = "recent_audit_logs_v"
 CONTENT_SUMMARY_VIEW: Final = "content_summary_v"

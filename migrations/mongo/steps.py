@@ -32,6 +32,7 @@ from migrations.mongo.collections import (
     RECENT_REPORTS_VIEW,
     REPORT_TYPES,
     REPORTS_LOGS,
+    SEQUENCES,
     VALIDATORS,
     Document,
 )
@@ -406,3 +407,14 @@ async def step_0007_audit_queries(db: Database) -> None:
     if batch:
         await collection.bulk_write(batch, ordered=False)
     await _ensure_indexes(db, AUDIT_QUERY_INDEXES)
+
+
+async def step_0008_seed_counters(db: Database) -> None:
+    """Counters: one document per sequence, starting at the highest id already stored
+    (0 when none), so ids are handed out by ``$inc`` on an existing document."""
+    for counter, (collection, key) in SEQUENCES.items():
+        top = await db[collection].find_one(
+            {key: {"$type": ["int", "long"]}}, {"_id": 0, key: 1}, sort=[(key, DESCENDING)]
+        )
+        start = int(top[key]) if top is not None else 0
+        await db[COUNTERS].update_one({"_id": counter}, {"$max": {"seq": start}}, upsert=True)

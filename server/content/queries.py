@@ -18,13 +18,18 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from migrations.mongo.collections import CONTACT_FORM, CONTENT, CONTENT_TYPES, COUNTERS
+from migrations.mongo.collections import (
+    CONTACT_FORM,
+    CONTENT,
+    CONTENT_ID_COUNTER,
+    CONTENT_TYPES,
+    COUNTERS,
+)
+from server.core.mongo import next_in_sequence
 
 Document = dict[str, Any]
 Mongo = AsyncDatabase[Document]
 
-#: The counter document of ``Content.content_id`` in ``Counters``.
-CONTENT_ID_COUNTER: Final = "Content.content_id"
 #: Fields a Content read returns (no ``_id``).
 _CONTENT_FIELDS: Final = {
     "_id": 0,
@@ -61,16 +66,8 @@ async def content_type_name(mongo: Mongo, content_type_id: int) -> str | None:
 
 
 async def next_content_id(mongo: Mongo) -> int:
-    """The next ``content_id``: one atomic ``$inc`` on the counter document (created on
-    first use), so concurrent creators on any replica never get the same id."""
-    doc = await mongo[COUNTERS].find_one_and_update(
-        {"_id": CONTENT_ID_COUNTER},
-        {"$inc": {"seq": 1}},
-        upsert=True,
-        return_document=ReturnDocument.AFTER,
-    )
-    assert doc is not None  # upsert
-    return int(doc["seq"])
+    """The next ``content_id`` (the ``Counters`` sequence, never handed out twice)."""
+    return await next_in_sequence(mongo, CONTENT_ID_COUNTER)
 
 
 async def raise_content_counter(mongo: Mongo) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.uri_parser import parse_uri
+
+from migrations.mongo.collections import COUNTERS
 
 Document = dict[str, Any]
 
@@ -34,3 +36,21 @@ def get_database(
 
 async def ping(db: AsyncDatabase[Document]) -> None:
     await db.command("ping")
+
+
+async def next_in_sequence(db: AsyncDatabase[Document], counter: str) -> int:
+    """The next value of the ``Counters`` document ``counter``: one atomic ``$inc``, so
+    concurrent callers on any replica never get the same value.
+
+    Migration step 0008 creates every counter, so the ``$inc`` finds its document; the
+    upsert only recreates one deleted by hand (on MongoDB a racing upsert on ``_id`` is
+    retried by the server)."""
+    counter_doc = await db[COUNTERS].find_one_and_update(
+        {"_id": counter},
+        {"$inc": {"seq": 1}},
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
+    )
+    if counter_doc is None:  # an upsert always returns the document it wrote
+        raise RuntimeError(f"the counter {counter!r} returned no document")
+    return int(counter_doc["seq"])

@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from sqlalchemy import Date, Select, and_, case, cast, column, func, literal, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from migrations.mongo.collections import COUNTERS
+from migrations.mongo.collections import REPORT_ID_COUNTER
+from server.core.mongo import next_in_sequence
 from server.core.schema import (
     backup,
     offers,
@@ -34,8 +34,6 @@ Document = dict[str, Any]
 Rows = list[tuple[Any, ...]]
 
 REPORTS_LOGS: Final = "ReportsLogs"
-#: One document per sequence: ``{_id: "ReportsLogs.report_id", seq: n}``.
-_REPORT_ID_SEQUENCE: Final = "ReportsLogs.report_id"
 
 _SUCCESS = "success"
 #: Ledger sources of a plan purchase (a recharge, or one autopay made).
@@ -338,15 +336,8 @@ async def stream_pipeline(
 
 
 async def next_report_id(db: AsyncDatabase[Document]) -> int:
-    """The next ``ReportsLogs.report_id`` (an atomic counter)."""
-    counter = await db[COUNTERS].find_one_and_update(
-        {"_id": _REPORT_ID_SEQUENCE},
-        {"$inc": {"seq": 1}},
-        upsert=True,
-        return_document=ReturnDocument.AFTER,
-    )
-    assert counter is not None
-    return int(counter["seq"])
+    """The next ``ReportsLogs.report_id`` (the ``Counters`` sequence)."""
+    return await next_in_sequence(db, REPORT_ID_COUNTER)
 
 
 async def insert_report(db: AsyncDatabase[Document], document: Document) -> None:

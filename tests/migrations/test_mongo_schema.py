@@ -261,7 +261,7 @@ async def test_content_service_list_indexes(
 async def test_contact_form_statuses_and_counters(db: AsyncDatabase[Document]) -> None:
     for status in ("new", "in_progress", "resolved"):
         await db["ContactForm"].insert_one(_with(GOOD["ContactForm"], id=status, status=status))
-    await db["Counters"].insert_one({"_id": "Content.content_id", "seq": 7})
+    await db["Counters"].insert_one({"_id": "Example.example_id", "seq": 7})
     with pytest.raises(WriteError) as info:
         await db["Counters"].insert_one({"_id": "x", "seq": "eight"})
     assert info.value.code == DOCUMENT_VALIDATION_FAILURE
@@ -401,6 +401,30 @@ async def test_concurrent_upgrades_are_safe(empty_db: AsyncDatabase[Document]) -
     assert sorted(set(first) | set(second)) == all_ids
     assert await empty_db[SCHEMA_MIGRATIONS].count_documents({}) == len(all_ids)
     await empty_db.AuditLog.insert_one(dict(GOOD["AuditLog"]))
+
+
+async def test_counters_start_past_the_ids_already_stored(
+    empty_db: AsyncDatabase[Document],
+) -> None:
+    """Step 0008 creates every counter (so no first use races an upsert), at 0 on a new
+    database and at the highest id stored on an old one; a rerun never lowers one."""
+    await mongo_migrations.upgrade(empty_db)
+    counters = {c["_id"]: c["seq"] async for c in empty_db["Counters"].find()}
+    assert counters == {"Content.content_id": 0, "ReportsLogs.report_id": 0}
+
+    await empty_db["Counters"].delete_many({})
+    await empty_db["Content"].insert_many(
+        [_with(GOOD["Content"], content_id=i) for i in (3, 41, 12)]
+    )
+    await empty_db["ReportsLogs"].insert_one(_with(GOOD["ReportsLogs"], report_id=9))
+    step = next(s for s in mongo_migrations.STEPS if s.id == "0008_seed_counters")
+    await step.apply(empty_db)
+    counters = {c["_id"]: c["seq"] async for c in empty_db["Counters"].find()}
+    assert counters == {"Content.content_id": 41, "ReportsLogs.report_id": 9}
+
+    await empty_db["Counters"].update_one({"_id": "Content.content_id"}, {"$set": {"seq": 50}})
+    await step.apply(empty_db)
+    assert (await empty_db["Counters"].find_one({"_id": "Content.content_id"}))["seq"] == 50
 
 
 # ------------------------------------------------------------------- pipelines

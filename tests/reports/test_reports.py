@@ -261,6 +261,17 @@ async def test_report_is_logged_audited_and_listed_newest_first(channel, resourc
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_first_reports_generated_at_once_get_distinct_ids(channel, resources) -> None:
+    """The first generations of a new database, side by side, each get their own
+    report id (the counter exists from migration on: none races to create it)."""
+    admin = await create_admin(channel, resources)
+    limit = resources.settings.reports_max_concurrent
+    made = await asyncio.gather(
+        *(generate(channel, admin, 2, pb.REPORT_FORMAT_CSV) for _ in range(limit))
+    )
+    assert sorted(r.report_id for r in made) == list(range(1, limit + 1))
+
+
 async def test_access_per_role(channel, resources) -> None:
     admin = await create_admin(channel, resources)
     support = await create_admin(channel, resources, role_name="Support")
