@@ -29,7 +29,6 @@ from urllib.parse import unquote, urlsplit
 
 import obstore
 from obstore.exceptions import BaseError as ObjectStoreError
-from obstore.exceptions import NotFoundError as ObjectNotFound
 from obstore.store import S3Store
 
 from server.backup.errors import BackupError
@@ -46,6 +45,9 @@ S3_PART_SIZE = 8 * 1024 * 1024
 S3_PARTS_IN_FLIGHT = 2
 MAX_NAME_LENGTH = 1024
 _TMP_SUFFIX = ".tmp"
+#: What obstore raises when a request fails (besides FileNotFoundError for a missing
+#: object): its own errors, and built-in OSError/ValueError for some.
+_STORE_FAILURES = (ObjectStoreError, OSError, ValueError)
 
 
 class Storage(Protocol):
@@ -334,7 +336,7 @@ class S3Storage:
         clean = check_prefix(prefix)
         try:
             store = S3Store(bucket, prefix=clean or None, config=config, client_options=client)
-        except ObjectStoreError as exc:
+        except _STORE_FAILURES as exc:
             raise ConfigurationError(f"backup S3 storage: {type(exc).__name__}") from None
         return cls(store, bucket=bucket, prefix=clean)
 
@@ -361,7 +363,7 @@ class S3Storage:
                 chunk_size=S3_PART_SIZE,
                 max_concurrency=S3_PARTS_IN_FLIGHT,
             )
-        except ObjectStoreError as exc:
+        except _STORE_FAILURES as exc:
             raise _unavailable("write", name, exc) from exc
         return total
 
@@ -369,9 +371,9 @@ class S3Storage:
         check_name(name)
         try:
             result = await obstore.get_async(self._store, name)
-        except ObjectNotFound:
+        except FileNotFoundError:  # obstore's not-found
             raise _missing(name) from None
-        except ObjectStoreError as exc:
+        except _STORE_FAILURES as exc:
             raise _unavailable("read", name, exc) from exc
         stream = result.stream(min_chunk_size=READ_CHUNK)
         while True:
@@ -379,7 +381,7 @@ class S3Storage:
                 chunk = await anext(stream)
             except StopAsyncIteration:
                 return
-            except ObjectStoreError as exc:
+            except _STORE_FAILURES as exc:
                 raise _unavailable("read", name, exc) from exc
             yield chunk
 
@@ -387,9 +389,9 @@ class S3Storage:
         check_name(name)
         try:
             meta = await obstore.head_async(self._store, name)
-        except ObjectNotFound:
+        except FileNotFoundError:  # obstore's not-found
             return None
-        except ObjectStoreError as exc:
+        except _STORE_FAILURES as exc:
             raise _unavailable("inspect", name, exc) from exc
         return int(meta["size"])
 
@@ -399,7 +401,7 @@ class S3Storage:
         try:
             async for batch in obstore.list(self._store, clean or None, chunk_size=1000):
                 names.extend(str(meta["path"]) for meta in batch)
-        except ObjectStoreError as exc:
+        except _STORE_FAILURES as exc:
             raise _unavailable("list", clean, exc) from exc
         return sorted(names)
 
@@ -409,7 +411,7 @@ class S3Storage:
         try:
             for start in range(0, len(names), 1000):
                 await obstore.delete_async(self._store, names[start : start + 1000])
-        except ObjectStoreError as exc:
+        except _STORE_FAILURES as exc:
             raise _unavailable("delete", clean, exc) from exc
         return len(names)
 
