@@ -69,6 +69,8 @@ _FIXED = struct.Struct(f">8sBBI{KEY_ID_BYTES}s{SALT_BYTES}s{NONCE_PREFIX_BYTES}s
 _CHECKSUM_BYTES = 8
 _TRAILER = struct.Struct(">Q32s")
 _MAX_COUNTER = 2**32 - 1
+#: Reasons :func:`check_file` raises instead of reporting as the file's problems.
+_NOT_THE_FILES_FAULT = frozenset({"BACKUP_STORAGE_UNAVAILABLE"})
 
 
 @dataclass(frozen=True)
@@ -412,11 +414,11 @@ def _close_synced(handle: IO[bytes]) -> None:
 async def check_file(storage: Storage, sealed: SealedFile, keys: BackupKeys) -> list[str]:
     """What is wrong with a stored file, as ``"<REASON>: <message>"`` lines (empty when
     good): it must be present, have the recorded size and SHA-256, be sealed under the
-    recorded key, and decrypt and decompress to the end to ``plain_size`` bytes."""
-    try:
-        size = await storage.size(sealed.name)
-    except BackupError as exc:
-        return [f"{exc.reason}: {exc}"]
+    recorded key, and decrypt and decompress to the end to ``plain_size`` bytes.
+
+    A storage that cannot be reached says nothing about the file: its
+    ``BACKUP_STORAGE_UNAVAILABLE`` is raised, not reported."""
+    size = await storage.size(sealed.name)
     if size is None:
         return [f"BACKUP_FILE_MISSING: backup file {sealed.name!r} is not in storage"]
     problems: list[str] = []
@@ -429,6 +431,8 @@ async def check_file(storage: Storage, sealed: SealedFile, keys: BackupKeys) -> 
     try:
         await _run(storage, sealed.name, opener)
     except BackupError as exc:
+        if exc.reason in _NOT_THE_FILES_FAULT:
+            raise
         problems.append(f"{exc.reason}: {exc}")
     else:
         if opener.plain_size != sealed.plain_size:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import errno
 import ipaddress
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -199,18 +201,30 @@ class LocalStorage:
 
     async def size(self, name: str) -> int | None:
         path = await asyncio.to_thread(self._path, name)
-        return await asyncio.to_thread(_file_size, path)
+        try:
+            return await asyncio.to_thread(_file_size, path)
+        except OSError as exc:
+            raise _unavailable("inspect", name, exc) from exc
 
     async def list(self, prefix: str) -> builtins.list[str]:
         clean = check_prefix(prefix)
-        return await asyncio.to_thread(self._list, clean)
+        try:
+            return await asyncio.to_thread(self._list, clean)
+        except OSError as exc:
+            raise _unavailable("list", clean, exc) from exc
 
     def _list(self, prefix: str) -> builtins.list[str]:
         base = self.root / prefix if prefix else self.root
         names: builtins.list[str] = []
         if not base.is_dir():
+            # Nothing stored yet is an empty list; a root that cannot be a folder is not.
+            try:
+                if not stat.S_ISDIR(os.stat(self.root).st_mode):
+                    raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(self.root))
+            except FileNotFoundError:
+                pass
             return names
-        for folder, dirs, files in os.walk(base):
+        for folder, dirs, files in os.walk(base, onerror=_raise):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             rel = Path(folder).relative_to(self.root)
             for file in files:
@@ -237,8 +251,12 @@ class LocalStorage:
         return count
 
 
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
 def _open_tmp(tmp: Path) -> IO[bytes]:
-    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     return os.fdopen(fd, "wb")
 

@@ -9,9 +9,12 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import boto3
 import pytest
 
+from server.backup.archive import SealedFile, check_file
 from server.backup.errors import BackupError
+from server.backup.keys import BackupKeys
 from server.backup.storage import (
     LocalStorage,
     S3Storage,
@@ -244,3 +247,46 @@ async def test_s3_objects_live_under_the_configured_prefix(moto_url: str) -> Non
     await inner.put("b1/f", chunks_of(b"x"))
     assert await outer.list("") == ["team/backups/b1/f"]
     assert await inner.list("") == ["b1/f"]
+
+
+async def test_s3_uploads_in_parts_and_aborts_a_failed_upload(moto_url: str) -> None:
+    """A large file goes up as a multipart upload (S3's ETag of a multipart object ends
+    in the number of parts); a failed one is aborted, not left hidden in the bucket."""
+    bucket = create_bucket(moto_url)
+    storage = storage_from_settings(s3_settings(moto_url, f"s3://{bucket}/p"))
+    await storage.put("b/big", chunks_of(*(os.urandom(5 * MIB) for _ in range(4))))
+
+    async def failing() -> AsyncIterator[bytes]:
+        yield os.urandom(9 * MIB)
+        yield os.urandom(9 * MIB)
+        raise RuntimeError("source died")
+
+    with pytest.raises(RuntimeError):
+        await storage.put("b/failed", failing())
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="gencharge-test",
+        aws_secret_access_key="gencharge-test-secret",
+    )
+    etag = client.head_object(Bucket=bucket, Key="p/b/big")["ETag"].strip('"')
+    assert etag.endswith("-3")  # 20 MiB in 8 MiB parts
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads") in (None, [])
+
+
+async def test_local_root_that_is_not_a_folder(tmp_path: Path) -> None:
+    """A misconfigured folder is an unavailable storage, not an empty one or a missing
+    file, and check_file raises it rather than blaming the file."""
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"not a folder")
+    for root in (blocker, blocker / "backups"):
+        storage = LocalStorage(root)
+        for attempt in (storage.size("b/f"), storage.list(""), read_all(storage, "b/f")):
+            with pytest.raises(BackupError) as caught:
+                await attempt
+            assert caught.value.reason == "BACKUP_STORAGE_UNAVAILABLE"
+        sealed = SealedFile("b/f", 1, "00" * 32, 1, "0" * 16)
+        with pytest.raises(BackupError) as caught:
+            await check_file(storage, sealed, BackupKeys.from_bytes(os.urandom(32)))
+        assert caught.value.reason == "BACKUP_STORAGE_UNAVAILABLE"
