@@ -304,6 +304,8 @@ class _Opener:
 
     def finish(self) -> None:
         if self._header is None:
+            if not MAGIC.startswith(bytes(self._buffer[: len(MAGIC)])):
+                raise self._corrupt("not a sealed backup file (unknown magic)")
             raise BackupError(
                 "BACKUP_FILE_TRUNCATED", f"backup file {self._name!r} ends inside its header"
             )

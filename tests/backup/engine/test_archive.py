@@ -204,6 +204,7 @@ def forge_chunk_size(data: bytes) -> bytes:
         (append_copy_of_last, "BACKUP_FILE_CORRUPT"),
         (forge_chunk_size, "BACKUP_FILE_CORRUPT"),
         (lambda d: b"PGDMP" + d[5:], "BACKUP_FILE_CORRUPT"),
+        (lambda d: b"PGD", "BACKUP_FILE_CORRUPT"),
     ],
     ids=[
         "magic",
@@ -233,6 +234,7 @@ def forge_chunk_size(data: bytes) -> bytes:
         "last-chunk-repeated",
         "forged-chunk-size",
         "not-a-backup-file",
+        "three-bytes-of-something-else",
     ],
 )
 async def test_damage_is_detected(
