@@ -39,7 +39,7 @@ import contextlib
 import hashlib
 import os
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
@@ -123,10 +123,9 @@ def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
 
 
 class _Sealer:
-    """Reads, compresses and encrypts one source file, a step at a time (in a thread)."""
+    """Compresses and encrypts one file's bytes as they come (each call in a thread)."""
 
-    def __init__(self, source: IO[bytes], key: BackupKey, header: _Header) -> None:
-        self._source = source
+    def __init__(self, key: BackupKey, header: _Header) -> None:
         self._header = header
         self._aead = AESGCM(key.file_key(header.salt))
         self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compressobj()
@@ -143,24 +142,33 @@ class _Sealer:
         self._counter += 1
         return self._aead.encrypt(nonce, data, self._header.raw)
 
-    def step(self) -> bytes | None:
-        """The next sealed bytes (possibly empty); None once everything is out."""
+    def push(self, block: bytes) -> bytes:
+        """Take ``block`` (at most about READ_BLOCK bytes); the sealed bytes ready."""
+        self.plain_size += len(block)
+        self._plain_sha.update(block)
+        self._pending += self._zstd.compress(block)
+        return self._emit(final=False)
+
+    def finish(self) -> bytes:
+        """The rest, ending with the last chunk."""
+        self._pending += self._zstd.flush()
+        return self._emit(final=True)
+
+    def read_step(self, source: IO[bytes]) -> bytes | None:
+        """Read a block of ``source`` and seal it; None once everything is out."""
         if self.done:
             return None
-        block = self._source.read(READ_BLOCK)
-        if block:
-            self.plain_size += len(block)
-            self._plain_sha.update(block)
-            self._pending += self._zstd.compress(block)
-        else:
-            self._pending += self._zstd.flush()
+        block = source.read(READ_BLOCK)
+        return self.push(block) if block else self.finish()
+
+    def _emit(self, *, final: bool) -> bytes:
         size = self._header.chunk_size
         out = bytearray()
         # Keep at least one chunk back: the last chunk is only known at the end.
         while len(self._pending) > size:
             out += self._encrypt(bytes(self._pending[:size]), last=False)
             del self._pending[:size]
-        if not block:
+        if final:
             trailer = _TRAILER.pack(self.plain_size, self._plain_sha.digest())
             out += self._encrypt(bytes(self._pending) + trailer, last=True)
             self._pending.clear()
@@ -345,31 +353,73 @@ async def seal_file(
     ``name`` (replacing a file there; all or nothing). ``BACKUP_SOURCE_UNREADABLE`` when
     ``source`` cannot be read; storage errors as in :mod:`server.backup.storage`."""
     check_name(name)
-    if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
-        raise ValueError(f"chunk_size must be 1..{MAX_CHUNK_SIZE}")
-    key = keys.current
+    _check_chunk_size(chunk_size)
     try:
         handle = await asyncio.to_thread(source.open, "rb")
     except OSError as exc:
         raise BackupError(
             "BACKUP_SOURCE_UNREADABLE", f"cannot read {source}: {exc.strerror or exc}"
         ) from None
-    header = _build_header(name, key, chunk_size)
-    sealer = _Sealer(handle, key, header)
 
-    async def chunks() -> AsyncIterator[bytes]:
-        yield header.raw
-        while True:
-            out = await asyncio.to_thread(sealer.step)
-            if out is None:
-                return
+    async def sealed(sealer: _Sealer) -> AsyncIterator[bytes]:
+        while (out := await asyncio.to_thread(sealer.read_step, handle)) is not None:
             if out:
                 yield out
 
     try:
-        stored = await storage.put(name, chunks())
+        return await _seal(storage, name, keys, chunk_size, sealed)
     finally:
         await asyncio.to_thread(handle.close)
+
+
+async def seal_chunks(
+    chunks: AsyncIterator[bytes],
+    storage: Storage,
+    name: str,
+    keys: BackupKeys,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+) -> SealedFile:
+    """Like :func:`seal_file`, from bytes as they come (e.g. a dump tool's stdout): no
+    file on disk first. An error raised by ``chunks`` propagates, and nothing is stored
+    under ``name``."""
+    check_name(name)
+    _check_chunk_size(chunk_size)
+
+    async def sealed(sealer: _Sealer) -> AsyncIterator[bytes]:
+        async for block in chunks:
+            view = memoryview(block)
+            for start in range(0, len(view), READ_BLOCK):
+                out = await asyncio.to_thread(sealer.push, bytes(view[start : start + READ_BLOCK]))
+                if out:
+                    yield out
+        yield await asyncio.to_thread(sealer.finish)
+
+    return await _seal(storage, name, keys, chunk_size, sealed)
+
+
+def _check_chunk_size(chunk_size: int) -> None:
+    if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+        raise ValueError(f"chunk_size must be 1..{MAX_CHUNK_SIZE}")
+
+
+async def _seal(
+    storage: Storage,
+    name: str,
+    keys: BackupKeys,
+    chunk_size: int,
+    body: Callable[[_Sealer], AsyncIterator[bytes]],
+) -> SealedFile:
+    key = keys.current
+    header = _build_header(name, key, chunk_size)
+    sealer = _Sealer(key, header)
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield header.raw
+        async for out in body(sealer):
+            yield out
+
+    stored = await storage.put(name, stream())
     if not sealer.done or stored != sealer.size:
         raise BackupError(
             "BACKUP_STORAGE_UNAVAILABLE", f"storage kept {stored} of {sealer.size} bytes"

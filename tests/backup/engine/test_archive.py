@@ -10,7 +10,7 @@ import os
 import random
 import struct
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from server.backup.archive import (
     SealedFile,
     check_file,
     open_file,
+    seal_chunks,
     seal_file,
 )
 from server.backup.errors import BackupError
@@ -93,6 +94,31 @@ async def test_round_trip(storage: Storage, keys: BackupKeys, tmp_path: Path) ->
         assert await check_file(storage, info, keys) == []
     # Compressed before encryption: 3.9 MB of repetitive rows store in a few KB.
     assert (await storage.size("b1/compressible") or 0) < 50_000
+
+
+async def test_sealing_a_stream(storage: Storage, keys: BackupKeys, tmp_path: Path) -> None:
+    """seal_chunks takes bytes as they come (a dump tool's stdout), in pieces of any
+    size, and gives the same result as sealing the file."""
+    rng = random.Random(11)
+    pieces = [b"", rng.randbytes(10), rng.randbytes(3 * CHUNK_SIZE + 1), b"tail" * 1000, b""]
+    info = await seal_chunks(chunks_of(*pieces), storage, "b/stream", keys)
+    data = b"".join(pieces)
+    assert info.plain_size == len(data)
+    assert await open_file(storage, "b/stream", keys, tmp_path / "o") == len(data)
+    assert (tmp_path / "o").read_bytes() == data
+    assert await check_file(storage, info, keys) == []
+    empty = await seal_chunks(chunks_of(), storage, "b/empty", keys)
+    assert await open_file(storage, "b/empty", keys, tmp_path / "e") == 0 == empty.plain_size
+
+
+async def test_a_failing_stream_stores_nothing(storage: Storage, keys: BackupKeys) -> None:
+    async def dies() -> AsyncIterator[bytes]:
+        yield os.urandom(2 * CHUNK_SIZE)
+        raise RuntimeError("pg_dump exited with 1")
+
+    with pytest.raises(RuntimeError, match="pg_dump exited"):
+        await seal_chunks(dies(), storage, "b/failed", keys)
+    assert await storage.list("") == []
 
 
 async def test_chunk_boundaries(
@@ -317,8 +343,9 @@ async def test_unreadable_source(
 async def test_memory_stays_bounded_for_a_large_file(
     local_storage: LocalStorage, keys: BackupKeys, tmp_path: Path
 ) -> None:
-    """A 48 MiB file seals and opens with a few MiB of traced memory: it is never held
-    whole (tracemalloc traces every thread's Python allocations)."""
+    """A 48 MiB file seals (from the file or a stream), opens and checks with a few MiB
+    of traced memory: it is never held whole (tracemalloc traces every thread's Python
+    allocations)."""
     size = 48 * 1024 * 1024
     source = tmp_path / "big.src"
     rng = random.Random(1)
@@ -336,9 +363,22 @@ async def test_memory_stays_bounded_for_a_large_file(
         tracemalloc.reset_peak()
         assert await check_file(local_storage, info, keys) == []
         check_peak = tracemalloc.get_traced_memory()[1]
+
+        async def blocks() -> AsyncIterator[bytes]:
+            stream_rng = random.Random(2)
+            for _ in range(size // CHUNK_SIZE):
+                yield stream_rng.randbytes(CHUNK_SIZE)
+
+        tracemalloc.reset_peak()
+        streamed = await seal_chunks(blocks(), local_storage, "b/streamed", keys)
+        stream_peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert written == size and info.plain_size == size and info.size > size
-    print(f"peak traced memory: seal {seal_peak}, open {open_peak}, check {check_peak} bytes")
-    for peak in (seal_peak, open_peak, check_peak):
+    assert streamed.plain_size == size
+    print(
+        f"peak traced memory: seal {seal_peak}, open {open_peak}, check {check_peak}, "
+        f"seal a stream {stream_peak} bytes"
+    )
+    for peak in (seal_peak, open_peak, check_peak, stream_peak):
         assert peak < size // 4, peak
