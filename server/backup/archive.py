@@ -437,17 +437,30 @@ async def _run(storage: Storage, name: str, opener: _Opener) -> None:
 async def open_file(storage: Storage, name: str, keys: BackupKeys, dest: Path) -> int:
     """Authenticate, decrypt and decompress ``name`` into ``dest`` (created or replaced);
     the number of plain bytes written. On any error ``dest`` is removed, and the
-    BackupError says why (see the module docstring)."""
+    BackupError says why (see the module docstring); ``BACKUP_DEST_UNWRITABLE`` when
+    ``dest`` cannot be written (a missing folder, a full disk)."""
     check_name(name)
-    handle = await asyncio.to_thread(dest.open, "wb")
+    try:
+        handle = await asyncio.to_thread(dest.open, "wb")
+    except OSError as exc:
+        raise _unwritable(dest, exc) from None
     opener = _Opener(name, keys, handle)
     try:
         await _run(storage, name, opener)
         await asyncio.to_thread(_close_synced, handle)
+    except OSError as exc:  # the storages raise BackupError: this is writing ``dest``
+        _discard(handle, dest)
+        raise _unwritable(dest, exc) from None
     except BaseException:
         _discard(handle, dest)
         raise
     return opener.plain_size
+
+
+def _unwritable(dest: Path, exc: OSError) -> BackupError:
+    return BackupError(
+        "BACKUP_DEST_UNWRITABLE", f"cannot write {dest}: {exc.strerror or type(exc).__name__}"
+    )
 
 
 def _discard(handle: IO[bytes], dest: Path) -> None:

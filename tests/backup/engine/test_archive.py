@@ -331,6 +331,15 @@ async def test_random_damage_is_always_detected(
         assert reason in ("BACKUP_FILE_CORRUPT", "BACKUP_FILE_MISPLACED"), (at, bit, reason)
 
 
+async def test_unwritable_destination(
+    local_storage: LocalStorage, keys: BackupKeys, source: Path, tmp_path: Path
+) -> None:
+    await sealed(source, local_storage, keys)
+    with pytest.raises(BackupError) as caught:
+        await open_file(local_storage, NAME, keys, tmp_path / "no-such-folder" / "out")
+    assert caught.value.reason == "BACKUP_DEST_UNWRITABLE"
+
+
 async def test_unreadable_source(
     local_storage: LocalStorage, keys: BackupKeys, tmp_path: Path
 ) -> None:
