@@ -241,13 +241,12 @@ class LocalStorage:
             raise _unavailable("delete", clean, exc) from exc
 
     def _delete(self, prefix: str) -> int:
+        # A prefix is a folder, as on S3: one naming a file deletes nothing. The folder's
+        # hidden temporary files (a write killed midway) go with it.
         count = len(self._list(prefix))
         target = self.root / prefix
         if target.is_dir():
             shutil.rmtree(target)
-        elif target.is_file():  # a prefix naming one file deletes it
-            target.unlink()
-            count = 1
         return count
 
 

@@ -95,6 +95,8 @@ async def test_delete_prefix(storage: Storage) -> None:
     assert await storage.delete_prefix("b1") == 2
     assert await storage.list("") == ["b10/c", "b2/d"]
     assert await storage.delete_prefix("b1") == 0
+    assert await storage.delete_prefix("b2/d") == 0  # a prefix is a folder, not a file
+    assert await storage.list("b2/d") == []
     with pytest.raises(BackupError) as caught:
         await storage.delete_prefix("")
     assert caught.value.reason == "BACKUP_NAME_INVALID"
@@ -290,3 +292,15 @@ async def test_local_root_that_is_not_a_folder(tmp_path: Path) -> None:
         with pytest.raises(BackupError) as caught:
             await check_file(storage, sealed, BackupKeys.from_bytes(os.urandom(32)))
         assert caught.value.reason == "BACKUP_STORAGE_UNAVAILABLE"
+
+
+async def test_local_leftover_temporary_files(tmp_path: Path) -> None:
+    """A write killed midway leaves its hidden temporary file: never listed, never a
+    file, and removed with its backup's folder."""
+    storage = LocalStorage(tmp_path / "backups")
+    await storage.put("b1/f", chunks_of(b"x"))
+    leftover = tmp_path / "backups" / "b1" / ".g.0123456789abcdef.tmp"
+    leftover.write_bytes(b"half")
+    assert await storage.list("") == ["b1/f"]
+    assert await storage.delete_prefix("b1") == 1
+    assert not leftover.exists()
