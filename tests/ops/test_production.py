@@ -6,8 +6,8 @@ API cannot be reached from these machines).
 
 It serves (a customer registers and tops up: an order is created at the gateway; the
 bootstrap admin logs in with a second factor), stops cleanly on SIGTERM, and refuses to
-start, with one line and no traceback, with the sandbox gateway or without a Razorpay
-secret.
+start, with one line and no traceback, with the sandbox gateway, without a Razorpay
+secret or without the backup key.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def production_env(
         GENCHARGE_LOG_FORMAT="json",
         GENCHARGE_JWT_PRIVATE_KEY=generate_private_key_pem(),
         GENCHARGE_DATA_ENCRYPTION_KEY=generate_data_key(),
+        GENCHARGE_BACKUP_ENCRYPTION_KEY=generate_data_key(),
         GENCHARGE_BOOTSTRAP_ADMIN_EMAIL=ADMIN_EMAIL,
         GENCHARGE_BOOTSTRAP_ADMIN_PASSWORD=ADMIN_PASSWORD,
         GENCHARGE_MESSAGE_SENDER="webhook",
@@ -187,6 +188,7 @@ def test_production_serves_with_razorpay_and_stops_cleanly(
         WEBHOOK_SECRET,
         ADMIN_PASSWORD,
         production_env["GENCHARGE_DATA_ENCRYPTION_KEY"],
+        production_env["GENCHARGE_BACKUP_ENCRYPTION_KEY"],
         production_env["GENCHARGE_JWT_PRIVATE_KEY"].splitlines()[1],
     ):
         assert secret not in text
@@ -204,8 +206,12 @@ def test_production_serves_with_razorpay_and_stops_cleanly(
             {"GENCHARGE_RAZORPAY_KEY_SECRET": ""},
             "gencharge: GENCHARGE_PAYMENT_GATEWAY=razorpay needs GENCHARGE_RAZORPAY_KEY_SECRET",
         ),
+        (
+            {"GENCHARGE_BACKUP_ENCRYPTION_KEY": ""},
+            "gencharge: GENCHARGE_BACKUP_ENCRYPTION_KEY is required in production",
+        ),
     ],
-    ids=["sandbox", "no-key-secret"],
+    ids=["sandbox", "no-key-secret", "no-backup-key"],
 )
 def test_production_refuses_to_start_without_a_real_gateway(
     production_env: dict[str, str], change: dict[str, str], message: str
