@@ -223,7 +223,7 @@ class Backup(_message.Message):
     snapshot_name: _builtins.str
     """Snapshot name."""
     source_db: Global___SourceDatabase.ValueType
-    """Source database."""
+    """Source database; UNSPECIFIED: both databases (stored as "all")."""
     storage_uri: _builtins.str
     """Storage location, e.g. "s3://telecom-backups/2025_10_10" or "file:///..."."""
     backup_status: Global___BackupStatus.ValueType
@@ -392,7 +392,7 @@ class ListBackupsRequest(_message.Message):
     backup_status: Global___BackupStatus.ValueType
     """Only this status."""
     source_db: Global___SourceDatabase.ValueType
-    """Only this database."""
+    """Only backups of this database (backups of both databases included)."""
     def __init__(
         self,
         *,
