@@ -308,3 +308,23 @@ async def test_delete_guards(resources: Any) -> None:
             await domain.delete_backup("base", conn=conn)
             with pytest.raises(NotFound):
                 await domain.get_backup("base", conn=conn)
+
+
+async def test_legacy_schedules_advance_by_their_period(resources: Any) -> None:
+    """Rows written before cron expressions (migration 0016) still fire: a periodic one
+    moves by whole periods past the claim, a one-off is deactivated by its run."""
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    async with resources.db.transaction() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO schedule (schedule_id, task_name, next_run, interval_seconds,"
+                " isactive) VALUES ('legacy_daily', 'legacy daily', :due, 86400, 'active'),"
+                " ('legacy_once', 'legacy once', :due, NULL, 'active')"
+            ),
+            {"due": now - timedelta(days=2, hours=1)},
+        )
+    claimed = {r.schedule.schedule_id: r.schedule for r in await flows.claim_due(resources.db, now)}
+    assert claimed["legacy_daily"].next_run == now + timedelta(hours=23)
+    assert claimed["legacy_daily"].is_active
+    assert claimed["legacy_once"].next_run is None and not claimed["legacy_once"].is_active
+    assert await flows.claim_due(resources.db, now + timedelta(hours=22)) == []
