@@ -196,6 +196,12 @@ class Settings(BaseSettings):
     #: ``AWS_SECRET_ACCESS_KEY`` (/ ``AWS_SESSION_TOKEN``) environment variables.
     backup_s3_access_key_id: str = ""
     backup_s3_secret_access_key: SecretStr = SecretStr("")
+    #: Days a BackupRestoreLogs entry is kept (``expires_at`` and the TTL index); 0: kept
+    #: for ever.
+    backup_log_retention_days: int = Field(default=90, ge=0, le=36_500)
+    #: Days a backup is kept before retention deletes it (never the newest successful
+    #: one, nor one a schedule names, nor the base of a kept incremental).
+    backup_retention_days: int = Field(default=30, ge=1, le=36_500)
 
     log_level: str = "INFO"
     #: ``json`` (one JSON object per line) or ``text``.

@@ -21,6 +21,8 @@ LOCK_BILL_REMINDERS = 0x47434A_0000000003
 LOCK_IDEMPOTENCY_PURGE = 0x47434A_0000000004
 LOCK_PAYMENT_RECOVERY = 0x47434A_0000000005
 LOCK_REFUND_RECOVERY = 0x47434A_0000000006
+#: Backups, restores and drills (server/backup/jobs.py): one at a time across replicas.
+LOCK_BACKUP_JOB = 0x47434A_0000000007
 
 
 async def try_job_lock(conn: AsyncConnection, key: int) -> bool:

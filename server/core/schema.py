@@ -65,7 +65,8 @@ referral_status_enum = _enum("referral_status_enum", "pending", "earned", "paid"
 autopay_status_enum = _enum("autopay_status_enum", "enabled", "disabled")
 autopay_tag_enum = _enum("autopay_tag_enum", "onetime", "regular")
 reminder_status_enum = _enum("reminder_status_enum", "pending", "sent", "paid")
-backup_status_enum = _enum("backup_status_enum", "failed", "success")
+# 'in_progress': migration 0016 (a backup whose job is still running)
+backup_status_enum = _enum("backup_status_enum", "failed", "success", "in_progress")
 schedule_status_enum = _enum("schedule_status_enum", "active", "inactive")
 
 ENUM_TYPES: tuple[ENUM, ...] = (
@@ -831,15 +832,28 @@ schedule = Table(
     Column("next_run", TimestampTZ),
     Column("isactive", schedule_status_enum, nullable=False, server_default=text("'active'")),
     _created_at(),
-    # Repeat period; NULL = one-off (run once at next_run).
-    Column("interval_seconds", Integer),
+    # Legacy (before migration 0016): the repeat period of schedules written before cron
+    # expressions existed; nothing new writes it.
+    Column(
+        "interval_seconds",
+        Integer,
+        comment="Legacy: the period of schedules written before cron_expression "
+        "(migration 0016); nothing new writes it",
+    ),
+    # migration 0016: the recurrence (5-field cron, UTC; NULL only on legacy rows), what
+    # a run does ('backup' or 'drill') and when the schedule last fired.
+    Column("cron_expression", Text),
+    Column("job", Text, nullable=False, server_default=text("'backup'")),
+    Column("last_run_at", TimestampTZ),
     PrimaryKeyConstraint("schedule_id", name="schedule_pkey"),
     CheckConstraint(
         "interval_seconds IS NULL OR interval_seconds > 0",
         name="ck_schedule_interval_seconds_positive",
     ),
+    CheckConstraint("job IN ('backup', 'drill')", name="ck_schedule_job"),
     Index("idx_schedule_backup_id", "backup_id"),
     Index("idx_schedule_next_run", "next_run"),
+    Index("uq_schedule_task_name", "task_name", unique=True),
 )
 
 # Views of DDS 6.1 (created by the migrations; query them with sqlalchemy.table()).

@@ -31,6 +31,7 @@ from server.admin.staff.servicer import StaffRpcs
 from server.admin.users.servicer import UserRpcs
 from server.auth.security import Security
 from server.auth.servicer import AuthServicer
+from server.backup.servicer import BackupRpcs
 from server.content.servicer import ContentServicer
 from server.core.money import from_minor
 from server.core.resources import Resources
@@ -108,6 +109,16 @@ class AdminServicer(
         self._catalogue = app.catalogue
 
 
+class BackupServicer(BackupRpcs, backup_service_pb2_grpc.BackupServiceServicer):
+    """BackupService: the RPCs of server/backup/servicer.py; CreateBackup, VerifyBackup,
+    RestoreBackup and DeleteBackup answer UNIMPLEMENTED (the base servicer's) until
+    their jobs are wired."""
+
+    def __init__(self, app: AppContext) -> None:
+        self._resources = app.resources
+        self._db = app.resources.db
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """One service: its name, generated module, how its servicer is built, and the
@@ -182,5 +193,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec("AdminService", admin_service_pb2_grpc, AdminServicer),
     # A backup (and a restore) covers both databases; BackupRestoreLogs is in MongoDB.
-    ServiceSpec("BackupService", backup_service_pb2_grpc, needs=POSTGRESQL_AND_MONGODB),
+    ServiceSpec(
+        "BackupService", backup_service_pb2_grpc, BackupServicer, needs=POSTGRESQL_AND_MONGODB
+    ),
 )

@@ -79,6 +79,7 @@ REVISIONS = [
     "0013_refunds_adjustments",
     "0014_dashboard_indexes",
     "0015_service_account_description",
+    "0016_backup_service",
 ]
 
 
@@ -300,3 +301,66 @@ async def test_0012_fills_in_recharges_made_before_it(pg_empty_url: str) -> None
             "bonus": None,
         },
     ]
+
+
+async def test_0016_backup_service(pg_empty_url: str) -> None:
+    """0016: backups may be ``in_progress`` (failed on the way down, the label goes),
+    schedules carry a cron expression, a job (``backup`` by default, or ``drill``), their
+    last run, and unique task names."""
+    await asyncio.to_thread(pgmigrate.upgrade, pg_empty_url, "0016_backup_service")
+    conn = await asyncpg.connect(pg_empty_url)
+    try:
+        await conn.execute(
+            "INSERT INTO backup (backup_id, backup_status) VALUES ('b1', 'in_progress'),"
+            " ('b2', 'success')"
+        )
+        await conn.execute(
+            "INSERT INTO schedule (schedule_id, task_name, cron_expression)"
+            " VALUES ('s1', 'daily', '0 2 * * *')"
+        )
+        job = await conn.fetchval("SELECT job FROM schedule WHERE schedule_id = 's1'")
+        with_drill = await conn.execute(
+            "INSERT INTO schedule (schedule_id, task_name, job) VALUES ('s2', 'drill', 'drill')"
+        )
+        bad_job: type[Exception] | None = None
+        try:
+            await conn.execute(
+                "INSERT INTO schedule (schedule_id, task_name, job) VALUES ('s3', 'x', 'copy')"
+            )
+        except asyncpg.CheckViolationError as exc:
+            bad_job = type(exc)
+        same_name: type[Exception] | None = None
+        try:
+            await conn.execute(
+                "INSERT INTO schedule (schedule_id, task_name) VALUES ('s4', 'daily')"
+            )
+        except asyncpg.UniqueViolationError as exc:
+            same_name = type(exc)
+        await conn.execute("DELETE FROM schedule WHERE job = 'drill'")
+        await asyncio.to_thread(
+            pgmigrate.downgrade, pg_empty_url, "0015_service_account_description"
+        )
+        statuses = dict(await conn.fetch("SELECT backup_id, backup_status::text FROM backup"))
+        labels = [
+            r[0]
+            for r in await conn.fetch("SELECT unnest(enum_range(NULL::backup_status_enum))::text")
+        ]
+        columns = {
+            r[0]
+            for r in await conn.fetch(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'schedule'"
+            )
+        }
+        await asyncio.to_thread(pgmigrate.upgrade, pg_empty_url, "0016_backup_service")
+        relabelled = await conn.fetchval(
+            "SELECT count(*) FROM backup WHERE backup_status = 'in_progress'"
+        )
+    finally:
+        await conn.close()
+    assert job == "backup" and with_drill == "INSERT 0 1"
+    assert bad_job is asyncpg.CheckViolationError
+    assert same_name is asyncpg.UniqueViolationError
+    assert statuses == {"b1": "failed", "b2": "success"}
+    assert labels == ["failed", "success"]
+    assert not {"cron_expression", "job", "last_run_at"} & columns
+    assert relabelled == 0

@@ -356,6 +356,10 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "isactive": "schedule_status_enum",
         "created_at": TSTZ,
         "interval_seconds": INT,
+        # migration 0016: cron schedules and restore drills
+        "cron_expression": TEXT,
+        "job": TEXT,
+        "last_run_at": TSTZ,
     },
 }
 
@@ -584,7 +588,8 @@ EXPECTED_ENUMS: dict[str, list[str]] = {
     "autopay_status_enum": ["enabled", "disabled"],
     "autopay_tag_enum": ["onetime", "regular"],
     "reminder_status_enum": ["pending", "sent", "paid"],
-    "backup_status_enum": ["failed", "success"],
+    # DDS values, then 'in_progress' (migration 0016)
+    "backup_status_enum": ["failed", "success", "in_progress"],
     "schedule_status_enum": ["active", "inactive"],
 }
 

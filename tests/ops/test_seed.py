@@ -158,7 +158,43 @@ async def test_load_reference_never_loads_demo_data(
     await seed.load_reference(engine, mdb)
     counts = await _counts(engine, mdb)
     for name in [t.name for t in DEMO_TABLES] + ["Content", "BackupRestoreLogs"]:
-        assert counts[name] == 0, name
+        # The one reference schedule: the DDS default daily backup (inactive).
+        assert counts[name] == (1 if name == "schedule" else 0), name
+
+
+async def test_default_backup_schedule(engine: AsyncEngine) -> None:
+    """The DDS default schedule: a full backup of both databases daily at 02:00 UTC,
+    inactive (no next run) until an admin enables it; Admin holds full Backup and
+    Schedule permissions (16, 17), nobody else any."""
+    rows = await _rows(
+        engine,
+        select(
+            schedule.c.schedule_id,
+            schedule.c.task_name,
+            schedule.c.cron_expression,
+            schedule.c.job,
+            schedule.c.backup_id,
+            schedule.c.isactive,
+            schedule.c.next_run,
+        ),
+    )
+    assert rows == [
+        ("sched_daily_backup", "daily_backup", "0 2 * * *", "backup", None, "inactive", None)
+    ]
+    granted = await _rows(
+        engine,
+        select(rolepermissions.c.role_id, permissions.c.resource, permissions.c.permission_id)
+        .join(permissions, permissions.c.permission_id == rolepermissions.c.permission_id)
+        .where(permissions.c.resource.in_(["Backup", "Schedule"])),
+    )
+    assert sorted(granted) == [(1, "Backup", 16), (1, "Schedule", 17)]
+    full = await _rows(
+        engine,
+        select(
+            permissions.c.read, permissions.c.write, permissions.c.delete, permissions.c.edit
+        ).where(permissions.c.permission_id.in_([16, 17])),
+    )
+    assert full == [(True, True, True, True)] * 2
 
 
 async def test_identity_sequences_advanced(engine: AsyncEngine) -> None:

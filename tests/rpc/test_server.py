@@ -95,10 +95,12 @@ async def test_not_yet_implemented_rpc_answers_unimplemented(
     admin = await create_admin(channel, resources)
     stub = backup_service_pb2_grpc.BackupServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.ListBackups(backup_service_pb2.ListBackupsRequest(), metadata=admin.metadata)
+        await stub.VerifyBackup(
+            backup_service_pb2.VerifyBackupRequest(backup_id="backup_1"), metadata=admin.metadata
+        )
     details = details_of(info.value)
     assert details.code == grpc.StatusCode.UNIMPLEMENTED
-    assert "ListBackups" in details.message and details.reason == "NOT_IMPLEMENTED"
+    assert "VerifyBackup" in details.message and details.reason == "NOT_IMPLEMENTED"
 
 
 async def test_every_contract_rpc_is_registered(channel: grpc.aio.Channel) -> None:

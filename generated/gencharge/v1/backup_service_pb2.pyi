@@ -75,6 +75,36 @@ BACKUP_STATUS_IN_PROGRESS: BackupStatus.ValueType  # 3
 """Still running. Extension to the DDS enum."""
 Global___BackupStatus: _TypeAlias = BackupStatus  # noqa: Y015
 
+class _BackupKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BackupKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BackupKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BACKUP_KIND_UNSPECIFIED: _BackupKind.ValueType  # 0
+    """Not set: a backup recorded before kinds existed, which is full."""
+    BACKUP_KIND_FULL: _BackupKind.ValueType  # 1
+    """Everything selected, restorable on its own (pg_dump / the MongoDB export)."""
+    BACKUP_KIND_INCREMENTAL: _BackupKind.ValueType  # 2
+    """Only what changed since its parent (parent_backup_id): PostgreSQL through the
+    server's incremental physical backup (WAL summaries), MongoDB documents written
+    since the parent. Restored together with its chain.
+    """
+
+class BackupKind(_BackupKind, metaclass=_BackupKindEnumTypeWrapper):
+    """BackupKind says whether a backup stands alone."""
+
+BACKUP_KIND_UNSPECIFIED: BackupKind.ValueType  # 0
+"""Not set: a backup recorded before kinds existed, which is full."""
+BACKUP_KIND_FULL: BackupKind.ValueType  # 1
+"""Everything selected, restorable on its own (pg_dump / the MongoDB export)."""
+BACKUP_KIND_INCREMENTAL: BackupKind.ValueType  # 2
+"""Only what changed since its parent (parent_backup_id): PostgreSQL through the
+server's incremental physical backup (WAL summaries), MongoDB documents written
+since the parent. Restored together with its chain.
+"""
+Global___BackupKind: _TypeAlias = BackupKind  # noqa: Y015
+
 class _JobType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -135,6 +165,38 @@ JOB_STATUS_FAILED: JobStatus.ValueType  # 4
 """Job failed."""
 Global___JobStatus: _TypeAlias = JobStatus  # noqa: Y015
 
+class _ScheduleJob:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ScheduleJobEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScheduleJob.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SCHEDULE_JOB_UNSPECIFIED: _ScheduleJob.ValueType  # 0
+    """Not set: BACKUP."""
+    SCHEDULE_JOB_BACKUP: _ScheduleJob.ValueType  # 1
+    """Take a backup (the settings of Schedule.backup_id, or a full backup of both
+    databases).
+    """
+    SCHEDULE_JOB_DRILL: _ScheduleJob.ValueType  # 2
+    """A restore drill: restore the backup into scratch databases (never the live ones)
+    and check row counts, row hashes and the ledger invariant.
+    """
+
+class ScheduleJob(_ScheduleJob, metaclass=_ScheduleJobEnumTypeWrapper):
+    """ScheduleJob is what a schedule runs."""
+
+SCHEDULE_JOB_UNSPECIFIED: ScheduleJob.ValueType  # 0
+"""Not set: BACKUP."""
+SCHEDULE_JOB_BACKUP: ScheduleJob.ValueType  # 1
+"""Take a backup (the settings of Schedule.backup_id, or a full backup of both
+databases).
+"""
+SCHEDULE_JOB_DRILL: ScheduleJob.ValueType  # 2
+"""A restore drill: restore the backup into scratch databases (never the live ones)
+and check row counts, row hashes and the ledger invariant.
+"""
+Global___ScheduleJob: _TypeAlias = ScheduleJob  # noqa: Y015
+
 @_typing.final
 class Backup(_message.Message):
     """Backup is backup metadata (DDS Backup)."""
@@ -152,6 +214,8 @@ class Backup(_message.Message):
     DETAILS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    PARENT_BACKUP_ID_FIELD_NUMBER: _builtins.int
     backup_id: _builtins.str
     """Unique identifier, e.g. "backup_2025_10_10_0200"."""
     backup_data: _builtins.str
@@ -159,7 +223,7 @@ class Backup(_message.Message):
     snapshot_name: _builtins.str
     """Snapshot name."""
     source_db: Global___SourceDatabase.ValueType
-    """Source database."""
+    """Source database; UNSPECIFIED: both databases (stored as "all")."""
     storage_uri: _builtins.str
     """Storage location, e.g. "s3://telecom-backups/2025_10_10" or "file:///..."."""
     backup_status: Global___BackupStatus.ValueType
@@ -170,6 +234,15 @@ class Backup(_message.Message):
     """Description."""
     created_by: _builtins.int
     """Admin who created it; 0 for scheduled backups."""
+    kind: Global___BackupKind.ValueType
+    """Full or incremental. UNSPECIFIED only on backups recorded before incremental
+    backups existed (they are full).
+    """
+    parent_backup_id: _builtins.str
+    """For an incremental backup: the backup it builds on (a full one or an earlier
+    incremental of the same chain); restoring it needs every backup of the chain.
+    Empty for a full backup.
+    """
     @_builtins.property
     def details(self) -> _struct_pb2.Struct:
         """Details, e.g. {"tables": ["Users", "UsersArchive"], "checksum": "sha256:..."}."""
@@ -192,10 +265,12 @@ class Backup(_message.Message):
         details: _struct_pb2.Struct | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         created_by: _builtins.int = ...,
+        kind: Global___BackupKind.ValueType = ...,
+        parent_backup_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "details", b"details"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_data", b"backup_data", "backup_id", b"backup_id", "backup_status", b"backup_status", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "details", b"details", "size_bytes", b"size_bytes", "snapshot_name", b"snapshot_name", "source_db", b"source_db", "storage_uri", b"storage_uri"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_data", b"backup_data", "backup_id", b"backup_id", "backup_status", b"backup_status", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "details", b"details", "kind", b"kind", "parent_backup_id", b"parent_backup_id", "size_bytes", b"size_bytes", "snapshot_name", b"snapshot_name", "source_db", b"source_db", "storage_uri", b"storage_uri"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -267,12 +342,18 @@ class CreateBackupRequest(_message.Message):
     SOURCE_DB_FIELD_NUMBER: _builtins.int
     TABLES_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    INCREMENTAL_FIELD_NUMBER: _builtins.int
     backup_data: _builtins.str
     """What to back up: "all" (default when empty) or a label such as "users"."""
     source_db: Global___SourceDatabase.ValueType
     """Database to back up; unspecified: both."""
     description: _builtins.str
     """Description."""
+    incremental: _builtins.bool
+    """Take an incremental backup on top of the newest successful backup of the same
+    databases (Backup.parent_backup_id names it) instead of a full one.
+    FAILED_PRECONDITION when there is no such backup to build on.
+    """
     @_builtins.property
     def tables(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these tables/collections; empty: all of them."""
@@ -284,10 +365,11 @@ class CreateBackupRequest(_message.Message):
         source_db: Global___SourceDatabase.ValueType = ...,
         tables: _abc.Iterable[_builtins.str] | None = ...,
         description: _builtins.str = ...,
+        incremental: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_data", b"backup_data", "description", b"description", "source_db", b"source_db", "tables", b"tables"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_data", b"backup_data", "description", b"description", "incremental", b"incremental", "source_db", b"source_db", "tables", b"tables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -310,7 +392,7 @@ class ListBackupsRequest(_message.Message):
     backup_status: Global___BackupStatus.ValueType
     """Only this status."""
     source_db: Global___SourceDatabase.ValueType
-    """Only this database."""
+    """Only backups of this database (backups of both databases included)."""
     def __init__(
         self,
         *,
@@ -446,6 +528,7 @@ class RestoreBackupRequest(_message.Message):
     BACKUP_ID_FIELD_NUMBER: _builtins.int
     TABLES_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    POINT_IN_TIME_FIELD_NUMBER: _builtins.int
     backup_id: _builtins.str
     """Backup to restore."""
     validate_only: _builtins.bool
@@ -454,16 +537,26 @@ class RestoreBackupRequest(_message.Message):
     def tables(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these tables/collections; empty: everything in the backup."""
 
+    @_builtins.property
+    def point_in_time(self) -> _timestamp_pb2.Timestamp:
+        """Point-in-time recovery: bring PostgreSQL to this moment by replaying archived WAL
+        on top of the backup (and its incremental chain). Must not be before the backup
+        was taken nor after the newest archived WAL; INVALID_ARGUMENT otherwise. Unset:
+        the backup's own moment. MongoDB is restored from the backup (and its chain)
+        only: it has no point-in-time log here.
+        """
+
     def __init__(
         self,
         *,
         backup_id: _builtins.str = ...,
         tables: _abc.Iterable[_builtins.str] | None = ...,
         validate_only: _builtins.bool = ...,
+        point_in_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["point_in_time", b"point_in_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_id", b"backup_id", "tables", b"tables", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_id", b"backup_id", "point_in_time", b"point_in_time", "tables", b"tables", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -505,19 +598,31 @@ class Schedule(_message.Message):
     IS_ACTIVE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     CRON_EXPRESSION_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
+    LAST_RUN_AT_FIELD_NUMBER: _builtins.int
     schedule_id: _builtins.str
     """Output only. Unique identifier, e.g. "sched_001"."""
     backup_id: _builtins.str
-    """Backup whose settings (backup_data, source_db, tables) each run repeats."""
+    """Backup whose settings (backup_data, source_db, tables, kind) each run repeats.
+    Empty: a full backup of both databases. For a DRILL job: the backup to restore;
+    empty: the newest successful one.
+    """
     task_name: _builtins.str
-    """Unique task name, e.g. "daily_backup"."""
+    """Unique task name, e.g. "daily_backup": 1-100 characters."""
     is_active: _builtins.bool
     """Enabled."""
     cron_expression: _builtins.str
-    """Recurrence as a 5-field cron expression in UTC, e.g. "0 2 * * *" (daily at 02:00)."""
+    """Recurrence as a 5-field cron expression in UTC, e.g. "0 2 * * *" (daily at 02:00).
+    Required. Minute, hour, day of month, month, day of week (0 or 7 = Sunday); lists,
+    ranges, steps and names (MON, JAN) are accepted.
+    """
+    job: Global___ScheduleJob.ValueType
+    """What each run does; UNSPECIFIED means BACKUP."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
-        """First run time (DDS Schedule.time)."""
+        """Start of the schedule (DDS Schedule.time): the first run is the first cron time
+        at or after it. Unset: now.
+        """
 
     @_builtins.property
     def next_run(self) -> _timestamp_pb2.Timestamp:
@@ -526,6 +631,10 @@ class Schedule(_message.Message):
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """Output only. Creation time."""
+
+    @_builtins.property
+    def last_run_at(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the schedule last fired; unset if it never has."""
 
     def __init__(
         self,
@@ -538,10 +647,12 @@ class Schedule(_message.Message):
         is_active: _builtins.bool = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         cron_expression: _builtins.str = ...,
+        job: Global___ScheduleJob.ValueType = ...,
+        last_run_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "next_run", b"next_run", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_run_at", b"last_run_at", "next_run", b"next_run", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_id", b"backup_id", "created_at", b"created_at", "cron_expression", b"cron_expression", "is_active", b"is_active", "next_run", b"next_run", "schedule_id", b"schedule_id", "task_name", b"task_name", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backup_id", b"backup_id", "created_at", b"created_at", "cron_expression", b"cron_expression", "is_active", b"is_active", "job", b"job", "last_run_at", b"last_run_at", "next_run", b"next_run", "schedule_id", b"schedule_id", "task_name", b"task_name", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -639,7 +750,10 @@ class UpdateScheduleRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Any of "backup_id", "task_name", "time", "is_active", "cron_expression". Required."""
+        """Any of "backup_id", "task_name", "time", "is_active", "cron_expression", "job".
+        Required. Changing "time" or "cron_expression" (or enabling the schedule)
+        recomputes next_run from now.
+        """
 
     def __init__(
         self,

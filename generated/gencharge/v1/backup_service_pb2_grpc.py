@@ -116,14 +116,15 @@ class BackupServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListBackups(self, request, context):
-        """Lists backups, newest first. Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+        """Lists backups, newest first (ties by backup_id, descending).
+        Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetBackup(self, request, context):
-        """Returns one backup. Errors: NOT_FOUND, PERMISSION_DENIED.
+        """Returns one backup. Errors: NOT_FOUND BACKUP_NOT_FOUND, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,37 +158,45 @@ class BackupServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateSchedule(self, request, context):
-        """Creates a backup schedule. Errors: INVALID_ARGUMENT (bad cron expression),
-        NOT_FOUND (backup_id), ALREADY_EXISTS (task_name), PERMISSION_DENIED.
+        """Creates a backup schedule. next_run is the first time of cron_expression at or
+        after the later of schedule.time and now. Replicas share schedules: each due run
+        fires once, on one replica.
+        Errors: INVALID_ARGUMENT (field violations on schedule.cron_expression,
+        schedule.task_name, schedule.time, schedule.job, schedule.backup_id), NOT_FOUND
+        BACKUP_NOT_FOUND (backup_id), ALREADY_EXISTS TASK_NAME_TAKEN, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListSchedules(self, request, context):
-        """Lists schedules by next_run. Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+        """Lists schedules by next_run (soonest first; ties by schedule_id; schedules without
+        a next run last). Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateSchedule(self, request, context):
-        """Updates the fields of a schedule named in update_mask (e.g. "is_active" to pause).
-        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED.
+        """Updates the fields of a schedule named in update_mask (e.g. "is_active" to pause
+        or enable). next_run is recomputed when the mask names time, cron_expression or
+        is_active. Errors: INVALID_ARGUMENT, NOT_FOUND SCHEDULE_NOT_FOUND or
+        BACKUP_NOT_FOUND, ALREADY_EXISTS TASK_NAME_TAKEN, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteSchedule(self, request, context):
-        """Deletes a schedule. Errors: NOT_FOUND, PERMISSION_DENIED.
+        """Deletes a schedule. Errors: NOT_FOUND SCHEDULE_NOT_FOUND, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListBackupRestoreLogs(self, request, context):
-        """Lists backup/restore job log entries, newest first.
+        """Lists backup/restore job log entries, newest first (the DDS "recent backup restore
+        activity" order). Entries expire after the configured log retention.
         Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -46,9 +46,11 @@ class BackupServiceStub:
     restore is running), PERMISSION_DENIED.
     """
     ListBackups: _grpc.UnaryUnaryMultiCallable[_backup_service_pb2.ListBackupsRequest, _backup_service_pb2.ListBackupsResponse]
-    """Lists backups, newest first. Errors: INVALID_ARGUMENT, PERMISSION_DENIED."""
+    """Lists backups, newest first (ties by backup_id, descending).
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    """
     GetBackup: _grpc.UnaryUnaryMultiCallable[_backup_service_pb2.GetBackupRequest, _backup_service_pb2.Backup]
-    """Returns one backup. Errors: NOT_FOUND, PERMISSION_DENIED."""
+    """Returns one backup. Errors: NOT_FOUND BACKUP_NOT_FOUND, PERMISSION_DENIED."""
     VerifyBackup: _grpc.UnaryUnaryMultiCallable[_backup_service_pb2.VerifyBackupRequest, _backup_service_pb2.VerifyBackupResponse]
     """Checks that a backup's files exist, match their checksums and can be read.
     Errors: NOT_FOUND, FAILED_PRECONDITION (backup failed or still running),
@@ -65,19 +67,28 @@ class BackupServiceStub:
     (used by an active schedule), PERMISSION_DENIED.
     """
     CreateSchedule: _grpc.UnaryUnaryMultiCallable[_backup_service_pb2.CreateScheduleRequest, _backup_service_pb2.Schedule]
-    """Creates a backup schedule. Errors: INVALID_ARGUMENT (bad cron expression),
-    NOT_FOUND (backup_id), ALREADY_EXISTS (task_name), PERMISSION_DENIED.
+    """Creates a backup schedule. next_run is the first time of cron_expression at or
+    after the later of schedule.time and now. Replicas share schedules: each due run
+    fires once, on one replica.
+    Errors: INVALID_ARGUMENT (field violations on schedule.cron_expression,
+    schedule.task_name, schedule.time, schedule.job, schedule.backup_id), NOT_FOUND
+    BACKUP_NOT_FOUND (backup_id), ALREADY_EXISTS TASK_NAME_TAKEN, PERMISSION_DENIED.
     """
     ListSchedules: _grpc.UnaryUnaryMultiCallable[_backup_service_pb2.ListSchedulesRequest, _backup_service_pb2.ListSchedulesResponse]
-    """Lists schedules by next_run. Errors: INVALID_ARGUMENT, PERMISSION_DENIED."""
+    """Lists schedules by next_run (soonest first; ties by schedule_id; schedules without
+    a next run last). Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    """
     UpdateSchedule: _grpc.UnaryUnaryMultiCallable[_backup_service_pb2.UpdateScheduleRequest, _backup_service_pb2.Schedule]
-    """Updates the fields of a schedule named in update_mask (e.g. "is_active" to pause).
-    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED.
+    """Updates the fields of a schedule named in update_mask (e.g. "is_active" to pause
+    or enable). next_run is recomputed when the mask names time, cron_expression or
+    is_active. Errors: INVALID_ARGUMENT, NOT_FOUND SCHEDULE_NOT_FOUND or
+    BACKUP_NOT_FOUND, ALREADY_EXISTS TASK_NAME_TAKEN, PERMISSION_DENIED.
     """
     DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_backup_service_pb2.DeleteScheduleRequest, _empty_pb2.Empty]
-    """Deletes a schedule. Errors: NOT_FOUND, PERMISSION_DENIED."""
+    """Deletes a schedule. Errors: NOT_FOUND SCHEDULE_NOT_FOUND, PERMISSION_DENIED."""
     ListBackupRestoreLogs: _grpc.UnaryUnaryMultiCallable[_backup_service_pb2.ListBackupRestoreLogsRequest, _backup_service_pb2.ListBackupRestoreLogsResponse]
-    """Lists backup/restore job log entries, newest first.
+    """Lists backup/restore job log entries, newest first (the DDS "recent backup restore
+    activity" order). Entries expire after the configured log retention.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
     """
 
@@ -98,9 +109,11 @@ class BackupServiceAsyncStub(BackupServiceStub):
     restore is running), PERMISSION_DENIED.
     """
     ListBackups: _aio.UnaryUnaryMultiCallable[_backup_service_pb2.ListBackupsRequest, _backup_service_pb2.ListBackupsResponse]  # type: ignore[assignment]
-    """Lists backups, newest first. Errors: INVALID_ARGUMENT, PERMISSION_DENIED."""
+    """Lists backups, newest first (ties by backup_id, descending).
+    Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    """
     GetBackup: _aio.UnaryUnaryMultiCallable[_backup_service_pb2.GetBackupRequest, _backup_service_pb2.Backup]  # type: ignore[assignment]
-    """Returns one backup. Errors: NOT_FOUND, PERMISSION_DENIED."""
+    """Returns one backup. Errors: NOT_FOUND BACKUP_NOT_FOUND, PERMISSION_DENIED."""
     VerifyBackup: _aio.UnaryUnaryMultiCallable[_backup_service_pb2.VerifyBackupRequest, _backup_service_pb2.VerifyBackupResponse]  # type: ignore[assignment]
     """Checks that a backup's files exist, match their checksums and can be read.
     Errors: NOT_FOUND, FAILED_PRECONDITION (backup failed or still running),
@@ -117,19 +130,28 @@ class BackupServiceAsyncStub(BackupServiceStub):
     (used by an active schedule), PERMISSION_DENIED.
     """
     CreateSchedule: _aio.UnaryUnaryMultiCallable[_backup_service_pb2.CreateScheduleRequest, _backup_service_pb2.Schedule]  # type: ignore[assignment]
-    """Creates a backup schedule. Errors: INVALID_ARGUMENT (bad cron expression),
-    NOT_FOUND (backup_id), ALREADY_EXISTS (task_name), PERMISSION_DENIED.
+    """Creates a backup schedule. next_run is the first time of cron_expression at or
+    after the later of schedule.time and now. Replicas share schedules: each due run
+    fires once, on one replica.
+    Errors: INVALID_ARGUMENT (field violations on schedule.cron_expression,
+    schedule.task_name, schedule.time, schedule.job, schedule.backup_id), NOT_FOUND
+    BACKUP_NOT_FOUND (backup_id), ALREADY_EXISTS TASK_NAME_TAKEN, PERMISSION_DENIED.
     """
     ListSchedules: _aio.UnaryUnaryMultiCallable[_backup_service_pb2.ListSchedulesRequest, _backup_service_pb2.ListSchedulesResponse]  # type: ignore[assignment]
-    """Lists schedules by next_run. Errors: INVALID_ARGUMENT, PERMISSION_DENIED."""
+    """Lists schedules by next_run (soonest first; ties by schedule_id; schedules without
+    a next run last). Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+    """
     UpdateSchedule: _aio.UnaryUnaryMultiCallable[_backup_service_pb2.UpdateScheduleRequest, _backup_service_pb2.Schedule]  # type: ignore[assignment]
-    """Updates the fields of a schedule named in update_mask (e.g. "is_active" to pause).
-    Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED.
+    """Updates the fields of a schedule named in update_mask (e.g. "is_active" to pause
+    or enable). next_run is recomputed when the mask names time, cron_expression or
+    is_active. Errors: INVALID_ARGUMENT, NOT_FOUND SCHEDULE_NOT_FOUND or
+    BACKUP_NOT_FOUND, ALREADY_EXISTS TASK_NAME_TAKEN, PERMISSION_DENIED.
     """
     DeleteSchedule: _aio.UnaryUnaryMultiCallable[_backup_service_pb2.DeleteScheduleRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Deletes a schedule. Errors: NOT_FOUND, PERMISSION_DENIED."""
+    """Deletes a schedule. Errors: NOT_FOUND SCHEDULE_NOT_FOUND, PERMISSION_DENIED."""
     ListBackupRestoreLogs: _aio.UnaryUnaryMultiCallable[_backup_service_pb2.ListBackupRestoreLogsRequest, _backup_service_pb2.ListBackupRestoreLogsResponse]  # type: ignore[assignment]
-    """Lists backup/restore job log entries, newest first.
+    """Lists backup/restore job log entries, newest first (the DDS "recent backup restore
+    activity" order). Entries expire after the configured log retention.
     Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
     """
 
@@ -159,7 +181,9 @@ class BackupServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _backup_service_pb2.ListBackupsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_backup_service_pb2.ListBackupsResponse, _abc.Awaitable[_backup_service_pb2.ListBackupsResponse]]:
-        """Lists backups, newest first. Errors: INVALID_ARGUMENT, PERMISSION_DENIED."""
+        """Lists backups, newest first (ties by backup_id, descending).
+        Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+        """
 
     @_abc_1.abstractmethod
     def GetBackup(
@@ -167,7 +191,7 @@ class BackupServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _backup_service_pb2.GetBackupRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_backup_service_pb2.Backup, _abc.Awaitable[_backup_service_pb2.Backup]]:
-        """Returns one backup. Errors: NOT_FOUND, PERMISSION_DENIED."""
+        """Returns one backup. Errors: NOT_FOUND BACKUP_NOT_FOUND, PERMISSION_DENIED."""
 
     @_abc_1.abstractmethod
     def VerifyBackup(
@@ -208,8 +232,12 @@ class BackupServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _backup_service_pb2.CreateScheduleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_backup_service_pb2.Schedule, _abc.Awaitable[_backup_service_pb2.Schedule]]:
-        """Creates a backup schedule. Errors: INVALID_ARGUMENT (bad cron expression),
-        NOT_FOUND (backup_id), ALREADY_EXISTS (task_name), PERMISSION_DENIED.
+        """Creates a backup schedule. next_run is the first time of cron_expression at or
+        after the later of schedule.time and now. Replicas share schedules: each due run
+        fires once, on one replica.
+        Errors: INVALID_ARGUMENT (field violations on schedule.cron_expression,
+        schedule.task_name, schedule.time, schedule.job, schedule.backup_id), NOT_FOUND
+        BACKUP_NOT_FOUND (backup_id), ALREADY_EXISTS TASK_NAME_TAKEN, PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod
@@ -218,7 +246,9 @@ class BackupServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _backup_service_pb2.ListSchedulesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_backup_service_pb2.ListSchedulesResponse, _abc.Awaitable[_backup_service_pb2.ListSchedulesResponse]]:
-        """Lists schedules by next_run. Errors: INVALID_ARGUMENT, PERMISSION_DENIED."""
+        """Lists schedules by next_run (soonest first; ties by schedule_id; schedules without
+        a next run last). Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
+        """
 
     @_abc_1.abstractmethod
     def UpdateSchedule(
@@ -226,8 +256,10 @@ class BackupServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _backup_service_pb2.UpdateScheduleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_backup_service_pb2.Schedule, _abc.Awaitable[_backup_service_pb2.Schedule]]:
-        """Updates the fields of a schedule named in update_mask (e.g. "is_active" to pause).
-        Errors: INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED.
+        """Updates the fields of a schedule named in update_mask (e.g. "is_active" to pause
+        or enable). next_run is recomputed when the mask names time, cron_expression or
+        is_active. Errors: INVALID_ARGUMENT, NOT_FOUND SCHEDULE_NOT_FOUND or
+        BACKUP_NOT_FOUND, ALREADY_EXISTS TASK_NAME_TAKEN, PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod
@@ -236,7 +268,7 @@ class BackupServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _backup_service_pb2.DeleteScheduleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Deletes a schedule. Errors: NOT_FOUND, PERMISSION_DENIED."""
+        """Deletes a schedule. Errors: NOT_FOUND SCHEDULE_NOT_FOUND, PERMISSION_DENIED."""
 
     @_abc_1.abstractmethod
     def ListBackupRestoreLogs(
@@ -244,7 +276,8 @@ class BackupServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _backup_service_pb2.ListBackupRestoreLogsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_backup_service_pb2.ListBackupRestoreLogsResponse, _abc.Awaitable[_backup_service_pb2.ListBackupRestoreLogsResponse]]:
-        """Lists backup/restore job log entries, newest first.
+        """Lists backup/restore job log entries, newest first (the DDS "recent backup restore
+        activity" order). Entries expire after the configured log retention.
         Errors: INVALID_ARGUMENT, PERMISSION_DENIED.
         """
 

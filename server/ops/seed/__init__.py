@@ -5,7 +5,8 @@ processes at once: rows are keyed by their DDS ids (or natural keys) and inserte
 only when absent, never updated. The load order follows DDS section 12.
 
 * :func:`load_reference`: roles, permissions, role permissions, plan groups, offer
-  types, notification (recipient) types in PostgreSQL; ``ContentTypes`` and
+  types, notification (recipient) types and the default backup schedule (inactive) in
+  PostgreSQL; ``ContentTypes`` and
   ``ReportTypes`` in MongoDB. Never loads demo data.
 * :func:`load_demo`: the DDS 13.10-13.15 samples and a plan/offer catalogue. Only
   call it in development mode (the CLI and runtime refuse in production).
@@ -71,7 +72,8 @@ async def load_reference(engine: AsyncEngine, db: AsyncDatabase[Document]) -> No
 
 
 async def load_reference_postgres(engine: AsyncEngine) -> None:
-    """DDS 12 steps 1-5 (and the notification lookups), in one transaction."""
+    """DDS 12 steps 1-5 (and the notification lookups, the default backup schedule), in
+    one transaction."""
     async with engine.begin() as conn:
         await queries.insert_all_if_absent(conn, roles, (r._asdict() for r in reference.ROLES))
         await queries.insert_all_if_absent(
@@ -116,6 +118,7 @@ async def load_reference_postgres(engine: AsyncEngine) -> None:
                 for t in reference.NOTIFICATION_RECIPIENT_TYPES
             ),
         )
+        await queries.insert_all_if_absent(conn, schedule, reference.SCHEDULES)
         for column in (
             roles.c.role_id,
             permissions.c.permission_id,

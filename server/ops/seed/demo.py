@@ -407,18 +407,11 @@ DEMO_BACKUPS: Final[tuple[dict[str, Any], ...]] = (
     },
 )
 
-#: DDS 13.11; ``interval_seconds`` follows the task name (daily, weekly).
+#: DDS 13.11, with the cron expression of the task name. Its ``sched_001``
+#: (``daily_backup``) is the reference data's default schedule ``sched_daily_backup``
+#: (server/ops/seed/reference.py: daily at 02:00 UTC, inactive until an admin enables
+#: it), so the demo adds only the weekly one (Saturdays at 00:00 UTC, like its times).
 DEMO_SCHEDULES: Final[tuple[dict[str, Any], ...]] = (
-    {
-        "schedule_id": "sched_001",
-        "backup_id": "backup_2025_10_10_0200",
-        "task_name": "daily_backup",
-        "time": _ts("2025-10-10 00:00:00"),
-        "next_run": _ts("2025-10-11 00:00:00"),
-        "isactive": "active",
-        "created_at": _ts("2025-10-09 10:00:00"),
-        "interval_seconds": 86400,
-    },
     {
         "schedule_id": "sched_002",
         "backup_id": "backup_2025_10_11_0200",
@@ -427,7 +420,8 @@ DEMO_SCHEDULES: Final[tuple[dict[str, Any], ...]] = (
         "next_run": _ts("2025-10-18 00:00:00"),
         "isactive": "active",
         "created_at": _ts("2025-10-09 10:00:00"),
-        "interval_seconds": 604800,
+        "cron_expression": "0 0 * * 6",
+        "job": "backup",
     },
 )
 

@@ -154,6 +154,23 @@ ROLE_PERMISSIONS: Final[tuple[RolePermission, ...]] = (
     RolePermission(28, ROLE_ADMIN, 28),
 )
 
+# ------------------------------------------------------------------ schedules
+
+#: The DDS default backup schedule (DDS 10.3: a daily full backup): a full backup of
+#: both databases (no ``backup_id``) every day at 02:00 UTC. Inactive, without a next
+#: run, until an admin enables it (BackupService UpdateSchedule ``is_active``; the next
+#: run is computed then). Inserted when neither its id nor its task name is taken.
+DEFAULT_SCHEDULE_ID: Final = "sched_daily_backup"
+SCHEDULES: Final[tuple[dict[str, object], ...]] = (
+    {
+        "schedule_id": DEFAULT_SCHEDULE_ID,
+        "task_name": "daily_backup",
+        "cron_expression": "0 2 * * *",
+        "job": "backup",
+        "isactive": "inactive",
+    },
+)
+
 # ---------------------------------------------------------------- lookup tables
 
 
