@@ -380,10 +380,10 @@ async def restore_postgres_live(
 
     The role needs to own the tables (the role that runs the migrations does).
     """
+    _target(settings.database_url)  # refuses an empty URL before anything starts
     chosen = plan_live_restore(await dump_tables(settings, dump), tables)
     if not chosen:
         return []
-    _target(settings.database_url)  # refuses an empty URL before anything starts
     tool = str(pg_tool("pg_restore", settings))
     engine = _engine(settings.database_url)
     try:
