@@ -367,7 +367,10 @@ async def restore_mongo(
                 "BACKUP_MONGO_FILE_KIND",
                 f"{path.name} is a {header.kind} export where a {wanted} one belongs",
             )
-    available = list(dict.fromkeys(c for header in headers for c in header.collections))
+    # A full restore replaces what the full export holds (an incremental's other
+    # collections would be emptied and only partly refilled: they are not restored).
+    sources = headers if incremental else headers[:1]
+    available = list(dict.fromkeys(c for header in sources for c in header.collections))
     chosen = plan_mongo_restore(available, collections, scratch=scratch)
     if scratch:
         await mongo_migrations.upgrade(db)
