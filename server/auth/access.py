@@ -146,6 +146,9 @@ class TtlCache(Generic[K, V]):
     def discard(self, key: K) -> None:
         self._items.pop(key, None)
 
+    def clear(self) -> None:
+        self._items.clear()
+
 
 @dataclass(frozen=True)
 class _SessionState:
@@ -206,6 +209,12 @@ class Authenticator:
         """Drop ended sessions from this process's cache (after their change commits)."""
         for session_id in session_ids:
             self.forget_session(str(session_id))
+
+    def forget_all(self) -> None:
+        """Drop every cached session and service-account state (after a restore): the
+        next call of each reads what the database holds now."""
+        self._sessions.clear()
+        self._services.clear()
 
     def forget_service(self, client_id: str) -> None:
         """Drop a service account's cached state (after its change commits: disabled,

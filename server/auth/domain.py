@@ -962,6 +962,12 @@ async def end_sessions(
     return await queries.revoke_sessions(conn, reason=reason, user_id=user_id, admin_id=admin_id)
 
 
+async def end_every_session(*, reason: str, conn: AsyncConnection) -> list[uuid.UUID]:
+    """End every active session of every user and admin (after a restore: the
+    restored sessions table would otherwise bring ended sessions back)."""
+    return await queries.revoke_sessions(conn, reason=reason)
+
+
 # --- passwords ----------------------------------------------------------------------------
 
 
