@@ -43,9 +43,9 @@ from tests.helpers.clock import HANG_SECONDS, FakeClock
 TEMPLATE_DB = "gencharge_template"
 #: How long the test server may take to report SERVING (a bound on a hang only).
 SERVING_TIMEOUT_SECONDS = HANG_SECONDS
-# One signing key and one data key per test session (explicit, so nothing is written
-# under a data folder).
-_TEST_KEYS = (generate_private_key_pem(), generate_data_key())
+# One signing key, one data key and one backup key per test session (explicit, so
+# nothing is written under a data folder).
+_TEST_KEYS = (generate_private_key_pem(), generate_data_key(), generate_data_key())
 _counter = itertools.count()
 
 
@@ -229,6 +229,7 @@ async def open_resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
     from server.core.resources import Resources
 
     reports_dir = Path(tempfile.mkdtemp(prefix="gencharge-reports-"))
+    backups_dir = Path(tempfile.mkdtemp(prefix="gencharge-backups-"))
     settings = Settings(
         database_url=pg_url,
         mongo_url=mongo_url,
@@ -238,6 +239,8 @@ async def open_resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
         reports_dir=reports_dir,
         jwt_private_key=_TEST_KEYS[0],
         data_encryption_key=_TEST_KEYS[1],
+        backup_encryption_key=_TEST_KEYS[2],
+        backup_storage_url=backups_dir.as_uri(),
     )
     # 15 connections; a burst (100 concurrent recharges) queues for them for as long as
     # a slow machine needs: the pool timeout only catches a hang.
@@ -253,6 +256,7 @@ async def open_resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
         await client.close()
         await engine.dispose()
         shutil.rmtree(reports_dir, ignore_errors=True)
+        shutil.rmtree(backups_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -8,7 +8,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gencharge.v1 import backup_service_pb2 as pb
 from server.backup import domain
+from server.backup.backup_job import BackupRequest
+from server.backup.context import FAILED, Progress
+from server.backup.restore_job import RestoreRequest
+from server.backup.verify_job import Verification
 from server.core import protoconv
+from server.core.errors import internal_status, to_status_proto
 
 BACKUP_STATUSES: dict[pb.BackupStatus.ValueType, str] = {
     pb.BACKUP_STATUS_SUCCESS: "success",
@@ -107,4 +112,68 @@ def log_message(entry: domain.JobLog) -> pb.BackupRestoreLog:
         details=protoconv.struct(entry.details),
         created_at=protoconv.timestamp(entry.created_at),
         action_by=entry.action_by or 0,
+    )
+
+
+def backup_request_of(message: pb.CreateBackupRequest, created_by: int) -> BackupRequest:
+    source = protoconv.enum_filter("source_db", message.source_db, SOURCE_DBS)
+    return BackupRequest(
+        source_db=source or domain.SOURCE_ALL,
+        tables=tuple(message.tables),
+        description=message.description,
+        backup_data=message.backup_data,
+        incremental=message.incremental,
+        created_by=created_by,
+    )
+
+
+def restore_request_of(message: pb.RestoreBackupRequest, requested_by: int) -> RestoreRequest:
+    return RestoreRequest(
+        backup_id=message.backup_id,
+        tables=tuple(message.tables),
+        validate_only=message.validate_only,
+        point_in_time=(
+            message.point_in_time.ToDatetime(tzinfo=UTC)
+            if message.HasField("point_in_time")
+            else None
+        ),
+        requested_by=requested_by,
+    )
+
+
+#: Progress.job -> JobType (a drill is a restore, into scratch databases).
+_PROGRESS_JOB_TYPES = {
+    "backup": pb.JOB_TYPE_BACKUP,
+    "scheduled": pb.JOB_TYPE_SCHEDULED,
+    "restore": pb.JOB_TYPE_RESTORE,
+    "drill": pb.JOB_TYPE_RESTORE,
+}
+
+
+def progress_message(progress: Progress, request_id: str) -> pb.BackupProgress:
+    message = pb.BackupProgress(
+        backup_id=progress.backup_id,
+        job_type=_PROGRESS_JOB_TYPES.get(progress.job, pb.JOB_TYPE_UNSPECIFIED),
+        status=_JOB_STATUS_NUMBERS.get(progress.status, pb.JOB_STATUS_UNSPECIFIED),
+        percent_complete=max(0, min(100, progress.percent)),
+        message=progress.message,
+        report_time=protoconv.timestamp(progress.at),
+    )
+    if progress.backup is not None:
+        message.backup.CopyFrom(backup_message(progress.backup))
+    if progress.status == FAILED:
+        message.error.CopyFrom(
+            to_status_proto(progress.error)
+            if progress.error is not None
+            else internal_status(request_id)
+        )
+    return message
+
+
+def verification_message(result: Verification) -> pb.VerifyBackupResponse:
+    return pb.VerifyBackupResponse(
+        backup_id=result.backup.backup_id,
+        valid=result.valid,
+        problems=result.problems,
+        verify_time=protoconv.timestamp(result.at),
     )

@@ -257,6 +257,14 @@ async def get_backup(backup_id: str, *, conn: AsyncConnection, lock: bool = Fals
     return _backup(row)
 
 
+async def newest_successful_backup(source_db: str, *, conn: AsyncConnection) -> Backup | None:
+    """The backup an incremental backup of ``source_db`` builds on: the newest
+    successful one that covers those databases (a backup of both covers either)."""
+    covering = [SOURCE_ALL] if source_db == SOURCE_ALL else [source_db, SOURCE_ALL]
+    row = await queries.newest_successful_backup(conn, covering)
+    return None if row is None else _backup(row)
+
+
 def _source_filter(source_db: str | None) -> list[str] | None:
     """A one-database filter also matches backups of both databases."""
     return None if source_db is None else [source_db, SOURCE_ALL]

@@ -9,14 +9,19 @@ and record themselves with server/backup/domain.py: ``start_backup`` /
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
-from server.backup import domain
+from server.backup import domain, jobs
+from server.backup.context import JobContext, domain_error
 from server.backup.domain import ClaimedRun, Schedule, ScheduleInput
+from server.backup.errors import BackupError
 from server.core.db import Database
-from server.core.errors import AlreadyExists
+from server.core.errors import AlreadyExists, DomainError, FailedPrecondition
+
+log = logging.getLogger("gencharge.backup")
 
 #: The unique index on schedule.task_name (migration 0016).
 _TASK_NAME_INDEX = "uq_schedule_task_name"
@@ -56,3 +61,54 @@ async def claim_due(db: Database, now: datetime) -> list[ClaimedRun]:
     the runs start after the claim is visible to every other replica)."""
     async with db.side_transaction() as conn:
         return await domain.claim_due_schedules(now, conn=conn)
+
+
+async def delete_backup(ctx: JobContext, backup_id: str) -> None:
+    """DeleteBackup: under the job lock (a restore or drill may be reading the files),
+    the checks, the stored files, then the row (audited). A storage out of reach leaves
+    the row, so the delete can be tried again; files already gone are no error."""
+    async with jobs.job_lock(ctx.engine, job="delete"):
+        async with ctx.resources.db.read_only() as conn:
+            await domain.check_deletable(backup_id, conn=conn)
+        await _delete_files(ctx, backup_id)
+        async with ctx.resources.db.transaction() as conn:
+            await domain.delete_backup(backup_id, conn=conn)
+
+
+async def _delete_files(ctx: JobContext, backup_id: str) -> None:
+    try:
+        await ctx.storage.delete_prefix(backup_id)
+    except BackupError as exc:
+        raise domain_error(exc) from None
+
+
+async def expire_backups(ctx: JobContext, now: datetime) -> list[str]:
+    """Retention: delete the backups older than ``backup_retention_days`` (never the
+    newest successful one, nor one a newer backup builds on: domain
+    ``backups_to_expire``), files first. Skipped, returning nothing, while another job
+    holds the lock; a backup whose files cannot be removed now is left for next time."""
+    deleted: list[str] = []
+    try:
+        async with jobs.job_lock(ctx.engine, job="retention"):
+            async with ctx.resources.db.read_only() as conn:
+                expired = await domain.backups_to_expire(
+                    now, ctx.settings.backup_retention_days, conn=conn
+                )
+            for backup in reversed(expired):  # an incremental before the backup it builds on
+                try:
+                    await _delete_files(ctx, backup.backup_id)
+                    async with ctx.resources.db.transaction() as conn:
+                        await domain.delete_backup(backup.backup_id, conn=conn)
+                except DomainError as exc:
+                    log.warning(
+                        "expired backup not deleted",
+                        extra={"backup_id": backup.backup_id, "reason": exc.reason},
+                    )
+                    continue
+                deleted.append(backup.backup_id)
+    except FailedPrecondition as exc:
+        if exc.reason != jobs.JOB_RUNNING:
+            raise
+    if deleted:
+        log.info("expired backups deleted", extra={"backups": deleted})
+    return deleted

@@ -12,10 +12,11 @@ from datetime import datetime
 from typing import Any, Final
 
 from pymongo.asynchronous.database import AsyncDatabase
-from sqlalchemy import Row, and_, delete, or_, select, update
+from sqlalchemy import Row, and_, column, delete, or_, select, table, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from migrations.mongo.collections import SCHEMA_MIGRATIONS
 from server.core.pagination import keyset_query
 from server.core.schema import backup, schedule
 
@@ -230,3 +231,32 @@ async def aggregate_logs(
 ) -> list[Document]:
     cursor = await mongo[BACKUP_RESTORE_LOGS].aggregate(pipeline)
     return [document async for document in cursor]
+
+
+async def newest_successful_backup(conn: AsyncConnection, source_dbs: Sequence[str]) -> RowT | None:
+    """The newest ``success`` backup whose source_db is one of ``source_dbs``."""
+    statement = (
+        select(backup)
+        .where(backup.c.backup_status == "success", backup.c.source_db.in_(source_dbs))
+        .order_by(backup.c.created_at.desc(), backup.c.backup_id.desc())
+        .limit(1)
+    )
+    return (await conn.execute(statement)).one_or_none()
+
+
+# --- schema revisions ---------------------------------------------------------------------
+
+#: Alembic's own table (not in server/core/schema.py: the service never writes it).
+_alembic_version = table("alembic_version", column("version_num"))
+
+
+async def postgres_revision(conn: AsyncConnection) -> str:
+    """The Alembic revision the database is at (``""`` if never migrated)."""
+    result = await conn.execute(select(_alembic_version.c.version_num))
+    return str(result.scalar_one_or_none() or "")
+
+
+async def mongo_revision(db: AsyncDatabase[Document]) -> str:
+    """The last versioned MongoDB step applied (step ids sort in order)."""
+    ids = [str(doc["_id"]) async for doc in db[SCHEMA_MIGRATIONS].find({}, {"_id": 1})]
+    return max(ids, default="")

@@ -1,13 +1,13 @@
 """BackupService: RPC methods only.
 
-ListBackups, GetBackup, ListBackupRestoreLogs and the schedule RPCs are served here;
-CreateBackup, VerifyBackup, RestoreBackup and DeleteBackup are the generated base
-servicer's (UNIMPLEMENTED) until their jobs are wired (docs/backups.md "RPCs").
+The jobs are server/backup/backup_job.py, restore_job.py and verify_job.py; CreateBackup
+and RestoreBackup run them detached from the call (server/backup/detached.py) and
+stream their progress (docs/backups.md "RPCs").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,9 +15,14 @@ import grpc
 from google.protobuf import empty_pb2
 
 from gencharge.v1 import backup_service_pb2 as pb
-from server.backup import convert, domain, flows
+from server.audit.scope import current_scope
+from server.auth.principal import principal
+from server.backup import backup_job, convert, domain, flows, restore_job, verify_job
+from server.backup.context import JobContext, Report
+from server.backup.detached import DetachedJobs
 from server.core import protoconv
 from server.core.db import Database
+from server.core.logs import request_id_var
 from server.core.resources import Resources
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -36,6 +41,55 @@ class BackupRpcs:
     _resources: Resources
     _db: Database
     _now: Callable[[], datetime] = staticmethod(_utc_now)
+    _jobs: DetachedJobs
+    _job_context: JobContext
+    #: Drops this process's caches after a restore (server/rpc/services.py).
+    _after_restore: Callable[[], None]
+
+    async def _stream(
+        self, run: Callable[[Report], Awaitable[Any]]
+    ) -> AsyncIterator[pb.BackupProgress]:
+        """Run a job detached from the call and stream its progress. The job writes its
+        own audit events (one per transaction); the call adds none of its own."""
+        request_id = request_id_var.get()
+        scope = current_scope.get()
+        if scope is not None:
+            scope.written = True
+        async for progress in self._jobs.stream(run):
+            yield convert.progress_message(progress, request_id)
+
+    async def CreateBackup(
+        self, request: pb.CreateBackupRequest, context: Context
+    ) -> AsyncIterator[pb.BackupProgress]:
+        job = convert.backup_request_of(request, created_by=principal().numeric_id)
+        backup_job.plan_backup(job)  # a bad request fails the call before anything starts
+        async for message in self._stream(
+            lambda report: backup_job.create_backup(self._job_context, job, report)
+        ):
+            yield message
+
+    async def VerifyBackup(
+        self, request: pb.VerifyBackupRequest, context: Context
+    ) -> pb.VerifyBackupResponse:
+        result = await verify_job.verify_backup(self._job_context, request.backup_id)
+        return convert.verification_message(result)
+
+    async def RestoreBackup(
+        self, request: pb.RestoreBackupRequest, context: Context
+    ) -> AsyncIterator[pb.BackupProgress]:
+        job = convert.restore_request_of(request, requested_by=principal().numeric_id)
+        async for message in self._stream(
+            lambda report: restore_job.restore_backup(
+                self._job_context, job, report, after_restore=self._after_restore
+            )
+        ):
+            yield message
+
+    async def DeleteBackup(
+        self, request: pb.DeleteBackupRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await flows.delete_backup(self._job_context, request.backup_id)
+        return empty_pb2.Empty()
 
     # --- backups --------------------------------------------------------------------------
 

@@ -48,6 +48,11 @@ class Background(Protocol):
     async def stop(self) -> None: ...
 
 
+#: Seconds a backup or restore started by a call may run on once the server stops (then
+#: it is cancelled and records itself as failed).
+BACKUP_JOB_GRACE_SECONDS = 30.0
+
+
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
@@ -88,6 +93,8 @@ class RunningServer:
             await self.scheduler.stop()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.app is not None:  # backups and restores started by calls: their end
+            await self.app.backup_jobs.close(BACKUP_JOB_GRACE_SECONDS)
         if self.security_gate is not None:  # the windows still open: their summaries
             await _write_summaries(self.resources, self.security_gate, closing=True)
         await self.relay.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -31,6 +31,8 @@ from server.admin.staff.servicer import StaffRpcs
 from server.admin.users.servicer import UserRpcs
 from server.auth.security import Security
 from server.auth.servicer import AuthServicer
+from server.backup.context import JobContext
+from server.backup.detached import DetachedJobs
 from server.backup.servicer import BackupRpcs
 from server.content.servicer import ContentServicer
 from server.core.money import from_minor
@@ -53,12 +55,29 @@ PACKAGE = "gencharge.v1"
 
 @dataclass(frozen=True)
 class AppContext:
-    """Everything a servicer may need: databases, settings, security machinery."""
+    """Everything a servicer may need: databases, settings, security machinery.
+    ``caches`` holds the invalidation of every per-process cache of data (servicers
+    that keep one add theirs): a restore drops them all."""
 
     resources: Resources
     security: Security
     gateway: PaymentGateway
     catalogue: Catalogue
+    caches: list[Callable[[], None]] = field(default_factory=list)
+    backup_jobs: DetachedJobs = field(default_factory=DetachedJobs)
+
+    def __post_init__(self) -> None:
+        self.caches.extend(
+            [
+                self.security.authenticator.forget_all,
+                self.security.matrix.invalidate,
+                self.catalogue.invalidate,
+            ]
+        )
+
+    def drop_caches(self) -> None:
+        for invalidate in self.caches:
+            invalidate()
 
     @property
     def recharger(self) -> Recharger:
@@ -110,13 +129,22 @@ class AdminServicer(
 
 
 class BackupServicer(BackupRpcs, backup_service_pb2_grpc.BackupServiceServicer):
-    """BackupService: the RPCs of server/backup/servicer.py; CreateBackup, VerifyBackup,
-    RestoreBackup and DeleteBackup answer UNIMPLEMENTED (the base servicer's) until
-    their jobs are wired."""
+    """BackupService: the RPCs of server/backup/servicer.py. Jobs started by calls run
+    in ``app.backup_jobs`` (the server waits for them when it stops); a restore drops
+    every cache of ``app``."""
 
     def __init__(self, app: AppContext) -> None:
         self._resources = app.resources
         self._db = app.resources.db
+        self._jobs = app.backup_jobs
+        self._job_context = JobContext.build(app.resources)
+        self._after_restore = app.drop_caches
+
+
+def _content_servicer(app: AppContext) -> ContentServicer:
+    servicer = ContentServicer(app.resources, clock=app.catalogue.clock)
+    app.caches.append(servicer.cache.invalidate)
+    return servicer
 
 
 @dataclass(frozen=True)
@@ -188,7 +216,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "ContentService",
         content_service_pb2_grpc,
-        lambda app: ContentServicer(app.resources, clock=app.catalogue.clock),
+        _content_servicer,
         needs=POSTGRESQL_AND_MONGODB,
     ),
     ServiceSpec("AdminService", admin_service_pb2_grpc, AdminServicer),

@@ -1,7 +1,7 @@
 """BackupService reads through the real server: ListBackups (newest first, filters, page
 tokens), GetBackup (NOT_FOUND), ListBackupRestoreLogs (newest first, filters, pages;
-the DDS "recent backup restore activity" order); RBAC per role; the job RPCs still
-UNIMPLEMENTED."""
+the DDS "recent backup restore activity" order); RBAC per role (the job RPCs too: their
+behaviour is tests/backup/service/test_backup_jobs.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-import pytest
 
 from gencharge.v1 import backup_service_pb2 as pb
 from server.backup import domain
@@ -19,16 +18,6 @@ from tests.helpers.auth import Actor, create_admin, create_service, register_use
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 DENIED = grpc.StatusCode.PERMISSION_DENIED
-
-
-@pytest.fixture
-def stub(channel: grpc.aio.Channel) -> Stub:
-    return Stub(channel)
-
-
-@pytest.fixture
-async def admin(channel: grpc.aio.Channel, resources: Any) -> Actor:
-    return await create_admin(channel, resources)
 
 
 async def _all_backups(stub: Stub, md: Any, **filters: Any) -> list[pb.Backup]:
@@ -188,19 +177,14 @@ async def test_reads_need_backup_read(
             stub.ListBackups(pb.ListBackupsRequest(), metadata=md),
             stub.GetBackup(pb.GetBackupRequest(backup_id="b1"), metadata=md),
             stub.ListBackupRestoreLogs(pb.ListBackupRestoreLogsRequest(), metadata=md),
+            stub.VerifyBackup(pb.VerifyBackupRequest(backup_id="b1"), metadata=md),
+            stub.DeleteBackup(pb.DeleteBackupRequest(backup_id="b1"), metadata=md),
+            _drain(stub.CreateBackup(pb.CreateBackupRequest(), metadata=md)),
+            _drain(stub.RestoreBackup(pb.RestoreBackupRequest(backup_id="b1"), metadata=md)),
         ):
             assert (await refused(call)).code == DENIED, actor.kind
 
 
-async def test_job_rpcs_are_not_wired_yet(stub: Stub, admin: Actor) -> None:
-    md = admin.metadata
-    for call in (
-        stub.VerifyBackup(pb.VerifyBackupRequest(backup_id="b1"), metadata=md),
-        stub.DeleteBackup(pb.DeleteBackupRequest(backup_id="b1"), metadata=md),
-    ):
-        assert (await refused(call)).code == grpc.StatusCode.UNIMPLEMENTED
-    stream = stub.CreateBackup(pb.CreateBackupRequest(), metadata=md)
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        async for _ in stream:
-            pass
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+async def _drain(stream: Any) -> None:
+    async for _ in stream:
+        pass

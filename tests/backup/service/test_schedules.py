@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-import pytest
 from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import func, select
@@ -38,16 +37,6 @@ def _at(stamp: Timestamp) -> datetime:
 
 def mask(*paths: str) -> field_mask_pb2.FieldMask:
     return field_mask_pb2.FieldMask(paths=list(paths))
-
-
-@pytest.fixture
-def stub(channel: grpc.aio.Channel) -> Stub:
-    return Stub(channel)
-
-
-@pytest.fixture
-async def admin(channel: grpc.aio.Channel, resources: Any) -> Actor:
-    return await create_admin(channel, resources)
 
 
 async def _count(resources: Any) -> int:
