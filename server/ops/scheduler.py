@@ -21,6 +21,9 @@ from typing import Any
 from server.admin.money import flows as refund_flows
 from server.admin.money.flows import RefundBackoff, RefundRecoveryCounts
 from server.audit.scope import job_scope
+from server.backup import scheduled as backup_schedules
+from server.backup.context import JobContext
+from server.backup.scheduled import BackupCounts, Spawn
 from server.core import idempotency
 from server.core.jobs import LOCK_IDEMPOTENCY_PURGE, try_job_lock
 from server.core.resources import Resources
@@ -65,6 +68,7 @@ class TickReport:
     refunds: RefundRecoveryCounts | None = None
     purged_keys: int | None = None
     expired_payments: int | None = None
+    backups: BackupCounts | None = None
     failed_jobs: list[str] = field(default_factory=list)
 
     @property
@@ -72,7 +76,14 @@ class TickReport:
         """Whether the tick changed anything or failed (worth an INFO log line)."""
         counts = [
             v
-            for part in (self.plans, self.autopay, self.bills, self.payments, self.refunds)
+            for part in (
+                self.plans,
+                self.autopay,
+                self.bills,
+                self.payments,
+                self.refunds,
+                self.backups,
+            )
             if part is not None
             for v in asdict(part).values()
             if not isinstance(v, bool)
@@ -81,7 +92,7 @@ class TickReport:
 
     def as_log(self) -> dict[str, Any]:
         out: dict[str, Any] = {"failed_jobs": list(self.failed_jobs)}
-        for name in ("plans", "autopay", "bills", "payments", "refunds"):
+        for name in ("plans", "autopay", "bills", "payments", "refunds", "backups"):
             value = getattr(self, name)
             out[name] = asdict(value) if value is not None else None
         out["purged_keys"] = self.purged_keys
@@ -131,6 +142,8 @@ async def run_once(
     autopay_retry_seconds: float = AUTOPAY_RETRY_SECONDS,
     clock: WallClock | None = None,
     refund_backoff: RefundBackoff | None = None,
+    backup_context: JobContext | None = None,
+    spawn: Spawn | None = None,
 ) -> TickReport:
     """One tick of every job, in order: plans (so queued plans are active before
     autopay queues more), autopay, payment recovery (charges left between the gateway
@@ -138,7 +151,9 @@ async def run_once(
     expired external payments, bill reminders, idempotency-key purge.
     ``clock`` (default: the real UTC time) is the recoveries' and the purge's now;
     ``refund_backoff`` the refund recovery's memory of refunds to leave alone for a
-    while (the :class:`Scheduler` keeps one; default: none)."""
+    while (the :class:`Scheduler` keeps one; default: none). Due backup schedules start
+    their jobs with ``spawn`` (the :class:`Scheduler` runs them in the background);
+    without one, this call runs them before it returns."""
     report = TickReport()
     now = (clock or _utc_now)()
     try:
@@ -185,6 +200,18 @@ async def run_once(
     except Exception as exc:
         report.failed_jobs.append("bills")
         log.exception("scheduler job failed", extra={"job": "bills", "error": type(exc).__name__})
+    inline: list[Any] = []
+    try:
+        report.backups = await backup_schedules.run_tick(
+            backup_context or JobContext.build(resources, clock=clock),
+            now,
+            spawn or inline.append,
+        )
+    except Exception as exc:
+        report.failed_jobs.append("backups")
+        log.exception("scheduler job failed", extra={"job": "backups", "error": type(exc).__name__})
+    for job in inline:
+        await job
     try:
         report.purged_keys = await _purge(resources, now)
     except Exception as exc:
@@ -224,6 +251,9 @@ class Scheduler:
         self.refund_backoff = RefundBackoff()
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        #: Backup and drill runs of schedules, started by ticks, running on their own.
+        self.backup_runs: set[asyncio.Task[Any]] = set()
+        self._backup_context: JobContext | None = None
         #: Background ticks finished so far.
         self.ticks = 0
         self._ticked = asyncio.Condition()
@@ -236,7 +266,14 @@ class Scheduler:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.create_task(job, name="gencharge-scheduled-backup")
+        self.backup_runs.add(task)
+        task.add_done_callback(self.backup_runs.discard)
+
     async def run_once(self) -> TickReport:
+        if self._backup_context is None:
+            self._backup_context = JobContext.build(self._resources, clock=self._clock)
         return await run_once(
             self._resources,
             self._recharger,
@@ -244,7 +281,14 @@ class Scheduler:
             autopay_retry_seconds=self._autopay_retry_seconds,
             clock=self._clock,
             refund_backoff=self.refund_backoff,
+            backup_context=self._backup_context,
+            spawn=self._spawn,
         )
+
+    async def wait_backup_runs(self) -> None:
+        """Wait for the backup and drill runs started so far."""
+        while self.backup_runs:
+            await asyncio.wait(list(self.backup_runs))
 
     def start(self) -> None:
         if not self.running:
@@ -255,6 +299,11 @@ class Scheduler:
         """Stop ticking: a tick in progress may finish for ``grace`` seconds, then it is
         cancelled (its open transactions roll back; every job is safe to run again)."""
         task, self._task = self._task, None
+        runs = list(self.backup_runs)
+        if runs:  # a scheduled backup may finish; what is left records itself failed
+            _, pending = await asyncio.wait(runs, timeout=grace)
+            for run in pending:
+                run.cancel()
         if task is None:
             return
         self._stopping.set()
