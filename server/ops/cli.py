@@ -1,6 +1,7 @@
 """The ``gencharge`` command: serve, migrate, seed, create-admin, reset-admin-mfa,
 service accounts (create-service-account, set-service-account-scopes,
-list-service-accounts), a customer's data export (export-user) and generate-report."""
+list-service-accounts), a customer's data export (export-user), generate-report, and
+backup create|list|verify|restore|drill (server/ops/backup_cli.py)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from server.core.config import (
 from server.core.errors import DomainError, InvalidArgument, NotFound
 from server.core.resources import Resources
 from server.core.validation import INT4_MAX
-from server.ops import runtime
+from server.ops import backup_cli, runtime
 from server.ops.workers import WorkerDied
 from server.reports.catalog import BY_ID as REPORT_TYPES_BY_ID
 from server.reports.catalog import ReportFormat
@@ -475,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--output", required=True, help="where to write the file")
     report.set_defaults(run=_generate_report)
+    backup_cli.add_parser(sub, _with_databases)
     return parser
 
 
