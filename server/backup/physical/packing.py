@@ -167,13 +167,19 @@ def _extract(tar_file: Path, dest: Path) -> list[str]:
 
 async def unpack(tar_file: Path, dest: Path) -> list[str]:
     """Extract the tar ``tar_file`` (made by :func:`pack`) into the folder ``dest``
-    (made if missing; it should be empty); returns the files' names. Folders come out
-    mode 700 and files 600 (what a PostgreSQL data folder wants). An unsafe member
-    (absolute, ``..``, a link, a device, a name twice) stops it with
-    ``BACKUP_PACK_UNSAFE``; a damaged tar with ``BACKUP_FILE_CORRUPT``."""
+    (made if missing, and removed again on failure; it should be empty); returns the
+    files' names. Folders come out mode 700 and files 600 (what a PostgreSQL data
+    folder wants). An unsafe member (absolute, ``..``, a link, a device, a name twice)
+    stops it with ``BACKUP_PACK_UNSAFE``; a damaged tar with ``BACKUP_FILE_CORRUPT``."""
+    created = not await asyncio.to_thread(dest.exists)
     try:
-        return await asyncio.to_thread(_extract, tar_file, dest)
-    except tarfile.TarError as exc:
-        raise BackupError(
-            "BACKUP_FILE_CORRUPT", f"{tar_file.name} is not a whole tar: {exc}"
-        ) from None
+        try:
+            return await asyncio.to_thread(_extract, tar_file, dest)
+        except tarfile.TarError as exc:
+            raise BackupError(
+                "BACKUP_FILE_CORRUPT", f"{tar_file.name} is not a whole tar: {exc}"
+            ) from None
+    except BaseException:
+        if created:
+            await asyncio.to_thread(shutil.rmtree, dest, True)
+        raise
