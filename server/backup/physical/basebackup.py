@@ -150,7 +150,8 @@ async def take_base_backup(
 
     ``incremental_from``: a parent backup (its folder or its ``backup_manifest``): only
     blocks changed since it are copied (the server needs ``summarize_wal = on`` since
-    the parent: ``BACKUP_WAL_SUMMARIES_OFF`` / ``BACKUP_WAL_SUMMARIES_MISSING``).
+    the parent: ``BACKUP_WAL_SUMMARIES_OFF`` / ``BACKUP_WAL_SUMMARIES_MISSING``; a
+    parent of another cluster: ``BACKUP_PARENT_FOREIGN``).
     Other failures: ``BACKUP_BASEBACKUP_FAILED`` with the tool's last words; nothing is
     left at ``dest``.
     """
