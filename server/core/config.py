@@ -202,6 +202,11 @@ class Settings(BaseSettings):
     #: Days a backup is kept before retention deletes it (never the newest successful
     #: one, nor one a schedule names, nor the base of a kept incremental).
     backup_retention_days: int = Field(default=30, ge=1, le=36_500)
+    #: Folder the embedded PostgreSQL archives its WAL into (``archive_mode=on``), for
+    #: point-in-time recovery (docs/backups.md, "Physical backups and point-in-time
+    #: recovery"). Empty: no archiving (it costs disk: every 16 MiB WAL segment is kept
+    #: until a backup copies it). An external server's archiving is its DBA's setting.
+    backup_wal_archive_dir: Path | None = None
 
     log_level: str = "INFO"
     #: ``json`` (one JSON object per line) or ``text``.

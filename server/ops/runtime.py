@@ -70,7 +70,11 @@ async def open_databases(settings: Settings) -> Databases:
     try:
         if not database_url:
             pg_server = await asyncio.to_thread(
-                EmbeddedPostgres(settings.data_dir / "postgres").start
+                EmbeddedPostgres(
+                    settings.data_dir / "postgres",
+                    wal_archive_dir=settings.backup_wal_archive_dir,
+                    summarize_wal=True,
+                ).start
             )
             await ensure_database(pg_server.admin_url, EMBEDDED_DATABASE)
             database_url = pg_server.url(EMBEDDED_DATABASE)
