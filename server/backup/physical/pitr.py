@@ -25,7 +25,6 @@ import os
 import shutil
 import signal
 import socket
-import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,12 +164,12 @@ def _prepare(
     user = prepare_postgres_user(data_dir, data_dir.parent, bin_dir, remedy=_REMEDY)
     user.give(data_dir, recursive=True)
     if wal_dir is not None and user.uid is not None and user.gid is not None:
+        # The server's user reads the WAL copies as their owner: nobody else can.
+        user.give(wal_dir, recursive=True)
         gids = set(os.getgrouplist(PG_SYSTEM_USER, user.gid))
         closed = closed_folder(wal_dir.resolve(), uid=user.uid, gids=gids)
         if closed is not None:
             raise FolderClosedToPostgres(closed, PG_SYSTEM_USER, _REMEDY)
-        for path in wal_dir.iterdir():
-            path.chmod(stat.S_IMODE(path.stat().st_mode) | 0o004)
     return user
 
 
