@@ -221,8 +221,9 @@ async def resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
 
 
 @contextlib.asynccontextmanager
-async def open_resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
-    """The server's shared resources over these databases (closed after)."""
+async def open_resources(pg_url: str, mongo_url: str, **overrides: Any) -> AsyncIterator[Any]:
+    """The server's shared resources over these databases (closed after); ``overrides``
+    are settings to change."""
     from server.audit.scope import unit_of_work
     from server.core import db, mongo
     from server.core.config import Settings
@@ -241,6 +242,7 @@ async def open_resources(pg_url: str, mongo_url: str) -> AsyncIterator[Any]:
         data_encryption_key=_TEST_KEYS[1],
         backup_encryption_key=_TEST_KEYS[2],
         backup_storage_url=backups_dir.as_uri(),
+        **overrides,
     )
     # 15 connections; a burst (100 concurrent recharges) queues for them for as long as
     # a slow machine needs: the pool timeout only catches a hang.

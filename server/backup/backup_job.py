@@ -15,9 +15,13 @@
    logged. Any failure instead marks the row ``failed`` (details say why), logs
    ``failed`` and removes what was stored.
 
-An incremental backup (``incremental``) exports the MongoDB documents written since its
-parent, the newest successful backup of the same databases; see docs/backups.md for its
-limits.
+With ``GENCHARGE_BACKUP_PHYSICAL`` on, a full backup of the whole PostgreSQL database
+also holds a physical part (server/backup/physical_parts.py: ``pg_basebackup``, its
+manifest, the archived WAL): what PostgreSQL incrementals and point-in-time recovery
+build on. An incremental backup (``incremental``) holds only what changed since its
+parent, the newest successful backup of the same databases (with a physical part when
+it covers PostgreSQL): an incremental ``pg_basebackup`` and the MongoDB documents
+written since the parent began; see docs/backups.md for the limits.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from server.audit.scope import current_scope
-from server.backup import domain, jobs, queries
+from server.backup import domain, jobs, physical_parts, queries
 from server.backup.archive import seal_file
 from server.backup.context import (
     COMPLETED,
@@ -43,13 +47,15 @@ from server.backup.context import (
     Report,
     Steps,
     details_of,
+    domain_error,
     public_error,
     step_scope,
 )
 from server.backup.domain import SOURCE_ALL, SOURCE_MONGODB, SOURCE_POSTGRESQL, Backup
 from server.backup.dumps import mongo as mongo_dumps
 from server.backup.dumps import postgres as pg_dumps
-from server.backup.manifest import Manifest, ManifestFile, write_manifest
+from server.backup.errors import BackupError
+from server.backup.manifest import Manifest, ManifestFile, read_manifest, write_manifest
 from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument
 
 log = logging.getLogger("gencharge.backup")
@@ -176,16 +182,39 @@ async def log_entry(
         )
 
 
-async def _parent(ctx: JobContext, plan: BackupPlan) -> Backup:
+async def _parent(ctx: JobContext, plan: BackupPlan) -> tuple[Backup, Manifest]:
+    physical = plan.postgres is not None
     async with ctx.resources.db.read_only() as conn:
-        parent = await domain.newest_successful_backup(plan.source_db, conn=conn)
+        parent = await domain.newest_successful_backup(plan.source_db, conn=conn, physical=physical)
     if parent is None:
         raise FailedPrecondition(
             "an incremental backup needs an earlier successful backup of the same "
-            "databases; take a full backup first",
+            "databases"
+            + (" with a physical part" if physical else "")
+            + "; take a full backup first",
             reason="BACKUP_NO_PARENT",
         )
-    return parent
+    try:
+        manifest = await read_manifest(ctx.storage, parent.backup_id, ctx.keys)
+    except BackupError as exc:
+        raise domain_error(exc) from None
+    return parent, manifest
+
+
+def _check_incremental(ctx: JobContext, request: BackupRequest, plan: BackupPlan) -> None:
+    if not request.incremental or plan.postgres is None:
+        return
+    if not ctx.settings.backup_physical:
+        raise FailedPrecondition(
+            "incremental backups of PostgreSQL build on physical backups, which are off "
+            "(GENCHARGE_BACKUP_PHYSICAL); ask for source_db MongoDB or turn them on",
+            reason="BACKUP_INCREMENTAL_UNSUPPORTED",
+        )
+    if request.tables and plan.postgres:
+        raise FailedPrecondition(
+            "an incremental backup of PostgreSQL covers the whole database: leave tables empty",
+            reason="BACKUP_INCREMENTAL_UNSUPPORTED",
+        )
 
 
 async def create_backup(ctx: JobContext, request: BackupRequest, report: Report) -> Backup:
@@ -193,19 +222,14 @@ async def create_backup(ctx: JobContext, request: BackupRequest, report: Report)
     before the job starts (bad request, another job running) are raised and nothing is
     recorded; a failure during the job is recorded, reported ``failed`` and raised."""
     plan = plan_backup(request)
-    if request.incremental and plan.postgres is not None:
-        raise FailedPrecondition(
-            "incremental backups cover MongoDB only in this version (PostgreSQL "
-            "incrementals need the physical backup chain); ask for source_db MongoDB",
-            reason="BACKUP_INCREMENTAL_UNSUPPORTED",
-        )
+    _check_incremental(ctx, request, plan)
     base_scope = current_scope.get()
     job_type = "backup" if request.created_by is not None else "scheduled"
     async with jobs.job_lock(ctx.engine, job="backup"):
         with step_scope(base_scope, "backup", "abandon"):
             async with ctx.resources.db.transaction() as conn:
                 await domain.abandon_unfinished_backups(conn=conn)
-        parent = await _parent(ctx, plan) if request.incremental else None
+        parent, parent_manifest = await _parent(ctx, plan) if request.incremental else (None, None)
         started_at = ctx.clock()
         backup_id = domain.new_backup_id(started_at)
         with step_scope(base_scope, "backup", "start"):
@@ -239,7 +263,9 @@ async def create_backup(ctx: JobContext, request: BackupRequest, report: Report)
         )
         step(STARTED, 0, "backup started")
         try:
-            files, revisions = await _dump_and_seal(ctx, plan, backup_id, parent, step)
+            files, revisions, physical = await _dump_and_seal(
+                ctx, plan, backup_id, parent, parent_manifest, whole=not request.tables, step=step
+            )
             step(PROGRESS, 95, "writing the manifest")
             manifest = Manifest(
                 backup_id=backup_id,
@@ -249,7 +275,10 @@ async def create_backup(ctx: JobContext, request: BackupRequest, report: Report)
                 kind="incremental" if parent else "full",
                 files=tuple(files),
                 parent_backup_id=parent.backup_id if parent else None,
-                extra={"since": parent.created_at.isoformat()} if parent else {},
+                extra={
+                    **({"since": parent.created_at.isoformat()} if parent else {}),
+                    **({"physical": physical} if physical else {}),
+                },
             )
             await write_manifest(ctx.storage, backup_id, manifest, ctx.keys)
         except BaseException as exc:
@@ -267,6 +296,7 @@ async def create_backup(ctx: JobContext, request: BackupRequest, report: Report)
                         "rows": sum(sum(f.rows.values()) for f in files),
                         "schema_revisions": dict(revisions),
                         "server_version": ctx.version,
+                        "physical": physical is not None,
                     },
                     conn=conn,
                 )
@@ -291,22 +321,28 @@ async def _dump_and_seal(
     plan: BackupPlan,
     backup_id: str,
     parent: Backup | None,
+    parent_manifest: Manifest | None,
+    *,
+    whole: bool,
     step: Steps,
-) -> tuple[list[ManifestFile], dict[str, str]]:
+) -> tuple[list[ManifestFile], dict[str, str], dict[str, Any] | None]:
+    """Dump, seal and store every file of the backup; returns them, the schema
+    revisions, and the physical part (None when there is none)."""
     files: list[ManifestFile] = []
+    physical: dict[str, Any] | None = None
     revisions: dict[str, str] = {}
     async with ctx.resources.db.read_only() as conn:
         revisions["postgres"] = await queries.postgres_revision(conn)
     revisions["mongo"] = await queries.mongo_revision(ctx.resources.mongo_db)
     work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="gencharge-backup-"))
     try:
-        if plan.postgres is not None:
+        if plan.postgres is not None and parent is None:
             step(PROGRESS, 5, f"dumping {len(plan.postgres)} PostgreSQL tables")
             dump = await pg_dumps.dump_postgres(
                 ctx.tool_settings, work / POSTGRES_FILE, tables=plan.postgres
             )
             revisions["postgres"] = dump.revision
-            step(PROGRESS, 40, "compressing and encrypting the PostgreSQL dump")
+            step(PROGRESS, 25, "compressing and encrypting the PostgreSQL dump")
             sealed = await seal_file(
                 dump.path, ctx.storage, f"{backup_id}/{POSTGRES_FILE}", ctx.keys
             )
@@ -321,6 +357,16 @@ async def _dump_and_seal(
                     hashes=dump.stats.hashes,
                 )
             )
+        if plan.postgres is not None and ctx.settings.backup_physical and whole:
+            step(
+                PROGRESS,
+                40,
+                "taking an incremental base backup" if parent else "taking a base backup",
+            )
+            parts, physical = await physical_parts.take(
+                ctx, backup_id, work / "physical", parent=parent_manifest
+            )
+            files.extend(parts)
         if plan.mongo is not None:
             step(PROGRESS, 55, f"exporting {len(plan.mongo)} MongoDB collections")
             db = ctx.resources.mongo_db
@@ -347,7 +393,7 @@ async def _dump_and_seal(
             )
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
-    return files, revisions
+    return files, revisions, physical
 
 
 async def _record_failure(

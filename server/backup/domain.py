@@ -257,11 +257,14 @@ async def get_backup(backup_id: str, *, conn: AsyncConnection, lock: bool = Fals
     return _backup(row)
 
 
-async def newest_successful_backup(source_db: str, *, conn: AsyncConnection) -> Backup | None:
+async def newest_successful_backup(
+    source_db: str, *, conn: AsyncConnection, physical: bool = False
+) -> Backup | None:
     """The backup an incremental backup of ``source_db`` builds on: the newest
-    successful one that covers those databases (a backup of both covers either)."""
+    successful one that covers those databases (a backup of both covers either); with
+    ``physical``, the newest that also has a physical PostgreSQL part."""
     covering = [SOURCE_ALL] if source_db == SOURCE_ALL else [source_db, SOURCE_ALL]
-    row = await queries.newest_successful_backup(conn, covering)
+    row = await queries.newest_successful_backup(conn, covering, physical=physical)
     return None if row is None else _backup(row)
 
 

@@ -8,6 +8,12 @@ with ``pg_restore``, a fresh MongoDB database), and checks there:
 - every table's and collection's row count and row hash equal the manifest's;
 - the ledger invariant: each wallet's balance equals the sum of its ledger.
 
+A drill to a point in time (or of an incremental PostgreSQL backup) recovers the
+chain's physical part in a scratch cluster instead (server/backup/physical_parts.py)
+and checks the ledger invariant there (the manifest's counts describe the logical dump,
+taken at another moment, so they are not compared); MongoDB is not drilled to a point
+in time.
+
 The scratch databases are dropped afterwards, whatever happened. The result is
 recorded in BackupRestoreLogs (``job_type`` restore, ``details.drill`` true,
 ``status`` completed when everything matched, failed otherwise, with the problems).
@@ -20,9 +26,10 @@ import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-from server.backup import domain, jobs
+from server.backup import domain, jobs, physical_parts
 from server.backup.archive import open_file
 from server.backup.backup_job import log_entry
 from server.backup.context import (
@@ -93,10 +100,12 @@ async def run_drill(
     *,
     backup_id: str | None = None,
     requested_by: int | None = None,
+    point_in_time: datetime | None = None,
 ) -> DrillResult:
-    """Drill ``backup_id`` (default: the newest successful backup). Refusals before the
-    drill starts are raised; a drill that ran returns its result (``ok`` or the
-    problems found) and records it."""
+    """Drill ``backup_id`` (default: the newest successful backup), optionally to
+    ``point_in_time`` (its chain's physical part recovered to then, then checked).
+    Refusals before the drill starts are raised; a drill that ran returns its result
+    (``ok`` or the problems found) and records it."""
     async with jobs.job_lock(ctx.engine, job="drill"):
         target = await newest_backup(ctx) if backup_id is None else await _get(ctx, backup_id)
         chain = await backup_chain(ctx, target.backup_id)
@@ -117,12 +126,16 @@ async def run_drill(
             job_type="restore",
             job_id=target.backup_id,
             status=STARTED,
-            details={"drill": True, "chain": [b.backup_id for b in chain]},
+            details={
+                "drill": True,
+                "chain": [b.backup_id for b in chain],
+                "point_in_time": point_in_time.isoformat() if point_in_time else None,
+            },
             action_by=requested_by,
         )
         step(STARTED, 0, "drill started: restoring into scratch databases")
         try:
-            result = await _drill(ctx, chain, manifests, step)
+            result = await _drill(ctx, chain, manifests, step, point_in_time)
         except BaseException as exc:
             details = {"drill": True, **details_of(exc)}
             await asyncio.shield(
@@ -189,15 +202,38 @@ async def _drill(
     chain: list[Backup],
     manifests: list[Manifest],
     step: Steps,
+    point_in_time: datetime | None = None,
 ) -> DrillResult:
     problems: list[str] = []
     tables = collections = wallets = 0
     work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="gencharge-drill-"))
     client = ctx.resources.mongo_db.client
+    physical = point_in_time is not None or (
+        chain[-1].kind == "incremental"
+        and chain[-1].source_db != domain.SOURCE_MONGODB
+        and all(physical_parts.physical_of(m) is not None for m in manifests)
+    )
     try:
         async with scratch.scratch_databases(ctx.tool_settings, client) as target:
             pg_files = [f for f in manifests[0].files if f.database == "postgres"]
-            if pg_files:
+            if physical:
+                step(PROGRESS, 10, "recovering PostgreSQL into a scratch cluster")
+                try:
+                    async with physical_parts.recovered(ctx, manifests, point_in_time) as cluster:
+                        step(PROGRESS, 50, "checking the ledger of the recovered database")
+                        engine = core_db.create_engine(cluster.url, pool_size=1, max_overflow=0)
+                        try:
+                            async with engine.connect() as conn:
+                                ledger = await checks.ledger_check(conn)
+                                names = list(_expected(manifests, "postgres").rows)
+                                counted = await checks.postgres_stats(conn, names)
+                        finally:
+                            await engine.dispose()
+                except BackupError as exc:
+                    raise domain_error(exc) from None
+                problems.extend(f"ledger: {m}" for m in ledger.mismatches)
+                tables, wallets = len(counted.rows), ledger.wallets
+            elif pg_files:
                 step(PROGRESS, 10, "restoring PostgreSQL into a scratch database")
                 dump = work / "postgres.dump"
                 await _open(ctx, pg_files[0].name, dump)
@@ -221,7 +257,7 @@ async def _drill(
                         path = work / f"mongo-{index}.bson"
                         await _open(ctx, item.name, path)
                         mongo_paths.append(path)
-            if mongo_paths:
+            if mongo_paths and point_in_time is None:
                 step(PROGRESS, 70, "restoring MongoDB into a scratch database")
                 await mongo_dumps.restore_mongo(target.mongo_db, mongo_paths[:1], scratch=True)
                 if len(mongo_paths) > 1:

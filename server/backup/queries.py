@@ -233,14 +233,17 @@ async def aggregate_logs(
     return [document async for document in cursor]
 
 
-async def newest_successful_backup(conn: AsyncConnection, source_dbs: Sequence[str]) -> RowT | None:
-    """The newest ``success`` backup whose source_db is one of ``source_dbs``."""
-    statement = (
-        select(backup)
-        .where(backup.c.backup_status == "success", backup.c.source_db.in_(source_dbs))
-        .order_by(backup.c.created_at.desc(), backup.c.backup_id.desc())
-        .limit(1)
+async def newest_successful_backup(
+    conn: AsyncConnection, source_dbs: Sequence[str], *, physical: bool = False
+) -> RowT | None:
+    """The newest ``success`` backup whose source_db is one of ``source_dbs`` (with
+    ``physical``: one whose details say it has a physical part)."""
+    statement = select(backup).where(
+        backup.c.backup_status == "success", backup.c.source_db.in_(source_dbs)
     )
+    if physical:
+        statement = statement.where(backup.c.details["physical"].as_boolean().is_(True))
+    statement = statement.order_by(backup.c.created_at.desc(), backup.c.backup_id.desc()).limit(1)
     return (await conn.execute(statement)).one_or_none()
 
 

@@ -11,7 +11,10 @@ Before anything changes (each refusal leaves the live data untouched):
 4. The chosen tables are in the backup and restorable (INVALID_ARGUMENT).
 
 Then (``validate_only`` stops before this) PostgreSQL is restored in one transaction
-(all or nothing; server/backup/dumps/postgres.py), MongoDB collection by collection, and
+(all or nothing; server/backup/dumps/postgres.py) from the full backup's dump, or, for
+an incremental backup or a ``point_in_time``, from the chain's physical part recovered
+in a scratch cluster and dumped there (server/backup/physical_parts.py; MongoDB is left
+as it is by a point-in-time restore); MongoDB collection by collection, and
 every session is ended: tokens issued before the restore stop working (sessions are
 data: the restored ones would otherwise come back to life). ``after_restore`` drops
 the process's caches (permissions, sessions, plan catalogue, content); other replicas
@@ -34,7 +37,7 @@ from pathlib import Path
 
 from server.audit.scope import audit_change, current_scope
 from server.auth import domain as auth_domain
-from server.backup import jobs, queries
+from server.backup import jobs, physical_parts, queries
 from server.backup.archive import open_file
 from server.backup.backup_job import log_entry
 from server.backup.context import (
@@ -75,10 +78,16 @@ class RestoreRequest:
 
 @dataclass(frozen=True)
 class RestorePlan:
+    """What a restore does. ``physical``: PostgreSQL comes from the chain's physical
+    part, recovered in a scratch cluster (to ``point_in_time``, or to the end of the
+    WAL) and dumped from there; else from the full backup's logical dump."""
+
     chain: list[Backup]
     manifests: list[Manifest]
     postgres: list[str]
     mongo: list[str]
+    physical: bool = False
+    point_in_time: datetime | None = None
 
 
 def _files(manifest: Manifest, database: str) -> list[ManifestFile]:
@@ -158,10 +167,46 @@ async def prepare_restore(ctx: JobContext, request: RestoreRequest) -> RestorePl
     live = await live_revisions(ctx)
     for manifest in manifests:
         check_revisions(manifest, live)
-    postgres, mongo = _plan_tables(
-        manifests, request.tables, with_postgres=chain[-1].source_db != SOURCE_MONGODB
-    )
-    return RestorePlan(chain, manifests, postgres, mongo)
+    with_postgres = chain[-1].source_db != SOURCE_MONGODB
+    physical = _physical_route(request, chain, manifests, with_postgres=with_postgres)
+    postgres, mongo = _plan_tables(manifests, request.tables, with_postgres=with_postgres)
+    if request.point_in_time is not None:
+        mongo = []  # MongoDB has no point-in-time recovery: it is left as it is
+    return RestorePlan(chain, manifests, postgres, mongo, physical, request.point_in_time)
+
+
+def _physical_route(
+    request: RestoreRequest,
+    chain: Sequence[Backup],
+    manifests: Sequence[Manifest],
+    *,
+    with_postgres: bool,
+) -> bool:
+    """Whether PostgreSQL is restored from the physical part: always for a point in
+    time (INVALID_ARGUMENT / FAILED_PRECONDITION when the chain cannot do it), and for
+    an incremental backup of PostgreSQL (it has no logical dump of its own)."""
+    has_physical = all(physical_parts.physical_of(m) is not None for m in manifests)
+    if request.point_in_time is not None:
+        if not with_postgres:
+            raise InvalidArgument.field(
+                "point_in_time", "a backup of MongoDB alone has no point-in-time recovery"
+            )
+        if not has_physical:
+            raise FailedPrecondition(
+                f"backup {chain[-1].backup_id} has no physical part (GENCHARGE_BACKUP_PHYSICAL "
+                "was off when it was taken): it restores only as it was taken",
+                reason="BACKUP_PITR_UNAVAILABLE",
+            )
+        start = physical_parts.physical_of(manifests[0]) or {}
+        started = datetime.fromisoformat(str(start.get("start_time")))
+        if request.point_in_time < started:
+            raise InvalidArgument.field(
+                "point_in_time",
+                f"is before backup {chain[0].backup_id} began ({started.isoformat()}): "
+                "restore an older backup",
+            )
+        return True
+    return with_postgres and chain[-1].kind == "incremental" and has_physical
 
 
 async def restore_backup(
@@ -174,12 +219,6 @@ async def restore_backup(
     """Run one restore (module docstring). Refusals before the restore starts are
     raised with nothing reported; a failure while restoring is reported ``failed``,
     logged and raised (PostgreSQL is then as before: its restore is one transaction)."""
-    if request.point_in_time is not None:
-        raise FailedPrecondition(
-            "point-in-time restore needs the physical backup chain with archived WAL, "
-            "which this server does not take yet; restore a backup as it was taken",
-            reason="BACKUP_PITR_UNAVAILABLE",
-        )
     base_scope = current_scope.get()
     async with jobs.job_lock(ctx.engine, job="restore"):
         plan = await prepare_restore(ctx, request)
@@ -198,6 +237,8 @@ async def restore_backup(
             )
             return backup
         summary = {
+            "point_in_time": plan.point_in_time.isoformat() if plan.point_in_time else None,
+            "physical": plan.physical,
             "tables": plan.postgres,
             "collections": plan.mongo,
             "chain": [b.backup_id for b in plan.chain],
@@ -274,7 +315,12 @@ async def restore_backup(
 async def _restore(ctx: JobContext, plan: RestorePlan, step: Steps) -> None:
     work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="gencharge-restore-"))
     try:
-        if plan.postgres:
+        if plan.postgres and plan.physical:
+            dump = await _recovered_dump(ctx, plan, work, step)
+            step(PROGRESS, 40, f"restoring {len(plan.postgres)} PostgreSQL tables")
+            await pg_dumps.restore_postgres_live(ctx.tool_settings, dump, tables=plan.postgres)
+            await asyncio.to_thread(dump.unlink)
+        elif plan.postgres:
             (pg_file,) = _files(plan.manifests[0], "postgres")
             step(PROGRESS, 10, "decrypting the PostgreSQL dump")
             dump = work / "postgres.dump"
@@ -298,6 +344,35 @@ async def _restore(ctx: JobContext, plan: RestorePlan, step: Steps) -> None:
                 )
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
+
+
+async def _recovered_dump(ctx: JobContext, plan: RestorePlan, work: Path, step: Steps) -> Path:
+    """The chain's PostgreSQL recovered in a scratch cluster (to the point in time, or
+    to the end of the WAL), dumped from there like the live database is backed up."""
+    target = plan.point_in_time
+    step(
+        PROGRESS,
+        10,
+        f"recovering PostgreSQL to {target.isoformat()}" if target else "recovering PostgreSQL",
+    )
+    try:
+        async with physical_parts.recovered(ctx, plan.manifests, target) as cluster:
+            step(PROGRESS, 30, "dumping the recovered database")
+            dump = await pg_dumps.dump_postgres(
+                ctx.tool_settings.model_copy(update={"database_url": cluster.url}),
+                work / "recovered.dump",
+            )
+    except BackupError as exc:
+        raise domain_error(exc) from None
+    live = await live_revisions(ctx)
+    if dump.revision != live["postgres"]:
+        raise FailedPrecondition(
+            f"the recovered database is at schema revision {dump.revision}; this database "
+            f"is at {live['postgres']}",
+            reason="BACKUP_SCHEMA_MISMATCH",
+            metadata={"database": "postgres", "backup": dump.revision, "live": live["postgres"]},
+        )
+    return dump.path
 
 
 async def _open(ctx: JobContext, item: ManifestFile, dest: Path) -> None:

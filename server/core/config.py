@@ -207,6 +207,11 @@ class Settings(BaseSettings):
     #: recovery"). Empty: no archiving (it costs disk: every 16 MiB WAL segment is kept
     #: until a backup copies it). An external server's archiving is its DBA's setting.
     backup_wal_archive_dir: Path | None = None
+    #: Also take a physical backup (``pg_basebackup``) with every full backup of the
+    #: whole PostgreSQL database: what PostgreSQL incrementals and point-in-time recovery
+    #: build on (docs/backups.md). Off: logical dumps only. The database role needs
+    #: ``REPLICATION`` and the server ``summarize_wal = on`` (the embedded one has both).
+    backup_physical: bool = False
 
     log_level: str = "INFO"
     #: ``json`` (one JSON object per line) or ``text``.

@@ -59,6 +59,19 @@ class PercentBar:
         self._last_message = progress.message
 
 
+def _point(value: str | None) -> datetime | None:
+    """An ISO 8601 time; one without a zone is UTC."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO 8601 time (2026-12-02T14:30:00+05:30)"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+
+
 def _refused(exc: DomainError) -> int:
     reason = f" [{exc.reason}]" if exc.reason else ""
     print(f"refusing: {exc.message}{reason}", file=sys.stderr)
@@ -144,14 +157,11 @@ def _restore(settings: Settings, args: argparse.Namespace, with_databases: RunWi
             file=sys.stderr,
         )
         return 2
-    point = (
-        datetime.fromisoformat(args.point_in_time).astimezone(UTC) if args.point_in_time else None
-    )
     request = restore_job.RestoreRequest(
         backup_id=args.backup_id,
         tables=tuple(args.table or ()),
         validate_only=args.validate_only,
-        point_in_time=point,
+        point_in_time=args.point_in_time,
     )
 
     async def body(ctx: JobContext) -> int:
@@ -162,8 +172,11 @@ def _restore(settings: Settings, args: argparse.Namespace, with_databases: RunWi
 
 
 def _drill(settings: Settings, args: argparse.Namespace, with_databases: RunWithDatabases) -> int:
+
     async def body(ctx: JobContext) -> int:
-        result = await run_drill(ctx, PercentBar(), backup_id=args.backup_id)
+        result = await run_drill(
+            ctx, PercentBar(), backup_id=args.backup_id, point_in_time=args.point_in_time
+        )
         if result.ok:
             print(
                 f"drill of {result.backup.backup_id} passed: {result.tables} tables, "
@@ -220,11 +233,22 @@ def add_parser(
     restore.add_argument("backup_id")
     restore.add_argument("--table", action="append", metavar="NAME", help="only this (repeat)")
     restore.add_argument("--validate-only", action="store_true", help="check, change nothing")
-    restore.add_argument("--point-in-time", default=None, help="ISO 8601 time (PITR)")
+    restore.add_argument(
+        "--point-in-time",
+        type=_point,
+        default=None,
+        help="ISO 8601 time (UTC if no zone): recover to it",
+    )
     restore.add_argument("--yes", action="store_true", help="confirm replacing live data")
     bind(restore, _restore)
     drill = jobs.add_parser(
         "drill", help="restore the newest backup into scratch databases and check it"
     )
     drill.add_argument("backup_id", nargs="?", default=None, help="default: the newest")
+    drill.add_argument(
+        "--point-in-time",
+        type=_point,
+        default=None,
+        help="ISO 8601 time (UTC if no zone): recover to it",
+    )
     bind(drill, _drill)
