@@ -223,6 +223,7 @@ async def create_backup(ctx: JobContext, request: BackupRequest, report: Report)
     recorded; a failure during the job is recorded, reported ``failed`` and raised."""
     plan = plan_backup(request)
     _check_incremental(ctx, request, plan)
+    ctx.check_keys()
     base_scope = current_scope.get()
     job_type = "backup" if request.created_by is not None else "scheduled"
     async with jobs.job_lock(ctx.engine, job="backup"):

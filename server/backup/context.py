@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any, Final
@@ -78,18 +78,32 @@ def database_url_of(engine: AsyncEngine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-@dataclass(frozen=True)
 class JobContext:
     """The databases, the storage, the keys and the clock of a job. ``tool_settings``
     are the settings with the real database URL (embedded mode has none configured),
-    for the code that runs the PostgreSQL tools."""
+    for the code that runs the PostgreSQL tools.
 
-    resources: Resources
-    storage: Storage
-    keys: BackupKeys
-    tool_settings: Settings
-    clock: Callable[[], datetime] = _utc_now
-    version: str = field(default_factory=server_version)
+    The storage is set up at once (a bad ``GENCHARGE_BACKUP_STORAGE_URL`` stops
+    start-up); the keys are loaded by the first job that needs them, so that a
+    development server whose data folder cannot keep a generated backup key still
+    serves everything else (that job fails with ``BACKUP_KEY_UNAVAILABLE``; production
+    checks the key at start-up: ``keys.require_backup_key``)."""
+
+    def __init__(
+        self,
+        resources: Resources,
+        *,
+        storage: Storage,
+        tool_settings: Settings,
+        clock: Callable[[], datetime] = _utc_now,
+        keys: BackupKeys | None = None,
+    ) -> None:
+        self.resources = resources
+        self.storage = storage
+        self.tool_settings = tool_settings
+        self.clock = clock
+        self.version = server_version()
+        self._keys = keys
 
     @classmethod
     def build(
@@ -104,12 +118,25 @@ class JobContext:
             update={"database_url": database_url_of(resources.engine)}
         )
         return cls(
-            resources=resources,
+            resources,
             storage=storage or storage_from_settings(settings),
-            keys=BackupKeys.from_settings(settings),
             tool_settings=tool_settings,
             clock=clock or _utc_now,
         )
+
+    @property
+    def keys(self) -> BackupKeys:
+        if self._keys is None:
+            try:
+                self._keys = BackupKeys.from_settings(self.settings)
+            except ValueError as exc:  # names the setting or the file, never a key
+                raise FailedPrecondition(str(exc), reason="BACKUP_KEY_UNAVAILABLE") from None
+        return self._keys
+
+    def check_keys(self) -> None:
+        """FAILED_PRECONDITION ``BACKUP_KEY_UNAVAILABLE`` now, before a job records
+        anything, rather than halfway through it."""
+        self.keys.key_ids  # noqa: B018 - loads them
 
     @property
     def settings(self) -> Settings:
