@@ -5,9 +5,11 @@
   is not consistent (an unknown service scope, a SERVICE rule naming none, ...), is a
   start-up error.
 - :class:`Authenticator`: bearer token -> :class:`Principal`, checking that the session
-  (or the service account) is still active. Session and service-account states are
-  cached for ``auth_cache_seconds`` (a revocation elsewhere takes effect within that
-  time on every replica; in the revoking process it is immediate).
+  (or the service account) is still active, and that a service token was not issued
+  before the account's ``tokens_valid_after`` (set by a restore). Session and
+  service-account states are cached for ``auth_cache_seconds`` (a revocation elsewhere
+  takes effect within that time on every replica; in the revoking process it is
+  immediate).
 - :class:`PermissionMatrix`: Roles x Permissions x RolePermissions, cached the same
   way, so a grant or revocation takes effect within seconds without a restart.
 - :func:`authorize`: the decision. Service accounts pass an AUTHENTICATED or SERVICE
@@ -157,10 +159,21 @@ class _SessionState:
     role_name: str
     #: A service account's scopes as stored now (sessions have none).
     scopes: frozenset[str] = frozenset()
+    #: A service account's token cut-off, truncated to its whole second: tokens issued
+    #: (``iat``) before it are refused. None: no cut-off (and always for sessions).
+    tokens_valid_after: datetime | None = None
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _whole_second(moment: datetime | None) -> datetime | None:
+    """A cut-off compared with ``iat``, which has whole seconds: a token issued in the
+    cut-off's own second is kept (whether just before or just after it), so a token
+    issued right after a cut-off always works; one issued in an earlier second never
+    does."""
+    return None if moment is None else moment.replace(microsecond=0)
 
 
 class Authenticator:
@@ -236,6 +249,10 @@ class Authenticator:
             raise Unauthenticated("invalid access token", reason="INVALID_TOKEN")
         if not state.active:
             raise Unauthenticated("the session has ended; log in again", reason="SESSION_ENDED")
+        if state.tokens_valid_after is not None and claims.issued_at < state.tokens_valid_after:
+            raise Unauthenticated(
+                "this service token was retired; issue a new one", reason="SESSION_ENDED"
+            )
         return Principal(
             kind=claims.principal_type,  # type: ignore[arg-type]
             id=claims.principal_id,
@@ -281,6 +298,7 @@ class Authenticator:
                 row.role_id,
                 row.role_name or "",
                 frozenset(row.scopes or ()),
+                _whole_second(row.tokens_valid_after),
             )
         self._services.put(client_id, state)
         return state

@@ -968,6 +968,20 @@ async def end_every_session(*, reason: str, conn: AsyncConnection) -> list[uuid.
     return await queries.revoke_sessions(conn, reason=reason)
 
 
+async def retire_service_tokens(*, now: datetime, conn: AsyncConnection) -> int:
+    """Retire every service-account access token issued before ``now``: each account's
+    ``tokens_valid_after`` becomes ``now`` (a later cut-off already set stays), and the
+    authenticator refuses a service token issued (``iat``, whole seconds) before that
+    second with UNAUTHENTICATED ``SESSION_ENDED``. Service tokens carry no session, so
+    :func:`end_every_session` cannot end them; a restore calls both in its transaction.
+    The number of accounts. Callers drop the process's cached account states after the
+    commit (``Authenticator.forget_all``); other replicas see the cut-off within
+    ``auth_cache_seconds``."""
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    return await queries.retire_service_tokens(conn, now)
+
+
 # --- passwords ----------------------------------------------------------------------------
 
 

@@ -325,6 +325,18 @@ async def service_account_by_client_id(conn: AsyncConnection, client_id: str) ->
     )
 
 
+async def retire_service_tokens(conn: AsyncConnection, moment: datetime) -> int:
+    """Set every service account's token cut-off to ``moment`` (never earlier than a
+    cut-off it already has); the number of accounts."""
+    column = service_accounts.c.tokens_valid_after
+    result = await conn.execute(
+        update(service_accounts).values(
+            tokens_valid_after=func.greatest(func.coalesce(column, moment), moment)
+        )
+    )
+    return int(result.rowcount)
+
+
 async def touch_service_account(conn: AsyncConnection, client_id: str) -> None:
     await conn.execute(
         update(service_accounts)

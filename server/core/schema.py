@@ -380,6 +380,9 @@ service_accounts = Table(
     Column("last_used_at", TimestampTZ),
     #: What the account may do as a service (server/auth/scopes.py); migration 0008.
     Column("scopes", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    #: Access tokens issued (``iat``, whole seconds) before this moment's second are
+    #: refused; NULL: no cut-off. Set by a restore (retire_service_tokens); migration 0017.
+    Column("tokens_valid_after", TimestampTZ),
     PrimaryKeyConstraint("service_account_id", name="service_accounts_pkey"),
     UniqueConstraint("client_id", name="uq_service_accounts_client_id"),
 )

@@ -80,6 +80,7 @@ REVISIONS = [
     "0014_dashboard_indexes",
     "0015_service_account_description",
     "0016_backup_service",
+    "0017_service_token_cutoff",
 ]
 
 
@@ -364,3 +365,35 @@ async def test_0016_backup_service(pg_empty_url: str) -> None:
     assert labels == ["failed", "success"]
     assert not {"cron_expression", "job", "last_run_at"} & columns
     assert relabelled == 0
+
+
+async def test_0017_service_token_cutoff(pg_empty_url: str) -> None:
+    """0017: existing service accounts get no cut-off; the column goes on the way down."""
+    await asyncio.to_thread(pgmigrate.upgrade, pg_empty_url, "0016_backup_service")
+    conn = await asyncpg.connect(pg_empty_url)
+    try:
+        role_id = await conn.fetchval(
+            "INSERT INTO roles (role_name) VALUES ('Service 0017') RETURNING role_id"
+        )
+        await conn.execute(
+            "INSERT INTO service_accounts (client_id, name, secret_hash, role_id)"
+            " VALUES ('svc-0017', 'before 0017', 'x', $1)",
+            role_id,
+        )
+        await asyncio.to_thread(pgmigrate.upgrade, pg_empty_url, "0017_service_token_cutoff")
+        cutoff = await conn.fetchval(
+            "SELECT tokens_valid_after FROM service_accounts WHERE client_id = 'svc-0017'"
+        )
+        await conn.execute("UPDATE service_accounts SET tokens_valid_after = now()")
+        await asyncio.to_thread(pgmigrate.downgrade, pg_empty_url, "0016_backup_service")
+        columns = {
+            r[0]
+            for r in await conn.fetch(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'service_accounts'"
+            )
+        }
+    finally:
+        await conn.close()
+    assert cutoff is None
+    assert "tokens_valid_after" not in columns and "scopes" in columns

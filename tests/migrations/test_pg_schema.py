@@ -94,6 +94,8 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "scopes": "_text",
         # migration 0015: the account's description
         "description": TEXT,
+        # migration 0017: the cut-off of its access tokens
+        "tokens_valid_after": TSTZ,
     },
     "otp_codes": {
         "otp_id": "int8",
