@@ -15,8 +15,9 @@ Then (``validate_only`` stops before this) PostgreSQL is restored in one transac
 an incremental backup or a ``point_in_time``, from the chain's physical part recovered
 in a scratch cluster and dumped there (server/backup/physical_parts.py; MongoDB is left
 as it is by a point-in-time restore); MongoDB collection by collection, and
-every session is ended: tokens issued before the restore stop working (sessions are
-data: the restored ones would otherwise come back to life). ``after_restore`` drops
+every session is ended and every service-account token issued before it retired:
+tokens issued before the restore stop working (sessions are data: the restored ones
+would otherwise come back to life). ``after_restore`` drops
 the process's caches (permissions, sessions, plan catalogue, content); other replicas
 see the restored data when their caches age out (``GENCHARGE_AUTH_CACHE_SECONDS`` and
 the catalogue and content windows). Tables a restore never replaces (the backup records,
@@ -260,6 +261,7 @@ async def restore_backup(
                     ended = await auth_domain.end_every_session(
                         reason=RESTORE_REVOKE_REASON, conn=conn
                     )
+                    retired = await auth_domain.retire_service_tokens(now=ctx.clock(), conn=conn)
                     audit_change(
                         "Backup",
                         "UPDATE",
@@ -267,6 +269,7 @@ async def restore_backup(
                             **summary,
                             "restored_backup_id": backup.backup_id,
                             "sessions_ended": len(ended),
+                            "service_accounts_retired": retired,
                         },
                     )
         except BaseException as exc:
