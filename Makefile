@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 BUF    := node_modules/.bin/buf
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test fuzz lint generate check-generated bench clean help
+.PHONY: run test fuzz lint generate check-generated bench bench-backup clean help
 
 help:
 	@echo "make run       start the service on 127.0.0.1:50051 with embedded databases"
@@ -16,6 +16,7 @@ help:
 	@echo "make generate  regenerate generated/ from protos/"
 	@echo "make lint      ruff, mypy, import layering (lint-imports), buf lint, buf format"
 	@echo "make bench     recharge throughput and latency against two ceilings (bench/README.md)"
+	@echo "make bench-backup  backup, verify, restore and drill of 100,000 ledger rows: time, size, server memory"
 	@echo "make clean     remove the venv, node_modules, build output and local data"
 
 $(STAMP): pyproject.toml
@@ -61,6 +62,9 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+bench-backup: $(STAMP)
+	$(BIN)/python -m bench.backup
 
 clean:
 	rm -rf $(VENV) node_modules build .data .pytest_cache .mypy_cache .ruff_cache

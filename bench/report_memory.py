@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from pymongo import AsyncMongoClient
-from sqlalchemy import text
 
-from bench.run import DATABASE, prepare
+from bench.run import DATABASE, insert_ledger_rows, prepare
 from server.audit.scope import CLI_ACTOR, job_scope, unit_of_work
 from server.core import db, mongo
 from server.core.config import Settings
@@ -50,31 +49,6 @@ def _status(field: str) -> int:
 def _mib(kib_or_bytes: float, *, kib: bool = False) -> str:
     value = kib_or_bytes / 1024 if kib else kib_or_bytes / (1024 * 1024)
     return f"{value:7.1f} MiB"
-
-
-async def _insert_rows(database_url: str, rows: int, user_ids: tuple[int, ...]) -> None:
-    engine = db.create_engine(database_url, pool_size=1)
-    try:
-        for first in range(1, rows + 1, 10_000):  # 10,000 per statement: under its timeout
-            async with engine.begin() as conn:
-                await conn.execute(
-                    text(
-                        "INSERT INTO transactions (user_id, category, txn_type, amount, source,"
-                        " status, payment_method, payment_transaction_id)"
-                        " SELECT (CAST(:ids AS integer[]))[1 + i % CAST(:k AS integer)],"
-                        " 'wallet', 'credit',"
-                        " 10 + (i % 500), 'wallet_topup', 'success', 'UPI', 'mem-' || i"
-                        " FROM generate_series(CAST(:a AS integer), CAST(:b AS integer)) AS i"
-                    ),
-                    {
-                        "ids": list(user_ids),
-                        "k": len(user_ids),
-                        "a": first,
-                        "b": min(rows, first + 9_999),
-                    },
-                )
-    finally:
-        await engine.dispose()
 
 
 async def _measure(label: str, work: Callable[[], Any], results: list[tuple[str, ...]]) -> Any:
@@ -163,7 +137,11 @@ def main() -> int:
         mongo_server.start()
         database_url, mongo_url = pg.url(DATABASE), mongo_server.url(DATABASE)
         fixture = asyncio.run(prepare(pg, mongo_url, 200))
-        asyncio.run(_insert_rows(database_url, args.rows - len(fixture.user_ids), fixture.user_ids))
+        asyncio.run(
+            insert_ledger_rows(
+                database_url, args.rows - len(fixture.user_ids), fixture.user_ids, prefix="mem"
+            )
+        )
         tracemalloc.start()
         asyncio.run(run(database_url, mongo_url, folder, args.formats.split(",")))
     finally:

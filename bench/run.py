@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -82,6 +82,19 @@ class Fixture:
 
 
 # --- setup ----------------------------------------------------------------------------
+
+
+def start_databases(pg: EmbeddedPostgres, mongo: EmbeddedMongo, target: str) -> None:
+    """Start both embedded servers (the caller stops them); ``target`` is the make
+    target named in the remedy when PostgreSQL cannot enter the folder."""
+    try:
+        pg.start()
+    except FolderClosedToPostgres as exc:  # as root, with TMPDIR in a private folder
+        remedy = f"set TMPDIR to a folder outside it, e.g. TMPDIR=/var/tmp make {target}"
+        raise SystemExit(
+            f"{target}: " + closed_folder_message(exc.folder, exc.user, remedy)
+        ) from None
+    mongo.start()
 
 
 async def _create_database(admin_url: str) -> None:
@@ -172,14 +185,73 @@ async def prepare(pg: EmbeddedPostgres, mongo_url: str, n_users: int) -> Fixture
     return Fixture(user_ids, int(plan_id), client_id, secret)
 
 
+async def insert_ledger_rows(
+    database_url: str,
+    rows: int,
+    user_ids: Sequence[int],
+    *,
+    prefix: str = "rows",
+    plan_id: int | None = None,
+) -> None:
+    """``rows`` successful wallet ledger rows, set-based (``generate_series``, 10,000 per
+    statement: under the statement timeout), spread over ``user_ids`` in turn, amounts
+    ₹10 to ₹509. Without ``plan_id`` all are top-up credits; with it every third row is
+    a recharge of that plan paid from the wallet (a debit). The wallet trigger moves
+    every balance; a debit it cannot cover fails the statement, so fund the users first
+    (``prepare`` gives each ₹100,000, more than any mix of 100,000 rows can spend)."""
+    engine = db.create_engine(database_url, pool_size=1)
+    try:
+        for first in range(1, rows + 1, 10_000):
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO transactions (user_id, category, txn_type, amount, source,"
+                        " status, payment_method, payment_transaction_id, plan_id,"
+                        " to_phone_number)"
+                        " SELECT u, 'wallet',"
+                        " CAST(CASE WHEN debit THEN 'debit' ELSE 'credit' END AS txn_type_enum),"
+                        " 10 + (i % 500),"
+                        " CAST(CASE WHEN debit THEN 'recharge' ELSE 'wallet_topup' END"
+                        "      AS txn_source_enum),"
+                        " 'success',"
+                        " CAST(CASE WHEN debit THEN 'Wallet' ELSE 'UPI' END"
+                        "      AS payment_method_enum),"
+                        " CASE WHEN debit THEN NULL ELSE CAST(:prefix AS text) || '-' || i END,"
+                        " CASE WHEN debit THEN CAST(:plan AS integer) END,"
+                        " CASE WHEN debit THEN CAST(CAST(:base AS bigint) + u AS text) END"
+                        " FROM generate_series(CAST(:a AS integer), CAST(:b AS integer)) AS i,"
+                        " LATERAL (SELECT (CAST(:ids AS integer[]))[1 + i % CAST(:k AS integer)]"
+                        "          AS u,"
+                        "          CAST(:plan AS integer) IS NOT NULL AND i % 3 = 0 AS debit) AS r"
+                    ),
+                    {
+                        "ids": list(user_ids),
+                        "k": len(user_ids),
+                        "a": first,
+                        "b": min(rows, first + 9_999),
+                        "prefix": prefix,
+                        "plan": plan_id,
+                        "base": PHONE_BASE,
+                    },
+                )
+    finally:
+        await engine.dispose()
+
+
 # --- the server under test --------------------------------------------------------------
 
 
-@contextmanager
-def gencharge_server(
-    folder: Path, database_url: str, mongo_url: str, listen: str, workers: int
-) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
+def server_env(
+    folder: Path,
+    database_url: str,
+    mongo_url: str,
+    listen: str,
+    workers: int,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of ``gencharge serve`` on the bench's databases (also what a
+    ``gencharge`` command needs to act on the same databases, data folder and keys)."""
+    return {
         **os.environ,
         "GENCHARGE_DATABASE_URL": database_url,
         "GENCHARGE_MONGO_URL": mongo_url,
@@ -189,8 +261,26 @@ def gencharge_server(
         "GENCHARGE_DATA_DIR": str(folder),
         "GENCHARGE_ENVIRONMENT": "development",
         "GENCHARGE_WORKERS": str(workers),
+        **(extra or {}),
     }
-    gencharge = Path(sys.executable).with_name("gencharge")
+
+
+def gencharge_command() -> Path:
+    """The ``gencharge`` script of this venv."""
+    return Path(sys.executable).with_name("gencharge")
+
+
+@contextmanager
+def gencharge_server(
+    folder: Path,
+    database_url: str,
+    mongo_url: str,
+    listen: str,
+    workers: int,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    env = server_env(folder, database_url, mongo_url, listen, workers, extra_env)
+    gencharge = gencharge_command()
     log_path = folder / "server.log"
     folder.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log_file:
@@ -494,14 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pg = EmbeddedPostgres(folder / "postgres")
     mongo = EmbeddedMongo(folder / "mongo")
     try:
-        try:
-            pg.start()
-        except FolderClosedToPostgres as exc:  # as root, with TMPDIR in a private folder
-            remedy = "set TMPDIR to a folder outside it, e.g. TMPDIR=/var/tmp make bench"
-            raise SystemExit(
-                "bench: " + closed_folder_message(exc.folder, exc.user, remedy)
-            ) from None
-        mongo.start()
+        start_databases(pg, mongo, "bench")
         database_url = pg.url(DATABASE)
         mongo_url = mongo.url(DATABASE)
         print("setting up databases, users, plan and service account...", flush=True)
