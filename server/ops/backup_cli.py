@@ -144,14 +144,11 @@ def _restore(settings: Settings, args: argparse.Namespace, with_databases: RunWi
             file=sys.stderr,
         )
         return 2
-    point = (
-        datetime.fromisoformat(args.point_in_time).astimezone(UTC) if args.point_in_time else None
-    )
     request = restore_job.RestoreRequest(
         backup_id=args.backup_id,
         tables=tuple(args.table or ()),
         validate_only=args.validate_only,
-        point_in_time=point,
+        point_in_time=args.point_in_time,
     )
 
     async def body(ctx: JobContext) -> int:
@@ -159,6 +156,22 @@ def _restore(settings: Settings, args: argparse.Namespace, with_databases: RunWi
         return 0
 
     return _run(settings, with_databases, "restore", body)
+
+
+def _point_in_time(value: str) -> datetime:
+    """``--point-in-time``: an ISO 8601 time with its offset (``Z`` for UTC), so the
+    target of a restore is never read in the machine's local zone by accident."""
+    try:
+        point = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO 8601 time (e.g. 2026-12-02T14:00:00Z)"
+        ) from None
+    if point.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} has no offset: add Z for UTC or +05:30 (e.g. 2026-12-02T14:00:00Z)"
+        )
+    return point.astimezone(UTC)
 
 
 def _drill(settings: Settings, args: argparse.Namespace, with_databases: RunWithDatabases) -> int:
@@ -220,7 +233,12 @@ def add_parser(
     restore.add_argument("backup_id")
     restore.add_argument("--table", action="append", metavar="NAME", help="only this (repeat)")
     restore.add_argument("--validate-only", action="store_true", help="check, change nothing")
-    restore.add_argument("--point-in-time", default=None, help="ISO 8601 time (PITR)")
+    restore.add_argument(
+        "--point-in-time",
+        type=_point_in_time,
+        default=None,
+        help="ISO 8601 time with an offset, e.g. 2026-12-02T14:00:00Z (PITR)",
+    )
     restore.add_argument("--yes", action="store_true", help="confirm replacing live data")
     bind(restore, _restore)
     drill = jobs.add_parser(

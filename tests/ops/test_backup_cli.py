@@ -5,7 +5,8 @@ databases (GENCHARGE_DATABASE_URL / GENCHARGE_MONGO_URL), a backup folder of its
 create (prints the id), list (shows it), verify (valid), drill (passed), restore
 without --yes (refused, exit 2, nothing changed), --validate-only (exit 0, nothing
 changed), --yes (exit 0, the data is the backup's), verify of an unknown id (exit 1)
-and of a damaged backup (exit 2, the problem listed).
+and of a damaged backup (exit 2, the problem listed). ``--point-in-time`` takes an ISO
+time with its offset, else a usage error (no subprocess: the parser alone).
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ import asyncio
 import os
 import re
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from server.auth.keys import generate_private_key_pem
 from server.core.crypto import generate_data_key
+from server.ops.cli import build_parser
 from tests.helpers.clock import HANG_SECONDS
 from tests.helpers.money import make_plan
 from tests.ops.test_cli import GENCHARGE
@@ -114,3 +118,18 @@ async def test_backup_commands(
     problems = [x.strip() for x in damaged.stderr.splitlines() if x.startswith("  ")]
     assert problems and all(f"'{backup_id}/postgres.dump'" in p for p in problems), problems
     assert any(p.startswith("BACKUP_FILE_CORRUPT: ") for p in problems), problems
+
+
+def test_point_in_time_must_be_an_iso_time_with_an_offset(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = build_parser()
+    args = parser.parse_args(
+        ["backup", "restore", "b1", "--point-in-time", "2026-12-02T19:30:00+05:30", "--yes"]
+    )
+    assert args.point_in_time == datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
+    for value, says in (("yesterday", "not an ISO 8601 time"), ("2026-12-02T14:00", "no offset")):
+        with pytest.raises(SystemExit) as exited:
+            parser.parse_args(["backup", "restore", "b1", "--point-in-time", value, "--yes"])
+        assert exited.value.code == 2  # a usage error, not a traceback
+        assert says in capsys.readouterr().err
