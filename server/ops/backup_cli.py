@@ -59,19 +59,6 @@ class PercentBar:
         self._last_message = progress.message
 
 
-def _point(value: str | None) -> datetime | None:
-    """An ISO 8601 time; one without a zone is UTC."""
-    if not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not an ISO 8601 time (2026-12-02T14:30:00+05:30)"
-        ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
-
-
 def _refused(exc: DomainError) -> int:
     reason = f" [{exc.reason}]" if exc.reason else ""
     print(f"refusing: {exc.message}{reason}", file=sys.stderr)
@@ -171,8 +158,23 @@ def _restore(settings: Settings, args: argparse.Namespace, with_databases: RunWi
     return _run(settings, with_databases, "restore", body)
 
 
-def _drill(settings: Settings, args: argparse.Namespace, with_databases: RunWithDatabases) -> int:
+def _point_in_time(value: str) -> datetime:
+    """``--point-in-time``: an ISO 8601 time with its offset (``Z`` for UTC), so the
+    target of a restore is never read in the machine's local zone by accident."""
+    try:
+        point = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO 8601 time (e.g. 2026-12-02T14:00:00Z)"
+        ) from None
+    if point.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} has no offset: add Z for UTC or +05:30 (e.g. 2026-12-02T14:00:00Z)"
+        )
+    return point.astimezone(UTC)
 
+
+def _drill(settings: Settings, args: argparse.Namespace, with_databases: RunWithDatabases) -> int:
     async def body(ctx: JobContext) -> int:
         result = await run_drill(
             ctx, PercentBar(), backup_id=args.backup_id, point_in_time=args.point_in_time
@@ -235,9 +237,9 @@ def add_parser(
     restore.add_argument("--validate-only", action="store_true", help="check, change nothing")
     restore.add_argument(
         "--point-in-time",
-        type=_point,
+        type=_point_in_time,
         default=None,
-        help="ISO 8601 time (UTC if no zone): recover to it",
+        help="ISO 8601 time with an offset, e.g. 2026-12-02T14:00:00Z (PITR)",
     )
     restore.add_argument("--yes", action="store_true", help="confirm replacing live data")
     bind(restore, _restore)
@@ -247,8 +249,8 @@ def add_parser(
     drill.add_argument("backup_id", nargs="?", default=None, help="default: the newest")
     drill.add_argument(
         "--point-in-time",
-        type=_point,
+        type=_point_in_time,
         default=None,
-        help="ISO 8601 time (UTC if no zone): recover to it",
+        help="ISO 8601 time with an offset, e.g. 2026-12-02T14:00:00Z: recover to it",
     )
     bind(drill, _drill)
