@@ -29,9 +29,10 @@ from server.core import db
 from server.core.config import Settings
 from server.core.errors import InvalidArgument
 from server.core.schema import audit_outbox, backup, notifications, transactions, users
+from server.ops import pgmigrate
 from tests.backup.dumps.conftest import add_users, count, credit, seed_money
 
-HEAD = "0016_backup_service"
+HEAD = pgmigrate.head()
 
 
 def test_backup_tables_and_the_restore_plan() -> None:
