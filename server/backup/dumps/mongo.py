@@ -39,6 +39,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
+import bson
 from bson import ObjectId
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
@@ -280,6 +281,22 @@ def _records(stream: BinaryIO, path: Path, header: DumpHeader) -> Iterator[tuple
         raw = size_bytes + _read_exact(stream, size - 4, path)
         count += 1
         yield header.collections[index], raw
+
+
+def count_records(path: Path) -> dict[str, int]:
+    """Read a whole dump file (sync: run it in a worker thread) and count its documents
+    per collection; every record parsed as BSON, the end marker and count checked
+    (``BACKUP_FILE_CORRUPT`` otherwise). What VerifyBackup's parse step runs."""
+    counts: dict[str, int] = {}
+    with path.open("rb") as stream:
+        header = _read_header(stream, path)
+        for collection, raw in _records(stream, path, header):
+            try:
+                bson.decode(raw)
+            except Exception:
+                raise _corrupt(path, f"a {collection} record is not BSON") from None
+            counts[collection] = counts.get(collection, 0) + 1
+    return counts
 
 
 def _batch(records: Iterator[tuple[str, bytes]]) -> list[tuple[str, bytes]]:

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from gencharge.v1 import backup_service_pb2 as pb
 from server.backup import domain, flows, jobs
+from server.backup.archive import seal_file
 from server.backup.context import JobContext
 from server.backup.keys import BackupKeys
 from server.backup.manifest import read_manifest, write_manifest
@@ -216,6 +217,37 @@ def generate_data_key_hex() -> str:
     import base64
 
     return base64.b64decode(generate_data_key()).hex()
+
+
+async def test_a_sealed_file_that_is_not_a_dump_is_refused(
+    stub: Stub, admin: Actor, channel: grpc.aio.Channel, resources: Any
+) -> None:
+    """Sound encryption around the wrong contents (a bug, not damage: sealed, hashed and
+    listed as it is) is caught by the parse step: pg_restore cannot read it."""
+    ctx = JobContext.build(resources)
+
+    async def garbage(folder: Path, backup_id: str) -> None:
+        manifest = await read_manifest(ctx.storage, backup_id, ctx.keys)
+        name = f"{backup_id}/postgres.dump"
+        plain = folder.parent / f"{backup_id}-garbage"
+        plain.write_bytes(b"not a pg_dump archive\n" * 100)
+        sealed = await seal_file(plain, ctx.storage, name, ctx.keys)
+        plain.unlink()
+        files = tuple(
+            dataclasses.replace(
+                f, size=sealed.size, sha256=sealed.sha256, plain_size=sealed.plain_size
+            )
+            if f.name == name
+            else f
+            for f in manifest.files
+        )
+        await write_manifest(
+            ctx.storage, backup_id, dataclasses.replace(manifest, files=files), ctx.keys
+        )
+
+    await _damaged_backup_is_refused(
+        stub, admin, channel, resources, garbage, "BACKUP_VERIFY_FAILED"
+    )
 
 
 async def test_other_schema_revision_is_refused(
