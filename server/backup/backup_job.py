@@ -298,6 +298,7 @@ async def create_backup(ctx: JobContext, request: BackupRequest, report: Report)
                         "schema_revisions": dict(revisions),
                         "server_version": ctx.version,
                         "physical": physical is not None,
+                        **({"physical_start_lsn": physical["start_lsn"]} if physical else {}),
                     },
                     conn=conn,
                 )

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.audit.scope import audit_change
 from server.backup import queries
+from server.backup.physical import wal
 from server.core import pagination
 from server.core.errors import (
     AlreadyExists,
@@ -382,6 +383,13 @@ async def backups_to_expire(now: datetime, days: int, *, conn: AsyncConnection) 
             parent = parents.get(parent)
     ordered = sorted((r for r in rows if r.backup_id in expired), key=lambda r: r.created_at)
     return [await get_backup(r.backup_id, conn=conn) for r in ordered]
+
+
+async def oldest_physical_start(*, conn: AsyncConnection) -> str | None:
+    """The earliest start LSN of a kept successful backup's physical part: archived WAL
+    before it can serve no recovery (None: no backup has a physical part)."""
+    lsns = await queries.physical_start_lsns(conn)
+    return min(lsns, key=wal.lsn_to_int) if lsns else None
 
 
 # --- schedules ----------------------------------------------------------------------------

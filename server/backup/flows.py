@@ -9,6 +9,7 @@ and record themselves with server/backup/domain.py: ``start_backup`` /
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from server.backup import domain, jobs
 from server.backup.context import JobContext, domain_error
 from server.backup.domain import ClaimedRun, Schedule, ScheduleInput
 from server.backup.errors import BackupError
+from server.backup.physical import wal
 from server.core.db import Database
 from server.core.errors import AlreadyExists, DomainError, FailedPrecondition
 
@@ -85,8 +87,9 @@ async def _delete_files(ctx: JobContext, backup_id: str) -> None:
 async def expire_backups(ctx: JobContext, now: datetime) -> list[str]:
     """Retention: delete the backups older than ``backup_retention_days`` (never the
     newest successful one, nor one a newer backup builds on: domain
-    ``backups_to_expire``), files first. Skipped, returning nothing, while another job
-    holds the lock; a backup whose files cannot be removed now is left for next time."""
+    ``backups_to_expire``), files first; then the archived WAL no kept backup needs.
+    Skipped, returning nothing, while another job holds the lock; a backup whose files
+    cannot be removed now is left for next time."""
     deleted: list[str] = []
     try:
         async with jobs.job_lock(ctx.engine, job="retention"):
@@ -106,9 +109,30 @@ async def expire_backups(ctx: JobContext, now: datetime) -> list[str]:
                     )
                     continue
                 deleted.append(backup.backup_id)
+            await _prune_wal_archive(ctx)
     except FailedPrecondition as exc:
         if exc.reason != jobs.JOB_RUNNING:
             raise
     if deleted:
         log.info("expired backups deleted", extra={"backups": deleted})
     return deleted
+
+
+async def _prune_wal_archive(ctx: JobContext) -> None:
+    """Delete the archived WAL segments older than the oldest kept backup's physical
+    part (every kept chain's own WAL is in storage too): the archive folder grows no
+    further than the retention window. Nothing happens while no backup has a physical
+    part, or without an archive folder."""
+    archive = ctx.settings.backup_wal_archive_dir
+    if archive is None or not await asyncio.to_thread(archive.is_dir):
+        return
+    async with ctx.resources.db.read_only() as conn:
+        oldest = await domain.oldest_physical_start(conn=conn)
+    if oldest is None:
+        return
+    removed = await asyncio.to_thread(wal.prune, archive, oldest)
+    if removed:
+        log.info(
+            "archived WAL pruned",
+            extra={"segments": len(removed), "first": removed[0], "last": removed[-1]},
+        )

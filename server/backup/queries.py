@@ -247,6 +247,15 @@ async def newest_successful_backup(
     return (await conn.execute(statement)).one_or_none()
 
 
+async def physical_start_lsns(conn: AsyncConnection) -> list[str]:
+    """``details.physical_start_lsn`` of every successful backup that has one."""
+    lsn = backup.c.details["physical_start_lsn"].astext
+    result = await conn.execute(
+        select(lsn).where(backup.c.backup_status == "success", lsn.is_not(None))
+    )
+    return [str(value) for value in result.scalars()]
+
+
 # --- schema revisions ---------------------------------------------------------------------
 
 #: Alembic's own table (not in server/core/schema.py: the service never writes it).

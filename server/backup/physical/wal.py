@@ -129,3 +129,17 @@ def lay_out(files: Iterable[Path], wal_dir: Path) -> list[Path]:
                 shutil.copyfile(source, target)
         placed.append(target)
     return placed
+
+
+def prune(archive_dir: Path, before_lsn: str) -> list[str]:
+    """Delete the archived segments wholly before the one holding ``before_lsn`` (every
+    timeline; history files stay): what no recovery from a base backup that started at
+    ``before_lsn`` or later can need. Returns the names removed, oldest first."""
+    size = segment_size_of(archive_dir)
+    first_needed = lsn_to_int(before_lsn) // size
+    removed: list[str] = []
+    for path in sorted(archive_dir.iterdir()):
+        if SEGMENT_NAME.match(path.name) and segment_number(path.name, size) < first_needed:
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed

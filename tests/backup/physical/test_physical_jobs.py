@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -23,8 +23,10 @@ from sqlalchemy import text
 
 from gencharge.v1 import backup_service_pb2 as pb
 from gencharge.v1 import backup_service_pb2_grpc
+from server.backup import flows
 from server.backup.context import JobContext, ignore
 from server.backup.drill_job import run_drill
+from server.backup.physical import wal
 from tests.backup.physical.conftest import ArchivingCluster
 from tests.backup.service.helpers import refused
 from tests.conftest import MongoHandle, fresh_mongo, open_resources, serve
@@ -99,6 +101,7 @@ async def test_incremental_chain_and_point_in_time(
     customer = await register_user(channel)
     await fund(resources, customer.user_id, "100.00")
 
+    await archiving_cluster.switch_and_archive()  # WAL from before the backup, archived
     full = await _backup(stub, admin)
     assert full.details["physical"] is True
     names = {f for f in full.details["files"]}
@@ -142,6 +145,22 @@ async def test_incremental_chain_and_point_in_time(
     assert done.status == pb.JOB_STATUS_COMPLETED, done
     assert await balance(resources, customer.user_id) == 123
     await assert_ledger_balances(resources)
+
+    # Retention keeps every backup here (all recent) and prunes the archive folder of
+    # the WAL before the oldest kept backup's base backup began.
+    archive = archiving_cluster.archive_dir
+    start = wal.lsn_to_int(str(full.details["physical_start_lsn"])) // wal.segment_size_of(archive)
+
+    def older() -> list[str]:
+        return [
+            p.name
+            for p in archive.iterdir()
+            if wal.SEGMENT_NAME.match(p.name) and wal.segment_number(p.name) < start
+        ]
+
+    assert older(), "the segment switched before the backup is in the archive"
+    assert await flows.expire_backups(ctx, datetime.now(UTC)) == []
+    assert older() == []
 
     # Refusals: a target before the chain began.
     admin = await create_admin(channel, resources)
