@@ -47,6 +47,11 @@ async def _users(resources: Any) -> int:
         return int((await conn.execute(text("SELECT count(*) FROM users"))).scalar_one())
 
 
+async def _service_accounts(resources: Any) -> int:
+    async with resources.db.read_only() as conn:
+        return int((await conn.execute(text("SELECT count(*) FROM service_accounts"))).scalar_one())
+
+
 async def test_backup_then_restore_brings_the_data_back(
     stub: Stub, admin: Actor, channel: grpc.aio.Channel, resources: Any, grpc_server: Any
 ) -> None:
@@ -111,6 +116,10 @@ async def test_backup_then_restore_brings_the_data_back(
         return restore_event is not None and later is not None
 
     assert await eventually(arrived, every=0.1)
+    event = await audit.find_one({"details.restored_backup_id": backup.backup_id})
+    assert event is not None
+    assert event["details"]["sessions_ended"] >= 2  # the admin's and the customer's
+    assert event["details"]["service_accounts_retired"] == await _service_accounts(resources)
 
     # The job log holds both jobs, started and completed.
     logs = await stub.ListBackupRestoreLogs(
