@@ -266,11 +266,9 @@ def _pattern(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-async def dump_tables(
-    settings: Settings, dump: Path, *, timeout_seconds: float = 600.0
-) -> list[str]:
-    """The tables whose data ``dump`` holds (``pg_restore --list``), sorted; a file
-    pg_restore cannot read raises ``BACKUP_DUMP_CORRUPT``."""
+async def _toc(settings: Settings, dump: Path, *, timeout_seconds: float) -> list[str]:
+    """The dump's table of contents (``pg_restore --list``); a file pg_restore cannot read
+    raises ``BACKUP_DUMP_CORRUPT``."""
     tool = str(pg_tool("pg_restore", settings))
     proc = await asyncio.create_subprocess_exec(
         tool,
@@ -289,15 +287,20 @@ async def dump_tables(
         raise BackupError(
             "BACKUP_DUMP_CORRUPT", f"pg_restore cannot read the dump: {_tail(stderr)}"
         )
+    return stdout.decode("utf-8", "replace").splitlines()
+
+
+async def dump_tables(
+    settings: Settings, dump: Path, *, timeout_seconds: float = 600.0
+) -> list[str]:
+    """The tables whose data ``dump`` holds (``pg_restore --list``), sorted; a file
+    pg_restore cannot read raises ``BACKUP_DUMP_CORRUPT``."""
     names = set()
-    for line in stdout.decode("utf-8", "replace").splitlines():
+    for line in await _toc(settings, dump, timeout_seconds=timeout_seconds):
         match = re.match(r"^\d+; \d+ \d+ TABLE DATA public (\S+) ", line)
         if match:
             names.add(match.group(1))
     return sorted(names)
-
-
-# --- scratch restore ----------------------------------------------------------------------
 
 
 async def restore_postgres_scratch(
@@ -305,11 +308,15 @@ async def restore_postgres_scratch(
     dump: Path,
     url: str,
     *,
+    foreign_keys: bool = True,
     timeout_seconds: float = DEFAULT_TOOL_TIMEOUT_SECONDS,
 ) -> None:
     """Full ``pg_restore`` (schema and data) of ``dump`` into the empty database ``url``,
     in one transaction, stopping at the first error (``BACKUP_RESTORE_FAILED``).
-    Ownership and privileges are not restored: the objects belong to ``url``'s user."""
+    Ownership and privileges are not restored: the objects belong to ``url``'s user.
+
+    ``foreign_keys=False`` leaves the foreign keys out: a dump of chosen tables holds the
+    whole schema but only those tables' rows, so the keys to the rest would fail."""
     target = _target(url)
     tool = str(pg_tool("pg_restore", settings))
     args = [
@@ -319,8 +326,14 @@ async def restore_postgres_scratch(
         "--no-owner",
         "--no-privileges",
         f"--dbname={target.url}",
-        str(dump),
     ]
+    if not foreign_keys:
+        listing = dump.with_name(dump.name + ".list")
+        entries = await _toc(settings, dump, timeout_seconds=timeout_seconds)
+        kept = [line for line in entries if " FK CONSTRAINT " not in line]
+        await asyncio.to_thread(listing.write_text, "\n".join(kept) + "\n")
+        args.append(f"--use-list={listing}")
+    args.append(str(dump))
     await _run_tool(
         args,
         target.env,

@@ -16,7 +16,8 @@ from sqlalchemy import text
 from gencharge.v1 import backup_service_pb2 as pb
 from server.backup import domain, flows, jobs
 from server.backup.archive import seal_file
-from server.backup.context import JobContext
+from server.backup.context import JobContext, ignore
+from server.backup.drill_job import run_drill
 from server.backup.keys import BackupKeys
 from server.backup.manifest import read_manifest, write_manifest
 from server.core.crypto import generate_data_key
@@ -401,3 +402,22 @@ async def test_scheduled_backup_drill_and_retention(
     assert older.backup_id in deleted and newest.backup_id not in deleted
     assert not (_storage_root(resources) / older.backup_id).exists()
     assert (_storage_root(resources) / newest.backup_id).is_dir()
+
+
+async def test_a_drill_of_chosen_tables(
+    stub: Stub, admin: Actor, channel: grpc.aio.Channel, resources: Any
+) -> None:
+    """A backup of some tables holds the others' schema without their rows: its drill
+    restores it without the foreign keys, compares what it holds, and checks the ledger
+    only when the wallets and the ledger are both in it."""
+    customer = await register_user(channel)
+    await fund(resources, customer.user_id, "12.00")
+    ctx = JobContext.build(resources)
+    some = (await _backup(stub, admin, tables=["transactions", "plans"]))[-1].backup
+    result = await run_drill(ctx, ignore, backup_id=some.backup_id)
+    assert result.ok, result.problems
+    assert (result.tables, result.wallets) == (2, 0)
+    ledger = (await _backup(stub, admin, tables=["users", "transactions"]))[-1].backup
+    result = await run_drill(ctx, ignore, backup_id=ledger.backup_id)
+    assert result.ok, result.problems
+    assert result.tables == 2 and result.wallets >= 1
