@@ -314,6 +314,10 @@ async def test_demo_data(engine: AsyncEngine, mdb: AsyncDatabase[Document]) -> N
     assert first["schedule"] == 2
     assert first["Content"] == 2
     assert first["BackupRestoreLogs"] == 2
+    # The content counter is past the demo content's own ids (the next one is free).
+    counter = await mdb["Counters"].find_one({"_id": "Content.content_id"})
+    assert counter is not None
+    assert counter["seq"] >= max(c["content_id"] for c in demo.DEMO_CONTENT)
 
     # Accounts of DDS 13.14/13.15 with their documented development passwords.
     account_rows = await _rows(

@@ -25,6 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from migrations.mongo.steps import step_0008_seed_counters
 from server.auth.passwords import hash_password
 from server.core.schema import (
     admins,
@@ -297,3 +298,6 @@ async def load_demo_mongo(db: AsyncDatabase[Document], *, admin_id: int | None =
         await _upsert_absent(db, _CONTENT, "content_id", {**doc, "created_by": admin_id})
     for doc in demo.DEMO_BACKUP_RESTORE_LOGS:
         await _upsert_absent(db, _BACKUP_RESTORE_LOGS, "log_id", {**doc, "action_by": admin_id})
+    # The demo content carries its own ids: the counters move past them, or the next
+    # CreateContent would be handed an id already taken.
+    await step_0008_seed_counters(db)
