@@ -35,8 +35,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from server.audit.scope import audit_change, current_scope
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.audit.scope import AuditScope, audit_change, current_scope, flush
 from server.auth import domain as auth_domain
 from server.backup import jobs, physical_parts, queries
 from server.backup.archive import open_file
@@ -253,25 +256,13 @@ async def restore_backup(
             action_by=request.requested_by,
         )
         step(STARTED, 0, "restore started")
+        ended = _SessionsEnded(ctx, base_scope, {**summary, "restored_backup_id": backup.backup_id})
         try:
-            await _restore(ctx, plan, step)
-            step(PROGRESS, 95, "ending every session")
-            with step_scope(base_scope, "restore", "sessions"):
-                async with ctx.resources.db.transaction() as conn:
-                    ended = await auth_domain.end_every_session(
-                        reason=RESTORE_REVOKE_REASON, conn=conn
-                    )
-                    retired = await auth_domain.retire_service_tokens(now=ctx.clock(), conn=conn)
-                    audit_change(
-                        "Backup",
-                        "UPDATE",
-                        {
-                            **summary,
-                            "restored_backup_id": backup.backup_id,
-                            "sessions_ended": len(ended),
-                            "service_accounts_retired": retired,
-                        },
-                    )
+            await _restore(ctx, plan, step, ended)
+            if not ended.done:  # no PostgreSQL table restored: its own transaction
+                step(PROGRESS, 95, "ending every session")
+                async with ctx.resources.db.engine.begin() as conn:
+                    await ended(conn)
         except BaseException as exc:
             details = details_of(exc)
             await asyncio.shield(
@@ -299,7 +290,7 @@ async def restore_backup(
             job_type="restore",
             job_id=backup.backup_id,
             status=COMPLETED,
-            details={**summary, "sessions_ended": len(ended)},
+            details={**summary, **ended.counts},
             action_by=request.requested_by,
         )
         log.info(
@@ -308,20 +299,47 @@ async def restore_backup(
                 "backup_id": backup.backup_id,
                 "tables": len(plan.postgres),
                 "collections": len(plan.mongo),
-                "sessions_ended": len(ended),
+                **ended.counts,
             },
         )
         step(COMPLETED, 100, "restore completed; every session was ended", backup=backup)
         return backup
 
 
-async def _restore(ctx: JobContext, plan: RestorePlan, step: Steps) -> None:
+class _SessionsEnded:
+    """The restore's last PostgreSQL step: end every session, retire every service
+    token issued so far, and record the restore's audit event, in the transaction it is
+    given (the live restore's own, so a restored session is never live by itself)."""
+
+    def __init__(self, ctx: JobContext, base: AuditScope | None, details: dict[str, Any]) -> None:
+        self._ctx, self._base, self._details = ctx, base, details
+        self.counts: dict[str, int] = {}
+
+    @property
+    def done(self) -> bool:
+        return bool(self.counts)
+
+    async def __call__(self, conn: AsyncConnection) -> None:
+        with step_scope(self._base, "restore", "sessions"):
+            ended = await auth_domain.end_every_session(reason=RESTORE_REVOKE_REASON, conn=conn)
+            retired = await auth_domain.retire_service_tokens(now=self._ctx.clock(), conn=conn)
+            counts = {"sessions_ended": len(ended), "service_accounts_retired": retired}
+            audit_change("Backup", "UPDATE", {**self._details, **counts})
+            await flush(conn)
+        self.counts = counts
+
+
+async def _restore(
+    ctx: JobContext, plan: RestorePlan, step: Steps, end_sessions: _SessionsEnded
+) -> None:
     work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="gencharge-restore-"))
     try:
         if plan.postgres and plan.physical:
             dump = await _recovered_dump(ctx, plan, work, step)
             step(PROGRESS, 40, f"restoring {len(plan.postgres)} PostgreSQL tables")
-            await pg_dumps.restore_postgres_live(ctx.tool_settings, dump, tables=plan.postgres)
+            await pg_dumps.restore_postgres_live(
+                ctx.tool_settings, dump, tables=plan.postgres, in_transaction=end_sessions
+            )
             await asyncio.to_thread(dump.unlink)
         elif plan.postgres:
             (pg_file,) = _files(plan.manifests[0], "postgres")
@@ -329,7 +347,9 @@ async def _restore(ctx: JobContext, plan: RestorePlan, step: Steps) -> None:
             dump = work / "postgres.dump"
             await _open(ctx, pg_file, dump)
             step(PROGRESS, 30, f"restoring {len(plan.postgres)} PostgreSQL tables")
-            await pg_dumps.restore_postgres_live(ctx.tool_settings, dump, tables=plan.postgres)
+            await pg_dumps.restore_postgres_live(
+                ctx.tool_settings, dump, tables=plan.postgres, in_transaction=end_sessions
+            )
             await asyncio.to_thread(dump.unlink)
         if plan.mongo:
             step(PROGRESS, 60, f"restoring {len(plan.mongo)} MongoDB collections")

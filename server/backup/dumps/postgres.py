@@ -373,6 +373,7 @@ async def restore_postgres_live(
     *,
     tables: Sequence[str] | None = None,
     lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    in_transaction: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> list[str]:
     """Replace the data of ``tables`` (validated by :func:`plan_live_restore`; default:
     every table the dump holds data of, but :data:`NEVER_RESTORED_TABLES`) in the LIVE
@@ -391,6 +392,9 @@ async def restore_postgres_live(
     changes. A broken dump (``BACKUP_DUMP_CORRUPT`` / ``BACKUP_RESTORE_FAILED``) leaves
     the data as it was. Tables not restored are untouched.
 
+    ``in_transaction`` runs last in the same transaction (the restore job ends every
+    session there, so no restored session is ever live on its own).
+
     The role needs to own the tables (the role that runs the migrations does).
     """
     _target(settings.database_url)  # refuses an empty URL before anything starts
@@ -404,6 +408,8 @@ async def restore_postgres_live(
             try:
                 async with conn.begin():
                     await _restore_in_transaction(conn, tool, dump, chosen, lock_timeout_seconds)
+                    if in_transaction is not None:
+                        await in_transaction(conn)
             except (DBAPIError, asyncpg.PostgresError) as exc:
                 raise _restore_error(exc) from exc
     finally:

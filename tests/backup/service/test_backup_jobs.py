@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from sqlalchemy import text
 
+from gencharge.v1 import auth_service_pb2, auth_service_pb2_grpc
 from gencharge.v1 import backup_service_pb2 as pb
 from server.backup import domain, flows, jobs
 from server.backup.archive import seal_file
@@ -421,3 +422,26 @@ async def test_a_drill_of_chosen_tables(
     result = await run_drill(ctx, ignore, backup_id=ledger.backup_id)
     assert result.ok, result.problems
     assert result.tables == 2 and result.wallets >= 1
+
+
+async def test_a_failed_restore_changes_nothing_and_ends_no_session(
+    stub: Stub, admin: Actor, channel: grpc.aio.Channel, resources: Any
+) -> None:
+    """The sessions end in the live restore's own transaction: a restore PostgreSQL
+    refuses (a customer's ledger rows would point at a customer the restored `users`
+    lacks) changes no row and ends no session."""
+    backup = (await _backup(stub, admin))[-1].backup
+    newcomer = await register_user(channel)
+    await fund(resources, newcomer.user_id, "5.00")
+    users_now = await _users(resources)
+    done = await _restore(stub, admin, backup_id=backup.backup_id, tables=["users"])
+    assert done[-1].status == pb.JOB_STATUS_FAILED
+    assert done[-1].error.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert await _users(resources) == users_now
+    assert await balance(resources, newcomer.user_id) == 5
+    # Both sessions still work: the admin's and the customer's.
+    await stub.GetBackup(pb.GetBackupRequest(backup_id=backup.backup_id), metadata=admin.metadata)
+    me = await auth_service_pb2_grpc.AuthServiceStub(channel).GetMe(
+        auth_service_pb2.GetMeRequest(), metadata=newcomer.metadata
+    )
+    assert me.user.user_id == newcomer.user_id
