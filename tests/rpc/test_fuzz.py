@@ -136,6 +136,18 @@ class Principals:
         }
         return self
 
+    async def reset(self, server: Any) -> None:
+        """Undo what earlier sweeps' successful calls changed that would keep this sweep
+        from reaching its handler: the reference roles' permissions (a fuzzed
+        RevokePermission can take the Admin role's away), and the three identities (a
+        fuzzed BlockUser, UpdateAdmin or DisableServiceAccount can lock one out)."""
+        from server.ops import seed
+
+        await seed.load_reference_postgres(self.resources.engine)
+        server.app.security.matrix.invalidate()
+        for kind in ("customer", "admin", "service"):
+            await self.renew(kind)
+
     def metadata(self, kind: str) -> tuple[tuple[str, str], ...] | None:
         actor = self.actors.get(kind)
         return actor.metadata if actor is not None else None
@@ -420,6 +432,7 @@ async def test_bad_input_never_reaches_internal(
 ) -> None:
     if rpc.path in unimplemented:
         pytest.skip(f"{rpc.path} answers UNIMPLEMENTED")
+    await principals.reset(module_grpc_server)
     loop = asyncio.get_running_loop()
     print(f"fuzz seed {SEED} (replay: GENCHARGE_FUZZ_SEED={SEED}); {EXAMPLES} examples")
     request = messages(rpc.input, hints=principals.hints())
