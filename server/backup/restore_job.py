@@ -67,6 +67,9 @@ from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgume
 
 log = logging.getLogger("gencharge.backup")
 
+#: Recovery refusals that are about the requested point in time.
+_TARGET_REFUSED = frozenset({"BACKUP_PITR_TARGET_TOO_EARLY", "BACKUP_PITR_TARGET_UNREACHABLE"})
+
 #: Why the sessions a restore ends were ended (sessions.revoked_reason).
 RESTORE_REVOKE_REASON = "backup_restored"
 
@@ -201,12 +204,13 @@ def _physical_route(
                 "was off when it was taken): it restores only as it was taken",
                 reason="BACKUP_PITR_UNAVAILABLE",
             )
-        start = physical_parts.physical_of(manifests[0]) or {}
+        # The chain's newest base backup is where recovery starts: nothing before it.
+        start = physical_parts.physical_of(manifests[-1]) or {}
         started = datetime.fromisoformat(str(start.get("start_time")))
         if request.point_in_time < started:
             raise InvalidArgument.field(
                 "point_in_time",
-                f"is before backup {chain[0].backup_id} began ({started.isoformat()}): "
+                f"is before backup {chain[-1].backup_id} began ({started.isoformat()}): "
                 "restore an older backup",
             )
         return True
@@ -386,6 +390,12 @@ async def _recovered_dump(ctx: JobContext, plan: RestorePlan, work: Path, step: 
                 work / "recovered.dump",
             )
     except BackupError as exc:
+        if exc.reason in _TARGET_REFUSED:  # the time asked for, not the backup, is wrong
+            raise InvalidArgument(
+                str(exc),
+                reason=exc.reason,
+                violations=[FieldViolation("point_in_time", str(exc)[:200])],
+            ) from None
         raise domain_error(exc) from None
     live = await live_revisions(ctx)
     if dump.revision != live["postgres"]:

@@ -541,7 +541,9 @@ class RestoreBackupRequest(_message.Message):
     def point_in_time(self) -> _timestamp_pb2.Timestamp:
         """Point-in-time recovery: bring PostgreSQL to this moment by replaying archived WAL
         on top of the backup (and its incremental chain). Must not be before the backup
-        was taken nor after the newest archived WAL; INVALID_ARGUMENT otherwise. Unset:
+        was taken (INVALID_ARGUMENT) nor after the newest archived transaction (the last
+        message is FAILED with INVALID_ARGUMENT); needs a backup with a physical part
+        (FAILED_PRECONDITION BACKUP_PITR_UNAVAILABLE otherwise). Unset:
         the backup's own moment. MongoDB is restored from the backup (and its chain)
         only: it has no point-in-time log here.
         """

@@ -140,10 +140,13 @@ class BackupServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RestoreBackup(self, request, context):
-        """Restores a backup (replacing the current data of its tables) and streams progress.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (backup not SUCCESS or fails verification,
-        another job running), INVALID_ARGUMENT (tables not in the backup),
-        PERMISSION_DENIED.
+        """Restores a backup (replacing the current data of its tables) and streams progress;
+        afterwards every session has ended (tokens issued before it answer UNAUTHENTICATED).
+        Errors before anything changes: NOT_FOUND, FAILED_PRECONDITION (backup not SUCCESS
+        or fails verification, another schema revision, no physical part for
+        point_in_time, another job running), INVALID_ARGUMENT (tables not in the backup,
+        point_in_time before the backup), PERMISSION_DENIED. A failure while restoring is
+        the last message (FAILED, with the error; PostgreSQL is then as it was).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,7 +154,8 @@ class BackupServiceServicer:
 
     def DeleteBackup(self, request, context):
         """Deletes a backup and its stored files. Errors: NOT_FOUND, FAILED_PRECONDITION
-        (used by an active schedule), PERMISSION_DENIED.
+        (in progress, named by a schedule, built on by an incremental backup, another job
+        running), UNAVAILABLE (the storage cannot be reached), PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -57,14 +57,18 @@ class BackupServiceStub:
     PERMISSION_DENIED.
     """
     RestoreBackup: _grpc.UnaryStreamMultiCallable[_backup_service_pb2.RestoreBackupRequest, _backup_service_pb2.BackupProgress]
-    """Restores a backup (replacing the current data of its tables) and streams progress.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (backup not SUCCESS or fails verification,
-    another job running), INVALID_ARGUMENT (tables not in the backup),
-    PERMISSION_DENIED.
+    """Restores a backup (replacing the current data of its tables) and streams progress;
+    afterwards every session has ended (tokens issued before it answer UNAUTHENTICATED).
+    Errors before anything changes: NOT_FOUND, FAILED_PRECONDITION (backup not SUCCESS
+    or fails verification, another schema revision, no physical part for
+    point_in_time, another job running), INVALID_ARGUMENT (tables not in the backup,
+    point_in_time before the backup), PERMISSION_DENIED. A failure while restoring is
+    the last message (FAILED, with the error; PostgreSQL is then as it was).
     """
     DeleteBackup: _grpc.UnaryUnaryMultiCallable[_backup_service_pb2.DeleteBackupRequest, _empty_pb2.Empty]
     """Deletes a backup and its stored files. Errors: NOT_FOUND, FAILED_PRECONDITION
-    (used by an active schedule), PERMISSION_DENIED.
+    (in progress, named by a schedule, built on by an incremental backup, another job
+    running), UNAVAILABLE (the storage cannot be reached), PERMISSION_DENIED.
     """
     CreateSchedule: _grpc.UnaryUnaryMultiCallable[_backup_service_pb2.CreateScheduleRequest, _backup_service_pb2.Schedule]
     """Creates a backup schedule. next_run is the first time of cron_expression at or
@@ -120,14 +124,18 @@ class BackupServiceAsyncStub(BackupServiceStub):
     PERMISSION_DENIED.
     """
     RestoreBackup: _aio.UnaryStreamMultiCallable[_backup_service_pb2.RestoreBackupRequest, _backup_service_pb2.BackupProgress]  # type: ignore[assignment]
-    """Restores a backup (replacing the current data of its tables) and streams progress.
-    Errors: NOT_FOUND, FAILED_PRECONDITION (backup not SUCCESS or fails verification,
-    another job running), INVALID_ARGUMENT (tables not in the backup),
-    PERMISSION_DENIED.
+    """Restores a backup (replacing the current data of its tables) and streams progress;
+    afterwards every session has ended (tokens issued before it answer UNAUTHENTICATED).
+    Errors before anything changes: NOT_FOUND, FAILED_PRECONDITION (backup not SUCCESS
+    or fails verification, another schema revision, no physical part for
+    point_in_time, another job running), INVALID_ARGUMENT (tables not in the backup,
+    point_in_time before the backup), PERMISSION_DENIED. A failure while restoring is
+    the last message (FAILED, with the error; PostgreSQL is then as it was).
     """
     DeleteBackup: _aio.UnaryUnaryMultiCallable[_backup_service_pb2.DeleteBackupRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a backup and its stored files. Errors: NOT_FOUND, FAILED_PRECONDITION
-    (used by an active schedule), PERMISSION_DENIED.
+    (in progress, named by a schedule, built on by an incremental backup, another job
+    running), UNAVAILABLE (the storage cannot be reached), PERMISSION_DENIED.
     """
     CreateSchedule: _aio.UnaryUnaryMultiCallable[_backup_service_pb2.CreateScheduleRequest, _backup_service_pb2.Schedule]  # type: ignore[assignment]
     """Creates a backup schedule. next_run is the first time of cron_expression at or
@@ -210,10 +218,13 @@ class BackupServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _backup_service_pb2.RestoreBackupRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_backup_service_pb2.BackupProgress], _abc.AsyncIterator[_backup_service_pb2.BackupProgress]]:
-        """Restores a backup (replacing the current data of its tables) and streams progress.
-        Errors: NOT_FOUND, FAILED_PRECONDITION (backup not SUCCESS or fails verification,
-        another job running), INVALID_ARGUMENT (tables not in the backup),
-        PERMISSION_DENIED.
+        """Restores a backup (replacing the current data of its tables) and streams progress;
+        afterwards every session has ended (tokens issued before it answer UNAUTHENTICATED).
+        Errors before anything changes: NOT_FOUND, FAILED_PRECONDITION (backup not SUCCESS
+        or fails verification, another schema revision, no physical part for
+        point_in_time, another job running), INVALID_ARGUMENT (tables not in the backup,
+        point_in_time before the backup), PERMISSION_DENIED. A failure while restoring is
+        the last message (FAILED, with the error; PostgreSQL is then as it was).
         """
 
     @_abc_1.abstractmethod
@@ -223,7 +234,8 @@ class BackupServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Deletes a backup and its stored files. Errors: NOT_FOUND, FAILED_PRECONDITION
-        (used by an active schedule), PERMISSION_DENIED.
+        (in progress, named by a schedule, built on by an incremental backup, another job
+        running), UNAVAILABLE (the storage cannot be reached), PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod

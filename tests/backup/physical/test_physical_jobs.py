@@ -172,6 +172,15 @@ async def test_incremental_chain_and_point_in_time(
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "point_in_time" in error.field_violations
 
+    # A target past the newest archived transaction: found by the recovery itself, so
+    # the last message carries it; nothing was changed.
+    late = Timestamp()
+    late.FromDatetime(between + timedelta(hours=1))
+    done = await _restore(stub, admin, backup_id=incremental.backup_id, point_in_time=late)
+    assert done.status == pb.JOB_STATUS_FAILED
+    assert done.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert await balance(resources, customer.user_id) == 123
+
 
 async def test_point_in_time_needs_a_physical_part(
     physical_server: Any, channel: grpc.aio.Channel
