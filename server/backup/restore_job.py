@@ -13,8 +13,9 @@ Before anything changes (each refusal leaves the live data untouched):
 Then (``validate_only`` stops before this) PostgreSQL is restored in one transaction
 (all or nothing; server/backup/dumps/postgres.py) from the full backup's dump, or, for
 an incremental backup or a ``point_in_time``, from the chain's physical part recovered
-in a scratch cluster and dumped there (server/backup/physical_parts.py; MongoDB is left
-as it is by a point-in-time restore); MongoDB collection by collection, and
+in a scratch cluster and dumped there (server/backup/physical_parts.py; MongoDB, which
+has no point-in-time log, comes from the backup and its chain); MongoDB collection by
+collection, and
 every session is ended and every service-account token issued before it retired:
 tokens issued before the restore stop working (sessions are data: the restored ones
 would otherwise come back to life). ``after_restore`` drops
@@ -176,9 +177,9 @@ async def prepare_restore(ctx: JobContext, request: RestoreRequest) -> RestorePl
         check_revisions(manifest, live)
     with_postgres = chain[-1].source_db != SOURCE_MONGODB
     physical = _physical_route(request, chain, manifests, with_postgres=with_postgres)
+    # MongoDB has no point-in-time log: a restore to a point in time restores it from the
+    # backup and its chain, as the contract says (RestoreBackupRequest.point_in_time).
     postgres, mongo = _plan_tables(manifests, request.tables, with_postgres=with_postgres)
-    if request.point_in_time is not None:
-        mongo = []  # MongoDB has no point-in-time recovery: it is left as it is
     return RestorePlan(chain, manifests, postgres, mongo, physical, request.point_in_time)
 
 
