@@ -31,10 +31,6 @@ class DetachedJobs:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    @property
-    def running(self) -> int:
-        return len(self._tasks)
-
     async def stream(self, run: Callable[[Report], Awaitable[Any]]) -> AsyncIterator[Progress]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
 

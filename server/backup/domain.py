@@ -875,9 +875,3 @@ async def list_job_logs(
     last = items[-1] if items else None
     token = page.next_token([last.created_at.isoformat(), last.log_id] if last else None, more)
     return items, token
-
-
-def schedule_job_type(job: str) -> str:
-    """The BackupRestoreLogs ``job_type`` of a scheduled run: ``scheduled`` for a
-    backup, ``restore`` for a drill (details say ``"drill": true``)."""
-    return "scheduled" if job == "backup" else "restore"
