@@ -1,9 +1,9 @@
-"""Generate the Python code of the GenCharge gRPC contract, check it is fresh, lint it.
+"""Generate everything derived from the GenCharge gRPC contract, check it is fresh, lint it.
 
 Usage (from anywhere; paths are relative to the repository root):
 
-    .venv/bin/python tools/generate.py          # regenerate generated/gencharge/
-    .venv/bin/python tools/generate.py --check  # exit 1 if generated/ is stale
+    .venv/bin/python tools/generate.py          # regenerate every target in place
+    .venv/bin/python tools/generate.py --check  # exit 1 if any target is stale
     .venv/bin/python tools/generate.py --lint   # buf lint + buf format --exit-code
 
 Inputs: every ``protos/gencharge/v1/*.proto``. Imports resolve against ``protos/``,
@@ -11,11 +11,13 @@ Inputs: every ``protos/gencharge/v1/*.proto``. Imports resolve against ``protos/
 googleapis-common-protos package: git-ignored, never vendored) and the google/protobuf
 well-known types bundled with grpcio-tools.
 
-Outputs, under ``generated/gencharge/v1/``: ``*_pb2.py`` + ``*_pb2.pyi`` (messages),
-``*_pb2_grpc.py`` + ``*_pb2_grpc.pyi`` (stubs and servicers, typed by mypy-protobuf),
-plus the package files ``__init__.py`` and ``py.typed``. The import path is
-``gencharge.v1.<name>_pb2`` (pyproject maps package ``gencharge`` to
-``generated/gencharge``).
+Targets (:func:`targets`), each owning one folder that nothing else writes:
+
+- python stubs, ``generated/gencharge/v1/``: ``*_pb2.py`` + ``*_pb2.pyi`` (messages),
+  ``*_pb2_grpc.py`` + ``*_pb2_grpc.pyi`` (stubs and servicers, typed by mypy-protobuf),
+  plus the package files ``__init__.py`` and ``py.typed``. The import path is
+  ``gencharge.v1.<name>_pb2`` (pyproject maps package ``gencharge`` to
+  ``generated/gencharge``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -144,23 +147,50 @@ def run_protoc(out_dir: Path) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def _tree_files(root: Path) -> set[Path]:
-    """Files under root/OWNED_DIR, relative to root (caches excluded)."""
-    base = root / OWNED_DIR
+@dataclass(frozen=True)
+class Target:
+    """One generator and the repository folder it owns entirely.
+
+    ``build(out_root)`` writes the target's files under ``out_root / owned`` (a scratch
+    folder); ``--check`` compares that with ``REPO_ROOT / owned`` file by file, and a
+    plain run copies the differences in (and deletes files no longer generated).
+    """
+
+    name: str
+    owned: Path
+    build: Callable[[Path], None]
+
+
+def _build_python(out_root: Path) -> None:
+    run_protoc(out_root / "generated")
+
+
+def targets() -> list[Target]:
+    """Everything tools/generate.py generates, in order."""
+    return [
+        Target("python stubs", Path("generated") / OWNED_DIR, _build_python),
+    ]
+
+
+def _tree_files(base: Path) -> set[Path]:
+    """Files under base, relative to it (caches excluded)."""
     if not base.exists():
         return set()
+    ignored = {"__pycache__", "node_modules"}
     return {
-        p.relative_to(root) for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        p.relative_to(base)
+        for p in base.rglob("*")
+        if p.is_file() and not ignored.intersection(p.relative_to(base).parts)
     }
 
 
-def stale_files(fresh_root: Path, current_root: Path = GENERATED_ROOT) -> list[str]:
-    """Paths (relative to generated/) that differ between a fresh run and generated/."""
-    fresh = _tree_files(fresh_root)
-    current = _tree_files(current_root)
+def stale_files(fresh_dir: Path, current_dir: Path) -> list[str]:
+    """Paths (relative to the two folders) that differ between a fresh run and now."""
+    fresh = _tree_files(fresh_dir)
+    current = _tree_files(current_dir)
     stale: list[str] = []
     for rel in sorted(fresh | current):
-        a, b = fresh_root / rel, current_root / rel
+        a, b = fresh_dir / rel, current_dir / rel
         if rel not in fresh:
             stale.append(f"{rel} (not generated any more: delete it)")
         elif rel not in current:
@@ -170,29 +200,43 @@ def stale_files(fresh_root: Path, current_root: Path = GENERATED_ROOT) -> list[s
     return stale
 
 
-def check() -> list[str]:
-    """Regenerate into a temporary folder and list the stale files of generated/."""
-    with tempfile.TemporaryDirectory(prefix="gencharge-gen-") as tmp:
-        fresh_root = Path(tmp)
-        run_protoc(fresh_root)
-        return stale_files(fresh_root)
+def _fresh_run(target: Target, scratch: Path) -> Path:
+    """Build ``target`` into ``scratch``; returns the folder that mirrors its owned one."""
+    target.build(scratch)
+    return scratch / target.owned
 
 
-def generate() -> list[str]:
-    """Regenerate generated/gencharge in place; returns the paths that changed."""
-    with tempfile.TemporaryDirectory(prefix="gencharge-gen-") as tmp:
-        fresh_root = Path(tmp)
-        run_protoc(fresh_root)
-        changed = stale_files(fresh_root)
-        fresh = _tree_files(fresh_root)
-        for rel in sorted(_tree_files(GENERATED_ROOT) - fresh):
-            (GENERATED_ROOT / rel).unlink()
-        for rel in sorted(fresh):
-            target = GENERATED_ROOT / rel
-            if not target.exists() or not filecmp.cmp(fresh_root / rel, target, shallow=False):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(fresh_root / rel, target)
-        return changed
+def check(selected: Sequence[Target] | None = None) -> list[str]:
+    """Regenerate into temporary folders; the stale files, relative to the repository."""
+    stale: list[str] = []
+    for target in selected if selected is not None else targets():
+        with tempfile.TemporaryDirectory(prefix="gencharge-gen-") as tmp:
+            fresh_dir = _fresh_run(target, Path(tmp))
+            stale += [
+                f"{target.owned / line}"
+                for line in stale_files(fresh_dir, REPO_ROOT / target.owned)
+            ]
+    return stale
+
+
+def generate(selected: Sequence[Target] | None = None) -> list[str]:
+    """Regenerate every target in place; the paths (relative to the repository) that
+    changed."""
+    changed: list[str] = []
+    for target in selected if selected is not None else targets():
+        current_dir = REPO_ROOT / target.owned
+        with tempfile.TemporaryDirectory(prefix="gencharge-gen-") as tmp:
+            fresh_dir = _fresh_run(target, Path(tmp))
+            changed += [f"{target.owned / line}" for line in stale_files(fresh_dir, current_dir)]
+            fresh = _tree_files(fresh_dir)
+            for rel in sorted(_tree_files(current_dir) - fresh):
+                (current_dir / rel).unlink()
+            for rel in sorted(fresh):
+                dest = current_dir / rel
+                if not dest.exists() or not filecmp.cmp(fresh_dir / rel, dest, shallow=False):
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(fresh_dir / rel, dest)
+    return changed
 
 
 def buf_commands() -> list[list[str]]:
@@ -222,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
-        "--check", action="store_true", help="fail if generated/ differs from a fresh run"
+        "--check", action="store_true", help="fail if a generated file differs from a fresh run"
     )
     mode.add_argument("--lint", action="store_true", help="run buf lint and buf format")
     args = parser.parse_args(argv)
@@ -232,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if stale:
                 print("generated code is stale; run `.venv/bin/python tools/generate.py`:")
                 for line in stale:
-                    print(f"  generated/{line}")
+                    print(f"  {line}")
                 return 1
             print("generated code is fresh")
             return 0
@@ -245,9 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("buf lint and buf format are clean")
             return 0
         changed = generate()
-        print(f"generated {len(_tree_files(GENERATED_ROOT))} files, {len(changed)} changed")
+        total = sum(len(_tree_files(REPO_ROOT / t.owned)) for t in targets())
+        print(f"generated {total} files, {len(changed)} changed")
         for line in changed:
-            print(f"  generated/{line}")
+            print(f"  {line}")
         return 0
     except GenerationError as exc:
         print(f"error: {exc}", file=sys.stderr)
