@@ -38,7 +38,7 @@ from server.backup.errors import BackupError
 from server.backup.manifest import Manifest, ManifestFile
 from server.backup.physical import basebackup, packing, pitr, wal
 from server.backup.physical.pitr import RecoveredCluster
-from server.backup.physical.tools import connection
+from server.backup.tools import connection
 
 BASE_TAR: Final = "base.tar"
 BASE_MANIFEST: Final = "backup_manifest"

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
-import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +23,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -34,6 +31,7 @@ from server.backup.dumps import queries
 from server.backup.dumps.checks import TableStats, postgres_stats
 from server.backup.errors import BackupError
 from server.backup.pgtools import pg_tool
+from server.backup.tools import check_tool, connection, kill, run_tool, tail
 from server.core.config import Settings
 from server.core.dburl import to_async_url
 from server.core.errors import FieldViolation, InvalidArgument
@@ -57,8 +55,6 @@ NEVER_RESTORED_TABLES: Final[frozenset[str]] = frozenset(
 DEFAULT_TOOL_TIMEOUT_SECONDS: Final = 6 * 3600.0
 #: Seconds a live restore waits for one table lock before it gives up (clean rollback).
 DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 10.0
-#: Bytes of a tool's stderr kept for an error message.
-_STDERR_TAIL: Final = 2000
 #: COPY data handed to the database per chunk during a live restore.
 _COPY_CHUNK_BYTES: Final = 1 << 20
 #: Longest line of pg_restore's SQL output we read (one COPY row).
@@ -114,31 +110,6 @@ class PostgresDump:
 # --- connecting -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Target:
-    """How a tool reaches a database: a URL without the password, and the environment."""
-
-    url: str
-    env: dict[str, str]
-
-
-def _target(url: str) -> _Target:
-    if not url:
-        raise BackupError(
-            "BACKUP_DATABASE_URL_MISSING",
-            "no database URL: pass settings whose database_url is the running database's",
-        )
-    raw = url.strip()
-    if raw.startswith("postgres://"):
-        raw = "postgresql://" + raw[len("postgres://") :]
-    parsed = make_url(raw)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    if parsed.password is not None:
-        env["PGPASSWORD"] = str(parsed.password)
-    plain = parsed.set(drivername="postgresql", password=None)
-    return _Target(plain.render_as_string(hide_password=False), env)
-
-
 def _engine(url: str) -> AsyncEngine:
     """A one-connection engine with no statement timeout (dumps and restores are long)."""
     return create_async_engine(
@@ -151,44 +122,6 @@ def _engine(url: str) -> AsyncEngine:
             "command_timeout": None,
         },
     )
-
-
-def _tail(data: bytes | str) -> str:
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    return text.strip()[-_STDERR_TAIL:]
-
-
-async def _run_tool(
-    args: Sequence[str], env: dict[str, str], *, limit_seconds: float, reason: str, what: str
-) -> None:
-    """Run a tool to its end (stdout discarded); a failure or timeout raises ``reason``."""
-    proc = await asyncio.create_subprocess_exec(
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    try:
-        _, stderr = await asyncio.wait_for(proc.communicate(), limit_seconds)
-    except TimeoutError:
-        await _kill(proc)
-        raise BackupError(
-            reason, f"{what} took more than {limit_seconds:g} s and was stopped"
-        ) from None
-    except BaseException:
-        await _kill(proc)
-        raise
-    if proc.returncode != 0:
-        raise BackupError(reason, f"{what} failed (exit {proc.returncode}): {_tail(stderr)}")
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        with contextlib.suppress(Exception):
-            await proc.wait()
 
 
 # --- dump ---------------------------------------------------------------------------------
@@ -217,8 +150,7 @@ async def dump_postgres(
     (``-Z0``): sealing compresses it (zstd) on its way to storage.
     """
     chosen = backup_tables(tables)
-    target = _target(settings.database_url)
-    tool = str(pg_tool("pg_dump", settings))
+    target = connection(settings.database_url)
     engine = _engine(settings.database_url)
     try:
         async with engine.connect() as conn:
@@ -237,7 +169,7 @@ async def dump_postgres(
             revision = await queries.alembic_revision(conn)
             if on_snapshot is not None:
                 await on_snapshot()
-            args = [tool, "--format=custom", "--compress=0", f"--snapshot={snapshot}"]
+            args = ["--format=custom", "--compress=0", f"--snapshot={snapshot}"]
             if tables:
                 keep = {*chosen, "alembic_version"}
                 args += [
@@ -245,13 +177,14 @@ async def dump_postgres(
                     for name in live
                     if name not in keep
                 ]
-            args += [f"--file={dest}", f"--dbname={target.url}"]
-            await _run_tool(
+            args += [f"--file={dest}", f"--dbname={target.conninfo}"]
+            await check_tool(
+                settings,
+                "pg_dump",
                 args,
-                target.env,
-                limit_seconds=timeout_seconds,
+                env=target.env,
+                timeout_seconds=timeout_seconds,
                 reason="BACKUP_DUMP_FAILED",
-                what="pg_dump",
             )
             await conn.rollback()
     except DBAPIError as exc:
@@ -269,25 +202,18 @@ def _pattern(name: str) -> str:
 async def _toc(settings: Settings, dump: Path, *, timeout_seconds: float) -> list[str]:
     """The dump's table of contents (``pg_restore --list``); a file pg_restore cannot read
     raises ``BACKUP_DUMP_CORRUPT``."""
-    tool = str(pg_tool("pg_restore", settings))
-    proc = await asyncio.create_subprocess_exec(
-        tool,
-        "--list",
-        str(dump),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    ran = await run_tool(
+        settings,
+        "pg_restore",
+        ["--list", str(dump)],
+        timeout_seconds=timeout_seconds,
+        reason="BACKUP_DUMP_CORRUPT",
     )
-    try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout_seconds)
-    except BaseException:
-        await _kill(proc)
-        raise
-    if proc.returncode != 0:
+    if ran.returncode != 0:
         raise BackupError(
-            "BACKUP_DUMP_CORRUPT", f"pg_restore cannot read the dump: {_tail(stderr)}"
+            "BACKUP_DUMP_CORRUPT", f"pg_restore cannot read the dump: {tail(ran.stderr)}"
         )
-    return stdout.decode("utf-8", "replace").splitlines()
+    return ran.stdout.decode("utf-8", "replace").splitlines()
 
 
 async def dump_tables(
@@ -317,15 +243,13 @@ async def restore_postgres_scratch(
 
     ``foreign_keys=False`` leaves the foreign keys out: a dump of chosen tables holds the
     whole schema but only those tables' rows, so the keys to the rest would fail."""
-    target = _target(url)
-    tool = str(pg_tool("pg_restore", settings))
+    target = connection(url)
     args = [
-        tool,
         "--exit-on-error",
         "--single-transaction",
         "--no-owner",
         "--no-privileges",
-        f"--dbname={target.url}",
+        f"--dbname={target.conninfo}",
     ]
     if not foreign_keys:
         listing = dump.with_name(dump.name + ".list")
@@ -334,12 +258,13 @@ async def restore_postgres_scratch(
         await asyncio.to_thread(listing.write_text, "\n".join(kept) + "\n")
         args.append(f"--use-list={listing}")
     args.append(str(dump))
-    await _run_tool(
+    await check_tool(
+        settings,
+        "pg_restore",
         args,
-        target.env,
-        limit_seconds=timeout_seconds,
+        env=target.env,
+        timeout_seconds=timeout_seconds,
         reason="BACKUP_RESTORE_FAILED",
-        what="pg_restore",
     )
 
 
@@ -397,7 +322,7 @@ async def restore_postgres_live(
 
     The role needs to own the tables (the role that runs the migrations does).
     """
-    _target(settings.database_url)  # refuses an empty URL before anything starts
+    connection(settings.database_url)  # refuses an empty URL before anything starts
     chosen = plan_live_restore(await dump_tables(settings, dump), tables)
     if not chosen:
         return []
@@ -505,14 +430,14 @@ async def _load(
         await asyncio.wait_for(proc.wait(), 60)
         await drain
     except BaseException:
-        await _kill(proc)
+        await kill(proc)
         drain.cancel()
         raise
     if proc.returncode != 0:
         raise BackupError(
             "BACKUP_DUMP_CORRUPT",
             f"pg_restore failed (exit {proc.returncode}); nothing was restored: "
-            f"{_tail(b''.join(stderr))}",
+            f"{tail(b''.join(stderr))}",
         )
     if missing := chosen - loaded:
         raise BackupError(

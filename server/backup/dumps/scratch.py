@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from server.backup.dumps import queries
 from server.backup.errors import BackupError
+from server.backup.tools import connection
 from server.core.config import Settings
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,7 @@ async def scratch_databases(
 ) -> AsyncIterator[ScratchDatabases]:
     """``async with scratch_databases(settings, client) as s:`` an empty PostgreSQL
     database ``s.pg_url`` and a MongoDB database ``s.mongo_db``, both dropped at the end."""
-    if not settings.database_url:
-        raise BackupError(
-            "BACKUP_DATABASE_URL_MISSING",
-            "no database URL: pass settings whose database_url is the running database's",
-        )
+    connection(settings.database_url)  # refuses an empty URL before anything is created
     name = scratch_name()
     assert name.startswith(SCRATCH_PREFIX)
     admin_url = settings.database_url

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from server.backup.errors import BackupError
-from server.backup.physical.tools import connection, database_url, run_tool, tail
+from server.backup.tools import connection, database_url, run_tool, tail
 from server.core.config import Settings
 
 #: Seconds a backup tool may run before it is killed (a bound on a hang).

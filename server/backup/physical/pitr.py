@@ -38,8 +38,8 @@ from server.backup.errors import BackupError
 from server.backup.pgtools import pg_tool
 from server.backup.physical.basebackup import read_backup
 from server.backup.physical.queries import recovery_state
-from server.backup.physical.tools import connection
 from server.backup.physical.wal import restore_command
+from server.backup.tools import connection
 from server.core.config import Settings
 from server.core.dburl import to_async_url
 from server.core.pgsystem import (
