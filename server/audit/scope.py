@@ -63,13 +63,21 @@ def job_scope(
     ``<scheduler|cli>/<job>`` and ``request_id`` (the work's idempotency key, or a
     fresh ``<job>-<uuid>``), in the same transaction as the change."""
     kind = "cli" if actor == CLI_ACTOR else "scheduler"
-    scope = AuditScope(
-        actor=actor,
-        rpc=f"{kind}/{job}",
-        request_id=request_id or f"{job}-{uuid.uuid4().hex}",
-        peer=None,
-        mutating=True,
-    )
+    with scoped(
+        AuditScope(
+            actor=actor,
+            rpc=f"{kind}/{job}",
+            request_id=request_id or f"{job}-{uuid.uuid4().hex}",
+            peer=None,
+            mutating=True,
+        )
+    ) as scope:
+        yield scope
+
+
+@contextmanager
+def scoped(scope: AuditScope) -> Iterator[AuditScope]:
+    """``scope`` is the current audit scope inside the block (the previous one after)."""
     token = current_scope.set(scope)
     try:
         yield scope

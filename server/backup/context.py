@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.audit.scope import AuditScope, current_scope
+from server.audit.scope import SCHEDULER_ACTOR, AuditScope, scoped
 from server.backup.domain import Backup
 from server.backup.errors import BackupError
 from server.backup.keys import BackupKeys
@@ -183,18 +183,16 @@ def step_scope(base: AuditScope | None, job: str, step: str) -> Iterator[AuditSc
     (or CLI / scheduler scope) that started it, a request id of its own
     (``<request id>/<step>``). A job writes several transactions, each with its event,
     while a scope holds one."""
-    scope = AuditScope(
-        actor=base.actor if base else "system:scheduler",
-        rpc=base.rpc if base else f"scheduler/{job}",
-        request_id=f"{base.request_id if base else job + '-' + uuid.uuid4().hex}/{step}",
-        peer=base.peer if base else None,
-        mutating=True,
-    )
-    token = current_scope.set(scope)
-    try:
+    with scoped(
+        AuditScope(
+            actor=base.actor if base else SCHEDULER_ACTOR,
+            rpc=base.rpc if base else f"scheduler/{job}",
+            request_id=f"{base.request_id if base else job + '-' + uuid.uuid4().hex}/{step}",
+            peer=base.peer if base else None,
+            mutating=True,
+        )
+    ) as scope:
         yield scope
-    finally:
-        current_scope.reset(token)
 
 
 def details_of(error: BaseException) -> dict[str, Any]:
