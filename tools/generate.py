@@ -18,6 +18,8 @@ Targets (:func:`targets`), each owning one folder that nothing else writes:
   plus the package files ``__init__.py`` and ``py.typed``. The import path is
   ``gencharge.v1.<name>_pb2`` (pyproject maps package ``gencharge`` to
   ``generated/gencharge``).
+- api reference, ``docs/reference/``: Markdown pages from the contract's descriptor set
+  and its comments (tools/gen_reference.py).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+TOOLS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TOOLS_DIR.parent
 PROTO_ROOT = REPO_ROOT / "protos"
 PROTO_PACKAGE = Path("gencharge") / "v1"
 DEPS_DIR = REPO_ROOT / "build" / "proto-deps"
@@ -119,10 +122,9 @@ def _plugin(name: str) -> Path:
     return path
 
 
-def run_protoc(out_dir: Path) -> None:
-    """Generate the Python code of every contract proto into out_dir."""
+def _protoc(*options: str) -> None:
+    """Run protoc over every contract proto with ``options`` (outputs, plugins)."""
     deps = prepare_proto_deps()
-    out_dir.mkdir(parents=True, exist_ok=True)
     args = [
         sys.executable,
         "-m",
@@ -130,21 +132,35 @@ def run_protoc(out_dir: Path) -> None:
         f"--proto_path={PROTO_ROOT}",
         f"--proto_path={deps}",
         f"--proto_path={grpc_tools_include_dir()}",
+        *options,
+        *(str(p) for p in proto_files()),
+    ]
+    result = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise GenerationError(f"protoc failed:\n{result.stdout}{result.stderr}")
+
+
+def run_protoc(out_dir: Path) -> None:
+    """Generate the Python code of every contract proto into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _protoc(
         f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}",
         f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
         f"--python_out={out_dir}",
         f"--grpc_python_out={out_dir}",
         f"--mypy_out={out_dir}",
         f"--mypy_grpc_out={out_dir}",
-        *(str(p) for p in proto_files()),
-    ]
-    result = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise GenerationError(f"protoc failed:\n{result.stdout}{result.stderr}")
+    )
     for rel, text in PACKAGE_FILES.items():
         path = out_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+
+
+def write_descriptor_set(path: Path) -> None:
+    """The contract's FileDescriptorSet, with its imports and source info (comments)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _protoc(f"--descriptor_set_out={path}", "--include_imports", "--include_source_info")
 
 
 @dataclass(frozen=True)
@@ -166,9 +182,14 @@ def _build_python(out_root: Path) -> None:
 
 
 def targets() -> list[Target]:
-    """Everything tools/generate.py generates, in order."""
+    """Everything tools/generate.py generates, in order (builders beside this file)."""
+    if str(TOOLS_DIR) not in sys.path:
+        sys.path.insert(0, str(TOOLS_DIR))
+    import gen_reference
+
     return [
         Target("python stubs", Path("generated") / OWNED_DIR, _build_python),
+        Target("api reference", gen_reference.OWNED, gen_reference.builder(write_descriptor_set)),
     ]
 
 

@@ -13,7 +13,6 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
 
 from server.audit.gate import SecurityEventGate
 from server.audit.outbox import record_standalone
@@ -33,6 +32,7 @@ from server.rpc.health import MONGODB, POSTGRESQL, HealthMonitor
 from server.rpc.interceptors.access import AccessInterceptor
 from server.rpc.interceptors.request import RequestInterceptor
 from server.rpc.interceptors.validation import ValidationInterceptor
+from server.rpc.reflection import enable_reflection
 from server.rpc.services import SERVICES, AppContext
 
 log = logging.getLogger(__name__)
@@ -287,14 +287,7 @@ async def _start(
         stopping=stopping,
     )
     await monitor.initialise()
-    reflection.enable_server_reflection(
-        [
-            *names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
-    )
+    enable_reflection(server, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
     try:
         port = server.add_insecure_port(listen)
     except RuntimeError:  # grpc's own message names no cause

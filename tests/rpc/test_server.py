@@ -1,4 +1,5 @@
-"""The server as a whole: health, reflection, request ids, UNIMPLEMENTED, limits."""
+"""The server as a whole: health, request ids, UNIMPLEMENTED, limits (reflection:
+test_reflection.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from gencharge.v1 import (
     plan_service_pb2,
@@ -63,26 +63,6 @@ async def test_health_not_serving_during_shutdown(grpc_server: Any) -> None:
         assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
         watch.cancel()
         await stopping
-
-
-async def test_reflection_lists_every_service(channel: grpc.aio.Channel) -> None:
-    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    request = reflection_pb2.ServerReflectionRequest(list_services="")
-    async for reply in stub.ServerReflectionInfo(iter([request])):
-        names = {s.name for s in reply.list_services_response.service}
-        break
-    assert names >= EXPECTED_SERVICES
-    assert "grpc.health.v1.Health" in names
-
-
-async def test_reflection_describes_plan_service(channel: grpc.aio.Channel) -> None:
-    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    request = reflection_pb2.ServerReflectionRequest(
-        file_containing_symbol="gencharge.v1.PlanService"
-    )
-    async for reply in stub.ServerReflectionInfo(iter([request])):
-        assert reply.file_descriptor_response.file_descriptor_proto
-        break
 
 
 async def test_every_contract_rpc_is_implemented(grpc_server: Any) -> None:
