@@ -93,6 +93,7 @@ class _Call:
         self.request_id = request_id
         self.proxies = proxies
         self.peer = ""
+        self.direct_peer = ""
         self.started = time.perf_counter()
         self.code = grpc.StatusCode.OK
 
@@ -102,6 +103,9 @@ class _Call:
 
     def start(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         self.enter()
+        # Read while the call is alive: after a client drops a stream, grpcio tears the
+        # call down and context.peer() in finish() crashed the process (SIGSEGV).
+        self.direct_peer = context.peer()
         self.peer = resolve(context, self.proxies)
         client_peer_var.set(self.peer)
         # Sent with the status (errors add it to their own trailing metadata).
@@ -126,9 +130,8 @@ class _Call:
             "duration_ms": round((time.perf_counter() - self.started) * 1000, 3),
             "peer": self.peer,
         }
-        direct = context.peer()
-        if direct != self.peer:
-            extra["proxy"] = direct
+        if self.direct_peer != self.peer:
+            extra["proxy"] = self.direct_peer
         log.log(level, "rpc finished", extra=extra)
 
 
