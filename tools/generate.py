@@ -42,7 +42,6 @@ REPO_ROOT = TOOLS_DIR.parent
 PROTO_ROOT = REPO_ROOT / "protos"
 PROTO_PACKAGE = Path("gencharge") / "v1"
 DEPS_DIR = REPO_ROOT / "build" / "proto-deps"
-GENERATED_ROOT = REPO_ROOT / "generated"
 # The part of generated/ this script owns (other generators may write beside it).
 OWNED_DIR = Path("gencharge")
 BUF = REPO_ROOT / "node_modules" / ".bin" / "buf"
@@ -227,10 +226,10 @@ def _fresh_run(target: Target, scratch: Path) -> Path:
     return scratch / target.owned
 
 
-def check(selected: Sequence[Target] | None = None) -> list[str]:
+def check() -> list[str]:
     """Regenerate into temporary folders; the stale files, relative to the repository."""
     stale: list[str] = []
-    for target in selected if selected is not None else targets():
+    for target in targets():
         with tempfile.TemporaryDirectory(prefix="gencharge-gen-") as tmp:
             fresh_dir = _fresh_run(target, Path(tmp))
             stale += [
@@ -240,11 +239,11 @@ def check(selected: Sequence[Target] | None = None) -> list[str]:
     return stale
 
 
-def generate(selected: Sequence[Target] | None = None) -> list[str]:
+def generate() -> list[str]:
     """Regenerate every target in place; the paths (relative to the repository) that
     changed."""
     changed: list[str] = []
-    for target in selected if selected is not None else targets():
+    for target in targets():
         current_dir = REPO_ROOT / target.owned
         with tempfile.TemporaryDirectory(prefix="gencharge-gen-") as tmp:
             fresh_dir = _fresh_run(target, Path(tmp))

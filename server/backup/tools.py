@@ -100,9 +100,11 @@ async def run_tool(
     timeout_seconds: float,
     env: dict[str, str] | None = None,
     reason: str,
+    check: bool = False,
 ) -> Ran:
     """Run the PostgreSQL tool ``name`` to its end; a timeout kills it and raises
-    ``reason``. The caller judges the exit code (:func:`check_tool` refuses any but 0)."""
+    ``reason``, and so does an exit code other than 0 with ``check`` (else the caller
+    judges it)."""
     proc = await asyncio.create_subprocess_exec(
         str(pg_tool(name, settings)),
         *args,
@@ -122,23 +124,6 @@ async def run_tool(
         await kill(proc)
         raise
     assert proc.returncode is not None
+    if check and proc.returncode != 0:
+        raise BackupError(reason, f"{name} failed (exit {proc.returncode}): {tail(stderr)}")
     return Ran(proc.returncode, stdout, stderr)
-
-
-async def check_tool(
-    settings: Settings,
-    name: str,
-    args: Sequence[str],
-    *,
-    timeout_seconds: float,
-    env: dict[str, str] | None = None,
-    reason: str,
-) -> Ran:
-    """:func:`run_tool`, and an exit code other than 0 raises ``reason`` with stderr's
-    tail."""
-    ran = await run_tool(
-        settings, name, args, timeout_seconds=timeout_seconds, env=env, reason=reason
-    )
-    if ran.returncode != 0:
-        raise BackupError(reason, f"{name} failed (exit {ran.returncode}): {tail(ran.stderr)}")
-    return ran

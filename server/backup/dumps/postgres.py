@@ -31,7 +31,7 @@ from server.backup.dumps import queries
 from server.backup.dumps.checks import TableStats, postgres_stats
 from server.backup.errors import BackupError
 from server.backup.pgtools import pg_tool
-from server.backup.tools import check_tool, connection, kill, run_tool, tail
+from server.backup.tools import connection, kill, run_tool, tail
 from server.core.config import Settings
 from server.core.dburl import to_async_url
 from server.core.errors import FieldViolation, InvalidArgument
@@ -178,13 +178,14 @@ async def dump_postgres(
                     if name not in keep
                 ]
             args += [f"--file={dest}", f"--dbname={target.conninfo}"]
-            await check_tool(
+            await run_tool(
                 settings,
                 "pg_dump",
                 args,
                 env=target.env,
                 timeout_seconds=timeout_seconds,
                 reason="BACKUP_DUMP_FAILED",
+                check=True,
             )
             await conn.rollback()
     except DBAPIError as exc:
@@ -258,13 +259,14 @@ async def restore_postgres_scratch(
         await asyncio.to_thread(listing.write_text, "\n".join(kept) + "\n")
         args.append(f"--use-list={listing}")
     args.append(str(dump))
-    await check_tool(
+    await run_tool(
         settings,
         "pg_restore",
         args,
         env=target.env,
         timeout_seconds=timeout_seconds,
         reason="BACKUP_RESTORE_FAILED",
+        check=True,
     )
 
 
