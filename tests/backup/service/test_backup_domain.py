@@ -97,13 +97,15 @@ async def test_backup_row_from_in_progress_to_finished(resources: Any) -> None:
 
 
 async def test_log_job_writes_the_dds_document_with_its_expiry(resources: Any) -> None:
+    # Recent, whatever today is: an entry past its expiry is fair game for the TTL monitor.
+    recent = datetime.now(UTC).replace(microsecond=0)
     entry = await domain.log_job(
         job_type="backup",
         job_id="backup_x",
         status="completed",
         details={"tables": ["users"]},
         action_by=7,
-        now=T0,
+        now=recent,
         retention_days=30,
         mongo=resources.mongo_db,
     )
@@ -111,7 +113,7 @@ async def test_log_job_writes_the_dds_document_with_its_expiry(resources: Any) -
         job_type="scheduled",
         job_id="backup_y",
         status="started",
-        now=T0 + timedelta(seconds=1),
+        now=recent + timedelta(seconds=1),
         retention_days=0,
         mongo=resources.mongo_db,
     )

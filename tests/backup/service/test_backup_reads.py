@@ -15,7 +15,9 @@ from server.backup import domain
 from tests.backup.service.helpers import Stub, add_backup, refused
 from tests.helpers.auth import Actor, create_admin, create_service, register_user
 
-T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+# Recent, whatever today is: BackupRestoreLogs entries expire (a TTL index on expires_at,
+# retention_days after created_at), and the TTL monitor deletes them mid-test otherwise.
+T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 
