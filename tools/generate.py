@@ -185,10 +185,17 @@ def targets() -> list[Target]:
     if str(TOOLS_DIR) not in sys.path:
         sys.path.insert(0, str(TOOLS_DIR))
     import gen_reference
+    import gen_typescript  # TypeScript SDK (clients/typescript)
 
     return [
         Target("python stubs", Path("generated") / OWNED_DIR, _build_python),
         Target("api reference", gen_reference.OWNED, gen_reference.builder(write_descriptor_set)),
+        # TypeScript SDK: protoc-gen-es output and the methods table.
+        Target(
+            "typescript client",
+            gen_typescript.OWNED,
+            gen_typescript.builder(write_descriptor_set, REPO_ROOT),
+        ),
     ]
 
 
