@@ -20,7 +20,12 @@ import {
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { Credentials } from "./credentials.js";
 import { toGenChargeError } from "./errors.js";
-import { authInterceptor, requestIdInterceptor, retryInterceptor } from "./interceptors.js";
+import {
+  authInterceptor,
+  lostConnectionInterceptor,
+  requestIdInterceptor,
+  retryInterceptor,
+} from "./interceptors.js";
 import { localName, methodInfo } from "./methods.js";
 import { paginate } from "./pagination.js";
 import type { RetryPolicy } from "./retry.js";
@@ -73,7 +78,7 @@ function build(options: ClientOptions, sessions: Http2SessionManager): GenCharge
   if (options.credentials) {
     interceptors.push(authInterceptor(options.credentials));
   }
-  interceptors.push(...(options.interceptors ?? []));
+  interceptors.push(...(options.interceptors ?? []), lostConnectionInterceptor());
   const transport = createGrpcTransport({
     baseUrl: options.baseUrl,
     sessionManager: sessions,

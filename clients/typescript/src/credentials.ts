@@ -64,38 +64,44 @@ export interface SessionOptions extends CredentialsOptions {
   onTokens?: (tokens: SessionTokens) => void | Promise<void>;
 }
 
-/** `exp` of a JWT, in ms since the epoch (the signature is not checked: the server does). */
-export function jwtExpiryMs(token: string): number | undefined {
+function jwtClaims(token: string): { exp?: unknown; iat?: unknown } {
   const payload = token.split(".")[1];
   if (payload === undefined) {
-    return undefined;
+    return {};
   }
   try {
-    const claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as {
-      exp?: unknown;
-    };
-    return typeof claims.exp === "number" ? claims.exp * 1000 : undefined;
+    const claims: unknown = JSON.parse(Buffer.from(payload, "base64url").toString("utf8"));
+    return typeof claims === "object" && claims !== null ? claims : {};
   } catch {
-    return undefined;
+    return {};
   }
+}
+
+/** `exp` of a JWT, in ms since the epoch (the signature is not checked: the server does). */
+export function jwtExpiryMs(token: string): number | undefined {
+  const { exp } = jwtClaims(token);
+  return typeof exp === "number" ? exp * 1000 : undefined;
 }
 
 function expiryOf(accessToken: string, expiresAt: Timestamp | undefined): number | undefined {
   return expiresAt !== undefined ? timestampMs(expiresAt) : jwtExpiryMs(accessToken);
 }
 
+/** How long before expiry to refresh: the option, else 60 s or a tenth of the token's
+ * lifetime (`exp - iat`) if that is shorter. */
 function skewFor(
   options: CredentialsOptions,
-  issuedAt: number,
+  accessToken: string,
   expiresAt: number | undefined,
 ): number {
   if (options.refreshSkewMs !== undefined) {
     return options.refreshSkewMs;
   }
-  if (expiresAt === undefined) {
+  const { iat } = jwtClaims(accessToken);
+  if (expiresAt === undefined || typeof iat !== "number") {
     return DEFAULT_SKEW_MS;
   }
-  return Math.min(DEFAULT_SKEW_MS, Math.max(0, (expiresAt - issuedAt) / 10));
+  return Math.min(DEFAULT_SKEW_MS, Math.max(0, (expiresAt - iat * 1000) / 10));
 }
 
 /** A login session's tokens, refreshed before expiry, one refresh at a time. */
@@ -119,7 +125,7 @@ export class SessionCredentials implements Credentials {
     this.#accessToken = tokens.accessToken;
     this.#refreshToken = tokens.refreshToken;
     this.#expiresAt = tokens.accessTokenExpiresAtMs ?? jwtExpiryMs(tokens.accessToken);
-    this.#skew = skewFor(options, this.#clock(), this.#expiresAt);
+    this.#skew = skewFor(options, tokens.accessToken, this.#expiresAt);
     this.#sessionId = tokens.sessionId ?? "";
   }
 
@@ -280,7 +286,7 @@ export class SessionCredentials implements Credentials {
     await this.#options.onTokens?.(next);
     this.#accessToken = next.accessToken;
     this.#expiresAt = next.accessTokenExpiresAtMs;
-    this.#skew = skewFor(this.#options, this.#clock(), this.#expiresAt);
+    this.#skew = skewFor(this.#options, this.#accessToken, this.#expiresAt);
     if (next.sessionId) {
       this.#sessionId = next.sessionId;
     }
@@ -377,6 +383,11 @@ export class ServiceAccountCredentials implements Credentials {
     return this.#clientId;
   }
 
+  /** When the current token expires (ms since the epoch), if one was issued. */
+  get accessTokenExpiresAtMs(): number | undefined {
+    return this.#expiresAt;
+  }
+
   /** How many tokens these credentials were issued. */
   get issueCount(): number {
     return this.#issues;
@@ -419,7 +430,7 @@ export class ServiceAccountCredentials implements Credentials {
     this.#issues++;
     this.#accessToken = reply.accessToken;
     this.#expiresAt = expiryOf(reply.accessToken, reply.accessTokenExpiresAt);
-    this.#skew = skewFor(this.#options, this.#clock(), this.#expiresAt);
+    this.#skew = skewFor(this.#options, this.#accessToken, this.#expiresAt);
   }
 
   toString(): string {

@@ -1,5 +1,8 @@
 // @gencharge/client: the TypeScript SDK of the GenCharge gRPC API (see README.md).
 
+export { Code, ConnectError } from "@connectrpc/connect";
+export type { CallOptions } from "@connectrpc/connect";
+
 export { createGenChargeClient, DEFAULT_TIMEOUT_MS } from "./client.js";
 export type { ClientOptions, GenChargeClient, ServiceClients } from "./client.js";
 export {

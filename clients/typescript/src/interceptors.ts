@@ -9,6 +9,9 @@
 // 3. authInterceptor: `authorization: Bearer <token>` on every non-public call, from the
 //    credentials (which refresh before expiry, one refresh at a time); a unary call the
 //    server refuses as expired is refreshed once and replayed.
+// 4. lostConnectionInterceptor (innermost): a call whose connection dropped fails with
+//    UNAVAILABLE, as in gRPC, not CANCELED (Node resets the streams of a closed HTTP/2
+//    session with CANCEL): only a call the caller (or a deadline) aborted is CANCELED.
 
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
@@ -136,6 +139,45 @@ export function retryInterceptor(options: RetryInterceptorOptions = {}): Interce
       } finally {
         cleanup();
       }
+    }
+  };
+}
+
+function lost(error: unknown, signal: AbortSignal): unknown {
+  const connectError = ConnectError.from(error);
+  if (connectError.code !== Code.Canceled || signal.aborted) {
+    return error;
+  }
+  return new ConnectError(
+    `connection lost: ${connectError.rawMessage}`,
+    Code.Unavailable,
+    connectError.metadata,
+    undefined,
+    connectError,
+  );
+}
+
+/** CANCELED that nobody asked for (a dropped connection) becomes UNAVAILABLE. */
+export function lostConnectionInterceptor(): Interceptor {
+  return (next) => async (req) => {
+    try {
+      const res = await next(req);
+      if (!res.stream) {
+        return res;
+      }
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* messages;
+          } catch (error) {
+            throw lost(error, req.signal);
+          }
+        })(),
+      };
+    } catch (error) {
+      throw lost(error, req.signal);
     }
   };
 }

@@ -157,12 +157,15 @@ class Control:
         await assert_ledger_balances(self.resources)
 
     async def plan(self, args: dict[str, Any]) -> int:
-        return await make_plan(
+        """A plan (``status`` "active" or "inactive"), visible to the server at once."""
+        plan_id = await make_plan(
             self.resources,
             price=args.get("price", "10.00"),
             status=args.get("status", "active"),
             name=args.get("name"),
         )
+        self.server.app.catalogue.invalidate()
+        return plan_id
 
     async def admin(self, args: dict[str, Any]) -> dict[str, str]:
         """An admin (not logged in yet: the SDK's login enrols its TOTP)."""
