@@ -95,7 +95,7 @@ test("an access token the server finds expired is refreshed once and the call re
 });
 
 test("OTP login", async () => {
-  const user = await newUser();
+  const user = await newUser("0", { verify: true });
   const base = client();
   await SessionCredentials.requestOtp(base, user.phoneNumber);
   const code = await control<string>("otp", { phoneNumber: user.phoneNumber });

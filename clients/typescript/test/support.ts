@@ -88,8 +88,10 @@ export interface TestUser {
   password: string;
 }
 
-export function newUser(rupees = "0"): Promise<TestUser> {
-  return control<TestUser>("user", rupees === "0" ? {} : { rupees });
+/** A new customer, its wallet funded with `rupees`; `verify`: its contacts verified
+ * (needed for an OTP login). */
+export function newUser(rupees = "0", options: { verify?: boolean } = {}): Promise<TestUser> {
+  return control<TestUser>("user", { ...(rupees === "0" ? {} : { rupees }), ...options });
 }
 
 export function newPlan(price: string, status = "active"): Promise<number> {

@@ -1,0 +1,71 @@
+// The examples of docs/clients/typescript.md (clients/typescript/examples/*.ts, embedded
+// in the page verbatim: tests/clients/typescript checks they agree) run against the real
+// server as the page tells a reader to run them.
+
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { balance, control, env, ledger, newPlan, newUser } from "./support.js";
+
+const examples = fileURLToPath(new URL("../examples/", import.meta.url));
+
+function run(example: string, vars: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [join(examples, example)],
+      { env: { ...process.env, GENCHARGE_ADDRESS: env.address, ...vars }, timeout: 300_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : -1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+test("examples/batch-recharge: 10,000 items with a progress bar", async () => {
+  const total = Number(process.env.GENCHARGE_EXAMPLE_BATCH_SIZE ?? 10_000);
+  const account = await control<{ clientId: string; clientSecret: string }>("service", {
+    scopes: ["recharges.write"],
+  });
+  const planId = await newPlan("1.00");
+  const customers = await Promise.all(Array.from({ length: 20 }, () => newUser("1000.00")));
+  // One customer cannot pay: their orders fail with INSUFFICIENT_FUNDS, the rest go on.
+  const poor = await newUser("0.50");
+  const orders = [...customers, poor].map((c) => ({ userId: c.userId, phoneNumber: c.phoneNumber, planId }));
+  const dir = mkdtempSync(join(tmpdir(), "gencharge-batch-"));
+  try {
+    const file = join(dir, "orders.json");
+    writeFileSync(file, JSON.stringify(orders));
+    const vars = {
+      GENCHARGE_CLIENT_ID: account.clientId,
+      GENCHARGE_CLIENT_SECRET: account.clientSecret,
+      GENCHARGE_ORDERS: file,
+      GENCHARGE_BATCH_ID: `docs-${account.clientId}`,
+      GENCHARGE_BATCH_SIZE: String(total),
+    };
+    const first = await run("batch-recharge.js", vars);
+    assert.equal(first.code, 0, first.stderr + first.stdout);
+    const poorOrders = Math.floor(total / orders.length) + (total % orders.length > orders.length - 1 ? 1 : 0);
+    assert.match(first.stdout, new RegExp(`: ${total - poorOrders} recharged, ${poorOrders} failed in `));
+    assert.match(first.stdout, new RegExp(`INSUFFICIENT_FUNDS: ${poorOrders}\\b`));
+    assert.match(first.stderr, new RegExp(`\\[#{30}\\] ${total}/${total} ok ${total - poorOrders}`));
+    const debits = async () =>
+      (await Promise.all(customers.map((c) => ledger(c.userId)))).flat().filter((r) => r.type === "debit").length;
+    assert.equal(await debits(), total - poorOrders);
+    // The same batch again (its first 1,000 orders, to keep the test short): every order
+    // already ran, the server answers with the original results, nothing is debited twice.
+    const again = await run("batch-recharge.js", { ...vars, GENCHARGE_BATCH_SIZE: String(Math.min(total, 1000)) });
+    assert.equal(again.code, 0, again.stderr + again.stdout);
+    console.log(first.stdout.trim());
+    assert.equal(await debits(), total - poorOrders);
+    assert.equal(await balance(poor.userId), "0.50");
+    await control("assert_ledger");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
