@@ -24,7 +24,9 @@ const customers = JSON.parse(readFileSync(process.env.GENCHARGE_ORDERS!, "utf8")
   planId: number;
 }[];
 
-const gc = createGenChargeClient({ baseUrl: process.env.GENCHARGE_ADDRESS ?? "http://127.0.0.1:50051" });
+const gc = createGenChargeClient({
+  baseUrl: process.env.GENCHARGE_ADDRESS ?? "http://127.0.0.1:50051",
+});
 const credentials = new ServiceAccountCredentials(gc, {
   clientId: process.env.GENCHARGE_CLIENT_ID!,
   clientSecret: process.env.GENCHARGE_CLIENT_SECRET!,
@@ -62,7 +64,10 @@ function showProgress(p: BatchProgress): void {
 
 const failures = new Map<string, number>();
 const started = Date.now();
-for await (const result of batchRecharge(service, orders(), { maxInFlight: 64, onProgress: showProgress })) {
+for await (const result of batchRecharge(service, orders(), {
+  maxInFlight: 64,
+  onProgress: showProgress,
+})) {
   if (result.error) {
     // A failed order is a result, not an exception: count it by reason (and, in a real
     // service, record result.requestId and result.error.reason for follow-up).
@@ -72,7 +77,9 @@ for await (const result of batchRecharge(service, orders(), { maxInFlight: 64, o
 const seconds = (Date.now() - started) / 1000;
 process.stderr.write("\n");
 const failed = [...failures.values()].reduce((a, b) => a + b, 0);
-console.log(`batch ${batchId}: ${total - failed} recharged, ${failed} failed in ${seconds.toFixed(1)} s`);
+console.log(
+  `batch ${batchId}: ${total - failed} recharged, ${failed} failed in ${seconds.toFixed(1)} s`,
+);
 for (const [reason, count] of failures) {
   console.log(`  ${reason}: ${count}`);
 }

@@ -23,6 +23,7 @@ export * from "./errors.js";
 export {
   authInterceptor,
   isTokenExpired,
+  lostConnectionInterceptor,
   requestIdInterceptor,
   retryInterceptor,
 } from "./interceptors.js";

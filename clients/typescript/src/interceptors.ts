@@ -10,8 +10,9 @@
 //    credentials (which refresh before expiry, one refresh at a time); a unary call the
 //    server refuses as expired is refreshed once and replayed.
 // 4. lostConnectionInterceptor (innermost): a call whose connection dropped fails with
-//    UNAVAILABLE, as in gRPC, not CANCELED (Node resets the streams of a closed HTTP/2
-//    session with CANCEL): only a call the caller (or a deadline) aborted is CANCELED.
+//    UNAVAILABLE, as in gRPC, not CANCELED or ABORTED (Node resets the streams of a
+//    closed HTTP/2 session with CANCEL, or reports ECONNRESET): only a call the caller
+//    (or a deadline) aborted is CANCELED.
 
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
@@ -143,9 +144,45 @@ export function retryInterceptor(options: RetryInterceptorOptions = {}): Interce
   };
 }
 
+/** Node's errors of a connection that went away under a call. */
+const CONNECTION_ERRORS = new Set([
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ERR_STREAM_DESTROYED",
+  "ERR_STREAM_PREMATURE_CLOSE",
+  "ERR_HTTP2_INVALID_STREAM",
+  "ERR_HTTP2_STREAM_CANCEL",
+  "ERR_HTTP2_STREAM_ERROR",
+  "ERR_HTTP2_SESSION_ERROR",
+  "ERR_HTTP2_GOAWAY_SESSION",
+]);
+
+function nodeErrorCodes(error: unknown): string[] {
+  const codes: string[] = [];
+  const seen = new Set<unknown>();
+  for (let e = error; e instanceof Error && !seen.has(e); e = (e as { cause?: unknown }).cause) {
+    seen.add(e);
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") {
+      codes.push(code);
+    }
+  }
+  return codes;
+}
+
+/** A call that failed because its connection dropped (not because the caller or a
+ * deadline aborted it, nor because the server answered so) as UNAVAILABLE. */
 function lost(error: unknown, signal: AbortSignal): unknown {
   const connectError = ConnectError.from(error);
-  if (connectError.code !== Code.Canceled || signal.aborted) {
+  if (signal.aborted) {
+    return error;
+  }
+  const dropped =
+    connectError.code === Code.Canceled ||
+    ((connectError.code === Code.Aborted || connectError.code === Code.Internal) &&
+      nodeErrorCodes(connectError).some((code) => CONNECTION_ERRORS.has(code)));
+  if (!dropped) {
     return error;
   }
   return new ConnectError(
@@ -157,7 +194,8 @@ function lost(error: unknown, signal: AbortSignal): unknown {
   );
 }
 
-/** CANCELED that nobody asked for (a dropped connection) becomes UNAVAILABLE. */
+/** CANCELED or a connection reset that nobody asked for (a dropped connection) becomes
+ * UNAVAILABLE. */
 export function lostConnectionInterceptor(): Interceptor {
   return (next) => async (req) => {
     try {

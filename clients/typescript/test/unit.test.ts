@@ -21,6 +21,7 @@ import {
   fromMinorUnits,
   fromStatus,
   localName,
+  lostConnectionInterceptor,
   money,
   moneyToString,
   pathOf,
@@ -106,8 +107,15 @@ test("the generated methods table covers every RPC and its fields resolve", () =
   ]);
 });
 
-function status(code: Code, reason: string, metadata: Record<string, string> = {}, violations: string[] = []) {
-  const details = [anyPack(ErrorInfoSchema, create(ErrorInfoSchema, { reason, domain: "gencharge.v1", metadata }))];
+function status(
+  code: Code,
+  reason: string,
+  metadata: Record<string, string> = {},
+  violations: string[] = [],
+) {
+  const details = [
+    anyPack(ErrorInfoSchema, create(ErrorInfoSchema, { reason, domain: "gencharge.v1", metadata })),
+  ];
   if (violations.length) {
     details.push(
       anyPack(
@@ -121,8 +129,14 @@ function status(code: Code, reason: string, metadata: Record<string, string> = {
   return create(StatusSchema, { code, message: "nope", details });
 }
 
-function connectError(code: Code, reason: string, metadata: Record<string, string> = {}): ConnectError {
-  const bin = Buffer.from(toBinary(StatusSchema, status(code, reason, metadata))).toString("base64");
+function connectError(
+  code: Code,
+  reason: string,
+  metadata: Record<string, string> = {},
+): ConnectError {
+  const bin = Buffer.from(toBinary(StatusSchema, status(code, reason, metadata))).toString(
+    "base64",
+  );
   return new ConnectError("nope", code, { "grpc-status-details-bin": bin });
 }
 
@@ -135,7 +149,9 @@ test("retry classification comes from the methods table", () => {
   const deadline = new ConnectError("slow", Code.DeadlineExceeded);
   const inProgress = connectError(Code.FailedPrecondition, "IN_PROGRESS");
   const funds = connectError(Code.FailedPrecondition, "INSUFFICIENT_FUNDS");
-  const limited = connectError(Code.ResourceExhausted, "TOO_MANY_ATTEMPTS", { retry_after_seconds: "2" });
+  const limited = connectError(Code.ResourceExhausted, "TOO_MANY_ATTEMPTS", {
+    retry_after_seconds: "2",
+  });
   const cases: [ConnectError, MethodInfo | undefined, boolean][] = [
     [unavailable, money, true],
     [unavailable, read, true],
@@ -152,13 +168,26 @@ test("retry classification comes from the methods table", () => {
     [new ConnectError("x", Code.Unauthenticated), read, false],
   ];
   for (const [error, info, retried] of cases) {
-    assert.equal(retryDelayMs(error, info, policy, 1) !== undefined, retried, `${Code[error.code]} ${info?.method}`);
+    assert.equal(
+      retryDelayMs(error, info, policy, 1) !== undefined,
+      retried,
+      `${Code[error.code]} ${info?.method}`,
+    );
   }
-  assert.equal(retryDelayMs(unavailable, money, policy, policy.maxAttempts), undefined, "attempts run out");
+  assert.equal(
+    retryDelayMs(unavailable, money, policy, policy.maxAttempts),
+    undefined,
+    "attempts run out",
+  );
   const optedIn = { ...policy, retryResourceExhausted: true };
   assert.equal(retryDelayMs(limited, read, optedIn, 1), 2000, "waits retry_after_seconds");
   assert.equal(
-    retryDelayMs(connectError(Code.ResourceExhausted, "X", { retry_after_seconds: "900" }), read, optedIn, 1),
+    retryDelayMs(
+      connectError(Code.ResourceExhausted, "X", { retry_after_seconds: "900" }),
+      read,
+      optedIn,
+      1,
+    ),
     undefined,
     "too long a wait is not retried",
   );
@@ -179,12 +208,18 @@ test("errors decode reason, metadata and field violations into the right class",
   const funds = fromStatus(status(Code.FailedPrecondition, "INSUFFICIENT_FUNDS"));
   assert.ok(funds instanceof InsufficientFunds);
   assert.equal(funds.reason, "INSUFFICIENT_FUNDS");
-  const bad = fromStatus(status(Code.InvalidArgument, "INVALID_ARGUMENT", {}, ["amount.units_minor"]));
+  const bad = fromStatus(
+    status(Code.InvalidArgument, "INVALID_ARGUMENT", {}, ["amount.units_minor"]),
+  );
   assert.ok(bad instanceof InvalidArgument);
   assert.deepEqual(bad.fieldViolations, [{ field: "amount.units_minor", description: "is bad" }]);
-  const expired = toGenChargeError(connectError(Code.Unauthenticated, "INVALID_TOKEN", { cause: "expired" }));
+  const expired = toGenChargeError(
+    connectError(Code.Unauthenticated, "INVALID_TOKEN", { cause: "expired" }),
+  );
   assert.ok(expired instanceof TokenExpired);
-  const limited = toGenChargeError(connectError(Code.ResourceExhausted, "TOO_MANY_ATTEMPTS", { retry_after_seconds: "7" }));
+  const limited = toGenChargeError(
+    connectError(Code.ResourceExhausted, "TOO_MANY_ATTEMPTS", { retry_after_seconds: "7" }),
+  );
   assert.ok(limited instanceof RateLimited);
   assert.equal(limited.retryAfterSeconds, 7);
   // A reason only counts under the code that documents it.
@@ -244,4 +279,36 @@ test("one request_id per logical call, reused on every retry; deadlines per atte
     },
   );
   assert.deepEqual(attempts, [1, 2, 3]);
+});
+
+test("a dropped connection (CANCEL reset, ECONNRESET) is UNAVAILABLE unless the caller aborted", async () => {
+  const reset = Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" });
+  const cases: [ConnectError, boolean, Code][] = [
+    [
+      new ConnectError("http/2 stream closed with error code CANCEL (0x8)", Code.Canceled),
+      false,
+      Code.Unavailable,
+    ],
+    [
+      new ConnectError("read ECONNRESET", Code.Aborted, undefined, undefined, reset),
+      false,
+      Code.Unavailable,
+    ],
+    [new ConnectError("aborted by the server", Code.Aborted), false, Code.Aborted],
+    [new ConnectError("cancelled", Code.Canceled), true, Code.Canceled],
+  ];
+  for (const [error, aborted, expected] of cases) {
+    const controller = new AbortController();
+    if (aborted) {
+      controller.abort();
+    }
+    const call = lostConnectionInterceptor()(async () => {
+      throw error;
+    });
+    const request = { signal: controller.signal } as Parameters<typeof call>[0];
+    await assert.rejects(call(request), (e: ConnectError) => {
+      assert.equal(e.code, expected, error.rawMessage);
+      return true;
+    });
+  }
 });
