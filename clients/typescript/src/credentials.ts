@@ -13,7 +13,7 @@
 //
 // Secrets never appear in messages, String(), JSON or util.inspect output.
 
-import type { Client } from "@connectrpc/connect";
+import { Code, type Client } from "@connectrpc/connect";
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { PrincipalType } from "./gen/gencharge/v1/common_pb.js";
 import type {
@@ -237,7 +237,9 @@ export class SessionCredentials implements Credentials {
     if (this.#ended !== null) {
       throw this.#ended;
     }
-    if (this.#expiresAt !== undefined && this.#clock() >= this.#expiresAt - this.#skew) {
+    if (this.#refreshing !== null) {
+      await this.#refreshing; // a refresh under way: its token, not the one it replaces
+    } else if (this.#expiresAt !== undefined && this.#clock() >= this.#expiresAt - this.#skew) {
       await this.refresh();
     }
     return this.#accessToken;
@@ -274,7 +276,7 @@ export class SessionCredentials implements Credentials {
     } catch (caught) {
       const error = toGenChargeError(caught);
       // Refused (used, expired, revoked, blocked): the session is over for good.
-      if (error.code === 16 /* UNAUTHENTICATED */ || error.code === 7 /* PERMISSION_DENIED */) {
+      if (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied) {
         this.#ended = error;
       }
       throw error;
