@@ -6,7 +6,8 @@ asyncio subprocess while this test's event loop keeps serving: the real gRPC ser
 by the node tests over its control port) and a small control port of our own (below) for
 what a client cannot do through the API: create admins and service accounts, fund
 wallets, make plans, read the ledger, mint an expired token, fail a payment's recording
-and run the recovery job. The node tests get the addresses through the environment and
+and run the recovery job. The server's cache clock (``server_clock``) stays still, so no
+cache expires under a test. The node tests get the addresses through the environment and
 fail this test with their output if any of them fails.
 
 Control protocol: one JSON object per line, ``{"cmd": "...", ...}``, answered with one
@@ -52,10 +53,9 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 class Control:
     """The node tests' line-JSON control port into this test's server and databases."""
 
-    def __init__(self, grpc_server: Any, resources: Any, clock: FakeClock) -> None:
+    def __init__(self, grpc_server: Any, resources: Any) -> None:
         self.server = grpc_server
         self.resources = resources
-        self.clock = clock
         self.port = 0
         self._server: asyncio.Server | None = None
         self._recovery_clock = SteppedUtcClock()
@@ -74,7 +74,6 @@ class Control:
             "expired_token": self.expired_token,
             "fail_next_recording": self.fail_next_recording,
             "recover": self.recover,
-            "advance": self.advance,
         }
 
     async def __aenter__(self) -> Control:
@@ -250,19 +249,12 @@ class Control:
         assert report.payments is not None, report
         return int(report.payments.recorded)
 
-    async def advance(self, args: dict[str, Any]) -> float:
-        """Move the server's cache clock (sessions, service accounts, permissions)."""
-        self.clock.advance(float(args["seconds"]))
-        return self.clock.now
-
 
 @contextlib.asynccontextmanager
-async def node_environment(
-    grpc_server: Any, resources: Any, clock: FakeClock
-) -> AsyncIterator[dict[str, str]]:
+async def node_environment(grpc_server: Any, resources: Any) -> AsyncIterator[dict[str, str]]:
     async with (
         H2Proxy("127.0.0.1", grpc_server.port) as proxy,
-        Control(grpc_server, resources, clock) as control,
+        Control(grpc_server, resources) as control,
     ):
         yield {
             **os.environ,
@@ -306,7 +298,8 @@ def node_modules() -> Path:
 async def test_typescript_sdk_against_the_real_server(
     node_modules: Path, grpc_server: Any, resources: Any, server_clock: FakeClock
 ) -> None:
-    async with node_environment(grpc_server, resources, server_clock) as env:
+    # server_clock: the server's caches run on a clock that never moves by itself.
+    async with node_environment(grpc_server, resources) as env:
         code, output = await run_node(env, "test")
     assert code == 0, output
     print(output[-3000:])
