@@ -22,7 +22,7 @@ import {
   type BatchRechargeResponse,
   type Recharge,
 } from "./gen/gencharge/v1/recharge_service_pb.js";
-import { fromStatus, toGenChargeError, GenChargeError, InProgress } from "./errors.js";
+import { fromStatus, toGenChargeError, GenChargeError, InProgress, Unavailable } from "./errors.js";
 import { backoffMs, DEFAULT_RETRY_POLICY, sleep, type RetryPolicy } from "./retry.js";
 
 /** One recharge of a batch: a BatchRechargeRequest (request_id optional). */
@@ -246,6 +246,13 @@ export async function* batchRecharge<T extends BatchItem>(
       }
       if (inputError !== undefined) {
         throw inputError;
+      }
+      if (streamError === undefined && sent.length > 0) {
+        // The server ended the stream without answering everything: as a lost stream.
+        streamError = new Unavailable({
+          code: Code.Unavailable,
+          message: `BatchRecharge ended with ${sent.length} items unanswered`,
+        });
       }
       // Whatever was sent and not answered goes again, with its request_id.
       for (const entry of sent) {

@@ -18,6 +18,7 @@ import {
   TokenExpired,
   Unavailable,
   backoffMs,
+  batchRecharge,
   fromMinorUnits,
   fromStatus,
   localName,
@@ -311,4 +312,67 @@ test("a dropped connection (CANCEL reset, ECONNRESET) is UNAVAILABLE unless the 
       return true;
     });
   }
+});
+
+test("batchRecharge resends unanswered items with their request_ids after a lost stream, and IN_PROGRESS ones later", async () => {
+  const received: string[][] = [];
+  const answered = new Set<string>();
+  let streams = 0;
+  const transport = createRouterTransport(({ service }) => {
+    service(RechargeService, {
+      async *batchRecharge(requests) {
+        const stream = ++streams;
+        const seen: string[] = [];
+        received.push(seen);
+        let index = 0n;
+        for await (const request of requests) {
+          seen.push(request.requestId);
+          if (stream === 1 && seen.length === 4) {
+            throw new ConnectError("connection lost", Code.Unavailable); // items 3.. unanswered
+          }
+          if (request.requestId === "item-5" && !answered.has("item-5-busy")) {
+            answered.add("item-5-busy");
+            yield {
+              index: index++,
+              requestId: request.requestId,
+              result: { case: "error", value: status(Code.FailedPrecondition, "IN_PROGRESS") },
+            };
+            continue;
+          }
+          answered.add(request.requestId);
+          yield {
+            index: index++,
+            requestId: request.requestId,
+            result: { case: "recharge", value: {} },
+          };
+        }
+      },
+    });
+  });
+  const client = { recharge: createClient(RechargeService, transport) };
+  const items = Array.from({ length: 8 }, (_, i) => ({
+    requestId: `item-${i}`,
+    userId: 1n,
+    phoneNumber: "9876543210",
+    planId: 1n,
+  }));
+  const results = [];
+  let last;
+  for await (const result of batchRecharge(client, items, {
+    maxInFlight: 4,
+    backoff: { initialBackoffMs: 1 },
+    onProgress: (p) => (last = p),
+  })) {
+    results.push(result);
+  }
+  assert.deepEqual(
+    results.map((r) => [r.index, r.requestId, r.error === undefined]),
+    items.map((item, i) => [i, item.requestId, true]),
+  );
+  assert.equal(streams, 2);
+  assert.deepEqual(received[0], ["item-0", "item-1", "item-2", "item-3"]);
+  // The second stream starts with the unanswered items, same ids, in order.
+  assert.deepEqual(received[1]!.slice(0, 1), ["item-3"]);
+  assert.equal(received[1]!.filter((id) => id === "item-5").length, 2, "IN_PROGRESS sent again");
+  assert.deepEqual(last, { done: 8, succeeded: 8, failed: 0, inFlight: 0, reconnects: 1 });
 });
