@@ -18,7 +18,9 @@ Secrets never appear in ``repr``/``str`` of these objects, nor in the SDK's erro
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -81,25 +83,34 @@ class _RenewingCredentials(Credentials):
         self._lock = asyncio.Lock()
         self._access = ""
         self._expires_at = 0.0
-        self._received_at = 0.0
+        self._lifetime = 0.0
         #: How many times the token was renewed (refreshed or re-issued).
         self.renewals = 0
 
     @property
     def access_token_expires_at(self) -> float:
-        """When the current access token expires (seconds since the epoch; 0: none)."""
+        """When the current access token expires, on this object's clock (0: no token).
+
+        Measured as the token's lifetime (``exp - iat`` of its JWT payload, read, not
+        verified) from when it arrived, so a client clock that is off from the server's
+        neither renews too late nor renews in a loop."""
         return self._expires_at
 
     def _store_access(self, token: str, expires_at: Timestamp) -> None:
+        now = self._clock()
+        issued_at = _jwt_issued_at(token)
+        expiry = float(expires_at.seconds) + expires_at.nanos / 1e9
+        if issued_at is not None and expiry > issued_at:
+            self._lifetime = expiry - issued_at
+        else:  # not a JWT we can read: trust our clock
+            self._lifetime = max(expiry - now, 0.0)
         self._access = token
-        self._received_at = self._clock()
-        self._expires_at = float(expires_at.seconds) + expires_at.nanos / 1e9
+        self._expires_at = now + self._lifetime
 
     def _fresh(self) -> bool:
         if not self._access:
             return False
-        lifetime = max(self._expires_at - self._received_at, 0.0)
-        skew = min(self.refresh_skew, lifetime * SKEW_SHARE_OF_LIFETIME)
+        skew = min(self.refresh_skew, self._lifetime * SKEW_SHARE_OF_LIFETIME)
         return self._clock() < self._expires_at - skew
 
     async def get_access_token(self, auth: AuthService) -> str:
@@ -208,6 +219,20 @@ class ServiceAccountCredentials(_RenewingCredentials):
             f"ServiceAccountCredentials(client_id={self.client_id!r}, "
             f"client_secret={REDACTED}, access_token={REDACTED})"
         )
+
+
+def _jwt_issued_at(token: str) -> float | None:
+    """The ``iat`` claim of a JWT's payload (not verified: only the lifetime is read)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, TypeError):
+        return None
+    issued_at = claims.get("iat") if isinstance(claims, dict) else None
+    return float(issued_at) if isinstance(issued_at, int | float) else None
 
 
 # --- logins -----------------------------------------------------------------------------------
