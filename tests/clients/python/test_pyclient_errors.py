@@ -35,11 +35,11 @@ from gencharge_client import (
 )
 from gencharge_client.v1 import admin_service_pb2 as admin_pb
 from gencharge_client.v1 import auth_service_pb2 as auth_pb
-from gencharge_client.v1 import common_pb2
 from gencharge_client.v1 import recharge_service_pb2 as recharge_pb
 from sqlalchemy import text
 
 from server.auth.scopes import RECHARGES_READ
+from tests.clients.python.support import upi
 from tests.helpers.auth import PASSWORD, create_admin, create_service, register_user
 from tests.helpers.money import fund, make_plan
 from tests.recovery.test_payment_recovery import fail_next_recording
@@ -52,13 +52,6 @@ async def customer(client: AsyncClient, channel: Any, resources: Any, rupees: st
         await fund(resources, user.user_id, rupees)
     session = await client.login(email=user.email, password=PASSWORD)
     return user, client.with_credentials(session)
-
-
-def upi(vpa: str) -> dict[str, Any]:
-    return {
-        "payment_method": common_pb2.PAYMENT_METHOD_UPI,
-        "payment_details": common_pb2.PaymentDetails(upi=common_pb2.UpiPayment(vpa=vpa)),
-    }
 
 
 async def test_money_reasons(client: AsyncClient, channel: Any, resources: Any) -> None:

@@ -58,6 +58,8 @@ class BatchProgress:
     failed: int = 0
     #: Streams reopened after a break.
     reconnects: int = 0
+    #: Items sent again on a reopened stream (same request ids).
+    resent: int = 0
 
     @property
     def in_flight(self) -> int:
@@ -96,6 +98,7 @@ class _Batch:
         """Resend what is unanswered, then feed new items while there is room."""
         try:
             for item in list(self.pending):
+                self.progress.resent += 1
                 await call.write(item)
             while not self.exhausted:
                 while len(self.pending) >= self.max_in_flight:

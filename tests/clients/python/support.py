@@ -1,0 +1,47 @@
+"""Helpers of the Python SDK's tests (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gencharge_client import AsyncClient, ServiceAccountCredentials
+from gencharge_client.v1 import common_pb2
+from sqlalchemy import text
+
+from server.auth.scopes import RECHARGES_WRITE
+from tests.helpers.auth import create_service, register_user
+from tests.helpers.money import fund
+
+
+async def debits(resources: Any, user_id: int) -> list[int]:
+    """The ids of the customer's debit transactions (the ledger), oldest first."""
+    async with resources.db.read_only() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT txn_id FROM transactions WHERE user_id = :u AND txn_type = 'debit'"
+                " ORDER BY txn_id"
+            ),
+            {"u": user_id},
+        )
+        return [row.txn_id for row in rows]
+
+
+async def funded_user(channel: Any, resources: Any, rupees: str) -> Any:
+    """A registered customer (``tests.helpers.auth.Actor``) with ``rupees`` in the wallet."""
+    user = await register_user(channel)
+    await fund(resources, user.user_id, rupees)
+    return user
+
+
+async def partner(client: AsyncClient, channel: Any, resources: Any) -> AsyncClient:
+    """``client`` acting as a new service account holding recharges.write."""
+    service = await create_service(channel, resources, [RECHARGES_WRITE])
+    return client.with_credentials(ServiceAccountCredentials(service.email, service.password))
+
+
+def upi(vpa: str) -> dict[str, Any]:
+    """RechargeRequest fields paying by UPI from ``vpa`` (``decline@sandbox`` declines)."""
+    return {
+        "payment_method": common_pb2.PAYMENT_METHOD_UPI,
+        "payment_details": common_pb2.PaymentDetails(upi=common_pb2.UpiPayment(vpa=vpa)),
+    }
