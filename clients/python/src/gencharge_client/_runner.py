@@ -27,6 +27,10 @@ class Runner:
         self._closed = False
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
 

@@ -297,7 +297,7 @@ class Client(SyncServices):
 
     def close(self) -> None:
         """Close the connection and stop the loop (views: nothing to close)."""
-        if self._owner:
+        if self._owner and not self._runner.closed:
             self._runner.run(self._async.close())
             self._runner.close()
 
