@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from gencharge_client import AsyncClient, ServiceAccountCredentials
@@ -11,6 +13,18 @@ from sqlalchemy import text
 from server.auth.scopes import RECHARGES_WRITE
 from tests.helpers.auth import create_service, register_user
 from tests.helpers.money import fund
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+#: The SDK's guide: every code block in it is run by the tests.
+DOC = REPO_ROOT / "docs" / "clients" / "python.md"
+_FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
+
+
+def doc_blocks(language: str | None = None) -> list[tuple[str, str]]:
+    """The guide's fenced code blocks as (language, body), in order (one language if
+    given)."""
+    blocks = _FENCE.findall(DOC.read_text(encoding="utf-8"))
+    return [(lang, body) for lang, body in blocks if language in (None, lang)]
 
 
 async def debits(resources: Any, user_id: int) -> list[int]:

@@ -1,4 +1,5 @@
-"""``pip install ./clients/python`` into a fresh virtual environment, with its
+"""``pip install ./clients/python`` (the install command of docs/clients/python.md, run
+as written from a folder laid out like the repository) into a fresh virtual environment, with its
 dependencies from the package registry: the package imports and calls the real server
 with nothing of this repository on the path (no ``server``, no ``generated/``)."""
 
@@ -6,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 import textwrap
 from pathlib import Path
 
-CLIENT_ROOT = Path(__file__).resolve().parents[3] / "clients" / "python"
+from tests.clients.python.support import REPO_ROOT, doc_blocks
+
 #: A bound on a hang only: pip may download grpcio on a cold cache.
 INSTALL_SECONDS = 600
 
@@ -69,15 +72,19 @@ async def test_installs_alone_and_calls_the_server(tmp_path: Path, address: str)
     venv = tmp_path / "venv"
     await run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
     python = venv / "bin" / "python"
+    ((_, command),) = doc_blocks("sh")
+    pip, *arguments = command.split()
+    assert pip == "pip", command
+    # As written, from a folder laid out like the repository (pip builds in place: not in
+    # this checkout, which other tests read at the same time).
+    checkout = tmp_path / "checkout"
+    shutil.copytree(
+        REPO_ROOT / "clients" / "python",
+        checkout / "clients" / "python",
+        ignore=shutil.ignore_patterns("build", "*.egg-info", ".mypy_cache", "__pycache__"),
+    )
     await run(
-        python,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        CLIENT_ROOT,
-        cwd=tmp_path,
+        python, "-m", "pip", *arguments, "--quiet", "--disable-pip-version-check", cwd=checkout
     )
     await run(python, "-m", "pip", "check", cwd=tmp_path)
     output = await run(python, "-c", SCRIPT, address, cwd=tmp_path)
