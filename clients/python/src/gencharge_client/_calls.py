@@ -9,7 +9,7 @@ The ``Sync*`` twins run the same objects on the sync client's loop (:func:`sync`
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Generic, TypeVar, cast, overload
+from typing import Any, Generic, TypedDict, TypeVar, Unpack, cast, overload
 
 from google.protobuf.message import Message
 
@@ -21,6 +21,22 @@ from gencharge_client.v1.methods import Method
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
 Item = TypeVar("Item", bound=Message)
+
+
+class CallOptions(TypedDict, total=False):
+    """Options of one call: ``timeout``, each attempt's deadline in seconds (default: the
+    retry policy's); ``metadata``, extra headers; ``retry``, this call's policy."""
+
+    timeout: float | None
+    metadata: Metadata
+    retry: RetryPolicy | None
+
+
+class StreamOptions(TypedDict, total=False):
+    """Options of a bidirectional stream: its deadline and extra headers."""
+
+    timeout: float | None
+    metadata: Metadata
 
 
 class _Rpc(Generic[Req, Resp]):
@@ -40,20 +56,8 @@ class _Rpc(Generic[Req, Resp]):
 class UnaryMethod(_Rpc[Req, Resp]):
     """``await service.method(request)``: one logical call (retried where safe)."""
 
-    async def __call__(
-        self,
-        request: Req | None = None,
-        /,
-        *,
-        timeout: float | None = None,
-        metadata: Metadata = (),
-        retry: RetryPolicy | None = None,
-    ) -> Resp:
-        """Call the RPC. ``timeout``: each attempt's deadline (default: the policy's);
-        ``metadata``: extra headers; ``retry``: this call's policy."""
-        response = await self.transport.unary(
-            self.method, self._request(request), timeout=timeout, metadata=metadata, retry=retry
-        )
+    async def __call__(self, request: Req | None = None, /, **options: Unpack[CallOptions]) -> Resp:
+        response = await self.transport.unary(self.method, self._request(request), **options)
         return cast(Resp, response)
 
 
@@ -62,19 +66,13 @@ class PagedMethod(UnaryMethod[Req, Resp], Generic[Req, Resp, Item]):
     :meth:`items` follow ``next_page_token`` to the end."""
 
     async def pages(
-        self,
-        request: Req | None = None,
-        /,
-        *,
-        timeout: float | None = None,
-        metadata: Metadata = (),
-        retry: RetryPolicy | None = None,
+        self, request: Req | None = None, /, **options: Unpack[CallOptions]
     ) -> AsyncIterator[Resp]:
         """Every page, from the request's ``page_token`` (usually empty) to the last."""
         current = type(self._request(request))()
         current.CopyFrom(self._request(request))
         while True:
-            page = await self(current, timeout=timeout, metadata=metadata, retry=retry)
+            page = await self(current, **options)
             yield page
             token: str = getattr(page, "next_page_token", "")
             if not token:
@@ -82,18 +80,12 @@ class PagedMethod(UnaryMethod[Req, Resp], Generic[Req, Resp, Item]):
             setattr(current, "page_token", token)  # noqa: B010 (a field of the request)
 
     async def items(
-        self,
-        request: Req | None = None,
-        /,
-        *,
-        timeout: float | None = None,
-        metadata: Metadata = (),
-        retry: RetryPolicy | None = None,
+        self, request: Req | None = None, /, **options: Unpack[CallOptions]
     ) -> AsyncIterator[Item]:
         """Every item of every page, in the list's order."""
         field = self.method.items_field
         assert field is not None, self.method.path
-        async for page in self.pages(request, timeout=timeout, metadata=metadata, retry=retry):
+        async for page in self.pages(request, **options):
             for item in getattr(page, field):
                 yield cast(Item, item)
 
@@ -102,17 +94,9 @@ class ServerStreamMethod(_Rpc[Req, Resp]):
     """``async for response in service.method(request)``: a server-streaming call."""
 
     def __call__(
-        self,
-        request: Req | None = None,
-        /,
-        *,
-        timeout: float | None = None,
-        metadata: Metadata = (),
-        retry: RetryPolicy | None = None,
+        self, request: Req | None = None, /, **options: Unpack[CallOptions]
     ) -> AsyncIterator[Resp]:
-        responses = self.transport.server_stream(
-            self.method, self._request(request), timeout=timeout, metadata=metadata, retry=retry
-        )
+        responses = self.transport.server_stream(self.method, self._request(request), **options)
         return cast(AsyncIterator[Resp], responses)
 
 
@@ -120,43 +104,34 @@ class BidiStreamMethod(_Rpc[Req, Resp]):
     """``async for response in service.method(requests)``: a bidirectional stream."""
 
     def __call__(
-        self,
-        requests: AsyncIterable[Req] | Iterable[Req],
-        /,
-        *,
-        timeout: float | None = None,
-        metadata: Metadata = (),
+        self, requests: AsyncIterable[Req] | Iterable[Req], /, **options: Unpack[StreamOptions]
     ) -> AsyncIterator[Resp]:
         source = requests if isinstance(requests, AsyncIterable) else from_sync(requests)
-        responses = self.transport.bidi_stream(
-            self.method, source, timeout=timeout, metadata=metadata
-        )
+        responses = self.transport.bidi_stream(self.method, source, **options)
         return cast(AsyncIterator[Resp], responses)
 
 
 # --- sync twins -------------------------------------------------------------------------------
 
+Inner = TypeVar("Inner", bound=_Rpc[Any, Any])
 
-class SyncUnaryMethod(Generic[Req, Resp]):
-    """``service.method(request)``: the async method run on the sync client's loop."""
 
-    def __init__(self, inner: UnaryMethod[Req, Resp], runner: Runner) -> None:
+class _SyncTwin(Generic[Inner]):
+    """An async RPC attribute run on the sync client's loop."""
+
+    def __init__(self, inner: Inner, runner: Runner) -> None:
         self.inner = inner
         self.runner = runner
 
-    def __call__(
-        self,
-        request: Req | None = None,
-        /,
-        *,
-        timeout: float | None = None,
-        metadata: Metadata = (),
-        retry: RetryPolicy | None = None,
-    ) -> Resp:
-        return self.runner.run(self.inner(request, timeout=timeout, metadata=metadata, retry=retry))
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.inner.method.path}>"
+
+
+class SyncUnaryMethod(_SyncTwin[UnaryMethod[Req, Resp]], Generic[Req, Resp]):
+    """``service.method(request)``: one logical call (retried where safe)."""
+
+    def __call__(self, request: Req | None = None, /, **options: Unpack[CallOptions]) -> Resp:
+        return self.runner.run(self.inner(request, **options))
 
 
 class SyncPagedMethod(SyncUnaryMethod[Req, Resp], Generic[Req, Resp, Item]):
@@ -167,65 +142,28 @@ class SyncPagedMethod(SyncUnaryMethod[Req, Resp], Generic[Req, Resp, Item]):
         self.paged = inner
 
     def pages(
-        self,
-        request: Req | None = None,
-        /,
-        *,
-        timeout: float | None = None,
-        metadata: Metadata = (),
-        retry: RetryPolicy | None = None,
+        self, request: Req | None = None, /, **options: Unpack[CallOptions]
     ) -> Iterator[Resp]:
-        return self.runner.iterate(
-            self.paged.pages(request, timeout=timeout, metadata=metadata, retry=retry)
-        )
+        return self.runner.iterate(self.paged.pages(request, **options))
 
     def items(
-        self,
-        request: Req | None = None,
-        /,
-        *,
-        timeout: float | None = None,
-        metadata: Metadata = (),
-        retry: RetryPolicy | None = None,
+        self, request: Req | None = None, /, **options: Unpack[CallOptions]
     ) -> Iterator[Item]:
-        return self.runner.iterate(
-            self.paged.items(request, timeout=timeout, metadata=metadata, retry=retry)
-        )
+        return self.runner.iterate(self.paged.items(request, **options))
 
 
-class SyncServerStreamMethod(Generic[Req, Resp]):
-    def __init__(self, inner: ServerStreamMethod[Req, Resp], runner: Runner) -> None:
-        self.inner = inner
-        self.runner = runner
-
+class SyncServerStreamMethod(_SyncTwin[ServerStreamMethod[Req, Resp]], Generic[Req, Resp]):
     def __call__(
-        self,
-        request: Req | None = None,
-        /,
-        *,
-        timeout: float | None = None,
-        metadata: Metadata = (),
-        retry: RetryPolicy | None = None,
+        self, request: Req | None = None, /, **options: Unpack[CallOptions]
     ) -> Iterator[Resp]:
-        return self.runner.iterate(
-            self.inner(request, timeout=timeout, metadata=metadata, retry=retry)
-        )
+        return self.runner.iterate(self.inner(request, **options))
 
 
-class SyncBidiStreamMethod(Generic[Req, Resp]):
-    def __init__(self, inner: BidiStreamMethod[Req, Resp], runner: Runner) -> None:
-        self.inner = inner
-        self.runner = runner
-
+class SyncBidiStreamMethod(_SyncTwin[BidiStreamMethod[Req, Resp]], Generic[Req, Resp]):
     def __call__(
-        self,
-        requests: Iterable[Req],
-        /,
-        *,
-        timeout: float | None = None,
-        metadata: Metadata = (),
+        self, requests: Iterable[Req], /, **options: Unpack[StreamOptions]
     ) -> Iterator[Resp]:
-        return self.runner.iterate(self.inner(requests, timeout=timeout, metadata=metadata))
+        return self.runner.iterate(self.inner(requests, **options))
 
 
 @overload

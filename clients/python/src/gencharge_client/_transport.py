@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 
 from gencharge_client.errors import GenChargeError, Unauthenticated, from_rpc_error
 from gencharge_client.retry import DEFAULT_RETRY, RetryPolicy
-from gencharge_client.v1.methods import Method
+from gencharge_client.v1.methods import Kind, Method
 
 if TYPE_CHECKING:
     from gencharge_client.credentials import Credentials
@@ -49,39 +49,51 @@ class _Shared:
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.channel = channel
-        self.unary: dict[str, Any] = {}
-        self.server_stream: dict[str, Any] = {}
-        self.bidi: dict[str, Any] = {}
+        self._callables: dict[str, Any] = {}
 
-    def unary_callable(self, method: Method) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
-        found = self.unary.get(method.path)
+    def callable(self, method: Method) -> Any:
+        """The channel's multi-callable for ``method`` (made once, by streaming kind)."""
+        found = self._callables.get(method.path)
         if found is None:
-            found = self.unary[method.path] = self.channel.unary_unary(
+            make = {
+                Kind.UNARY_UNARY: self.channel.unary_unary,
+                Kind.UNARY_STREAM: self.channel.unary_stream,
+                Kind.STREAM_STREAM: self.channel.stream_stream,
+            }[method.kind]
+            found = self._callables[method.path] = make(
                 method.path,
                 request_serializer=_serialize,
                 response_deserializer=method.response_type.FromString,
             )
         return found
 
-    def server_stream_callable(self, method: Method) -> grpc.aio.UnaryStreamMultiCallable[Any, Any]:
-        found = self.server_stream.get(method.path)
-        if found is None:
-            found = self.server_stream[method.path] = self.channel.unary_stream(
-                method.path,
-                request_serializer=_serialize,
-                response_deserializer=method.response_type.FromString,
-            )
-        return found
 
-    def bidi_callable(self, method: Method) -> grpc.aio.StreamStreamMultiCallable[Any, Any]:
-        found = self.bidi.get(method.path)
-        if found is None:
-            found = self.bidi[method.path] = self.channel.stream_stream(
-                method.path,
-                request_serializer=_serialize,
-                response_deserializer=method.response_type.FromString,
-            )
-        return found
+class _Attempts:
+    """The attempts of one logical call: after a failure, :meth:`again` returns when the
+    call may be tried again (a renewed token, or after the backoff) and raises the
+    error when not."""
+
+    def __init__(self, transport: Transport, method: Method, policy: RetryPolicy) -> None:
+        self.transport = transport
+        self.method = method
+        self.policy = policy
+        self.failures = 0
+        self.renewed = False
+
+    def progressed(self) -> None:
+        """The call got somewhere (a stream answered): count failures afresh."""
+        self.failures, self.renewed = 0, False
+
+    async def again(self, error: GenChargeError, token: str) -> None:
+        if not self.renewed and await self.transport.recover(error, token):
+            self.renewed = True  # one replay with a renewed token, not an attempt
+            return
+        self.failures += 1
+        if self.failures >= self.policy.max_attempts or not self.policy.retryable(
+            self.method, error
+        ):
+            raise error
+        await asyncio.sleep(self.policy.backoff(self.failures, error))
 
 
 def _serialize(message: Message) -> bytes:
@@ -148,6 +160,10 @@ class Transport:
             headers.insert(0, (AUTHORIZATION, f"Bearer {token}"))
         return headers, token
 
+    def attempts(self, method: Method, policy: RetryPolicy | None = None) -> _Attempts:
+        """A retry budget for one logical call of ``method``."""
+        return _Attempts(self, method, policy or self.retry)
+
     async def recover(self, error: GenChargeError, token: str) -> bool:
         """After an UNAUTHENTICATED answer to ``token``: may a renewed token help?"""
         if self.credentials is None or not token or not isinstance(error, Unauthenticated):
@@ -169,10 +185,9 @@ class Transport:
         last attempt; one request_id for all of them."""
         policy = retry or self.retry
         request, request_id = with_request_id(method, request)
-        call = self._shared.unary_callable(method)
+        call = self._shared.callable(method)
         deadline = timeout if timeout is not None else policy.timeout
-        failures = 0
-        renewed = False
+        attempts = self.attempts(method, policy)
         while True:
             headers, token = await self.headers(metadata)
             try:
@@ -180,13 +195,7 @@ class Transport:
                 return response
             except grpc.aio.AioRpcError as exc:
                 error = from_rpc_error(exc, request_id=request_id)
-            if not renewed and await self.recover(error, token):
-                renewed = True
-                continue
-            failures += 1
-            if failures >= policy.max_attempts or not policy.retryable(method, error):
-                raise error
-            await asyncio.sleep(policy.backoff(failures, error))
+            await attempts.again(error, token)
 
     async def server_stream(
         self,
@@ -202,10 +211,9 @@ class Transport:
         is raised (a stream is not resumed half-way)."""
         policy = retry or self.retry
         request, request_id = with_request_id(method, request)
-        open_call = self._shared.server_stream_callable(method)
+        open_call = self._shared.callable(method)
         deadline = timeout if timeout is not None else policy.stream_timeout
-        failures = 0
-        renewed = False
+        attempts = self.attempts(method, policy)
         while True:
             headers, token = await self.headers(metadata)
             call = open_call(request, timeout=deadline, metadata=headers)
@@ -221,13 +229,7 @@ class Transport:
                 call.cancel()
             if started:
                 raise error
-            if not renewed and await self.recover(error, token):
-                renewed = True
-                continue
-            failures += 1
-            if failures >= policy.max_attempts or not policy.retryable(method, error):
-                raise error
-            await asyncio.sleep(policy.backoff(failures, error))
+            await attempts.again(error, token)
 
     async def bidi_stream(
         self,
@@ -260,4 +262,7 @@ class Transport:
         """Open a bidirectional call with these headers (from :meth:`headers`); without
         ``requests`` the caller writes with ``call.write`` and ``call.done_writing``."""
         source = aiter(requests) if requests is not None else None
-        return self._shared.bidi_callable(method)(source, timeout=timeout, metadata=list(headers))
+        call: grpc.aio.StreamStreamCall[Any, Any] = self._shared.callable(method)(
+            source, timeout=timeout, metadata=list(headers)
+        )
+        return call

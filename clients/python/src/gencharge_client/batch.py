@@ -152,10 +152,8 @@ async def batch_recharge(
     timeout: float | None = None,
 ) -> AsyncIterator[BatchOutcome]:
     """Stream ``items`` through BatchRecharge; yield each item's outcome in order."""
-    policy = retry or transport.retry
     batch = _Batch(items, max_in_flight)
-    failures = 0
-    renewed = False
+    attempts = transport.attempts(BATCH_RECHARGE, retry)
     while not batch.done:
         headers, token = await transport.headers(metadata)
         call = transport.open_bidi(BATCH_RECHARGE, headers, timeout)
@@ -166,7 +164,7 @@ async def batch_recharge(
                 if response is grpc.aio.EOF:
                     break
                 outcome = batch.answer(cast(recharge_pb.BatchRechargeResponse, response))
-                failures, renewed = 0, False
+                attempts.progressed()
                 if on_progress is not None:
                     on_progress(batch.progress)
                 yield outcome
@@ -187,11 +185,5 @@ async def batch_recharge(
                 await writer
         if batch.source_error is not None:
             raise batch.source_error
-        if not renewed and await transport.recover(error, token):
-            renewed = True
-            continue
-        failures += 1
-        if failures >= policy.max_attempts or not policy.retryable(BATCH_RECHARGE, error):
-            raise error
-        await asyncio.sleep(policy.backoff(failures, error))
+        await attempts.again(error, token)
         batch.progress.reconnects += 1

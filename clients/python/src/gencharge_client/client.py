@@ -20,8 +20,7 @@ from gencharge_client._transport import Metadata, Transport
 from gencharge_client.batch import DEFAULT_MAX_IN_FLIGHT, BatchOutcome, Items, OnProgress
 from gencharge_client.batch import batch_recharge as _batch_recharge
 from gencharge_client.retry import DEFAULT_RETRY, RetryPolicy
-from gencharge_client.v1 import auth_service_pb2 as auth_pb
-from gencharge_client.v1.services import AsyncServices, SyncServices
+from gencharge_client.v1.services import AsyncServices, AuthService, SyncServices
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -37,6 +36,29 @@ def open_channel(
         return grpc.aio.insecure_channel(target, options=options)
     channel_credentials = grpc.ssl_channel_credentials() if tls is True else tls
     return grpc.aio.secure_channel(target, channel_credentials, options=options)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _named_like(function: F, original: Callable[..., Any]) -> F:
+    """``function`` with the name and docstring of ``original`` (help() shows them)."""
+    function.__name__ = original.__name__
+    function.__qualname__ = original.__name__
+    function.__doc__ = original.__doc__
+    return function
+
+
+def _over_auth(
+    function: Callable[Concatenate[AuthService, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]:
+    """An AsyncClient method calling a credentials function with the client's
+    AuthService (no credentials needed: it is how they are obtained)."""
+
+    async def call(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await function(self.transport.auth, *args, **kwargs)
+
+    return _named_like(call, function)
 
 
 class AsyncClient(AsyncServices):
@@ -87,68 +109,12 @@ class AsyncClient(AsyncServices):
         """This connection with another default retry policy."""
         return AsyncClient(_transport=self.transport.with_retry(retry))
 
-    # --- logins -----------------------------------------------------------------------
+    # --- logins (gencharge_client.credentials, over this connection) -----------------
 
-    async def login(
-        self,
-        *,
-        email: str = "",
-        phone_number: str = "",
-        password: str,
-        user_agent: str = "",
-        on_refresh: creds.OnRefresh | None = None,
-    ) -> creds.SessionCredentials:
-        """Log a customer in with e-mail or phone number and password."""
-        return await creds.login(
-            self.transport.auth,
-            email=email,
-            phone_number=phone_number,
-            password=password,
-            user_agent=user_agent,
-            on_refresh=on_refresh,
-        )
-
-    async def login_admin(
-        self,
-        *,
-        email: str = "",
-        phone_number: str = "",
-        password: str,
-        totp: creds.TotpSource,
-        user_agent: str = "",
-        on_refresh: creds.OnRefresh | None = None,
-    ) -> creds.SessionCredentials:
-        """Log an admin in: password, then ``totp(challenge)`` answers the MFA step."""
-        return await creds.login_admin(
-            self.transport.auth,
-            email=email,
-            phone_number=phone_number,
-            password=password,
-            totp=totp,
-            user_agent=user_agent,
-            on_refresh=on_refresh,
-        )
-
-    async def request_otp(self, phone_number: str) -> auth_pb.RequestOtpResponse:
-        """Send a login code by SMS to a customer's verified phone number."""
-        return await creds.request_otp(self.transport.auth, phone_number)
-
-    async def login_otp(
-        self,
-        *,
-        phone_number: str,
-        code: str,
-        user_agent: str = "",
-        on_refresh: creds.OnRefresh | None = None,
-    ) -> creds.SessionCredentials:
-        """Log a customer in with the SMS code :meth:`request_otp` sent."""
-        return await creds.login_otp(
-            self.transport.auth,
-            phone_number=phone_number,
-            code=code,
-            user_agent=user_agent,
-            on_refresh=on_refresh,
-        )
+    login = _over_auth(creds.login)
+    login_admin = _over_auth(creds.login_admin)
+    request_otp = _over_auth(creds.request_otp)
+    login_otp = _over_auth(creds.login_otp)
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -196,17 +162,6 @@ class AsyncClient(AsyncServices):
 
     def __repr__(self) -> str:
         return f"AsyncClient(credentials={self.transport.credentials!r})"
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _named_like(function: F, original: Callable[..., Any]) -> F:
-    """``function`` with the name and docstring of ``original`` (help() shows them)."""
-    function.__name__ = original.__name__
-    function.__qualname__ = original.__qualname__.replace("AsyncClient", "Client")
-    function.__doc__ = original.__doc__
-    return function
 
 
 def _blocking(
