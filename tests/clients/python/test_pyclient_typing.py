@@ -1,5 +1,6 @@
 """The SDK is typed: ``mypy --strict`` passes on clients/python/src, and code using it is
-checked for real (a wrong request type or a misread response is an error)."""
+checked for real (a wrong request type or a misread response is an error), the guide's
+examples (docs/clients/python.md) included."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-CLIENT_ROOT = Path(__file__).resolve().parents[3] / "clients" / "python"
+from tests.clients.python.support import REPO_ROOT, doc_blocks
+
+CLIENT_ROOT = REPO_ROOT / "clients" / "python"
+STRICT = ["--strict", "--config-file", str(CLIENT_ROOT / "pyproject.toml")]
 
 GOOD = """
 from collections.abc import AsyncIterator, Iterator
@@ -75,13 +79,19 @@ def test_the_package_passes_mypy_strict() -> None:
 def test_code_using_the_sdk_is_type_checked(tmp_path: Path) -> None:
     (tmp_path / "good.py").write_text(textwrap.dedent(GOOD))
     (tmp_path / "bad.py").write_text(textwrap.dedent(BAD))
-    config = ["--strict", "--config-file", str(CLIENT_ROOT / "pyproject.toml")]
-    good = mypy(*config, str(tmp_path / "good.py"), cwd=CLIENT_ROOT)
+    good = mypy(*STRICT, str(tmp_path / "good.py"), cwd=CLIENT_ROOT)
     assert good.returncode == 0, good.stdout + good.stderr
-    bad = mypy(*config, str(tmp_path / "bad.py"), cwd=CLIENT_ROOT)
+    bad = mypy(*STRICT, str(tmp_path / "bad.py"), cwd=CLIENT_ROOT)
     assert bad.returncode == 1, bad.stdout
     errors = [line for line in bad.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 3, bad.stdout
     assert "Incompatible types in assignment" in errors[0]
     assert 'incompatible type "QuoteRechargeRequest"' in errors[1]
     assert 'Missing named argument "password"' in errors[2]
+
+
+def test_the_guide_examples_type_check(tmp_path: Path) -> None:
+    script = tmp_path / "guide.py"
+    script.write_text("\n".join(body for _, body in doc_blocks("python")))
+    result = mypy(*STRICT, str(script), cwd=CLIENT_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
