@@ -20,10 +20,14 @@ DOC = REPO_ROOT / "docs" / "clients" / "python.md"
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 
 
-def doc_blocks(language: str | None = None) -> list[tuple[str, str]]:
-    """The guide's fenced code blocks as (language, body), in order (one language if
-    given)."""
-    blocks = _FENCE.findall(DOC.read_text(encoding="utf-8"))
+#: The package's own README: its examples are type-checked.
+CLIENT_README = REPO_ROOT / "clients" / "python" / "README.md"
+
+
+def doc_blocks(language: str | None = None, doc: Path = DOC) -> list[tuple[str, str]]:
+    """The fenced code blocks of ``doc`` (the guide unless given) as (language, body), in
+    order (one language if given)."""
+    blocks = _FENCE.findall(doc.read_text(encoding="utf-8"))
     return [(lang, body) for lang, body in blocks if language in (None, lang)]
 
 

@@ -9,7 +9,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.clients.python.support import REPO_ROOT, doc_blocks
+import pytest
+
+from tests.clients.python.support import CLIENT_README, DOC, REPO_ROOT, doc_blocks
 
 CLIENT_ROOT = REPO_ROOT / "clients" / "python"
 STRICT = ["--strict", "--config-file", str(CLIENT_ROOT / "pyproject.toml")]
@@ -90,8 +92,13 @@ def test_code_using_the_sdk_is_type_checked(tmp_path: Path) -> None:
     assert 'Missing named argument "password"' in errors[2]
 
 
-def test_the_guide_examples_type_check(tmp_path: Path) -> None:
-    script = tmp_path / "guide.py"
-    script.write_text("\n".join(body for _, body in doc_blocks("python")))
-    result = mypy(*STRICT, str(script), cwd=CLIENT_ROOT)
+@pytest.mark.parametrize("doc", [DOC, CLIENT_README], ids=["guide", "readme"])
+def test_the_documented_examples_type_check(tmp_path: Path, doc: Path) -> None:
+    blocks = [body for _, body in doc_blocks("python", doc)]
+    assert blocks
+    # The guide's blocks run as one script; the README's each stand alone.
+    scripts = {"guide": "\n".join(blocks)} if doc == DOC else dict(enumerate(blocks))
+    for name, body in scripts.items():
+        (tmp_path / f"example_{name}.py").write_text(body)
+    result = mypy(*STRICT, *map(str, sorted(tmp_path.glob("example_*.py"))), cwd=CLIENT_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
