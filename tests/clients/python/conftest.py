@@ -7,28 +7,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from gencharge_client import AsyncClient, RetryPolicy
+from gencharge_client import AsyncClient
 
 from tests.clients.h2proxy import H2Proxy
-from tests.helpers.clock import HANG_SECONDS
-
-#: Retries without real waiting: the backoff is jittered over milliseconds; each attempt's
-#: deadline only catches a hang.
-FAST_RETRY = RetryPolicy(initial_backoff=0.01, max_backoff=0.05, timeout=HANG_SECONDS)
-
-
-class WallClock:
-    """Seconds since the epoch for the SDK's credentials, moved only by ``advance``: the
-    client believes its token is about to expire without anyone waiting for it."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.clients.python.support import FAST_RETRY
 
 
 @pytest.fixture

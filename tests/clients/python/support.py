@@ -6,13 +6,30 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gencharge_client import AsyncClient, ServiceAccountCredentials
+from gencharge_client import AsyncClient, RetryPolicy, ServiceAccountCredentials
 from gencharge_client.v1 import common_pb2
 from sqlalchemy import text
 
 from server.auth.scopes import RECHARGES_WRITE
 from tests.helpers.auth import create_service, register_user
+from tests.helpers.clock import HANG_SECONDS
 from tests.helpers.money import fund
+
+#: Retries without real waiting: the backoff is jittered over milliseconds; each attempt's
+#: deadline only catches a hang.
+FAST_RETRY = RetryPolicy(initial_backoff=0.01, max_backoff=0.05, timeout=HANG_SECONDS)
+
+
+class WallClock:
+    """Seconds since the epoch for the SDK's credentials, moved only by setting ``now``:
+    the client believes its token is about to expire without anyone waiting for it."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 #: The SDK's guide: every code block in it is run by the tests.

@@ -27,7 +27,7 @@ from gencharge_client.v1 import auth_service_pb2 as auth_pb
 from server.admin import flows as admin_flows
 from server.auth import totp
 from server.auth.tokens import TokenService
-from tests.clients.python.conftest import WallClock
+from tests.clients.python.support import WallClock
 from tests.helpers.auth import (
     PASSWORD,
     create_service,

@@ -26,8 +26,7 @@ from gencharge_client.v1 import wallet_service_pb2 as wallet_pb
 
 from server.auth.scopes import RECHARGES_WRITE
 from tests.clients.h2proxy import H2Proxy
-from tests.clients.python.conftest import FAST_RETRY, WallClock
-from tests.clients.python.support import debits, funded_user
+from tests.clients.python.support import FAST_RETRY, WallClock, debits, funded_user
 from tests.helpers.auth import PASSWORD, create_service
 from tests.helpers.money import assert_ledger_balances, balance, fund, make_plan
 
