@@ -6,10 +6,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import grpc
 import pytest
 from gencharge_client import (
     AccountBlocked,
     AsyncClient,
+    DeadlineExceeded,
     FailedPrecondition,
     GenChargeError,
     IdempotencyKeyReused,
@@ -18,6 +20,7 @@ from gencharge_client import (
     InvalidArgument,
     InvalidCredentials,
     InvalidRefreshToken,
+    InvalidToken,
     MissingScope,
     NotFound,
     PaymentDeclined,
@@ -26,6 +29,7 @@ from gencharge_client import (
     PriceChanged,
     RateLimited,
     ResourceExhausted,
+    RetryPolicy,
     ServiceAccountCredentials,
     SessionCredentials,
     SessionEnded,
@@ -130,6 +134,9 @@ async def test_auth_reasons(client: AsyncClient, channel: Any, resources: Any) -
         await client.login(email=user.email, password="not the passphrase 42")
     assert isinstance(wrong.value, Unauthenticated)
 
+    with pytest.raises(InvalidToken) as garbage:
+        await client.with_credentials(StaticTokenCredentials("not.a.jwt")).auth.get_me()
+    assert type(garbage.value) is InvalidToken and garbage.value.metadata["cause"] == "malformed"
     with pytest.raises(InvalidRefreshToken):
         await client.auth.refresh_token(auth_pb.RefreshTokenRequest(refresh_token="rt_forged"))
 
@@ -190,3 +197,9 @@ async def test_scopes_arguments_and_missing_rows(
             recharge_pb.QuoteRechargeRequest(plan_id=plan_id, user_id=user.user_id + 1)
         )
     assert type(other.value) is PermissionDenied and other.value.reason == "NOT_OWNER"
+
+
+async def test_a_deadline_too_short_for_any_attempt(client: AsyncClient) -> None:
+    with pytest.raises(DeadlineExceeded) as late:
+        await client.plan.list_plans(timeout=1e-6, retry=RetryPolicy(max_attempts=2))
+    assert late.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
