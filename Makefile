@@ -19,11 +19,13 @@ help:
 	@echo "make bench-backup  backup, verify, restore and drill of 100,000 ledger rows: time, size, server memory"
 	@echo "make clean     remove the venv, node_modules (also the TypeScript SDK's), build output and local data"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The Python client SDK (clients/python), for its tests and docs examples.
+	$(BIN)/python -m pip install --quiet -e ./clients/python
 	touch $(STAMP)
 
 # buf from npm without ever writing the committed lock (a fresh clone stays clean):

@@ -184,12 +184,18 @@ def targets() -> list[Target]:
     """Everything tools/generate.py generates, in order (builders beside this file)."""
     if str(TOOLS_DIR) not in sys.path:
         sys.path.insert(0, str(TOOLS_DIR))
+    import gen_pyclient
     import gen_reference
     import gen_typescript  # TypeScript SDK (clients/typescript)
 
     return [
         Target("python stubs", Path("generated") / OWNED_DIR, _build_python),
         Target("api reference", gen_reference.OWNED, gen_reference.builder(write_descriptor_set)),
+        Target(
+            "python client",
+            gen_pyclient.OWNED,
+            gen_pyclient.builder(_protoc, _plugin, write_descriptor_set),
+        ),
         # TypeScript SDK: protoc-gen-es output and the methods table.
         Target(
             "typescript client",
