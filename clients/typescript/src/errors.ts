@@ -164,11 +164,18 @@ export class IdempotencyKeyReused extends AlreadyExists {}
 export class InvalidCredentials extends Unauthenticated {}
 /** UNAUTHENTICATED SESSION_ENDED: the session was logged out, revoked or ended. */
 export class SessionEnded extends Unauthenticated {}
+/** UNAUTHENTICATED INVALID_TOKEN: the access token was refused (metadata `cause` says
+ * why: malformed, bad_signature, expired, ...). */
+export class InvalidToken extends Unauthenticated {}
+/** UNAUTHENTICATED INVALID_TOKEN with metadata cause "expired": the access token expired
+ * (the SDK refreshes once and replays the call). */
+export class TokenExpired extends InvalidToken {}
+/** UNAUTHENTICATED INVALID_REFRESH_TOKEN: the refresh token is unknown, expired or
+ * revoked: log in again. */
+export class InvalidRefreshToken extends Unauthenticated {}
 /** UNAUTHENTICATED REFRESH_TOKEN_REUSED: an already-used refresh token was presented; the
  * server ended the session. */
-export class RefreshTokenReused extends SessionEnded {}
-/** UNAUTHENTICATED INVALID_TOKEN with metadata cause "expired": the access token expired. */
-export class TokenExpired extends Unauthenticated {}
+export class RefreshTokenReused extends Unauthenticated {}
 /** PERMISSION_DENIED ACCOUNT_BLOCKED: the account (or the paying account) is blocked. */
 export class AccountBlocked extends PermissionDenied {}
 /** PERMISSION_DENIED MISSING_SCOPE: a service account lacks `metadata.scope`. */
@@ -177,7 +184,8 @@ export class MissingScope extends PermissionDenied {
     return this.metadata["scope"];
   }
 }
-/** RESOURCE_EXHAUSTED TOO_MANY_ATTEMPTS / OTP_RESEND_TOO_SOON: wait `retryAfterSeconds`. */
+/** RESOURCE_EXHAUSTED TOO_MANY_ATTEMPTS (brute-force protection): wait
+ * `retryAfterSeconds`. */
 export class RateLimited extends ResourceExhausted {}
 
 /** Reason -> class, per code (a reason only counts under the code that documents it). */
@@ -190,11 +198,12 @@ const REASON_CLASSES: ReadonlyMap<string, ErrorClass> = new Map<string, ErrorCla
   [`${Code.AlreadyExists}:IDEMPOTENCY_KEY_REUSED`, IdempotencyKeyReused],
   [`${Code.Unauthenticated}:INVALID_CREDENTIALS`, InvalidCredentials],
   [`${Code.Unauthenticated}:SESSION_ENDED`, SessionEnded],
+  [`${Code.Unauthenticated}:INVALID_TOKEN`, InvalidToken],
+  [`${Code.Unauthenticated}:INVALID_REFRESH_TOKEN`, InvalidRefreshToken],
   [`${Code.Unauthenticated}:REFRESH_TOKEN_REUSED`, RefreshTokenReused],
   [`${Code.PermissionDenied}:ACCOUNT_BLOCKED`, AccountBlocked],
   [`${Code.PermissionDenied}:MISSING_SCOPE`, MissingScope],
   [`${Code.ResourceExhausted}:TOO_MANY_ATTEMPTS`, RateLimited],
-  [`${Code.ResourceExhausted}:OTP_RESEND_TOO_SOON`, RateLimited],
 ]);
 
 function classFor(code: Code, reason: string, metadata: Record<string, string>): ErrorClass {

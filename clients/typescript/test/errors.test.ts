@@ -6,6 +6,10 @@ import { randomUUID } from "node:crypto";
 import { test } from "node:test";
 import {
   AccountBlocked,
+  BearerToken,
+  InvalidRefreshToken,
+  InvalidToken,
+  TokenExpired,
   Code,
   FailedPrecondition,
   GenChargeError,
@@ -124,7 +128,7 @@ test("login errors: InvalidCredentials, RateLimited with retryAfterSeconds, Acco
   assert.ok(blocked instanceof PermissionDenied);
 });
 
-test("session errors: SessionEnded after logout, RefreshTokenReused ends the session", async () => {
+test("session errors: SessionEnded after logout, RefreshTokenReused ends the session, InvalidRefreshToken", async () => {
   const user = await newUser();
   const base = client();
   const first = await SessionCredentials.login(base, user);
@@ -139,9 +143,22 @@ test("session errors: SessionEnded after logout, RefreshTokenReused ends the ses
   const a = SessionCredentials.fromTokens(base, login.tokens());
   const b = SessionCredentials.fromTokens(base, login.tokens());
   await a.refresh();
-  const reused = await failure(b.refresh(), RefreshTokenReused);
-  assert.ok(reused instanceof SessionEnded);
+  await failure(b.refresh(), RefreshTokenReused);
   await failure(base.withCredentials(a).auth.getMe({}), SessionEnded);
+  // ... and its refresh token is dead too.
+  await failure(a.refresh(), InvalidRefreshToken);
+});
+
+test("token errors: InvalidToken names its cause", async () => {
+  const gc = client().withCredentials(new BearerToken("not-a-token"));
+  const refused = await failure(gc.auth.getMe({}), InvalidToken);
+  assert.ok(!(refused instanceof TokenExpired));
+  assert.equal(refused.metadata["cause"], "malformed");
+  const bogus = SessionCredentials.fromTokens(client(), {
+    accessToken: "x.y.z",
+    refreshToken: "no-such-refresh-token",
+  });
+  await failure(bogus.refresh(), InvalidRefreshToken);
 });
 
 test("MissingScope names the scope; an undocumented reason falls back to its code's class", async () => {

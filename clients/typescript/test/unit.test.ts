@@ -10,6 +10,7 @@ import {
   DEFAULT_RETRY_POLICY,
   InsufficientFunds,
   InvalidArgument,
+  InvalidToken,
   METHODS,
   MoneyError,
   RateLimited,
@@ -218,6 +219,13 @@ test("errors decode reason, metadata and field violations into the right class",
     connectError(Code.Unauthenticated, "INVALID_TOKEN", { cause: "expired" }),
   );
   assert.ok(expired instanceof TokenExpired);
+  assert.ok(expired instanceof InvalidToken);
+  assert.ok(
+    !(
+      fromStatus(status(Code.Unauthenticated, "INVALID_TOKEN", { cause: "malformed" })) instanceof
+      TokenExpired
+    ),
+  );
   const limited = toGenChargeError(
     connectError(Code.ResourceExhausted, "TOO_MANY_ATTEMPTS", { retry_after_seconds: "7" }),
   );
