@@ -17,7 +17,7 @@ help:
 	@echo "make lint      ruff, mypy, import layering (lint-imports), buf lint, buf format"
 	@echo "make bench     recharge throughput and latency against two ceilings (bench/README.md)"
 	@echo "make bench-backup  backup, verify, restore and drill of 100,000 ledger rows: time, size, server memory"
-	@echo "make clean     remove the venv, node_modules, build output and local data"
+	@echo "make clean     remove the venv, node_modules (also the TypeScript SDK's), build output and local data"
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -38,23 +38,35 @@ $(BUF): package.json package-lock.json
 	  || npm install --no-audit --no-fund --loglevel=error --no-save --package-lock=false
 	touch $(BUF)
 
+# --- TypeScript SDK (clients/typescript) ---------------------------------------------
+# Its toolchain (tsc, prettier, protoc-gen-es for tools/generate.py) and runtime deps,
+# exactly as its package-lock.json records them (`npm ci` never rewrites the lock).
+TS_DIR     := clients/typescript
+TS_MODULES := $(TS_DIR)/node_modules
+
+$(TS_MODULES): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
+	cd $(TS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(TS_MODULES)
+# --- end TypeScript SDK -----------------------------------------------------------------
+
 run: $(STAMP)
 	GENCHARGE_LOG_FORMAT=$${GENCHARGE_LOG_FORMAT:-text} $(BIN)/gencharge serve
 
-generate: $(STAMP) $(BUF)
+generate: $(STAMP) $(BUF) $(TS_MODULES)
 	$(BIN)/python tools/generate.py
 
-check-generated: $(STAMP) $(BUF)
+check-generated: $(STAMP) $(BUF) $(TS_MODULES)
 	$(BIN)/python tools/generate.py --check
 
-lint: $(STAMP) $(BUF)
+lint: $(STAMP) $(BUF) $(TS_MODULES)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python tools/generate.py --lint
+	cd $(TS_DIR) && node_modules/.bin/tsc -p tsconfig.json --noEmit && node_modules/.bin/prettier --check .
 
-test: lint check-generated
+test: lint check-generated $(TS_MODULES)
 	$(BIN)/python -m pytest
 
 # Long: every implemented RPC gets GENCHARGE_FUZZ_EXAMPLES generated requests (10,000
@@ -70,3 +82,4 @@ bench-backup: $(STAMP)
 
 clean:
 	rm -rf $(VENV) node_modules build .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(TS_MODULES) $(TS_DIR)/dist

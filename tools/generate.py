@@ -186,6 +186,7 @@ def targets() -> list[Target]:
         sys.path.insert(0, str(TOOLS_DIR))
     import gen_pyclient
     import gen_reference
+    import gen_typescript  # TypeScript SDK (clients/typescript)
 
     return [
         Target("python stubs", Path("generated") / OWNED_DIR, _build_python),
@@ -194,6 +195,12 @@ def targets() -> list[Target]:
             "python client",
             gen_pyclient.OWNED,
             gen_pyclient.builder(_protoc, _plugin, write_descriptor_set),
+        ),
+        # TypeScript SDK: protoc-gen-es output and the methods table.
+        Target(
+            "typescript client",
+            gen_typescript.OWNED,
+            gen_typescript.builder(write_descriptor_set, REPO_ROOT),
         ),
     ]
 

@@ -1,0 +1,123 @@
+// batchRecharge through the real server: good and bad items, order, bounded in-flight,
+// and a stream dropped mid-batch (resumed with the same request_ids: no double debit).
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import {
+  batchRecharge,
+  InsufficientFunds,
+  InvalidArgument,
+  NotFound,
+  PlanInactive,
+  type BatchItem,
+  type BatchProgress,
+  type BatchResult,
+} from "../src/index.js";
+import { balance, control, ledger, newPlan, newUser, proxy, serviceClient } from "./support.js";
+
+test("a batch of good and bad items: typed errors in place, the good ones debited once each", async () => {
+  const { gc } = await serviceClient(["recharges.write"]);
+  const rich = await newUser("100.00");
+  const poor = await newUser("1.00");
+  const planId = BigInt(await newPlan("10.00"));
+  const inactive = BigInt(await newPlan("10.00", "inactive"));
+  const good = (i: number): BatchItem => ({
+    userId: BigInt(rich.userId),
+    phoneNumber: rich.phoneNumber,
+    planId,
+    requestId: `good-${i}-${rich.userId}`,
+  });
+  const items: BatchItem[] = [
+    good(0),
+    { userId: BigInt(poor.userId), phoneNumber: poor.phoneNumber, planId },
+    good(1),
+    { userId: BigInt(rich.userId), phoneNumber: rich.phoneNumber, planId: inactive },
+    { userId: BigInt(rich.userId), phoneNumber: "12", planId },
+    good(2),
+    { userId: 2_000_000_000n, phoneNumber: rich.phoneNumber, planId },
+    good(3),
+  ];
+  const progress: BatchProgress[] = [];
+  const results: BatchResult[] = [];
+  for await (const result of batchRecharge(gc, items, {
+    maxInFlight: 3,
+    onProgress: (p) => progress.push(p),
+  })) {
+    results.push(result);
+  }
+  assert.deepEqual(
+    results.map((r) => r.index),
+    items.map((_, i) => i),
+    "in input order",
+  );
+  assert.ok(results.every((r, i) => r.item === items[i]));
+  assert.ok(progress.every((p) => p.inFlight <= 3));
+  assert.deepEqual(progress.at(-1), {
+    done: 8,
+    succeeded: 4,
+    failed: 4,
+    inFlight: 0,
+    reconnects: 0,
+  });
+  for (const i of [0, 2, 5, 7]) {
+    assert.ok(results[i]!.recharge, `item ${i} succeeded`);
+    assert.equal(results[i]!.requestId, items[i]!.requestId, "the caller's request_id is kept");
+  }
+  assert.ok(results[1]!.error instanceof InsufficientFunds);
+  assert.ok(results[3]!.error instanceof PlanInactive);
+  assert.ok(results[4]!.error instanceof InvalidArgument);
+  assert.ok(results[4]!.error.fieldViolations.length > 0);
+  assert.ok(results[6]!.error instanceof NotFound);
+  assert.match(results[1]!.requestId, /^[0-9a-f-]{36}$/, "a request_id was generated");
+  assert.equal(results[1]!.error.requestId, results[1]!.requestId);
+
+  const debits = (await ledger(rich.userId)).filter((row) => row.type === "debit");
+  assert.equal(debits.length, 4);
+  assert.deepEqual(
+    new Set(debits.map((d) => BigInt(d.txnId))),
+    new Set([0, 2, 5, 7].map((i) => results[i]!.recharge!.transaction!.txnId)),
+  );
+  assert.equal(await balance(rich.userId), "60.00");
+  assert.equal(await balance(poor.userId), "1.00");
+  await control("assert_ledger");
+});
+
+test("a BatchRecharge stream dropped mid-batch resumes with the same request_ids: no double debit", async () => {
+  const { gc } = await serviceClient(["recharges.write"], { viaProxy: true });
+  const users = await Promise.all([newUser("500.00"), newUser("500.00"), newUser("500.00")]);
+  const planId = BigInt(await newPlan("7.00"));
+  const count = 60;
+  const items = function* (): Generator<BatchItem> {
+    for (let i = 0; i < count; i++) {
+      const user = users[i % users.length]!;
+      yield { userId: BigInt(user.userId), phoneNumber: user.phoneNumber, planId };
+    }
+  };
+  await gc.auth.getMe({}); // connected (and the token issued) before arming
+  const droppedBefore = Number(await proxy("dropped"));
+  await proxy("arm-data 10"); // the 10th BatchRecharge answer never arrives: the connection drops
+  const results: BatchResult[] = [];
+  let last: BatchProgress | undefined;
+  for await (const result of batchRecharge(gc, items(), {
+    maxInFlight: 16,
+    onProgress: (p) => (last = p),
+  })) {
+    results.push(result);
+  }
+  assert.equal(Number(await proxy("dropped")), droppedBefore + 1, "the stream was cut once");
+  assert.equal(last?.reconnects, 1);
+  assert.equal(results.length, count);
+  assert.deepEqual(
+    results.filter((r) => r.error).map((r) => String(r.error)),
+    [],
+  );
+  const txnIds = results.map((r) => r.recharge!.transaction!.txnId);
+  assert.equal(new Set(txnIds).size, count, "one transaction per item");
+  assert.equal(new Set(results.map((r) => r.requestId)).size, count);
+  for (const user of users) {
+    const debits = (await ledger(user.userId)).filter((row) => row.type === "debit");
+    assert.equal(debits.length, count / users.length, "one debit per item, none twice");
+    assert.equal(await balance(user.userId), (500 - 7 * (count / users.length)).toFixed(2));
+  }
+  await control("assert_ledger");
+});
