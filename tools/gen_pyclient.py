@@ -15,9 +15,7 @@ A target of tools/generate.py (it owns that folder and nothing else of clients/p
   sync client (``client.recharge.recharge(request)`` returns ``Recharge``), plus the
   ``AsyncServices``/``SyncServices`` bundles the clients inherit.
 
-Read-only RPCs: those whose descriptor sets ``idempotency_level`` (NO_SIDE_EFFECTS or
-IDEMPOTENT), those whose access rule needs ACTION_READ, and AIP-131/132 standard
-methods (``Get<Thing>``/``List<Things>``) under a rule without an action.
+Read-only, request_id and pagination are decided for both SDKs by tools/contract_rpcs.py.
 """
 
 from __future__ import annotations
@@ -27,19 +25,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from contract_rpcs import ContractRpcs
+from google.protobuf import descriptor_pb2, descriptor_pool
 
 OWNED = Path("clients") / "python" / "src" / "gencharge_client" / "v1"
 PACKAGE = "gencharge.v1"
 CLIENT_PACKAGE = "gencharge_client.v1"
-ACCESS_OPTION = f"{PACKAGE}.access"
 HEADER = "Generated from protos/gencharge/v1 by tools/gen_pyclient.py. Do not edit."
 
 FieldProto = descriptor_pb2.FieldDescriptorProto
-MethodOptions = descriptor_pb2.MethodOptions
-_STANDARD_READ = re.compile(r"^(Get|List)[A-Z]")
 _IMPORT = re.compile(r"^from gencharge\.v1 import ", re.MULTILINE)
 _MODULE_NAME = re.compile(r"'gencharge\.v1\.(\w+_pb2)'")
 
@@ -145,11 +140,7 @@ class Contract:
         self.files = sorted(
             (f for f in descriptor_set.file if f.package == PACKAGE), key=lambda f: f.name
         )
-        options_class: Any = message_factory.GetMessageClass(
-            self.pool.FindMessageTypeByName("google.protobuf.MethodOptions")
-        )
-        self._options_class = options_class
-        self._access: Any = self.pool.FindExtensionByName(ACCESS_OPTION)
+        self.rpcs = ContractRpcs(self.pool)
         self.services = [
             self._service(file, index, proto)
             for file in self.files
@@ -179,43 +170,26 @@ class Contract:
         return Service(full_name, file.name, self._comment(file, (6, index)), rpcs)
 
     def _rpc(self, service: str, method: descriptor_pb2.MethodDescriptorProto, comment: str) -> Rpc:
-        request = self.pool.FindMessageTypeByName(method.input_type.lstrip("."))
-        response = self.pool.FindMessageTypeByName(method.output_type.lstrip("."))
+        facts = self.rpcs.of(service, method)
         kind = {
             (False, False): "UNARY_UNARY",
             (False, True): "UNARY_STREAM",
             (True, False): "STREAM_UNARY",
             (True, True): "STREAM_STREAM",
-        }[(method.client_streaming, method.server_streaming)]
+        }[(facts.client_streaming, facts.server_streaming)]
         if kind == "STREAM_UNARY":
             raise ValueError(f"{service}.{method.name}: client streaming has no SDK runtime")
-        options = self._options_class.FromString(method.options.SerializeToString())
-        rule = options.Extensions[self._access]
-        audience = (
-            rule.DESCRIPTOR.fields_by_name["audience"]
-            .enum_type.values_by_number[rule.audience]
-            .name
-        )
-        action = rule.DESCRIPTOR.fields_by_name["action"].enum_type.values_by_number[rule.action]
-        idempotency = method.options.idempotency_level
-        read_only = (
-            idempotency in (MethodOptions.NO_SIDE_EFFECTS, MethodOptions.IDEMPOTENT)
-            or action.name == "ACTION_READ"
-            or (action.name == "ACTION_UNSPECIFIED" and bool(_STANDARD_READ.match(method.name)))
-        )
-        has_request_id = _is_string(request.fields_by_name.get("request_id"))
-        items = _items_field(request, response) if kind == "UNARY_UNARY" else None
         return Rpc(
             service=service,
             name=method.name,
             kind=kind,
-            request=request.full_name,
-            response=response.full_name,
-            audience=audience,
-            read_only=read_only,
-            request_id=has_request_id,
-            items_field=items.name if items is not None else None,
-            item=items.message_type.full_name if items is not None else None,
+            request=facts.input_type,
+            response=facts.output_type,
+            audience=facts.audience,
+            read_only=facts.read_only,
+            request_id=facts.request_id,
+            items_field=facts.page.items_field if facts.page is not None else None,
+            item=facts.page.item_type if facts.page is not None else None,
             comment=comment,
         )
 
@@ -439,24 +413,6 @@ class Contract:
             lines.append(f"        self.{name} = _calls.sync(inner.{name}, runner)")
             lines.append(f"        {_docstring(rpc.comment or rpc.name)}")
         return lines
-
-
-def _is_string(field: Any) -> bool:
-    return field is not None and field.type == field.TYPE_STRING and not field.is_repeated
-
-
-def _items_field(request: Any, response: Any) -> Any:
-    """AIP-158: the response's one repeated message field, if the RPC is paginated."""
-    fields = request.fields_by_name
-    if "page_token" not in fields or "page_size" not in fields:
-        return None
-    if "next_page_token" not in response.fields_by_name:
-        raise ValueError(f"{response.full_name}: paginated without next_page_token")
-    repeated = [f for f in response.fields if f.is_repeated and f.message_type is not None]
-    repeated = [f for f in repeated if not f.message_type.GetOptions().map_entry]
-    if len(repeated) != 1:
-        raise ValueError(f"{response.full_name}: a page needs exactly one repeated message")
-    return repeated[0]
 
 
 def _first_paragraph(comment: str) -> str:

@@ -2,8 +2,8 @@
 //
 // One row per RPC of the contract, keyed by its gRPC path. Field names are the
 // proto names (`request_id`); the SDK resolves them on the method descriptors.
-// readOnly: the access rule needs ACTION_READ or, without an action, the RPC is
-// an AIP standard read (Get*, List*). See tools/gen_typescript.py.
+// readOnly, requestIdField and pagination follow the rules of
+// tools/contract_rpcs.py (the Python SDK's table follows them too).
 
 export type StreamKind = "unary" | "server_streaming" | "client_streaming" | "bidi_streaming";
 
@@ -108,7 +108,7 @@ export const METHODS: Readonly<Record<string, MethodInfo>> = {
   "/gencharge.v1.PlanService/DeleteOffer": {"service": "gencharge.v1.PlanService", "method": "DeleteOffer", "kind": "unary", "readOnly": false, "requestIdField": null, "pagination": null, "audience": "permission", "serviceScope": ""},
   "/gencharge.v1.PlanService/CreatePlanGroup": {"service": "gencharge.v1.PlanService", "method": "CreatePlanGroup", "kind": "unary", "readOnly": false, "requestIdField": null, "pagination": null, "audience": "permission", "serviceScope": ""},
   "/gencharge.v1.PlanService/CreateOfferType": {"service": "gencharge.v1.PlanService", "method": "CreateOfferType", "kind": "unary", "readOnly": false, "requestIdField": null, "pagination": null, "audience": "permission", "serviceScope": ""},
-  "/gencharge.v1.RechargeService/QuoteRecharge": {"service": "gencharge.v1.RechargeService", "method": "QuoteRecharge", "kind": "unary", "readOnly": false, "requestIdField": null, "pagination": null, "audience": "authenticated", "serviceScope": "recharges.write"},
+  "/gencharge.v1.RechargeService/QuoteRecharge": {"service": "gencharge.v1.RechargeService", "method": "QuoteRecharge", "kind": "unary", "readOnly": true, "requestIdField": null, "pagination": null, "audience": "authenticated", "serviceScope": "recharges.write"},
   "/gencharge.v1.RechargeService/Recharge": {"service": "gencharge.v1.RechargeService", "method": "Recharge", "kind": "unary", "readOnly": false, "requestIdField": "request_id", "pagination": null, "audience": "authenticated", "serviceScope": "recharges.write"},
   "/gencharge.v1.RechargeService/BatchRecharge": {"service": "gencharge.v1.RechargeService", "method": "BatchRecharge", "kind": "bidi_streaming", "readOnly": false, "requestIdField": "request_id", "pagination": null, "audience": "service", "serviceScope": "recharges.write"},
   "/gencharge.v1.RechargeService/GetRecharge": {"service": "gencharge.v1.RechargeService", "method": "GetRecharge", "kind": "unary", "readOnly": true, "requestIdField": null, "pagination": null, "audience": "authenticated", "serviceScope": "recharges.read"},

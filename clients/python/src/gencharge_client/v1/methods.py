@@ -1120,7 +1120,7 @@ METHODS: dict[str, Method] = {
             request_type=recharge_service_pb2.QuoteRechargeRequest,
             response_type=recharge_service_pb2.Quote,
             audience='AUDIENCE_AUTHENTICATED',
-            read_only=False,
+            read_only=True,
             request_id=False,
             items_field=None,
         ),
