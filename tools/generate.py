@@ -20,6 +20,15 @@ Targets (:func:`targets`), each owning one folder that nothing else writes:
   ``generated/gencharge``).
 - api reference, ``docs/reference/``: Markdown pages from the contract's descriptor set
   and its comments (tools/gen_reference.py).
+- python client, ``clients/python/src/gencharge_client/v1/``: the Python SDK's own
+  copy of the messages and stubs (imports under ``gencharge_client.v1``), its RPC table
+  and typed service classes (tools/gen_pyclient.py);
+- typescript client, ``clients/typescript/src/gen/``: protoc-gen-es messages and
+  services, the SDK's RPC table and paginators (tools/gen_typescript.py; needs
+  ``clients/typescript/node_modules``, which ``make`` installs with ``npm ci``).
+
+Both SDK tables follow one set of rules, tools/contract_rpcs.py (read-only, request_id,
+pagination).
 """
 
 from __future__ import annotations
