@@ -131,8 +131,9 @@ class RechargeServiceServicer:
     """
 
     def QuoteRecharge(self, request, context):
-        """Prices a recharge without charging: eligibility, discount, cashback, amount to pay
-        and when the plan would start. Eligible means Recharge with the same inputs would be
+        """Prices a recharge without charging (it changes nothing, so it declares
+        NO_SIDE_EFFECTS and clients may retry it like a read): eligibility, discount,
+        cashback, amount to pay and when the plan would start. Eligible means Recharge with the same inputs would be
         accepted now: the plan's and offer's rules, the payer's account, and for a wallet
         payment (PAYMENT_METHOD_WALLET or unspecified) whether the balance covers
         amount_to_pay. Ineligibility is not an error: `eligible` is false with reasons.

@@ -50,8 +50,9 @@ class RechargeServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RechargeServiceAsyncStub: ...
     QuoteRecharge: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.QuoteRechargeRequest, _recharge_service_pb2.Quote]
-    """Prices a recharge without charging: eligibility, discount, cashback, amount to pay
-    and when the plan would start. Eligible means Recharge with the same inputs would be
+    """Prices a recharge without charging (it changes nothing, so it declares
+    NO_SIDE_EFFECTS and clients may retry it like a read): eligibility, discount,
+    cashback, amount to pay and when the plan would start. Eligible means Recharge with the same inputs would be
     accepted now: the plan's and offer's rules, the payer's account, and for a wallet
     payment (PAYMENT_METHOD_WALLET or unspecified) whether the balance covers
     amount_to_pay. Ineligibility is not an error: `eligible` is false with reasons.
@@ -164,8 +165,9 @@ class RechargeServiceAsyncStub(RechargeServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     QuoteRecharge: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.QuoteRechargeRequest, _recharge_service_pb2.Quote]  # type: ignore[assignment]
-    """Prices a recharge without charging: eligibility, discount, cashback, amount to pay
-    and when the plan would start. Eligible means Recharge with the same inputs would be
+    """Prices a recharge without charging (it changes nothing, so it declares
+    NO_SIDE_EFFECTS and clients may retry it like a read): eligibility, discount,
+    cashback, amount to pay and when the plan would start. Eligible means Recharge with the same inputs would be
     accepted now: the plan's and offer's rules, the payer's account, and for a wallet
     payment (PAYMENT_METHOD_WALLET or unspecified) whether the balance covers
     amount_to_pay. Ineligibility is not an error: `eligible` is false with reasons.
@@ -281,8 +283,9 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _recharge_service_pb2.QuoteRechargeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_recharge_service_pb2.Quote, _abc.Awaitable[_recharge_service_pb2.Quote]]:
-        """Prices a recharge without charging: eligibility, discount, cashback, amount to pay
-        and when the plan would start. Eligible means Recharge with the same inputs would be
+        """Prices a recharge without charging (it changes nothing, so it declares
+        NO_SIDE_EFFECTS and clients may retry it like a read): eligibility, discount,
+        cashback, amount to pay and when the plan would start. Eligible means Recharge with the same inputs would be
         accepted now: the plan's and offer's rules, the payer's account, and for a wallet
         payment (PAYMENT_METHOD_WALLET or unspecified) whether the balance covers
         amount_to_pay. Ineligibility is not an error: `eligible` is false with reasons.

@@ -1171,8 +1171,9 @@ class RechargeService:
 
     def __init__(self, transport: Transport) -> None:
         self.quote_recharge = _calls.UnaryMethod[recharge_service_pb2.QuoteRechargeRequest, recharge_service_pb2.Quote](transport, METHODS['/gencharge.v1.RechargeService/QuoteRecharge'])
-        """Prices a recharge without charging: eligibility, discount, cashback, amount to pay
-        and when the plan would start. Eligible means Recharge with the same inputs would be
+        """Prices a recharge without charging (it changes nothing, so it declares
+        NO_SIDE_EFFECTS and clients may retry it like a read): eligibility, discount,
+        cashback, amount to pay and when the plan would start. Eligible means Recharge with the same inputs would be
         accepted now: the plan's and offer's rules, the payer's account, and for a wallet
         payment (PAYMENT_METHOD_WALLET or unspecified) whether the balance covers
         amount_to_pay. Ineligibility is not an error: `eligible` is false with reasons.
@@ -1270,8 +1271,9 @@ class RechargeServiceSync:
 
     def __init__(self, inner: RechargeService, runner: Runner) -> None:
         self.quote_recharge = _calls.sync(inner.quote_recharge, runner)
-        """Prices a recharge without charging: eligibility, discount, cashback, amount to pay
-        and when the plan would start. Eligible means Recharge with the same inputs would be
+        """Prices a recharge without charging (it changes nothing, so it declares
+        NO_SIDE_EFFECTS and clients may retry it like a read): eligibility, discount,
+        cashback, amount to pay and when the plan would start. Eligible means Recharge with the same inputs would be
         accepted now: the plan's and offer's rules, the payer's account, and for a wallet
         payment (PAYMENT_METHOD_WALLET or unspecified) whether the balance covers
         amount_to_pay. Ineligibility is not an error: `eligible` is false with reasons.
