@@ -8,10 +8,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import jwt
 import pytest
 from gencharge_client import (
     AsyncClient,
@@ -26,8 +25,7 @@ from gencharge_client.v1 import auth_service_pb2 as auth_pb
 
 from server.admin import flows as admin_flows
 from server.auth import totp
-from server.auth.tokens import TokenService
-from tests.clients.python.support import WallClock
+from tests.clients.python.support import WallClock, expired_copy
 from tests.helpers.auth import (
     PASSWORD,
     create_service,
@@ -42,28 +40,6 @@ CONCURRENT_CALLS = 50
 async def login_tokens(client: AsyncClient, email: str) -> auth_pb.AuthTokens:
     reply = await client.auth.login(auth_pb.LoginRequest(email=email, password=PASSWORD))
     return reply.tokens
-
-
-def expired_copy(grpc_server: Any, token: str) -> str:
-    """The same principal and session as ``token``, signed with the server's key, but
-    issued two hours ago (expired an hour and more ago)."""
-    claims = jwt.decode(token, options={"verify_signature": False})
-    service = grpc_server.security.tokens
-    past = TokenService(
-        service.keyring,
-        issuer=service.issuer,
-        audience=service.audience,
-        ttl_seconds=service.ttl_seconds,
-        clock=lambda: datetime.now(UTC) - timedelta(hours=2),
-    )
-    principal_type, _, principal_id = claims["sub"].partition(":")
-    expired, _ = past.issue(
-        principal_type=principal_type,
-        principal_id=principal_id,
-        role=claims["role"],
-        session_id=claims.get("sid"),
-    )
-    return expired
 
 
 async def active_sessions(client: AsyncClient) -> list[auth_pb.Session]:
