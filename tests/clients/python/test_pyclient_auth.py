@@ -20,11 +20,13 @@ from gencharge_client import (
     SessionEnded,
     StaticTokenCredentials,
     TokenExpired,
+    Unavailable,
 )
 from gencharge_client.v1 import auth_service_pb2 as auth_pb
 
 from server.admin import flows as admin_flows
 from server.auth import totp
+from tests.clients.h2proxy import H2Proxy
 from tests.clients.python.support import WallClock, expired_copy
 from tests.helpers.auth import (
     PASSWORD,
@@ -116,6 +118,30 @@ async def test_a_reused_refresh_token_ends_the_session_and_says_so(
     clock.now = session.access_token_expires_at
     with pytest.raises(RefreshTokenReused):
         await client.with_credentials(session).auth.get_me()
+    with pytest.raises(SessionEnded):
+        await client.with_credentials(StaticTokenCredentials(tokens.access_token)).auth.get_me()
+
+
+async def test_a_lost_refresh_is_not_retried_and_the_next_one_ends_the_session(
+    proxied: AsyncClient, proxy: H2Proxy, client: AsyncClient, channel: Any
+) -> None:
+    user = await register_user(channel)
+    tokens = await login_tokens(proxied, user.email)  # the connection is up
+    clock = WallClock(time.time())
+    session = SessionCredentials(tokens, clock=clock)
+    me = proxied.with_credentials(session)
+    clock.now = session.access_token_expires_at - 10  # the next call refreshes first
+    proxy.arm(1)  # ... and the RefreshToken answer is lost: the server rotated the token
+    with pytest.raises(Unavailable):
+        await me.auth.get_me()
+    assert proxy.dropped == 1
+    assert session.renewals == 0 and session.refresh_token == tokens.refresh_token
+    # Not retried (a retry would have presented the rotated token already): the next
+    # refresh does, and the server ends the session.
+    with pytest.raises(RefreshTokenReused):
+        await me.auth.get_me()
+    with pytest.raises(RefreshTokenReused):  # ended for good: log in again
+        await me.auth.get_me()
     with pytest.raises(SessionEnded):
         await client.with_credentials(StaticTokenCredentials(tokens.access_token)).auth.get_me()
 
