@@ -10,6 +10,10 @@
 //   a dropped connection never debits twice.
 // - An item answered FAILED_PRECONDITION IN_PROGRESS (its request_id is still running,
 //   e.g. on the stream that broke) is sent again after a jittered backoff.
+// - A stream the server refuses or ends as UNAUTHENTICATED because the access token
+//   expired is opened again once, with the credentials renewed (the auth interceptor
+//   renews them, one renewal for every caller), the unanswered items resent with their
+//   request_ids; the same refusal again, before any answer, throws (TokenExpired).
 // - Other item errors are results (typed GenChargeErrors), never exceptions; a stream
 //   error other than a lost connection (e.g. PERMISSION_DENIED MISSING_SCOPE) throws.
 
@@ -22,7 +26,14 @@ import {
   type BatchRechargeResponse,
   type Recharge,
 } from "./gen/gencharge/v1/recharge_service_pb.js";
-import { fromStatus, toGenChargeError, GenChargeError, InProgress, Unavailable } from "./errors.js";
+import {
+  fromStatus,
+  toGenChargeError,
+  GenChargeError,
+  InProgress,
+  TokenExpired,
+  Unavailable,
+} from "./errors.js";
 import { backoffMs, DEFAULT_RETRY_POLICY, sleep, type RetryPolicy } from "./retry.js";
 
 /** One recharge of a batch: a BatchRechargeRequest (request_id optional). */
@@ -138,6 +149,8 @@ export async function* batchRecharge<T extends BatchItem>(
 
   try {
     let failuresInARow = 0;
+    /** The credentials were renewed after an expired-token refusal, with no answer since. */
+    let renewed = false;
     while (!finished()) {
       options.signal?.throwIfAborted();
       const controller = new AbortController();
@@ -200,6 +213,7 @@ export async function* batchRecharge<T extends BatchItem>(
       };
 
       let streamError: GenChargeError | undefined;
+      let expired = false;
       try {
         const responses = client.recharge.batchRecharge(requests(), { signal: controller.signal });
         for await (const response of responses) {
@@ -215,6 +229,7 @@ export async function* batchRecharge<T extends BatchItem>(
             });
           }
           failuresInARow = 0;
+          renewed = false;
           settle(entry, response);
           wake();
           while (pending[0]?.state === "done") {
@@ -235,7 +250,8 @@ export async function* batchRecharge<T extends BatchItem>(
         }
         options.signal?.throwIfAborted();
         streamError = toGenChargeError(caught);
-        if (!isLostStream(streamError)) {
+        expired = streamError instanceof TokenExpired && !renewed;
+        if (!isLostStream(streamError) && !expired) {
           throw streamError;
         }
       } finally {
@@ -259,7 +275,11 @@ export async function* batchRecharge<T extends BatchItem>(
         enqueue(entry);
       }
       sent = [];
-      if (streamError !== undefined) {
+      if (expired) {
+        // A fresh token is ready (the auth interceptor renewed it): reopen at once.
+        renewed = true;
+        counts = { ...counts, reconnects: counts.reconnects + 1 };
+      } else if (streamError !== undefined) {
         failuresInARow++;
         if (failuresInARow > maxReconnects) {
           throw streamError;

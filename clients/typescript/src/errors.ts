@@ -313,6 +313,9 @@ export function toGenChargeError(error: unknown, context: ErrorContext = {}): Ge
   if (error instanceof GenChargeError) {
     return error;
   }
+  if (error instanceof ConnectError && error.cause instanceof GenChargeError) {
+    return error.cause; // ours, wrapped by Connect on its way out (the credentials' call)
+  }
   const connectError = ConnectError.from(error);
   const fromContext = errorContext.get(connectError) ?? {};
   const merged = { ...fromContext, ...context };
@@ -342,7 +345,10 @@ export function toGenChargeError(error: unknown, context: ErrorContext = {}): Ge
 const errorContext = new WeakMap<ConnectError, ErrorContext>();
 
 /** @internal Attach the call's request_id and path to an error the interceptors saw. */
-export function annotate(error: unknown, context: ErrorContext): ConnectError {
+export function annotate(error: unknown, context: ErrorContext): Error {
+  if (error instanceof GenChargeError) {
+    return error; // typed already (e.g. the credentials' own call failed): kept as it is
+  }
   const connectError = ConnectError.from(error);
   errorContext.set(connectError, { ...errorContext.get(connectError), ...context });
   return connectError;

@@ -7,12 +7,15 @@ import { inspect } from "node:util";
 import { test } from "node:test";
 import {
   BearerToken,
+  RefreshTokenReused,
   ServiceAccountCredentials,
+  SessionEnded,
   SessionCredentials,
   TokenExpired,
+  Unavailable,
   type SessionTokens,
 } from "../src/index.js";
-import { adminClient, client, control, newUser, userClient } from "./support.js";
+import { adminClient, client, control, newUser, proxy, userClient } from "./support.js";
 
 /** Counts the RefreshToken calls a client makes. */
 function countingRefreshes(): { count: () => number; interceptor: Parameters<typeof client>[0] } {
@@ -163,4 +166,35 @@ test("credentials and errors never show secrets", async () => {
     return true;
   });
   await gc.auth.getMe({});
+});
+
+test("a RefreshToken whose answer is lost is not retried; the next refresh ends the session", async () => {
+  const user = await newUser();
+  const counter = countingRefreshes();
+  const base = client({ ...counter.interceptor, viaProxy: true });
+  const login = await SessionCredentials.login(base, user); // the connection is up
+  const first = login.tokens();
+  let now = Date.now();
+  const credentials = SessionCredentials.fromTokens(base, first, { clock: () => now });
+  const gc = base.withCredentials(credentials);
+  now = credentials.accessTokenExpiresAtMs! - 10_000; // the next call refreshes first
+  const droppedBefore = Number(await proxy("dropped"));
+  await proxy("arm 1"); // ... and the RefreshToken answer is lost: the server rotated it
+  await assert.rejects(gc.auth.getMe({}), (error: unknown) => {
+    assert.ok(error instanceof Unavailable, String(error));
+    return true;
+  });
+  assert.equal(Number(await proxy("dropped")), droppedBefore + 1);
+  assert.equal(counter.count(), 1, "one RefreshToken call, not retried");
+  assert.equal(credentials.refreshCount, 0);
+  assert.equal(credentials.tokens().refreshToken, first.refreshToken);
+  // The next call refreshes with the same (rotated) token: the server ends the session.
+  await assert.rejects(gc.auth.getMe({}), RefreshTokenReused);
+  assert.equal(counter.count(), 2);
+  await assert.rejects(gc.auth.getMe({}), RefreshTokenReused); // for good: log in again
+  assert.equal(counter.count(), 2, "an ended session is not refreshed again");
+  await assert.rejects(
+    client().withCredentials(new BearerToken(first.accessToken)).auth.getMe({}),
+    SessionEnded,
+  );
 });

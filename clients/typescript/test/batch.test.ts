@@ -1,10 +1,14 @@
 // batchRecharge through the real server: good and bad items, order, bounded in-flight,
-// and a stream dropped mid-batch (resumed with the same request_ids: no double debit).
+// a stream dropped mid-batch (resumed with the same request_ids: no double debit), and a
+// stream refused because the service token expired (renewed once, resumed).
 
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { test } from "node:test";
 import {
   batchRecharge,
+  TokenExpired,
+  type Credentials,
   InsufficientFunds,
   InvalidArgument,
   NotFound,
@@ -13,7 +17,28 @@ import {
   type BatchProgress,
   type BatchResult,
 } from "../src/index.js";
-import { balance, control, ledger, newPlan, newUser, proxy, serviceClient } from "./support.js";
+import {
+  advanceServerClock,
+  balance,
+  client,
+  control,
+  ledger,
+  newPlan,
+  newUser,
+  proxy,
+  serviceClient,
+} from "./support.js";
+
+/** Past any access token's lifetime (the server's default is 10 minutes). */
+const PAST_EXPIRY_SECONDS = 2 * 3600;
+
+async function collect<T>(results: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const result of results) {
+    out.push(result);
+  }
+  return out;
+}
 
 test("a batch of good and bad items: typed errors in place, the good ones debited once each", async () => {
   const { gc } = await serviceClient(["recharges.write"]);
@@ -120,4 +145,72 @@ test("a BatchRecharge stream dropped mid-batch resumes with the same request_ids
     assert.equal(await balance(user.userId), (500 - 7 * (count / users.length)).toFixed(2));
   }
   await control("assert_ledger");
+});
+
+test("a BatchRecharge refused for an expired token: one renewal for concurrent batches, the same request_ids resent", async () => {
+  const { gc, credentials } = await serviceClient(["recharges.write"]);
+  const user = await newUser("100.00");
+  const planId = BigInt(await newPlan("10.00"));
+  await gc.auth.getMe({}); // the token is issued: the client holds it as good for minutes
+  assert.equal(credentials.issueCount, 1);
+  await advanceServerClock(PAST_EXPIRY_SECONDS); // ... the server now finds it expired
+  const batch = (n: number): BatchItem[] =>
+    Array.from({ length: n }, () => ({
+      requestId: randomUUID(),
+      userId: BigInt(user.userId),
+      phoneNumber: user.phoneNumber,
+      planId,
+    }));
+  const [first, second] = [batch(3), batch(2)];
+  const progress: BatchProgress[] = [];
+  const [a, b] = await Promise.all([
+    collect(batchRecharge(gc, first, { onProgress: (p) => void progress.push(p) })),
+    collect(batchRecharge(gc, second)),
+  ]);
+  assert.equal(credentials.issueCount, 2, "one new token for both streams");
+  assert.equal(progress.at(-1)?.reconnects, 1, "the stream was opened again once");
+  for (const [results, items] of [
+    [a, first],
+    [b, second],
+  ] as const) {
+    assert.deepEqual(
+      results.map((r) => r.requestId),
+      items.map((i) => i.requestId),
+      "each item answered once, under its own request_id",
+    );
+    assert.deepEqual(
+      results.filter((r) => r.error).map((r) => String(r.error)),
+      [],
+    );
+  }
+  const debits = (await ledger(user.userId)).filter((row) => row.type === "debit");
+  assert.equal(debits.length, 5, "one debit per item");
+  assert.equal(await balance(user.userId), "50.00");
+  await control("assert_ledger");
+});
+
+test("a BatchRecharge refused as expired twice in a row fails with TokenExpired", async () => {
+  const { gc: service } = await serviceClient(["recharges.write"]);
+  await service.auth.getMe({});
+  const user = await newUser("100.00");
+  const planId = BigInt(await newPlan("10.00"));
+  // Credentials whose every token is expired (a renewal that does not help).
+  const live = await (service.options.credentials as Credentials).accessToken();
+  const expired = await control<string>("expired_token", { accessToken: live });
+  let renewals = 0;
+  const stale: Credentials = {
+    accessToken: async () => expired,
+    renew: async () => {
+      renewals++;
+      return true;
+    },
+  };
+  const gc = client().withCredentials(stale);
+  const items = [{ userId: BigInt(user.userId), phoneNumber: user.phoneNumber, planId }];
+  await assert.rejects(collect(batchRecharge(gc, items)), (error: unknown) => {
+    assert.ok(error instanceof TokenExpired, String(error));
+    return true;
+  });
+  assert.equal(renewals, 2, "renewed after each refusal; reopened once");
+  assert.equal(await balance(user.userId), "100.00", "nothing debited");
 });

@@ -7,6 +7,7 @@ import { test } from "node:test";
 import {
   Code,
   InProgress,
+  ReportFormat,
   PaymentMethod,
   Unavailable,
   money,
@@ -14,7 +15,17 @@ import {
   withRetry,
   type RetryEvent,
 } from "../src/index.js";
-import { balance, control, ledger, newPlan, newUser, proxy, userClient } from "./support.js";
+import { createHash } from "node:crypto";
+import {
+  adminClient,
+  balance,
+  control,
+  ledger,
+  newPlan,
+  newUser,
+  proxy,
+  userClient,
+} from "./support.js";
 
 test("a recharge whose answer is lost is retried with the same request_id and debits once", async () => {
   const user = await newUser("100.00");
@@ -119,4 +130,28 @@ test("IN_PROGRESS is retried on a money call until its one outcome is recorded",
   const rows = await ledger(user.userId);
   assert.equal(rows.length, 1, JSON.stringify(rows));
   assert.equal(BigInt(rows[0]!.txnId), recharge.transaction?.txnId);
+});
+
+test("a read-only server stream (DownloadReport) whose connection is lost before its first message is retried", async () => {
+  const retries: RetryEvent[] = [];
+  const { gc } = await adminClient({
+    viaProxy: true,
+    retry: { onRetry: (e) => void retries.push(e) },
+  });
+  const report = await gc.admin.generateReport({ reportTypeId: 2n, format: ReportFormat.CSV });
+  const droppedBefore = Number(await proxy("dropped"));
+  await proxy("arm 1"); // the stream's response headers: nothing received yet
+  const chunks = [];
+  for await (const chunk of gc.admin.downloadReport({ reportId: report.reportId })) {
+    chunks.push(chunk);
+  }
+  assert.equal(Number(await proxy("dropped")), droppedBefore + 1, "the first answer was lost");
+  assert.equal(retries.length, 1);
+  assert.equal(retries[0]!.method, "/gencharge.v1.AdminService/DownloadReport");
+  assert.equal(retries[0]!.error.code, Code.Unavailable);
+  const data = Buffer.concat(chunks.map((chunk) => chunk.data));
+  assert.ok(data.length > 0);
+  assert.equal(chunks[0]!.sizeBytes, BigInt(data.length));
+  assert.equal(chunks[0]!.sha256, createHash("sha256").update(data).digest("hex"));
+  assert.equal(chunks[0]!.sha256, report.sha256);
 });

@@ -139,13 +139,21 @@ export async function userClient(
   return { gc: base.withCredentials(credentials), credentials };
 }
 
+/** Move the server's clocks `seconds` ahead: its token clock (a token issued before then
+ * is as much older: past its lifetime, refused as expired) and its cache clock. */
+export function advanceServerClock(seconds: number): Promise<void> {
+  return control<void>("advance_clock", { seconds });
+}
+
 /** A new admin, logged in through the MFA step (first login: TOTP enrolment). */
-export async function adminClient(): Promise<{
+export async function adminClient(
+  options: Partial<ClientOptions> & { viaProxy?: boolean } = {},
+): Promise<{
   gc: GenChargeClient;
   credentials: SessionCredentials;
 }> {
   const admin = await control<{ email: string; password: string }>("admin");
-  const base = client();
+  const base = client(options);
   const step = await SessionCredentials.adminLogin(base, admin);
   const secret = step.enrolment?.secret;
   if (!secret) {

@@ -7,6 +7,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import {
+  AdminService,
   DEFAULT_RETRY_POLICY,
   InsufficientFunds,
   InvalidArgument,
@@ -288,6 +289,72 @@ test("one request_id per logical call, reused on every retry; deadlines per atte
     },
   );
   assert.deepEqual(attempts, [1, 2, 3]);
+});
+
+test("a read-only server stream is retried until its first message, never after it", async () => {
+  let opened = 0;
+  let failBeforeFirst = 0;
+  let failAfterFirst = false;
+  const transport = createRouterTransport(
+    ({ service }) => {
+      service(AdminService, {
+        async *downloadReport(request) {
+          opened++;
+          if (failBeforeFirst > 0) {
+            failBeforeFirst--;
+            throw new ConnectError("lost", Code.Unavailable);
+          }
+          yield { data: new Uint8Array([1]), offset: 0n, sizeBytes: 2n };
+          if (failAfterFirst) {
+            throw new ConnectError("lost", Code.Unavailable);
+          }
+          yield { data: new Uint8Array([Number(request.reportId)]), offset: 1n };
+        },
+      });
+    },
+    {
+      transport: {
+        interceptors: [
+          requestIdInterceptor(),
+          retryInterceptor({ policy: { initialBackoffMs: 1 } }),
+        ],
+      },
+    },
+  );
+  const client = createClient(AdminService, transport);
+  const download = async (): Promise<number[]> => {
+    const bytes: number[] = [];
+    for await (const chunk of client.downloadReport({ reportId: 7n })) {
+      bytes.push(...chunk.data);
+    }
+    return bytes;
+  };
+  failBeforeFirst = 2;
+  assert.deepEqual(await download(), [1, 7], "the same request, sent again");
+  assert.equal(opened, 3);
+  // After the first message: the failure reaches the caller, the stream is not restarted.
+  opened = 0;
+  failAfterFirst = true;
+  const received: number[] = [];
+  await assert.rejects(
+    (async () => {
+      for await (const chunk of client.downloadReport({ reportId: 7n })) {
+        received.push(...chunk.data);
+      }
+    })(),
+    (error: ConnectError) => {
+      assert.equal(error.code, Code.Unavailable);
+      return true;
+    },
+  );
+  assert.deepEqual(received, [1]);
+  assert.equal(opened, 1);
+  // Past maxAttempts before any message: the last failure.
+  opened = 0;
+  failAfterFirst = false;
+  failBeforeFirst = 10;
+  await assert.rejects(download(), (error: ConnectError) => error.code === Code.Unavailable);
+  assert.equal(opened, DEFAULT_RETRY_POLICY.maxAttempts);
 });
 
 test("a dropped connection (CANCEL reset, ECONNRESET) is UNAVAILABLE unless the caller aborted", async () => {

@@ -3,7 +3,7 @@ directly or through the answer-losing proxy (tests/clients/h2proxy.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +11,8 @@ from gencharge_client import AsyncClient
 
 from tests.clients.h2proxy import H2Proxy
 from tests.clients.python.support import FAST_RETRY
+from tests.clients.token_clock import stepped_token_clock
+from tests.helpers.clock import SteppedUtcClock
 
 
 @pytest.fixture
@@ -35,3 +37,11 @@ async def proxied(proxy: H2Proxy) -> AsyncIterator[AsyncClient]:
     """A client whose connection goes through ``proxy``."""
     async with AsyncClient(proxy.address, retry=FAST_RETRY) as opened:
         yield opened
+
+
+@pytest.fixture
+def token_clock(grpc_server: Any) -> Iterator[SteppedUtcClock]:
+    """The clock the server issues and checks access tokens with (real UTC until the test
+    advances it, with ``server_clock``: tests/clients/token_clock.py ``advance``)."""
+    with stepped_token_clock(grpc_server) as clock:
+        yield clock

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jwt
 from gencharge_client import AsyncClient, RetryPolicy, ServiceAccountCredentials
 from gencharge_client.v1 import common_pb2
 from sqlalchemy import text
 
 from server.auth.scopes import RECHARGES_WRITE
+from server.auth.tokens import TokenService
 from tests.helpers.auth import create_service, register_user
 from tests.helpers.clock import HANG_SECONDS
 from tests.helpers.money import fund
@@ -46,6 +49,28 @@ def doc_blocks(language: str | None = None, doc: Path = DOC) -> list[tuple[str, 
     order (one language if given)."""
     blocks = _FENCE.findall(doc.read_text(encoding="utf-8"))
     return [(lang, body) for lang, body in blocks if language in (None, lang)]
+
+
+def expired_copy(grpc_server: Any, token: str) -> str:
+    """The same principal and session as ``token``, signed with the server's key, but
+    issued two hours ago (expired an hour and more ago)."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    service = grpc_server.security.tokens
+    past = TokenService(
+        service.keyring,
+        issuer=service.issuer,
+        audience=service.audience,
+        ttl_seconds=service.ttl_seconds,
+        clock=lambda: datetime.now(UTC) - timedelta(hours=2),
+    )
+    principal_type, _, principal_id = claims["sub"].partition(":")
+    expired, _ = past.issue(
+        principal_type=principal_type,
+        principal_id=principal_id,
+        role=claims["role"],
+        session_id=claims.get("sid"),
+    )
+    return expired
 
 
 async def debits(resources: Any, user_id: int) -> list[int]:

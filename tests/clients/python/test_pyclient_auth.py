@@ -8,10 +8,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import jwt
 import pytest
 from gencharge_client import (
     AsyncClient,
@@ -21,13 +20,14 @@ from gencharge_client import (
     SessionEnded,
     StaticTokenCredentials,
     TokenExpired,
+    Unavailable,
 )
 from gencharge_client.v1 import auth_service_pb2 as auth_pb
 
 from server.admin import flows as admin_flows
 from server.auth import totp
-from server.auth.tokens import TokenService
-from tests.clients.python.support import WallClock
+from tests.clients.h2proxy import H2Proxy
+from tests.clients.python.support import WallClock, expired_copy
 from tests.helpers.auth import (
     PASSWORD,
     create_service,
@@ -42,28 +42,6 @@ CONCURRENT_CALLS = 50
 async def login_tokens(client: AsyncClient, email: str) -> auth_pb.AuthTokens:
     reply = await client.auth.login(auth_pb.LoginRequest(email=email, password=PASSWORD))
     return reply.tokens
-
-
-def expired_copy(grpc_server: Any, token: str) -> str:
-    """The same principal and session as ``token``, signed with the server's key, but
-    issued two hours ago (expired an hour and more ago)."""
-    claims = jwt.decode(token, options={"verify_signature": False})
-    service = grpc_server.security.tokens
-    past = TokenService(
-        service.keyring,
-        issuer=service.issuer,
-        audience=service.audience,
-        ttl_seconds=service.ttl_seconds,
-        clock=lambda: datetime.now(UTC) - timedelta(hours=2),
-    )
-    principal_type, _, principal_id = claims["sub"].partition(":")
-    expired, _ = past.issue(
-        principal_type=principal_type,
-        principal_id=principal_id,
-        role=claims["role"],
-        session_id=claims.get("sid"),
-    )
-    return expired
 
 
 async def active_sessions(client: AsyncClient) -> list[auth_pb.Session]:
@@ -140,6 +118,30 @@ async def test_a_reused_refresh_token_ends_the_session_and_says_so(
     clock.now = session.access_token_expires_at
     with pytest.raises(RefreshTokenReused):
         await client.with_credentials(session).auth.get_me()
+    with pytest.raises(SessionEnded):
+        await client.with_credentials(StaticTokenCredentials(tokens.access_token)).auth.get_me()
+
+
+async def test_a_lost_refresh_is_not_retried_and_the_next_one_ends_the_session(
+    proxied: AsyncClient, proxy: H2Proxy, client: AsyncClient, channel: Any
+) -> None:
+    user = await register_user(channel)
+    tokens = await login_tokens(proxied, user.email)  # the connection is up
+    clock = WallClock(time.time())
+    session = SessionCredentials(tokens, clock=clock)
+    me = proxied.with_credentials(session)
+    clock.now = session.access_token_expires_at - 10  # the next call refreshes first
+    proxy.arm(1)  # ... and the RefreshToken answer is lost: the server rotated the token
+    with pytest.raises(Unavailable):
+        await me.auth.get_me()
+    assert proxy.dropped == 1
+    assert session.renewals == 0 and session.refresh_token == tokens.refresh_token
+    # Not retried (a retry would have presented the rotated token already): the next
+    # refresh does, and the server ends the session.
+    with pytest.raises(RefreshTokenReused):
+        await me.auth.get_me()
+    with pytest.raises(RefreshTokenReused):  # ended for good: log in again
+        await me.auth.get_me()
     with pytest.raises(SessionEnded):
         await client.with_credentials(StaticTokenCredentials(tokens.access_token)).auth.get_me()
 

@@ -23,7 +23,7 @@ from gencharge_client import (
     to_money,
 )
 from gencharge_client._transport import with_request_id
-from gencharge_client.errors import from_status
+from gencharge_client.errors import Internal, from_rpc_error, from_status
 from gencharge_client.v1 import common_pb2
 from gencharge_client.v1 import recharge_service_pb2 as recharge_pb
 from gencharge_client.v1.methods import METHODS, Kind
@@ -203,3 +203,21 @@ def test_status_details_become_typed_errors() -> None:
     assert type(busy) is ResourceExhausted and busy.retry_delay == 4.0
     unknown = from_status(status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message="x"))
     assert type(unknown).__name__ == "FailedPrecondition" and unknown.reason == ""
+
+
+def test_a_send_that_failed_under_a_dropped_connection_is_unavailable() -> None:
+    """grpc.aio reports a stream whose write met a dropped connection as a local INTERNAL
+    (BatchRecharge: the reopen-and-resend path must see it as the lost stream it is)."""
+    metadata = grpc.aio.Metadata()
+    lost = grpc.aio.AioRpcError(
+        grpc.StatusCode.INTERNAL,
+        metadata,
+        metadata,
+        "Internal error from Core",
+        'Failed "execute_batch": (<grpc._cython.cygrpc.SendMessageOperation object>,)',
+    )
+    assert isinstance(from_rpc_error(lost), Unavailable)
+    from_server = grpc.aio.AioRpcError(
+        grpc.StatusCode.INTERNAL, metadata, metadata, "internal error", "UNKNOWN:Error received"
+    )
+    assert isinstance(from_rpc_error(from_server), Internal)

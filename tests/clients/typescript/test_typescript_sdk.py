@@ -5,10 +5,14 @@ asyncio subprocess while this test's event loop keeps serving: the real gRPC ser
 (``grpc_server``), an answer-losing proxy in front of it (tests/clients/h2proxy.py, armed
 by the node tests over its control port) and a small control port of our own (below) for
 what a client cannot do through the API: create admins and service accounts, fund
-wallets, make plans, read the ledger, mint an expired token, fail a payment's recording
-and run the recovery job. The server's cache clock (``server_clock``) stays still, so no
-cache expires under a test. The node tests get the addresses through the environment and
-fail this test with their output if any of them fails.
+wallets, make plans, read the ledger, mint an expired token, move the server's clocks,
+fail a payment's recording and run the recovery job. The node tests get the addresses
+through the environment and fail this test with their output if any of them fails.
+
+Time: the server's cache clock (``server_clock``) and the clock its tokens are issued and
+checked with (real UTC plus a shift, ``SteppedUtcClock``) move only on the node tests'
+``advance_clock`` command, both at once: a token the client holds expires without a
+wait, and nothing expires under a test by itself.
 
 Control protocol: one JSON object per line, ``{"cmd": "...", ...}``, answered with one
 line ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
@@ -38,6 +42,7 @@ from server.auth import totp
 from server.auth.tokens import TokenService
 from server.ops.scheduler import Scheduler
 from tests.clients.h2proxy import H2Proxy
+from tests.clients.token_clock import advance, stepped_token_clock
 from tests.helpers.auth import PASSWORD, latest_code, register_user, verify_contacts
 from tests.helpers.clock import HANG_SECONDS, FakeClock, SteppedUtcClock
 from tests.helpers.money import assert_ledger_balances, balance, fund, make_plan
@@ -53,9 +58,13 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 class Control:
     """The node tests' line-JSON control port into this test's server and databases."""
 
-    def __init__(self, grpc_server: Any, resources: Any) -> None:
+    def __init__(
+        self, grpc_server: Any, resources: Any, clock: FakeClock, token_clock: SteppedUtcClock
+    ) -> None:
         self.server = grpc_server
         self.resources = resources
+        self.clock = clock
+        self.token_clock = token_clock
         self.port = 0
         self._server: asyncio.Server | None = None
         self._recovery_clock = SteppedUtcClock()
@@ -72,6 +81,7 @@ class Control:
             "service": self.service,
             "otp": self.otp,
             "expired_token": self.expired_token,
+            "advance_clock": self.advance_clock,
             "fail_next_recording": self.fail_next_recording,
             "recover": self.recover,
         }
@@ -218,6 +228,12 @@ class Control:
         )
         return token
 
+    async def advance_clock(self, args: dict[str, Any]) -> None:
+        """Move the server's clocks ``seconds`` ahead: its token clock (every access token
+        issued before is then as old; past its lifetime it is refused as expired) and its
+        cache clock (cached token claims and sessions are read afresh)."""
+        advance(self.token_clock, self.clock, float(args["seconds"]))
+
     async def fail_next_recording(self, args: dict[str, Any]) -> None:
         """The next ledger row insert fails once (a database failure at the recording
         step of a gateway payment): the call answers UNAVAILABLE PAYMENT_NOT_RECORDED."""
@@ -251,18 +267,21 @@ class Control:
 
 
 @contextlib.asynccontextmanager
-async def node_environment(grpc_server: Any, resources: Any) -> AsyncIterator[dict[str, str]]:
-    async with (
-        H2Proxy("127.0.0.1", grpc_server.port) as proxy,
-        Control(grpc_server, resources) as control,
-    ):
-        yield {
-            **os.environ,
-            "GENCHARGE_ADDRESS": f"http://127.0.0.1:{grpc_server.port}",
-            "GENCHARGE_PROXY_ADDRESS": f"http://127.0.0.1:{proxy.port}",
-            "GENCHARGE_PROXY_CONTROL_PORT": str(proxy.control_port),
-            "GENCHARGE_TEST_CONTROL_PORT": str(control.port),
-        }
+async def node_environment(
+    grpc_server: Any, resources: Any, clock: FakeClock
+) -> AsyncIterator[dict[str, str]]:
+    with stepped_token_clock(grpc_server) as token_clock:
+        async with (
+            H2Proxy("127.0.0.1", grpc_server.port) as proxy,
+            Control(grpc_server, resources, clock, token_clock) as control,
+        ):
+            yield {
+                **os.environ,
+                "GENCHARGE_ADDRESS": f"http://127.0.0.1:{grpc_server.port}",
+                "GENCHARGE_PROXY_ADDRESS": f"http://127.0.0.1:{proxy.port}",
+                "GENCHARGE_PROXY_CONTROL_PORT": str(proxy.control_port),
+                "GENCHARGE_TEST_CONTROL_PORT": str(control.port),
+            }
 
 
 async def run_node(env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -298,8 +317,8 @@ def node_modules() -> Path:
 async def test_typescript_sdk_against_the_real_server(
     node_modules: Path, grpc_server: Any, resources: Any, server_clock: FakeClock
 ) -> None:
-    # server_clock: the server's caches run on a clock that never moves by itself.
-    async with node_environment(grpc_server, resources) as env:
+    # server_clock: the server's caches run on a clock only `advance_clock` moves.
+    async with node_environment(grpc_server, resources, server_clock) as env:
         code, output = await run_node(env, "test")
     assert code == 0, output
     print(output[-3000:])

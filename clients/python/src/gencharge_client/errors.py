@@ -364,11 +364,24 @@ def from_status(
     )
 
 
+#: How grpc.aio reports a call whose own send failed (the connection went away under a
+#: stream's write): INTERNAL from the client's core, no status from the server.
+_LOCAL_SEND_FAILURE = 'Failed "execute_batch"'
+
+
 def from_rpc_error(error: grpc.aio.AioRpcError, *, request_id: str = "") -> GenChargeError:
-    """The typed error of a failed call (its code, details and trailers)."""
+    """The typed error of a failed call (its code, details and trailers). A call that
+    failed because its connection dropped is ``Unavailable``, as gRPC reports it when
+    the read notices first, also when grpc.aio's own write noticed first (INTERNAL)."""
     code = error.code()
     message = error.details() or ""
     trailers = error.trailing_metadata() or ()
+    if (
+        code == grpc.StatusCode.INTERNAL
+        and not trailers
+        and (error.debug_error_string() or "").startswith(_LOCAL_SEND_FAILURE)
+    ):
+        code, message = grpc.StatusCode.UNAVAILABLE, f"connection lost: {message}"
     status = status_pb2.Status(code=code.value[0], message=message)
     server_request_id = ""
     for key, value in trailers:
