@@ -140,8 +140,11 @@ async def test_a_lost_refresh_is_not_retried_and_the_next_one_ends_the_session(
     # refresh does, and the server ends the session.
     with pytest.raises(RefreshTokenReused):
         await me.auth.get_me()
+    assert isinstance(session.ended, RefreshTokenReused)
+    proxy.arm(1)  # a call to the server now would be cut: there is none
     with pytest.raises(RefreshTokenReused):  # ended for good: log in again
         await me.auth.get_me()
+    assert proxy.dropped == 1
     with pytest.raises(SessionEnded):
         await client.with_credentials(StaticTokenCredentials(tokens.access_token)).auth.get_me()
 

@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from gencharge_client.errors import GenChargeError, SessionEnded, TokenExpired
+from gencharge_client.errors import (
+    GenChargeError,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+    SessionEnded,
+    TokenExpired,
+)
 from gencharge_client.v1 import auth_service_pb2 as auth_pb
 from gencharge_client.v1 import common_pb2
 
@@ -161,6 +167,7 @@ class SessionCredentials(_RenewingCredentials):
         self.session_id = tokens.session_id
         self._refresh = tokens.refresh_token
         self._on_refresh = on_refresh
+        self._ended: GenChargeError | None = None
         self._store_access(tokens.access_token, tokens.access_token_expires_at)
 
     @property
@@ -168,11 +175,25 @@ class SessionCredentials(_RenewingCredentials):
         """The newest refresh token (single use: never use it while this object lives)."""
         return self._refresh
 
+    @property
+    def ended(self) -> GenChargeError | None:
+        """Why the session is over (the server refused its refresh token), or None.
+        Once set, every renewal raises it again without calling the server: log in."""
+        return self._ended
+
     def _renews_after(self, error: GenChargeError) -> bool:
         return isinstance(error, TokenExpired)
 
     async def _renew(self, auth: AuthService) -> None:
-        tokens = await auth.refresh_token(auth_pb.RefreshTokenRequest(refresh_token=self._refresh))
+        if self._ended is not None:
+            raise self._ended.with_traceback(None)
+        try:
+            tokens = await auth.refresh_token(
+                auth_pb.RefreshTokenRequest(refresh_token=self._refresh)
+            )
+        except (RefreshTokenReused, InvalidRefreshToken, SessionEnded) as exc:
+            self._ended = exc
+            raise
         # The old refresh token is spent: keep the new one before anything else.
         self._refresh = tokens.refresh_token
         self.session_id = tokens.session_id or self.session_id
