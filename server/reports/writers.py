@@ -184,7 +184,9 @@ def _excel_value(value: Any, kind: Kind) -> Any:
     if kind is Kind.MONEY:
         return float(value)  # Excel numbers are doubles; the cell format shows 2 places
     if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None)
+        # Whole seconds, as CSV and PDF show them: Excel rounds a fraction to the nearest
+        # second when it displays a time (16:09:47.6 would read 16:09:48 there).
+        return value.astimezone(UTC).replace(tzinfo=None, microsecond=0)
     if isinstance(value, (date, int, float)):
         return value
     return str(value)
