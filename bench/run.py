@@ -45,8 +45,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pymongo import AsyncMongoClient
 from sqlalchemy import insert, select, text
 
+from bench import growth
 from bench.load import Job, Result, run
-from bench.stats import Row, percentile, render
+from bench.memory import MIB, Sampler
+from bench.stats import Row, Target, percentile, render, render_targets
 from gencharge.v1 import auth_service_pb2, auth_service_pb2_grpc
 from migrations import mongo as mongo_migrations
 from server.admin.staff.domain import NewServiceAccount
@@ -283,7 +285,7 @@ def gencharge_server(
     gencharge = gencharge_command()
     log_path = folder / "server.log"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log_file:
+    with open(log_path, "ab") as log_file:  # a restarted server adds to the same log
         proc = subprocess.Popen(
             [str(gencharge), "serve"],
             env=env,
@@ -373,6 +375,7 @@ class Measured:
     latencies: list[float]
     errors: dict[str, int]
     applied: int  # successful recharges, inside the window or after it
+    peak_rss_mib: float = 0.0  # the server's (all its processes) during the phase
 
 
 def phase(
@@ -386,10 +389,13 @@ def phase(
     token: str,
     fixture: Fixture,
     database_url: str,
+    server_pid: int,
     channels: int = 1,
+    user_ids: Sequence[int] | None = None,
 ) -> Measured:
     """Run one measurement across up to WORKER_PROCESSES processes, each with up to
-    ``channels`` connections."""
+    ``channels`` connections, while sampling the server's memory. The payers are
+    ``user_ids`` (default: the fixture's)."""
     processes = min(WORKER_PROCESSES, concurrency)
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
     waited = drain_outbox(database_url)
@@ -404,14 +410,16 @@ def phase(
             concurrency=share,
             start_at=start_at,
             duration=duration,
-            user_ids=fixture.user_ids,
+            user_ids=tuple(user_ids if user_ids is not None else fixture.user_ids),
             plan_id=fixture.plan_id,
             seed=hash((name, i)) & 0xFFFF,
             channels=max(1, min(share, channels)),
         )
         for i, share in enumerate(shares)
     ]
-    results: list[Result] = list(pool.map(run, jobs))
+    with Sampler(server_pid) as memory:
+        results: list[Result] = list(pool.map(run, jobs))
+    peak_rss_mib = max(memory.tree_peak, memory.hwm or 0) / MIB
     ok = sum(r.ok for r in results)
     errors: dict[str, int] = {}
     for r in results:
@@ -419,9 +427,19 @@ def phase(
             errors[code] = errors.get(code, 0) + count
     latencies = sorted(x for r in results for x in r.latencies)
     measured = Measured(
-        name, concurrency, ok / duration, latencies, errors, ok + sum(r.late for r in results)
+        name,
+        concurrency,
+        ok / duration,
+        latencies,
+        errors,
+        ok + sum(r.late for r in results),
+        peak_rss_mib,
     )
-    print(f"  {name:<28} {measured.per_second:10.1f}/s  errors={errors or 0}", flush=True)
+    print(
+        f"  {name:<40} {measured.per_second:10.1f}/s  server RSS peak {peak_rss_mib:6.1f} MiB"
+        f"  errors={errors or 0}",
+        flush=True,
+    )
     return measured
 
 
@@ -574,6 +592,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=1,
         help="server worker processes (GENCHARGE_WORKERS); health is measured on them too",
     )
+    parser.add_argument(
+        "--big-users",
+        type=int,
+        default=100_000,
+        help="customers added for the large-database phase (0: no such phase)",
+    )
+    parser.add_argument(
+        "--big-rows",
+        type=int,
+        default=1_000_000,
+        help="ledger rows added for the large-database phase (their funding included)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     levels = [int(v) for v in args.levels.split(",") if v.strip()]
@@ -590,31 +620,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("setting up databases, users, plan and service account...", flush=True)
         fixture = asyncio.run(prepare(pg, mongo_url, args.users))
         target = f"127.0.0.1:{free_port()}"
-        measured: list[Measured] = []
         spawn = multiprocessing.get_context("spawn")
-        with (
-            concurrent.futures.ProcessPoolExecutor(WORKER_PROCESSES, mp_context=spawn) as pool,
-            gencharge_server(
+        with concurrent.futures.ProcessPoolExecutor(WORKER_PROCESSES, mp_context=spawn) as pool:
+            with gencharge_server(
                 folder / "server", database_url, mongo_url, target, args.workers
-            ) as server,
-        ):
-            wait_serving(target, server, folder / "server" / "server.log", args.workers)
-            token = service_token(target, fixture)
-            print(f"server SERVING on {target} after {time.monotonic() - began:.0f}s", flush=True)
-            common: dict[str, Any] = {
-                "duration": args.duration,
-                "target": target,
-                "token": token,
-                "fixture": fixture,
-                "database_url": database_url,
-                # Several connections per load process so that they spread over workers.
-                "channels": 1 if args.workers == 1 else 4 * args.workers,
-            }
-            health = phase(
-                pool, name="health Check (empty RPC)", kind="health", concurrency=32, **common
-            )
-            for level in levels:
-                measured.append(
+            ) as server:
+                common = _serving(server, folder, target, fixture, database_url, args, began)
+                health = phase(
+                    pool, name="health Check (empty RPC)", kind="health", concurrency=32, **common
+                )
+                measured = [
                     phase(
                         pool,
                         name=f"Recharge, {level} in flight",
@@ -622,19 +637,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                         concurrency=level,
                         **common,
                     )
+                    for level in levels
+                ]
+                batch = phase(
+                    pool,
+                    name=f"BatchRecharge, {args.batch_streams} streams",
+                    kind="batch",
+                    concurrency=args.batch_streams,
+                    **common,
                 )
-            batch = phase(
-                pool,
-                name=f"BatchRecharge, {args.batch_streams} streams",
-                kind="batch",
-                concurrency=args.batch_streams,
-                **common,
-            )
-            stop_server(server)
-        print("pgbench (server stopped)...", flush=True)
-        pgbench_runs = [
-            pgbench(pg.host, pg.port, fixture, clients=c, duration=args.duration) for c in (8, 32)
-        ]
+                stop_server(server)
+            print("pgbench (server stopped)...", flush=True)
+            pgbench_runs = [
+                pgbench(pg.host, pg.port, fixture, clients=c, duration=args.duration)
+                for c in (8, 32)
+            ]
+            big: list[Measured] = []
+            scans: dict[str, int] = {}
+            if args.big_users > 0:
+                big, scans = _large_database_phases(
+                    pool, folder, database_url, mongo_url, target, fixture, args, began
+                )
         ceiling_pg = max(pgbench_runs, key=lambda r: r.tps)
         ledger = asyncio.run(check_ledger(database_url))
 
@@ -644,16 +667,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 health.concurrency,
                 health.per_second,
                 *_percentiles(health.latencies),
+                health.peak_rss_mib,
                 "ceiling",
             ),
         ]
-        for m in [*measured, batch]:
+        for m in [*measured, batch, *big]:
             rows.append(
                 Row(
                     m.name,
                     m.concurrency,
                     m.per_second,
                     *_percentiles(m.latencies),
+                    m.peak_rss_mib,
                     f"{m.per_second / health.per_second:6.1%} of health, "
                     f"{m.per_second / ceiling_pg.tps:6.1%} of pgbench",
                 )
@@ -667,12 +692,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     r.latency_ms / 1000,
                     None,
                     None,
+                    None,
                     "average latency only",
                 )
             )
         print()
         print(render(rows))
-        errors = {m.name: m.errors for m in [*measured, batch] if m.errors}
+        print()
+        print(render_targets(_targets(health.per_second, ceiling_pg.tps, measured, batch, big)))
+        if big:
+            scanned = {table: n for table, n in sorted(scans.items()) if n}
+            print()
+            print(
+                "sequential scans during the large-database phases (server background jobs"
+                f" included): {scanned or 'none'}"
+            )
+        errors = {m.name: m.errors for m in [*measured, batch, *big] if m.errors}
         print()
         print(
             f"ledger: {ledger.users} wallets, sum of balances {ledger.balances} = "
@@ -698,6 +733,143 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _serving(
+    server: subprocess.Popen[bytes],
+    folder: Path,
+    target: str,
+    fixture: Fixture,
+    database_url: str,
+    args: argparse.Namespace,
+    began: float,
+) -> dict[str, Any]:
+    """Wait for the server, get a service token: the arguments every phase shares."""
+    wait_serving(target, server, folder / "server" / "server.log", args.workers)
+    token = service_token(target, fixture)
+    print(f"server SERVING on {target} after {time.monotonic() - began:.0f}s", flush=True)
+    return {
+        "duration": args.duration,
+        "target": target,
+        "token": token,
+        "fixture": fixture,
+        "database_url": database_url,
+        "server_pid": server.pid,
+        # Several connections per load process so that they spread over workers.
+        "channels": 1 if args.workers == 1 else 4 * args.workers,
+    }
+
+
+def _large_database_phases(
+    pool: concurrent.futures.ProcessPoolExecutor,
+    folder: Path,
+    database_url: str,
+    mongo_url: str,
+    target: str,
+    fixture: Fixture,
+    args: argparse.Namespace,
+    began: float,
+) -> tuple[list[Measured], dict[str, int]]:
+    """Grow the database (server stopped), start the server again and measure Recharge
+    at 8 in flight and BatchRecharge with payers among the new customers. Returns the
+    measurements and the sequential scans of the hot tables while the server ran."""
+    print(
+        f"growing the database: {args.big_users:,} customers, {args.big_rows:,} ledger rows...",
+        flush=True,
+    )
+    grown_at = time.monotonic()
+    big_ids = asyncio.run(
+        growth.grow(database_url, args.big_users, phone_base=PHONE_BASE, funds=FUNDS)
+    )
+    if args.big_rows > args.big_users:
+        asyncio.run(
+            insert_ledger_rows(
+                database_url,
+                args.big_rows - args.big_users,
+                big_ids,
+                prefix="big",
+                plan_id=fixture.plan_id,
+            )
+        )
+    asyncio.run(growth.analyze(database_url))
+    total = asyncio.run(growth.ledger_rows(database_url))
+    print(
+        f"  grown in {time.monotonic() - grown_at:.0f}s: {total:,} ledger rows in all",
+        flush=True,
+    )
+    scans_before = asyncio.run(growth.seq_scans(database_url))
+    with gencharge_server(
+        folder / "server", database_url, mongo_url, target, args.workers
+    ) as server:
+        common = _serving(server, folder, target, fixture, database_url, args, began)
+        big = [
+            phase(
+                pool,
+                name="Recharge, 8 in flight, large database",
+                kind="recharge",
+                concurrency=8,
+                user_ids=big_ids,
+                **common,
+            ),
+            phase(
+                pool,
+                name=f"BatchRecharge, {args.batch_streams} streams, large database",
+                kind="batch",
+                concurrency=args.batch_streams,
+                user_ids=big_ids,
+                **common,
+            ),
+        ]
+        stop_server(server)  # its backends report their statistics as they exit
+    scans_after = asyncio.run(growth.seq_scans(database_url))
+    scans = {t: scans_after.get(t, 0) - scans_before.get(t, 0) for t in scans_after}
+    return big, scans
+
+
+def _targets(
+    health: float,
+    pgbench_tps: float,
+    measured: Sequence[Measured],
+    batch: Measured,
+    big: Sequence[Measured],
+) -> list[Target]:
+    """Issue #12's targets, from this run's figures (None: not measured in this run)."""
+    at = {m.concurrency: m for m in measured}
+    eight = at.get(8)
+    p99_32 = _percentiles(at[32].latencies)[2] if 32 in at else None
+    targets = [
+        Target(
+            "Recharge, 8 in flight, vs health",
+            eight.per_second / health if eight else None,
+            0.35,
+            "%",
+        ),
+        Target(
+            "Recharge, 8 in flight, vs pgbench",
+            eight.per_second / pgbench_tps if eight else None,
+            0.60,
+            "%",
+        ),
+        Target("BatchRecharge items/s vs pgbench", batch.per_second / pgbench_tps, 2.0, "%"),
+        Target("p99 at 32 in flight", p99_32, 0.100, "ms", lower_is_better=True),
+    ]
+    if big:
+        big_eight, big_batch = big
+        targets += [
+            Target(
+                "large database: Recharge 8 in flight vs small",
+                big_eight.per_second / eight.per_second if eight else None,
+                0.90,
+                "%",
+            ),
+            Target(
+                "large database: BatchRecharge vs small",
+                big_batch.per_second / batch.per_second,
+                0.90,
+                "%",
+            ),
+        ]
+    return targets
 
 
 def _percentiles(latencies: list[float]) -> tuple[float | None, float | None, float | None]:
