@@ -4,7 +4,8 @@ then measure again.
 :func:`grow` adds ``n_users`` customers (phone numbers ``PHONE_BASE + user_id``, each
 funded through a ledger credit) and fills ``transactions`` up to ``ledger_rows`` more
 rows (top-ups and wallet-paid recharges of the bench plan, through the same wallet
-trigger as every ledger row), set-based, 10,000 rows a statement, then ANALYZEs. The
+trigger as every ledger row), set-based, 10,000 rows a statement; :func:`settle` then
+vacuums, analyzes and checkpoints. The
 recharges measured afterwards pick their payers among the new customers, so every
 lookup, lock and insert meets the large tables.
 
@@ -81,10 +82,14 @@ async def grow(
     return tuple(ids)
 
 
-async def analyze(database_url: str) -> None:
+async def settle(database_url: str) -> None:
+    """Leave the grown database as a long-lived one is between bursts: vacuumed (else
+    autovacuum would work through the new rows during the measurement), analyzed, and
+    checkpointed (else the checkpoint of the new rows' pages would land in it)."""
     conn = await asyncpg.connect(_dsn(database_url))
     try:
-        await conn.execute("ANALYZE")
+        await conn.execute("VACUUM (ANALYZE)")
+        await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
 

@@ -684,6 +684,13 @@ currentactiveplans = Table(
     Index("idx_currentactiveplans_status", "status"),
     Index("idx_currentactiveplans_valid_to", "valid_to"),
     Index("idx_currentactiveplans_phone_number_status", "phone_number", "status"),
+    # The end of the queue on a number (recharge QUEUE_END_SQL): one index descent.
+    Index(
+        "idx_currentactiveplans_queue_end",
+        "phone_number",
+        "valid_to",
+        postgresql_where=text("status IN ('active', 'queued')"),
+    ),
 )
 
 notifications = Table(

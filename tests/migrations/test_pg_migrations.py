@@ -81,6 +81,7 @@ REVISIONS = [
     "0015_service_account_description",
     "0016_backup_service",
     "0017_service_token_cutoff",
+    "0018_queue_end_index",
 ]
 
 
