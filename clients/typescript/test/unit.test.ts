@@ -255,8 +255,11 @@ test("one request_id per logical call, reused on every retry; deadlines per atte
           }
           return {};
         },
-        async getRecharge() {
-          await new Promise((resolve) => setTimeout(resolve, 200));
+        async getRecharge(_request, context) {
+          // Never answers: each attempt ends only by its deadline (no race with a timer).
+          await new Promise((_resolve, reject) => {
+            context.signal.addEventListener("abort", () => reject(context.signal.reason));
+          });
           return {};
         },
       });
