@@ -20,13 +20,6 @@ from server.core.schema import audit_outbox
 INSERT_EVENT: Insert = audit_outbox.insert()
 
 
-def insert_event_sql(event: str, *, source: str, when: str) -> str:
-    """The outbox insert as a fragment for a statement built from the parts of several
-    owners (the one-statement recharge): one event, the JSON expression ``event``, per
-    row of ``source`` for which ``when`` holds (each with its own ``event_id``)."""
-    return f"INSERT INTO audit_outbox (event) SELECT {event} FROM {source} WHERE {when}"
-
-
 def claim_batch(limit: int) -> Select[Any]:
     """``(event_id, event, created_at)`` of the oldest ``limit`` rows no other
     transaction holds, locked until commit.

@@ -166,12 +166,23 @@ def take_event(
 ) -> dict[str, Any] | None:
     """The outbox JSON of this call's event, for code that writes it in its own SQL
     statement (hot paths: one round trip). Marks the event written; None outside RPCs."""
+    event = event_json(table_name, action_type, details)
+    if event is not None:
+        mark_written()
+    return event
+
+
+def event_json(
+    table_name: str, action_type: str, details: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Like :func:`take_event`, without marking the event written: for a statement
+    that may write nothing (it reports why instead of raising); call
+    :func:`mark_written` once it did write. None outside RPCs or once written."""
     scope = current_scope.get()
     if scope is None or scope.written:
         return None
     from server.audit.outbox import AuditEvent
 
-    scope.written = True
     return AuditEvent(
         actor=scope.actor,
         table_name=table_name,
@@ -181,3 +192,10 @@ def take_event(
         request_id=scope.request_id,
         peer=scope.peer,
     ).to_json()
+
+
+def mark_written() -> None:
+    """The call's event was written by the call's own statement (:func:`event_json`)."""
+    scope = current_scope.get()
+    if scope is not None:
+        scope.written = True

@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
+import asyncpg
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -60,6 +62,33 @@ def create_engine(
     )
 
 
+#: SQLSTATE classes of a connection that is gone or going (08: connection exception,
+#: 57: operator intervention, such as a server shutting down).
+_CONNECTION_LOST = ("08", "57")
+
+
+@asynccontextmanager
+async def _driver(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection's asyncpg connection, outside any transaction (each
+    statement commits on its own). asyncpg prepares every statement once per connection
+    and keeps it (its statement cache), so a hot statement is parsed and planned once.
+    Its errors are raised as SQLAlchemy's, as on every other path: a lost connection
+    is an ``OperationalError`` (the caller answers UNAVAILABLE) and is not pooled again;
+    a statement's error is a ``DBAPIError`` carrying asyncpg's (``.orig.sqlstate``)."""
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        try:
+            yield raw.driver_connection
+        except asyncpg.PostgresError as exc:
+            if str(exc.sqlstate or "")[:2] in _CONNECTION_LOST:
+                await conn.invalidate()
+                raise sa_exc.OperationalError(None, None, exc) from exc
+            raise sa_exc.DBAPIError(None, None, exc) from exc
+        except (asyncpg.InterfaceError, ConnectionError) as exc:
+            await conn.invalidate()
+            raise sa_exc.OperationalError(None, None, exc) from exc
+
+
 @asynccontextmanager
 async def _read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A connection for reads; the implicit transaction is rolled back at the end."""
@@ -97,6 +126,13 @@ class Database:
         """A transaction for bookkeeping that is not the call's change (brute-force
         counters, claiming an idempotency key before a gateway call): no hook."""
         return _transaction(self.engine, None)
+
+    def driver(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """The driver's connection, in autocommit, for the hot paths that are one
+        prepared statement (server/recharge/queries.py): no SQLAlchemy in between, no
+        BEGIN/COMMIT round trips. ``before_commit`` does not run: such a statement
+        writes its audit event itself."""
+        return _driver(self.engine)
 
     def read_only(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection for reads; its implicit transaction is rolled back at the end."""

@@ -62,32 +62,6 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-#: The bind parameters every fragment below needs besides its own (the key's lifetime).
-TTL_PARAMS = {"idempotency_ttl": IDEMPOTENCY_TTL}
-
-
-def claim_sql(*, source: str) -> str:
-    """:func:`claim` as a fragment for a statement built from the parts of several owners
-    (the one-statement recharge): inserts ``(:caller, :request_id, :rpc, :request_hash)``
-    once per row of ``source``, ``RETURNING request_id`` only when the key is new. Needs
-    :data:`TTL_PARAMS` bound as well."""
-    return f"""INSERT INTO idempotency_keys (caller, request_id, rpc, request_hash, expires_at)
-        SELECT :caller, :request_id, :rpc, :request_hash,
-               now() + CAST(:idempotency_ttl AS interval)
-        FROM {source}
-        ON CONFLICT DO NOTHING
-        RETURNING request_id"""
-
-
-def complete_sql(*, result: str, source: str) -> str:
-    """:func:`complete` as a fragment: the key ``(:caller, :request_id)`` gets the JSON
-    expression ``result`` (over the rows of ``source``)."""
-    return f"""UPDATE idempotency_keys
-           SET result = {result}
-          FROM {source}
-         WHERE caller = :caller AND request_id = :request_id"""
-
-
 async def claim(
     conn: AsyncConnection, *, caller: str, request_id: str, rpc: str, fingerprint: str
 ) -> Replay | None:

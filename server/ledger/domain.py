@@ -150,6 +150,11 @@ def insufficient_funds(exc: DBAPIError, to_pay: Decimal | None = None) -> Failed
     """The domain error for the wallet trigger's refusal to overdraw, else None."""
     if getattr(exc.orig, "sqlstate", None) != SQLSTATE_INSUFFICIENT_BALANCE:
         return None
+    return insufficient_funds_error(to_pay)
+
+
+def insufficient_funds_error(to_pay: Decimal | None = None) -> FailedPrecondition:
+    """FAILED_PRECONDITION ``INSUFFICIENT_FUNDS`` (with what the order costs)."""
     metadata = {"amount_to_pay_minor": str(to_minor(to_pay))} if to_pay is not None else {}
     return FailedPrecondition(
         "insufficient wallet balance", reason="INSUFFICIENT_FUNDS", metadata=metadata

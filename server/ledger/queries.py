@@ -33,23 +33,12 @@ RECHARGE_SOURCES = ("recharge", "autopay")
 #: Payment methods that go through the payment gateway.
 EXTERNAL_METHODS = ("UPI", "Card", "NetBanking")
 
-#: The columns of a ``transactions`` row, for ``RETURNING`` in hand-written SQL.
-TXN_COLUMNS = """txn_id, user_id, category, txn_type, amount, service_type, plan_id, offer_id,
-    from_phone_number, to_phone_number, source, status, payment_method,
-    payment_transaction_id, created_at, balance_after, currency"""
-
-#: ``has_recharged``: whether the user with id ``{user}`` bought a recharge that
-#: succeeded or still waits for its payment. A pending (externally paid) recharge
-#: counts: its first-recharge price was given when it was charged.
-HAS_RECHARGED_SQL = """EXISTS (SELECT 1 FROM transactions earlier
-                   WHERE earlier.user_id = {user}
-                     AND earlier.source IN ('recharge', 'autopay')
-                     AND earlier.status IN ('success', 'pending'))"""
-
 
 def has_recharged(user_id: Any, *, exclude_txn: Any = None) -> Any:
-    """:data:`HAS_RECHARGED_SQL` as a Core expression, for the user ``user_id`` (a column
-    or bind parameter), leaving out the transaction ``exclude_txn`` when given."""
+    """Whether the user ``user_id`` (a column or bind parameter) bought a recharge that
+    succeeded or still waits for its payment (a pending, externally paid recharge
+    counts: its first-recharge price was given when it was charged), leaving out the
+    transaction ``exclude_txn`` when given. As a Core expression."""
     t = transactions.c
     earlier = select(t.txn_id).where(
         t.user_id == user_id,
@@ -59,20 +48,6 @@ def has_recharged(user_id: Any, *, exclude_txn: Any = None) -> Any:
     if exclude_txn is not None:
         earlier = earlier.where(t.txn_id != exclude_txn)
     return earlier.limit(1).exists()
-
-
-#: A successful debit for a recharge. Binds ``:user_id, :category, :amount,
-#: :service_type, :plan_id, :offer_id, :from_phone, :phone, :source, :payment_method,
-#: :payment_transaction_id``; returns :data:`TXN_COLUMNS`.
-INSERT_RECHARGE_DEBIT_SQL = f"""
-        INSERT INTO transactions (user_id, category, txn_type, amount, service_type, plan_id,
-            offer_id, from_phone_number, to_phone_number, source, status, payment_method,
-            payment_transaction_id)
-        VALUES (:user_id, CAST(:category AS txn_category_enum), 'debit', :amount,
-            CAST(:service_type AS user_type_enum), :plan_id, :offer_id, :from_phone, :phone,
-            CAST(:source AS txn_source_enum), 'success',
-            CAST(:payment_method AS payment_method_enum), :payment_transaction_id)
-        RETURNING {TXN_COLUMNS}"""
 
 
 def referral_reward_sql(*, after: str = "", excluding_txn: bool = False) -> str:

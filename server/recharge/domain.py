@@ -2,9 +2,10 @@
 grpc; every function takes the connection it works on as ``conn``; server/recharge/
 flows.py opens the transactions).
 
-A recharge is paid from the payer's wallet (one database transaction:
-:func:`recharge_from_wallet` writes the ledger debit, the plan activation or queueing,
-the referral reward and the idempotency key together) or by an external method through
+A recharge is paid from the payer's wallet (one server-side function call, one
+transaction: server/recharge/wallet.py checks and prices the order, the function writes
+the ledger debit, the plan activation or queueing, the cashback, the referral reward,
+the idempotency key and the audit event together) or by an external method through
 the payment gateway (:func:`claim_external` commits the key and the payment attempt
 first, the flow calls the gateway outside any transaction, then :func:`record_external`
 writes the ledger row and the plan, once, from the attempt's intent
@@ -22,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.audit.scope import audit_change, current_rpc, listed, take_event
@@ -272,15 +272,24 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _phone(value: str, field: str = "phone_number") -> str:
+def valid_phone(value: str, field: str = "phone_number") -> str:
     phone = normalize_phone(value)
     if phone is None:
         raise InvalidArgument.field(field, "must be a 10-digit Indian mobile number")
     return phone
 
 
+_CENT = Decimal("0.01")
 ACCOUNT_BLOCKED = "ACCOUNT_BLOCKED"
 INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+
+
+def unknown_user(user_id: int) -> NotFound:
+    return NotFound(f"user {user_id} not found", metadata={"user_id": str(user_id)})
+
+
+def blocked_payer() -> PermissionDenied:
+    return PermissionDenied("the paying account is blocked", reason=ACCOUNT_BLOCKED)
 
 
 def _payer_of(row: Any, user_id: int, *, blocked_ok: bool = False) -> Payer:
@@ -288,10 +297,10 @@ def _payer_of(row: Any, user_id: int, *, blocked_ok: bool = False) -> Payer:
     account is PERMISSION_DENIED ``ACCOUNT_BLOCKED`` unless ``blocked_ok`` (a quote
     reports it as a reason instead)."""
     if row is None or row.user_id is None:
-        raise NotFound(f"user {user_id} not found", metadata={"user_id": str(user_id)})
+        raise unknown_user(user_id)
     active = row.status == "active"
     if not active and not blocked_ok:
-        raise PermissionDenied("the paying account is blocked", reason=ACCOUNT_BLOCKED)
+        raise blocked_payer()
     return Payer(
         row.user_id,
         row.user_type,
@@ -300,12 +309,6 @@ def _payer_of(row: Any, user_id: int, *, blocked_ok: bool = False) -> Payer:
         active=active,
         balance=getattr(row, "wallet_balance", None),
     )
-
-
-def _first_recharge_priced(pricing: Pricing) -> bool:
-    """Whether the plan or the offer is limited to a buyer's first recharge."""
-    criteria = [pricing.plan.criteria, pricing.offer.criteria if pricing.offer else {}]
-    return any(c.get("first_recharge_only") for c in criteria)
 
 
 def payer_id(who: Principal, requested: int) -> int:
@@ -380,7 +383,7 @@ async def quote(
         raise InvalidArgument.field("payment_method", "must be WALLET, UPI, CARD or NET_BANKING")
     paying = payer_id(who, user_id)
     payer = _payer_of(await queries.buyer(conn, paying), paying, blocked_ok=True)
-    phone = _phone(phone_number) if phone_number else payer.phone
+    phone = valid_phone(phone_number) if phone_number else payer.phone
     if phone is None:
         raise InvalidArgument.field("phone_number", "is required (no number on file)")
     until = await queries.queue_end(conn, phone)
@@ -430,7 +433,7 @@ def check_order(order: Order) -> None:
         raise InvalidArgument.of(violations)
 
 
-def _check_price(order: Order, pricing: Pricing) -> None:
+def check_price(order: Order, pricing: Pricing) -> None:
     if not pricing.eligible:
         code, message = pricing.reasons[0]
         raise FailedPrecondition(
@@ -446,74 +449,19 @@ def _check_price(order: Order, pricing: Pricing) -> None:
         )
 
 
-async def recharge_from_wallet(
-    catalogue: Catalogue,
-    who: Principal,
-    order: Order,
-    fingerprint: str,
-    *,
-    reward_amount: Decimal,
-    source: str = "recharge",
-    scope: str | None = None,
-    conn: AsyncConnection,
-) -> RechargeResult:
-    """The hot path, in the caller's transaction: the statement that claims the key
-    also locks the number (the payer's own when none is given) and reads the payer;
-    the second writes everything. Executes once per (``scope``, request_id); ``scope``
-    defaults to the caller's subject."""
-    check_order(order)
-    payer_user = payer_id(who, order.user_id)
-    caller = scope or who.subject
-    rpc = current_rpc()
-    phone = _phone(order.phone_number) if order.phone_number else None
-    to_pay: Decimal | None = None
-    try:
-        row = await queries.lock_claim_payer(
-            conn,
-            phone=phone,
-            caller=caller,
-            request_id=order.request_id,
-            rpc=rpc,
-            request_hash=fingerprint,
-            user_id=payer_user,
-        )
-        if not row.claimed:
-            replay = await idempotency.claim(
-                conn, caller=caller, request_id=order.request_id, rpc=rpc, fingerprint=fingerprint
-            )
-            assert replay is not None
-            return await result_of(replay.result, conn=conn)
-        payer = _payer_of(row, payer_user)
-        phone = row.locked_phone
-        if phone is None:
-            raise InvalidArgument.field("phone_number", "is required (no number on file)")
-        pricing = await price(catalogue, payer, order.plan_id, order.offer_id)
-        if payer.first_recharge and _first_recharge_priced(pricing):
-            # The payer's history was read before any lock on them: two concurrent
-            # recharges (to different numbers) would both look like the first. When the
-            # price depends on it, lock the payer and read it again in a new statement
-            # (a snapshot taken after the lock, so it sees a first recharge just made).
-            await queries.lock_payer(conn, payer.user_id)
-            payer = await _payer(payer.user_id, conn=conn)
-            pricing = await price(catalogue, payer, order.plan_id, order.offer_id)
-        to_pay = pricing.to_pay
-        _check_price(order, pricing)
-        return await _write(
-            caller=caller,
-            request_id=order.request_id,
-            purchase=Purchase.of(payer, phone, pricing),
-            category="wallet",
-            source=source,
-            method=WALLET,
-            payment_id=None,
-            reward_amount=reward_amount,
-            conn=conn,
-        )
-    except DBAPIError as exc:
-        refused = ledger.insufficient_funds(exc, to_pay or Decimal(0))
-        if refused is not None:
-            raise refused from None
-        raise
+async def replayed(
+    *, caller: str, request_id: str, rpc: str, fingerprint: str, conn: AsyncConnection
+) -> RechargeResult | None:
+    """The response of the earlier call with this key (ALREADY_EXISTS for another
+    request, FAILED_PRECONDITION ``IN_PROGRESS`` while it runs); None when the key is
+    gone (expired and purged since). ``conn``'s transaction must be rolled back: the
+    key is claimed when it is gone."""
+    replay = await idempotency.claim(
+        conn, caller=caller, request_id=request_id, rpc=rpc, fingerprint=fingerprint
+    )
+    if replay is None:
+        return None
+    return await result_of(replay.result, conn=conn)
 
 
 async def _write(
@@ -528,11 +476,11 @@ async def _write(
     reward_amount: Decimal,
     conn: AsyncConnection,
 ) -> RechargeResult:
-    """The ledger row, the plan, what the recharge showed (``recharges``), the referral
-    reward, the key and the audit event: one statement; a cashback and the first
-    recharge of a referred user add one or two."""
+    """Everything a recharge writes, in one statement (``gencharge_record_recharge``,
+    migration 0019): the ledger row, the plan, the cashback, what the recharge showed
+    (``recharges``), the referral reward, the key's result and the audit event."""
     p = purchase
-    row = await queries.insert_recharge(
+    row = await queries.record_recharge(
         conn,
         caller=caller,
         request_id=request_id,
@@ -565,35 +513,74 @@ async def _write(
             },
         ),
     )
-    plan_view = ActivePlanView(
-        row.cap_id,
+    return recorded_result(
+        p,
+        dict(row._mapping),
+        category=category,
+        source=source,
+        method=method,
+        payment_id=payment_id,
+    )
+
+
+def recorded_result(
+    p: Purchase,
+    row: Mapping[str, Any],
+    *,
+    category: str,
+    source: str,
+    method: str,
+    payment_id: str | None = None,
+) -> RechargeResult:
+    """The response of a recharge the function recorded: the order's values and what
+    the database drew (ids, times, balances, the plan period)."""
+    txn = Transaction(
+        txn_id=int(row["txn_id"]),
+        user_id=p.user_id,
+        category=category,
+        txn_type="debit",
+        amount=p.amount.quantize(_CENT),
+        currency=CURRENCY,
+        service_type=p.plan_type,
+        plan_id=p.plan_id,
+        offer_id=p.offer_id,
+        from_phone_number=p.payer_phone,
+        to_phone_number=p.phone,
+        source=source,
+        status="success",
+        payment_method=method,
+        payment_transaction_id=payment_id,
+        created_at=row["created_at"],
+        balance_after=row["balance_after"],
+    )
+    cashback = None
+    if row["cashback_txn_id"] is not None:
+        cashback = dataclasses.replace(
+            txn,
+            txn_id=int(row["cashback_txn_id"]),
+            category="wallet",
+            txn_type="credit",
+            amount=p.cashback.quantize(_CENT),
+            service_type=None,
+            from_phone_number=None,
+            to_phone_number=None,
+            source="cashback",
+            payment_method=WALLET,
+            payment_transaction_id=None,
+            created_at=row["cashback_created_at"],
+            balance_after=row["cashback_balance_after"],
+        )
+    plan = ActivePlanView(
+        int(row["cap_id"]),
         p.user_id,
         p.plan_id,
         p.plan_name,
         p.phone,
-        row.valid_from,
-        row.valid_to,
-        row.cap_status,
+        row["valid_from"],
+        row["valid_to"],
+        row["cap_status"],
     )
-    reward = (
-        ledger.EarnedReward(int(row.reward_id), int(row.referrer_id), row.reward_status)
-        if row.reward_id is not None
-        else None
-    )
-    cashback_txn = await _settle_extras(
-        user_id=p.user_id,
-        plan_id=p.plan_id,
-        offer_id=p.offer_id,
-        cashback=p.cashback,
-        reward=reward,
-        reward_amount=reward_amount,
-        conn=conn,
-    )
-    if cashback_txn is not None:
-        await queries.link_cashback(conn, txn_id=row.txn_id, cashback_txn_id=cashback_txn.txn_id)
-    return RechargeResult(
-        Transaction.of(row), plan_view, p.discount, p.cashback, cashback_txn, bonus=p.bonus
-    )
+    return RechargeResult(txn, plan, p.discount, p.cashback, cashback, bonus=p.bonus)
 
 
 async def prepare_external(
@@ -608,11 +595,11 @@ async def prepare_external(
     """Check and price an externally paid order (a read; nothing is claimed yet)."""
     check_order(order)
     payer = await _payer(payer_id(who, order.user_id), conn=conn)
-    phone = _phone(order.phone_number) if order.phone_number else payer.phone
+    phone = valid_phone(order.phone_number) if order.phone_number else payer.phone
     if phone is None:
         raise InvalidArgument.field("phone_number", "is required (no number on file)")
     pricing = await price(catalogue, payer, order.plan_id, order.offer_id)
-    _check_price(order, pricing)
+    check_price(order, pricing)
     return ExternalRecharge(scope or who.subject, order, fingerprint, payer, phone, pricing)
 
 
@@ -777,7 +764,7 @@ async def list_recharges(
     conn: AsyncConnection,
 ) -> tuple[list[RechargeResult], str]:
     user_id = customer_id(who, "recharges to list")
-    phone = _phone(phone_number) if phone_number else None
+    phone = valid_phone(phone_number) if phone_number else None
     page = pagination.parse(
         page_size,
         page_token,
@@ -814,7 +801,7 @@ async def active_plans(
 ) -> tuple[list[ActivePlanView], str]:
     """The caller's plans of ``status`` (None: active and queued), by valid_from."""
     user_id = customer_id(who, "recharges to list")
-    phone = _phone(phone_number) if phone_number else None
+    phone = valid_phone(phone_number) if phone_number else None
     page = pagination.parse(page_size, page_token, {"active_plans": [phone, status, user_id]})
     rows = await queries.list_active_plans(
         conn,

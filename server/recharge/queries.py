@@ -1,23 +1,19 @@
 """SQL for recharges and the plans they queue on a number (``currentactiveplans`` and
 ``recharges``: this module is their only writer).
 
-The hot path is two statements in one transaction, each built once from the fragments
-of the modules that own the tables it touches (idempotency keys: server/core/
-idempotency.py; the ledger and referral rewards: server/ledger/queries.py; the audit
-outbox: server/audit/queries.py; the plan queue: here):
+A recharge's writes are server-side functions (migration 0019 explains them):
 
-1. :data:`LOCK_AND_CLAIM` takes the per-number advisory lock (so the queue of plans on
-   a number is computed by one recharge at a time; the number is the payer's own when
-   the request names none), claims the idempotency key and reads the payer;
-2. :data:`RECHARGE` (one statement of data-modifying CTEs) inserts the ledger row (the
-   wallet trigger debits the wallet), queues or activates the plan, records what the
-   recharge showed (``recharges``: the plan period, the offer's discount and cashback),
-   records a referral reward on the buyer's first recharge, completes the idempotency
-   key and writes the audit event into the outbox.
+- :data:`WALLET_RECHARGE` calls ``gencharge_wallet_recharge``: a whole wallet recharge
+  (lock the number, check the key and the payer, lock the wallet, claim the key, write)
+  in one prepared statement in autocommit, one round trip. It answers with an
+  ``outcome``; anything but ``ok`` wrote nothing.
+- :data:`WALLET_RECHARGES` calls ``gencharge_wallet_recharges``: a group of wallet
+  recharges of one BatchRecharge stream in one transaction (group commit).
+- :data:`RECORD_RECHARGE` calls ``gencharge_record_recharge``: the writes alone, for an
+  externally paid recharge that the gateway authorised, in the caller's transaction.
 
-The lock is taken in the first statement on purpose: under READ COMMITTED each statement
-reads a snapshot taken when it starts, so the queue must be read by a statement that
-starts after the lock is held.
+The wallet recharges go through the asyncpg connection (server/core/db.py
+``Database.driver``): their positional parameters are in :data:`WALLET_PARAMS` order.
 """
 
 from __future__ import annotations
@@ -28,19 +24,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Row, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer, Numeric, String
 
-from server.audit.queries import insert_event_sql
-from server.core import idempotency, pagination
+from server.core import pagination
 from server.core.schema import currentactiveplans, plans, recharges, users
 from server.ledger.queries import (
-    HAS_RECHARGED_SQL,
-    INSERT_RECHARGE_DEBIT_SQL,
     has_recharged,
-    referral_reward_sql,
 )
 
 RowT = Row[Any]
@@ -76,72 +69,59 @@ def queue_plan_sql(*, source: str) -> str:
         RETURNING id, valid_from, valid_to, status"""
 
 
-#: What the recharge showed besides its ledger row, for GetRecharge/ListRecharges: the
-#: plan period (CTE ``cap``) of the ledger row (CTE ``txn``), ``:discount``,
-#: ``:cashback`` and ``:bonus`` (JSON text or NULL). The cashback's own ledger row is
-#: linked after it is written (:func:`link_cashback`).
-RECORD_RECHARGE_SQL = """INSERT INTO recharges (txn_id, active_plan_id, discount, cashback,
-            bonus)
-        SELECT txn.txn_id, cap.id, :discount, :cashback, CAST(:bonus AS jsonb) FROM txn, cap"""
+#: The parameters of ``gencharge_wallet_recharge``, in order (:func:`wallet_recharge`).
+WALLET_PARAMS = (
+    "caller",
+    "request_id",
+    "rpc",
+    "request_hash",
+    "key_ttl",
+    "user_id",
+    "phone",
+    "assume_user_type",
+    "assume_first",
+    "write",
+    "plan_id",
+    "offer_id",
+    "validity",
+    "service_type",
+    "amount",
+    "discount",
+    "cashback",
+    "bonus",
+    "source",
+    "reward_amount",
+    "audit_event",
+)
+#: What the wallet functions answer (``gencharge_wallet_recharges`` adds ``item``).
+WALLET_RESULT = """outcome, user_type, first_recharge, payer_phone, phone, txn_id,
+    created_at, balance_after, cap_id, valid_from, valid_to, cap_status, cashback_txn_id,
+    cashback_created_at, cashback_balance_after"""
+WALLET_RECHARGE = (
+    f"SELECT {WALLET_RESULT} FROM gencharge_wallet_recharge("
+    + ", ".join(f"${n}" for n in range(1, len(WALLET_PARAMS) + 1))
+    + ")"
+)
+#: Per group: caller, rpc, key_ttl, source, reward_amount; then one array per item
+#: parameter (:data:`GROUP_ITEM_PARAMS`), in stream order.
+GROUP_ITEM_PARAMS = tuple(
+    name
+    for name in WALLET_PARAMS
+    if name not in ("caller", "rpc", "key_ttl", "source", "reward_amount")
+)
+WALLET_RECHARGES = (
+    f"SELECT item, {WALLET_RESULT} FROM gencharge_wallet_recharges("
+    + ", ".join(f"${n}" for n in range(1, 6 + len(GROUP_ITEM_PARAMS)))
+    + ")"
+)
 
-
-LOCK_AND_CLAIM = text(
-    f"""
-    WITH target AS (
-        SELECT coalesce(CAST(:phone AS text),
-                        (SELECT phone_number FROM users WHERE user_id = :user_id)) AS phone
-    ),
-    phone_lock AS (
-        SELECT {PHONE_LOCK_SQL.format(phone="target.phone")} FROM target
-    ),
-    claim AS (
-        {idempotency.claim_sql(source="phone_lock")}
-    )
-    SELECT (SELECT count(*) FROM claim) = 1 AS claimed,
-           (SELECT phone FROM target) AS locked_phone,
-           payer.user_id, payer.user_type, payer.status, payer.phone_number,
-           {HAS_RECHARGED_SQL.format(user="payer.user_id")} AS has_recharged
-    FROM (SELECT 1) AS one
-    LEFT JOIN users AS payer ON payer.user_id = :user_id
-    """
-).bindparams(bindparam("user_id", type_=Integer), bindparam("phone", type_=String))
-
-RECHARGE = text(
-    f"""
-    WITH queue AS (
-        {QUEUE_END_SQL}
-    ),
-    txn AS ({INSERT_RECHARGE_DEBIT_SQL}
-    ),
-    cap AS (
-        {queue_plan_sql(source="queue, txn")}
-    ),
-    shown AS (
-        {RECORD_RECHARGE_SQL}
-    ),
-    reward AS ({referral_reward_sql(after="txn")}
-    ),
-    idem AS (
-        {
-        idempotency.complete_sql(
-            result="jsonb_build_object('txn_id', txn.txn_id, 'active_plan_id', cap.id)",
-            source="txn, cap",
-        )
-    }
-    ),
-    audit AS (
-        {
-        insert_event_sql(
-            "jsonb_set(CAST(:audit_event AS jsonb), '{details,txn_id}', to_jsonb(txn.txn_id))",
-            source="txn",
-            when=":audit_event IS NOT NULL",
-        )
-    }
-    )
-    SELECT txn.*, cap.id AS cap_id, cap.valid_from, cap.valid_to, cap.status AS cap_status,
-           reward.reward_id, reward.referrer_id, reward.status AS reward_status
-    FROM txn CROSS JOIN cap LEFT JOIN reward ON true
-    """
+RECORD_RECHARGE = text(
+    """SELECT txn_id, created_at, balance_after, cap_id, valid_from, valid_to, cap_status,
+              cashback_txn_id, cashback_created_at, cashback_balance_after
+       FROM gencharge_record_recharge(:caller, :request_id, :user_id, :from_phone, :phone,
+           :plan_id, :offer_id, :validity, :service_type, :amount, :discount, :cashback,
+           CAST(:bonus AS jsonb), :category, :source, :payment_method,
+           :payment_transaction_id, :reward_amount, CAST(:audit_event AS jsonb))"""
 ).bindparams(
     bindparam("amount", type_=Numeric(10, 2)),
     bindparam("discount", type_=Numeric(10, 2)),
@@ -170,51 +150,40 @@ _QUEUE_PLAN = text(
 _LOCK_PHONE = text(f"SELECT {PHONE_LOCK_SQL.format(phone=':phone')}")
 
 
-async def lock_claim_payer(
-    conn: AsyncConnection,
-    *,
-    phone: str | None,
-    caller: str,
-    request_id: str,
-    rpc: str,
-    request_hash: str,
-    user_id: int,
-) -> RowT:
-    """Lock the number (``phone``, or the payer's own number when None) for this
-    transaction, claim the key and read the payer, in one round trip: ``claimed``,
-    ``locked_phone`` (NULL when the payer has no number on file) and the payer's
-    columns (NULL for an unknown user). Nothing is locked without a number; the caller
-    then refuses the order and the transaction rolls back."""
-    result = await conn.execute(
-        LOCK_AND_CLAIM,
-        {
-            "phone": phone,
-            "caller": caller,
-            "request_id": request_id,
-            "rpc": rpc,
-            "request_hash": request_hash,
-            "user_id": user_id,
-            **idempotency.TTL_PARAMS,
-        },
+async def driver_of(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under ``conn`` (its transaction, if one is open)."""
+    raw = await conn.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    return driver
+
+
+async def wallet_recharge(driver: asyncpg.Connection, args: Mapping[str, Any]) -> Mapping[str, Any]:
+    """One wallet recharge (``args``: :data:`WALLET_PARAMS` by name): its own
+    transaction unless ``driver`` is in one. Its :data:`WALLET_RESULT` row."""
+    row: Mapping[str, Any] = await driver.fetchrow(
+        WALLET_RECHARGE, *(args[name] for name in WALLET_PARAMS)
     )
-    row: RowT = result.one()
     return row
+
+
+async def wallet_recharges(
+    driver: asyncpg.Connection, group: Mapping[str, Any], items: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """A group of wallet recharges in one transaction: ``group`` holds caller, rpc,
+    key_ttl, source and reward_amount; each item its :data:`GROUP_ITEM_PARAMS` (by
+    name). One row per item, in order."""
+    head = [group[name] for name in ("caller", "rpc", "key_ttl", "source", "reward_amount")]
+    columns = [[item[name] for item in items] for name in GROUP_ITEM_PARAMS]
+    rows: list[Mapping[str, Any]] = await driver.fetch(WALLET_RECHARGES, *head, *columns)
+    rows.sort(key=lambda r: r["item"])
+    return rows
 
 
 async def lock_phone(conn: AsyncConnection, phone: str) -> None:
     await conn.execute(_LOCK_PHONE, {"phone": phone})
 
 
-async def lock_payer(conn: AsyncConnection, user_id: int) -> None:
-    """Serialise this payer's recharges that depend on their history (first-recharge
-    pricing) until the transaction ends. Keyed apart from the number locks."""
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 8))"),
-        {"key": f"payer:{user_id}"},
-    )
-
-
-async def insert_recharge(
+async def record_recharge(
     conn: AsyncConnection,
     *,
     caller: str,
@@ -237,8 +206,9 @@ async def insert_recharge(
     reward_amount: Decimal,
     audit_event: Mapping[str, Any] | None,
 ) -> RowT:
+    """Write a priced recharge (the caller holds the number's lock and the key)."""
     result = await conn.execute(
-        RECHARGE,
+        RECORD_RECHARGE,
         {
             "caller": caller,
             "request_id": request_id,
@@ -289,15 +259,6 @@ async def record_pending_recharge(
     the cashback and bonus promised (no plan period yet)."""
     await conn.execute(
         insert(recharges).values(txn_id=txn_id, discount=discount, cashback=cashback, bonus=bonus)
-    )
-
-
-async def link_cashback(conn: AsyncConnection, *, txn_id: int, cashback_txn_id: int) -> None:
-    """The cashback of recharge ``txn_id`` was credited by ``cashback_txn_id``."""
-    await conn.execute(
-        update(recharges)
-        .where(recharges.c.txn_id == txn_id)
-        .values(cashback_txn_id=cashback_txn_id)
     )
 
 

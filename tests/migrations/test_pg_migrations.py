@@ -82,6 +82,7 @@ REVISIONS = [
     "0016_backup_service",
     "0017_service_token_cutoff",
     "0018_queue_end_index",
+    "0019_recharge_functions",
 ]
 
 

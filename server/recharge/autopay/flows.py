@@ -34,9 +34,9 @@ from datetime import UTC, datetime
 
 from server.audit.scope import job_scope
 from server.core.errors import DomainError
-from server.recharge import domain as recharge
+from server.recharge import wallet
 from server.recharge.autopay import domain
-from server.recharge.flows import Recharger
+from server.recharge.flows import Recharger, wallet_recharge_in
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +99,14 @@ async def _run_one(
                 if mandate is None:
                     return None
                 scope.request_id = mandate.request_id
-                result = await recharge.recharge_from_wallet(
-                    r.catalogue,
+                item = wallet.prepare(
                     mandate.owner,
                     mandate.order(),
                     mandate.fingerprint,
-                    reward_amount=r.reward_amount,
                     source="autopay",
-                    conn=conn,
+                    scope=None,
                 )
+                result = await wallet_recharge_in(r, item, conn)
                 await domain.record_success(mandate, result, now=now(), conn=conn)
             return "succeeded"
         except DomainError as exc:

@@ -1,10 +1,11 @@
-"""BatchRecharge items: each runs as a unary wallet Recharge would, in an audit scope
-of its own (server/recharge/batch/servicer.py explains the stream)."""
+"""BatchRecharge items: each is checked and priced as a unary wallet Recharge is, in an
+audit scope of its own, and written with the stream's group (server/recharge/batch/
+servicer.py explains the stream, group.py the group commit)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from server.audit.outbox import AuditEvent, record_standalone
@@ -12,6 +13,8 @@ from server.audit.scope import AuditScope, current_scope
 from server.auth.principal import Principal
 from server.core.errors import code_name
 from server.recharge import flows as recharge
+from server.recharge import wallet
+from server.recharge.batch.group import GroupCommitter
 from server.recharge.domain import Order, RechargeResult
 from server.recharge.flows import Recharger
 
@@ -35,11 +38,24 @@ def item_scope(call: AuditScope | None, index: int, who: Principal, request_id: 
 
 
 async def run_item(
-    r: Recharger, who: Principal, order: Order, fingerprint: str, slots: asyncio.Semaphore
+    r: Recharger,
+    who: Principal,
+    index: int,
+    order: Order,
+    fingerprint: str,
+    committer: GroupCommitter,
 ) -> RechargeResult:
-    """One item (wallet-paid), once ``slots`` has room."""
-    async with slots:
-        return await recharge.recharge(r, who, order, fingerprint, source="recharge")
+    """Item ``index`` (wallet-paid), checked and priced as a unary Recharge is, written
+    in the stream's next group (server/recharge/batch/group.py)."""
+    try:
+        item = wallet.prepare(who, order, fingerprint, source="recharge", scope=None)
+
+        async def in_group(args: dict[str, Any]) -> Mapping[str, Any]:
+            return await committer.submit(index, args)
+
+        return await recharge.wallet_recharge(r, item, in_group)
+    finally:
+        committer.done(index)
 
 
 async def record_failure(

@@ -6,14 +6,15 @@ idempotency key, scoped to the calling service like a unary ``Recharge``) and it
 same position, in order, with the recharge or the ``google.rpc.Status`` the unary call
 would have failed with; a failed item never ends the stream.
 
-Throughput comes from concurrency: up to :data:`WINDOW` items of a stream are in flight
-at once (and at most ``db_pool_size`` items of all streams run at once), each as its
-own short transaction through server/recharge/flows.py ``recharge`` (the same two
-statements as a unary recharge), so the database round trips of many items overlap
-while the stream pays the per-call gRPC cost once. The window also bounds memory: a
-slot is freed only when its response has been sent, so a slow item at the head holds
-at most ``WINDOW`` finished results behind it, and reading stops (gRPC flow control
-pushes back on the client) while the window is full.
+Throughput comes from group commit: up to :data:`WINDOW` items of a stream are in
+flight at once; each is checked and priced in its own task, and the stream's
+:class:`~server.recharge.batch.group.GroupCommitter` writes the priced items in groups,
+one statement and one transaction per group, in stream order (group.py explains the
+window; at most ``db_pool_size`` groups of all streams are written at once). The stream
+pays the per-call gRPC cost once and the database one commit per group. The window
+also bounds memory: a slot is freed only when its response has been sent, so a slow
+item at the head holds at most ``WINDOW`` finished results behind it, and reading stops
+(gRPC flow control pushes back on the client) while the window is full.
 
 Audit: the call's scope holds one event, so each item runs in a copy of the context
 with an audit scope of its own (same actor, RPC and peer; request id
@@ -42,12 +43,14 @@ from server.core.idempotency import request_hash
 from server.core.logs import request_id_var
 from server.recharge import convert
 from server.recharge.batch import flows
+from server.recharge.batch.group import MAX_GROUP, GroupCommitter
 from server.recharge.flows import Recharger
 
 log = logging.getLogger("gencharge.recharge.batch")
 
-#: Items of one stream in flight at once (running or finished but not yet sent).
-WINDOW = 32
+#: Items of one stream in flight at once (running or finished but not yet sent): room
+#: for a group being written and the next one gathering behind it.
+WINDOW = 2 * MAX_GROUP
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _ItemTask = asyncio.Task[pb.BatchRechargeResponse]
@@ -69,6 +72,7 @@ class BatchRpcs:
             # Every item writes its own event; the stream itself adds none.
             call_scope.written = True
         window = asyncio.Semaphore(WINDOW)
+        committer = GroupCommitter(self._recharger.db, self._batch_slots)
         results: asyncio.Queue[_ItemTask | None] = asyncio.Queue()
         started: list[_ItemTask] = []
 
@@ -81,7 +85,7 @@ class BatchRpcs:
                     scope = flows.item_scope(call_scope, index, who, request_id_var.get())
                     item_context.run(current_scope.set, scope)
                     task = asyncio.create_task(
-                        self._run_item(who, index, request), context=item_context
+                        self._run_item(who, index, request, committer), context=item_context
                     )
                     started.append(task)
                     results.put_nowait(task)
@@ -102,7 +106,11 @@ class BatchRpcs:
                 pending.cancel()
 
     async def _run_item(
-        self, who: Principal, index: int, request: pb.BatchRechargeRequest
+        self,
+        who: Principal,
+        index: int,
+        request: pb.BatchRechargeRequest,
+        committer: GroupCommitter,
     ) -> pb.BatchRechargeResponse:
         """One item, as a unary wallet Recharge would run it; never raises."""
         response = pb.BatchRechargeResponse(index=index, request_id=request.request_id)
@@ -111,9 +119,10 @@ class BatchRpcs:
             result = await flows.run_item(
                 self._recharger,
                 who,
+                index,
                 convert.batch_order(request),
                 request_hash(request),
-                self._batch_slots,
+                committer,
             )
             response.recharge.CopyFrom(convert.recharge_message(result))
         except DomainError as exc:
@@ -123,6 +132,8 @@ class BatchRpcs:
             log.exception("batch item %d failed", index, extra={"item_index": index})
             response.error.CopyFrom(internal_status(request_id_var.get()))
             failure = (code_pb2.INTERNAL, None)
+        finally:
+            committer.done(index)  # refused before it was priced: the next items may go
         if failure is not None:
             await flows.record_failure(
                 self._recharger,
