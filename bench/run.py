@@ -490,7 +490,6 @@ def pgbench(
         f"--define=plan={fixture.plan_id}",
         f"--define=minuser={min(fixture.user_ids)}",
         f"--define=maxuser={max(fixture.user_ids)}",
-        f"--define=phonebase={PHONE_BASE}",
         f"--define=reward={reward}",
         "--host",
         url_host,
