@@ -25,6 +25,7 @@ from server.payments.gateway import ChargeResult, PaymentGateway
 from server.plans.catalogue import Catalogue
 from server.recharge import domain, queries, wallet
 from server.recharge.domain import Order, PlanCounts, RechargeResult
+from server.recharge.group import GroupCommitter
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Recharger:
     catalogue: Catalogue
     gateway: PaymentGateway
     reward_amount: Decimal
+    #: Writes wallet recharges in groups (None: each in a call of its own).
+    committer: GroupCommitter | None = None
 
 
 async def recharge(
@@ -75,7 +78,11 @@ async def wallet_recharge(
 
     async def checked(args: dict[str, Any]) -> Mapping[str, Any]:
         try:
-            return await (call or alone)(args)
+            if call is not None:
+                return await call(args)
+            if r.committer is not None:
+                return await r.committer.submit(args)
+            return await alone(args)
         except DBAPIError as exc:
             # The wallet trigger's own refusal (the function checks the balance first).
             to_pay = item.pricing.to_pay if item.pricing else None

@@ -102,16 +102,32 @@ WALLET_RECHARGE = (
     + ", ".join(f"${n}" for n in range(1, len(WALLET_PARAMS) + 1))
     + ")"
 )
-#: Per group: caller, rpc, key_ttl, source, reward_amount; then one array per item
-#: parameter (:data:`GROUP_ITEM_PARAMS`), in stream order.
-GROUP_ITEM_PARAMS = tuple(
-    name
-    for name in WALLET_PARAMS
-    if name not in ("caller", "rpc", "key_ttl", "source", "reward_amount")
+#: The group function's arrays, one per item parameter (after ``key_ttl`` and
+#: ``reward_amount``, which every item of a group shares), in this order.
+GROUP_ITEM_PARAMS = (
+    "caller",
+    "request_id",
+    "rpc",
+    "request_hash",
+    "user_id",
+    "phone",
+    "assume_user_type",
+    "assume_first",
+    "write",
+    "plan_id",
+    "offer_id",
+    "validity",
+    "service_type",
+    "amount",
+    "discount",
+    "cashback",
+    "bonus",
+    "source",
+    "audit_event",
 )
 WALLET_RECHARGES = (
     f"SELECT item, {WALLET_RESULT} FROM gencharge_wallet_recharges("
-    + ", ".join(f"${n}" for n in range(1, 6 + len(GROUP_ITEM_PARAMS)))
+    + ", ".join(f"${n}" for n in range(1, 3 + len(GROUP_ITEM_PARAMS)))
     + ")"
 )
 
@@ -167,14 +183,14 @@ async def wallet_recharge(driver: asyncpg.Connection, args: Mapping[str, Any]) -
 
 
 async def wallet_recharges(
-    driver: asyncpg.Connection, group: Mapping[str, Any], items: Sequence[Mapping[str, Any]]
+    driver: asyncpg.Connection, items: Sequence[Mapping[str, Any]]
 ) -> list[Mapping[str, Any]]:
-    """A group of wallet recharges in one transaction: ``group`` holds caller, rpc,
-    key_ttl, source and reward_amount; each item its :data:`GROUP_ITEM_PARAMS` (by
-    name). One row per item, in order."""
-    head = [group[name] for name in ("caller", "rpc", "key_ttl", "source", "reward_amount")]
+    """A group of wallet recharges in one transaction (each item: :data:`WALLET_PARAMS`
+    by name; ``key_ttl`` and ``reward_amount`` are the first item's). One row per item,
+    in order."""
+    shared = [items[0]["key_ttl"], items[0]["reward_amount"]]
     columns = [[item[name] for item in items] for name in GROUP_ITEM_PARAMS]
-    rows: list[Mapping[str, Any]] = await driver.fetch(WALLET_RECHARGES, *head, *columns)
+    rows: list[Mapping[str, Any]] = await driver.fetch(WALLET_RECHARGES, *shared, *columns)
     rows.sort(key=lambda r: r["item"])
     return rows
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import ModuleType
 from typing import Any
 
@@ -45,6 +46,7 @@ from server.recharge.autopay.servicer import AutoPayRpcs
 from server.recharge.batch.servicer import BatchRpcs
 from server.recharge.bills.servicer import BillRpcs
 from server.recharge.flows import Recharger
+from server.recharge.group import UNARY_WRITERS, GroupCommitter
 from server.recharge.servicer import RechargeRpcs
 from server.reports.servicer import ReportRpcs
 from server.rpc.health import POSTGRESQL_AND_MONGODB, POSTGRESQL_ONLY
@@ -79,13 +81,16 @@ class AppContext:
         for invalidate in self.caches:
             invalidate()
 
-    @property
+    @cached_property
     def recharger(self) -> Recharger:
+        """One per process: its committer groups the wallet writes of concurrent unary
+        Recharge calls (server/recharge/group.py)."""
         return Recharger(
             self.resources.db,
             self.catalogue,
             self.gateway,
             from_minor(self.resources.settings.referral_reward_minor),
+            GroupCommitter(self.resources.db, ordered=False, writers=UNARY_WRITERS),
         )
 
 

@@ -27,8 +27,8 @@ from server.audit.scope import job_scope
 from server.auth.principal import Principal
 from server.auth.scopes import RECHARGES_WRITE
 from server.recharge import queries, wallet
-from server.recharge.batch.group import GroupCommitter
 from server.recharge.domain import Order
+from server.recharge.group import GroupCommitter
 from tests.helpers.auth import Actor, auth_stub, create_service, register_user
 from tests.helpers.money import assert_ledger_balances, balance, fund, make_plan
 from tests.helpers.rpc import details_of
@@ -199,7 +199,7 @@ async def test_a_failing_group_is_retried_item_by_item(channel, resources, grpc_
     plan_id = await make_plan(resources, price="10.00")
     catalogue = grpc_server.app.recharger.catalogue
     who = Principal("service", "test-service")
-    committer = GroupCommitter(resources.db, asyncio.Semaphore(2))
+    committer = GroupCommitter(resources.db, ordered=True, slots=asyncio.Semaphore(2))
     payers = [good.user_id, referred.user_id, good.user_id, good.user_id]
 
     arguments = []
@@ -218,7 +218,7 @@ async def test_a_failing_group_is_retried_item_by_item(channel, resources, grpc_
     with statements(resources) as seen:
         # Handed in together, before the committer's writer runs: one group.
         outcomes = await asyncio.gather(
-            *(committer.submit(i, a) for i, a in enumerate(arguments)), return_exceptions=True
+            *(committer.submit(a, i) for i, a in enumerate(arguments)), return_exceptions=True
         )
     writes = [s for s in seen if "gencharge_wallet" in s]
     assert writes == [queries.WALLET_RECHARGES] + [queries.WALLET_RECHARGE] * 4
@@ -250,4 +250,52 @@ async def test_a_bad_item_in_a_stream_fails_alone(channel, resources) -> None:
     assert await balance(resources, good.user_id) == Decimal("70.00")
     assert await balance(resources, referred.user_id) == Decimal("100.00")
     assert await balance(resources, referrer.user_id) == Decimal("99999990.00")
+    await assert_ledger_balances(resources)
+
+
+async def test_concurrent_calls_of_different_callers_share_a_group(
+    channel, resources, grpc_server
+) -> None:
+    """The process-wide committer of unary calls: recharges of different callers handed
+    in together are one group statement, each key scoped to its own caller (the same
+    request_id from two callers is two recharges)."""
+    payers = [await register_user(channel) for _ in range(3)]
+    for payer in payers:
+        await fund(resources, payer.user_id, "100")
+    plan_id = await make_plan(resources, price="10.00")
+    catalogue = grpc_server.app.recharger.catalogue
+    committer = GroupCommitter(resources.db, ordered=False, writers=1)
+    shared_request_id = rid()
+    arguments = []
+    for payer in payers:
+        with job_scope("test-unary"):
+            item = wallet.prepare(
+                Principal("user", str(payer.user_id)),
+                Order(shared_request_id, "", plan_id, None, "Wallet", {}, 0),
+                "same-hash",
+                source="recharge",
+                scope=None,
+            )
+            await wallet.price(catalogue, item)
+            arguments.append(wallet.call_args(item, Decimal("50.00")))
+
+    with statements(resources) as seen:
+        rows = await asyncio.gather(*(committer.submit(a) for a in arguments))
+    assert [s for s in seen if "gencharge_wallet" in s] == [queries.WALLET_RECHARGES]
+    assert [r["outcome"] for r in rows] == ["ok"] * 3
+    async with resources.db.read_only() as conn:
+        callers = (
+            await conn.execute(
+                text("SELECT caller FROM idempotency_keys WHERE request_id = :r ORDER BY caller"),
+                {"r": shared_request_id},
+            )
+        ).scalars()
+        assert list(callers) == sorted(f"user:{p.user_id}" for p in payers)
+    for payer in payers:
+        assert await balance(resources, payer.user_id) == Decimal("90.00")
+    # The same group again: every item is a replay, nothing more is written.
+    again = await asyncio.gather(*(committer.submit(a) for a in arguments))
+    assert [r["outcome"] for r in again] == ["replay"] * 3
+    for payer in payers:
+        assert await balance(resources, payer.user_id) == Decimal("90.00")
     await assert_ledger_balances(resources)

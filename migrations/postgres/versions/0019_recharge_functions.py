@@ -36,8 +36,9 @@ reads, in a single call:
     server answers with leaves nothing behind.
 
 ``gencharge_wallet_recharges(...)``
-    Group commit for BatchRecharge: the items of one group (parallel arrays, in stream
-    order) in one transaction. It first takes every lock the group needs in a fixed
+    Group commit (server/recharge/group.py): the wallet recharges of one group
+    (parallel arrays; a BatchRecharge stream's in stream order; concurrent unary calls')
+    in one transaction. It first takes every lock the group needs in a fixed
     order (number locks by key, then payer locks by key, then wallets by user id, the
     order a single recharge takes them in), so groups and single recharges never wait
     for each other in a cycle; then runs each item as ``gencharge_wallet_recharge``
@@ -260,12 +261,13 @@ $fn$"""
 
 BATCH = """
 CREATE FUNCTION gencharge_wallet_recharges(
-    p_caller text, p_rpc text, p_key_ttl interval, p_source text, p_reward_amount numeric,
-    p_request_ids text[], p_request_hashes text[], p_user_ids integer[], p_phones text[],
+    p_key_ttl interval, p_reward_amount numeric,
+    p_callers text[], p_request_ids text[], p_rpcs text[], p_request_hashes text[],
+    p_user_ids integer[], p_phones text[],
     p_assume_user_types text[], p_assume_firsts boolean[], p_writes boolean[],
     p_plan_ids integer[], p_offer_ids integer[], p_validities integer[],
     p_service_types text[], p_amounts numeric[], p_discounts numeric[],
-    p_cashbacks numeric[], p_bonuses jsonb[], p_audit_events jsonb[])
+    p_cashbacks numeric[], p_bonuses jsonb[], p_sources text[], p_audit_events jsonb[])
 RETURNS TABLE (item integer, outcome text, user_type text, first_recharge boolean,
     payer_phone text, phone text, txn_id integer, created_at timestamptz,
     balance_after numeric, cap_id integer, valid_from timestamptz, valid_to timestamptz,
@@ -300,11 +302,11 @@ BEGIN
 
     FOR i IN 1 .. coalesce(array_length(p_request_ids, 1), 0) LOOP
         RETURN QUERY SELECT i, r.* FROM gencharge_wallet_recharge(
-            p_caller, p_request_ids[i], p_rpc, p_request_hashes[i], p_key_ttl,
+            p_callers[i], p_request_ids[i], p_rpcs[i], p_request_hashes[i], p_key_ttl,
             p_user_ids[i], p_phones[i], p_assume_user_types[i], p_assume_firsts[i],
             p_writes[i], p_plan_ids[i], p_offer_ids[i], p_validities[i],
             p_service_types[i], p_amounts[i], p_discounts[i], p_cashbacks[i],
-            p_bonuses[i], p_source, p_reward_amount, p_audit_events[i]) AS r;
+            p_bonuses[i], p_sources[i], p_reward_amount, p_audit_events[i]) AS r;
     END LOOP;
 END;
 $fn$"""
@@ -312,9 +314,9 @@ $fn$"""
 UPGRADE = [RECORD, WALLET, BATCH]
 
 DOWNGRADE = [
-    "DROP FUNCTION IF EXISTS gencharge_wallet_recharges(text, text, interval, text, numeric,"
+    "DROP FUNCTION IF EXISTS gencharge_wallet_recharges(interval, numeric, text[], text[],"
     " text[], text[], integer[], text[], text[], boolean[], boolean[], integer[], integer[],"
-    " integer[], text[], numeric[], numeric[], numeric[], jsonb[], jsonb[])",
+    " integer[], text[], numeric[], numeric[], numeric[], jsonb[], text[], jsonb[])",
     "DROP FUNCTION IF EXISTS gencharge_wallet_recharge(text, text, text, text, interval,"
     " integer, text, text, boolean, boolean, integer, integer, integer, text, numeric,"
     " numeric, numeric, jsonb, text, numeric, jsonb)",

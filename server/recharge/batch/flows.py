@@ -14,9 +14,9 @@ from server.auth.principal import Principal
 from server.core.errors import code_name
 from server.recharge import flows as recharge
 from server.recharge import wallet
-from server.recharge.batch.group import GroupCommitter
 from server.recharge.domain import Order, RechargeResult
 from server.recharge.flows import Recharger
+from server.recharge.group import GroupCommitter
 
 log = logging.getLogger("gencharge.recharge.batch")
 
@@ -46,12 +46,12 @@ async def run_item(
     committer: GroupCommitter,
 ) -> RechargeResult:
     """Item ``index`` (wallet-paid), checked and priced as a unary Recharge is, written
-    in the stream's next group (server/recharge/batch/group.py)."""
+    in the stream's next group (server/recharge/group.py)."""
     try:
         item = wallet.prepare(who, order, fingerprint, source="recharge", scope=None)
 
         async def in_group(args: dict[str, Any]) -> Mapping[str, Any]:
-            return await committer.submit(index, args)
+            return await committer.submit(args, index)
 
         return await recharge.wallet_recharge(r, item, in_group)
     finally:

@@ -8,8 +8,8 @@ would have failed with; a failed item never ends the stream.
 
 Throughput comes from group commit: up to :data:`WINDOW` items of a stream are in
 flight at once; each is checked and priced in its own task, and the stream's
-:class:`~server.recharge.batch.group.GroupCommitter` writes the priced items in groups,
-one statement and one transaction per group, in stream order (group.py explains the
+:class:`~server.recharge.group.GroupCommitter` writes the priced items in groups,
+one statement and one transaction per group, in stream order (server/recharge/group.py explains the
 window; at most ``db_pool_size`` groups of all streams are written at once). The stream
 pays the per-call gRPC cost once and the database one commit per group. The window
 also bounds memory: a slot is freed only when its response has been sent, so a slow
@@ -43,8 +43,8 @@ from server.core.idempotency import request_hash
 from server.core.logs import request_id_var
 from server.recharge import convert
 from server.recharge.batch import flows
-from server.recharge.batch.group import MAX_GROUP, GroupCommitter
 from server.recharge.flows import Recharger
+from server.recharge.group import MAX_GROUP, GroupCommitter
 
 log = logging.getLogger("gencharge.recharge.batch")
 
@@ -72,7 +72,7 @@ class BatchRpcs:
             # Every item writes its own event; the stream itself adds none.
             call_scope.written = True
         window = asyncio.Semaphore(WINDOW)
-        committer = GroupCommitter(self._recharger.db, self._batch_slots)
+        committer = GroupCommitter(self._recharger.db, ordered=True, slots=self._batch_slots)
         results: asyncio.Queue[_ItemTask | None] = asyncio.Queue()
         started: list[_ItemTask] = []
 
