@@ -21,7 +21,7 @@ from server.core import db, logs, mongo
 from server.core.config import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, ConfigurationError, Settings
 from server.core.db import Database
 from server.core.resources import Resources
-from server.ops import heap, pgmigrate, seed, workers
+from server.ops import pgmigrate, seed, workers
 from server.ops.embedded import EmbeddedMongo, EmbeddedPostgres
 from server.ops.scheduler import Scheduler
 from server.rpc.app import RunningServer, start_server
@@ -203,7 +203,6 @@ async def serve_with_scheduler(
     scheduler = Scheduler(resources, running.app.recharger)
     scheduler.start()
     running.scheduler = scheduler
-    heap.settle()
     return running
 
 
