@@ -118,7 +118,7 @@ class _Call:
         # Read while the call is alive: after a client drops a stream, grpcio tears the
         # call down and context.peer() in finish() crashed the process (SIGSEGV).
         self.direct_peer = context.peer()
-        self.peer = resolve(context, self.proxies)
+        self.peer = resolve(context, self.proxies, direct=self.direct_peer)
         client_peer_var.set(self.peer)
         # Sent with the status (errors add it to their own trailing metadata).
         context.set_trailing_metadata((("x-request-id", self.request_id),))
