@@ -29,7 +29,7 @@ call is measured from /proc either way, but compare throughput with ``--no-spy``
 ``--python-only`` samples Python frames only, without pausing (grpc's core then shows up
 as the loop callback that runs it, and grpc's poller thread cannot be seen at all).
 
-``--event-loop uvloop`` starts the server with ``GENCHARGE_EVENT_LOOP=uvloop``;
+``--log-level INFO`` serves with the access log on (the bench runs at WARNING);
 ``--no-spy`` measures throughput and CPU per call without sampling; ``--repeat N``
 runs the phases N times on the same server (medians are printed when N > 1).
 """
@@ -434,10 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=12, help="leaf frames listed per phase")
     parser.add_argument("--users", type=int, default=50, help="funded customers")
     parser.add_argument(
-        "--event-loop",
-        choices=("asyncio", "uvloop"),
-        default=None,
-        help="the server's event loop (GENCHARGE_EVENT_LOOP; default: the server's)",
+        "--log-level",
+        default="WARNING",
+        help="the server's GENCHARGE_LOG_LEVEL (the bench's WARNING; INFO writes the access log)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
@@ -449,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"profile folder: {folder}  ({os.cpu_count()} CPUs)", flush=True)
     pg = EmbeddedPostgres(folder / "postgres")
     mongo = EmbeddedMongo(folder / "mongo")
-    extra = {"GENCHARGE_EVENT_LOOP": args.event_loop} if args.event_loop else {}
+    extra = {"GENCHARGE_LOG_LEVEL": args.log_level}
     try:
         start_databases(pg, mongo, "profile")
         database_url = pg.url(DATABASE)
@@ -468,12 +467,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "wallet": register_customer(target),
                 "recharge": service_token(target, fixture),
             }
-            loop_name = args.event_loop or "default"
             spy = "off" if args.no_spy else f"{args.rate} Hz"
             if not args.no_spy and not args.python_only:
                 spy += " --native"
             print(
-                f"server SERVING on {target} (pid {server.pid}, event loop {loop_name}); "
+                f"server SERVING on {target} (pid {server.pid}, log level {args.log_level}); "
                 f"{args.duration:g} s per phase, py-spy {spy}",
                 flush=True,
             )
