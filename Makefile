@@ -83,3 +83,9 @@ bench-backup: $(STAMP)
 clean:
 	rm -rf $(VENV) node_modules build .data .pytest_cache .mypy_cache .ruff_cache
 	rm -rf $(TS_MODULES) $(TS_DIR)/dist
+
+# Where a call's server CPU goes, by area (interceptors, auth, protobuf, logging,
+# SQLAlchemy, grpc core, ...): py-spy samples the server under short loads (bench/profile.py).
+.PHONY: profile
+profile: $(STAMP)
+	$(BIN)/python -m bench.profile

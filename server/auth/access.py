@@ -24,7 +24,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -49,6 +49,8 @@ ACTIONS = {
     access_pb2.ACTION_DELETE: "delete",
 }
 READ_PREFIXES = ("Get", "List", "Quote")
+#: Principals kept for reuse (one per token seen within the claims cache's lifetime).
+_MAX_PRINCIPALS = 10_000
 
 
 @dataclass(frozen=True)
@@ -61,15 +63,17 @@ class Rule:
     service_scope: str = ""
     #: Every service account may call it, without a scope (GetMe).
     service_self: bool = False
+    #: Reads are Get*, List* and Quote*; every other RPC changes something (derived from
+    #: the method once: every call asks).
+    mutating: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        name = self.method.rsplit("/", 1)[1]
+        object.__setattr__(self, "mutating", not name.startswith(READ_PREFIXES))
 
     @property
     def public(self) -> bool:
         return self.audience == access_pb2.AUDIENCE_PUBLIC
-
-    @property
-    def mutating(self) -> bool:
-        """Reads are Get*, List* and Quote*; every other RPC changes something."""
-        return not self.method.rsplit("/", 1)[1].startswith(READ_PREFIXES)
 
 
 class AccessRules:
@@ -195,6 +199,9 @@ class Authenticator:
         self._sessions: TtlCache[str, _SessionState] = TtlCache(cache_seconds, clock)
         self._services: TtlCache[str, _SessionState] = TtlCache(cache_seconds, clock)
         self._claims: TtlCache[str, AccessClaims] = TtlCache(60.0, clock, max_items=10_000)
+        #: token -> the principal last built from these very claims and account state
+        #: (both cached objects: a new one of either builds a new principal).
+        self._principals: dict[str, tuple[AccessClaims, _SessionState, Principal]] = {}
 
     def _verified(self, token: str) -> AccessClaims:
         """Verify a token, or reuse the claims of the same token verified before.
@@ -238,9 +245,10 @@ class Authenticator:
         if authorization is None:
             return ANONYMOUS
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("authorization must be 'Bearer <access token>'")
-        claims = self._verified(token.strip())
+        claims = self._verified(token)
         if claims.principal_type == "service":
             state = await self._service_state(claims.principal_id)
         elif claims.session_id is not None:
@@ -253,7 +261,13 @@ class Authenticator:
             raise Unauthenticated(
                 "this service token was retired; issue a new one", reason="SESSION_ENDED"
             )
-        return Principal(
+        return self._principal(token, claims, state)
+
+    def _principal(self, token: str, claims: AccessClaims, state: _SessionState) -> Principal:
+        built = self._principals.get(token)
+        if built is not None and built[0] is claims and built[1] is state:
+            return built[2]
+        who = Principal(
             kind=claims.principal_type,  # type: ignore[arg-type]
             id=claims.principal_id,
             role_id=state.role_id,
@@ -262,6 +276,10 @@ class Authenticator:
             # What the token was issued with, less what the account has lost since.
             scopes=claims.scopes & state.scopes,
         )
+        if len(self._principals) >= _MAX_PRINCIPALS:
+            self._principals.clear()
+        self._principals[token] = (claims, state, who)
+        return who
 
     async def _session_state(self, session_id: str) -> _SessionState:
         cached = self._sessions.get(session_id)

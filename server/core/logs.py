@@ -36,12 +36,28 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys())
 _worker: int | None = None
 
 _SECRET_MARKERS = ("password", "secret", "token", "otp", "hash", "totp", "authorization")
+#: Whether a field name is secret-like, by name (a program logs a few dozen names).
+_SECRET_NAMES: dict[str, bool] = {}
+_MAX_NAMES = 10_000
+
+
+def _secret_name(key: str) -> bool:
+    secret = _SECRET_NAMES.get(key)
+    if secret is None:
+        lowered = key.lower()
+        secret = any(marker in lowered for marker in _SECRET_MARKERS)
+        if len(_SECRET_NAMES) >= _MAX_NAMES:
+            _SECRET_NAMES.clear()
+        _SECRET_NAMES[key] = secret
+    return secret
 
 
 def _redact(key: str, value: Any) -> Any:
-    if any(marker in key.lower() for marker in _SECRET_MARKERS):
-        return "[REDACTED]"
-    return value
+    return "[REDACTED]" if _secret_name(key) else value
+
+
+#: ``json.dumps(entry, default=str)`` without building an encoder for every line.
+_ENCODER = json.JSONEncoder(default=str)
 
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
@@ -122,7 +138,7 @@ class JsonFormatter(_SafeExceptions):
                 entry[key] = _redact(key, value)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
 
 
 class TextFormatter(_SafeExceptions):
@@ -150,6 +166,13 @@ def configure(level: str = "INFO", fmt: str = "json", *, worker: int | None = No
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # What no line shows, not gathered for every record (the logging HOWTO's
+    # "Optimization"): the caller's file, line and function (a walk up the stack), and
+    # the thread, process and multiprocessing names. Our formatters print none of them.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

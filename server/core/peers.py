@@ -100,9 +100,10 @@ def peer_string(address: Address) -> str:
     return f"ipv4:{address}"
 
 
-def resolve(context: CallContext, networks: Sequence[Network]) -> str:
-    """The client address of this call (see module docstring)."""
-    direct = context.peer() or ""
+def resolve(context: CallContext, networks: Sequence[Network], *, direct: str | None = None) -> str:
+    """The client address of this call (see module docstring); ``direct``: the call's
+    ``context.peer()`` when the caller has read it already."""
+    direct = (context.peer() if direct is None else direct) or ""
     if not networks:
         return direct
     ip = peer_ip(direct)

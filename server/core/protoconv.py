@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -29,9 +29,19 @@ def optional_money(amount: Decimal | None, currency: str = CURRENCY) -> common_p
     return None if amount is None else money(amount, currency)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(value: datetime | None) -> Timestamp | None:
     if value is None:
         return None
+    if value.tzinfo is UTC:
+        # What FromDatetime computes (through a time tuple, 3-4 times slower), exactly:
+        # every timestamptz column reads as a UTC datetime.
+        delta = value - _EPOCH
+        return Timestamp(
+            seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1_000
+        )
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts

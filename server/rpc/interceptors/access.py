@@ -31,7 +31,7 @@ from server.auth.principal import current_principal
 from server.core.errors import DomainError, Unimplemented, code_name
 from server.core.logs import request_id_var
 from server.core.peers import client_peer
-from server.rpc.interceptors.request import Continuation, Handler, rebuild
+from server.rpc.interceptors.request import Continuation, Handler, WrappedHandlers, rebuild
 
 log = logging.getLogger("gencharge.access")
 
@@ -56,6 +56,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         self._authenticator = authenticator
         self._matrix = matrix
         self._unimplemented = unimplemented
+        self._handlers = WrappedHandlers(self._wrap)
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -63,10 +64,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        rule = self._rules.get(handler_call_details.method)
-        if rule is None:
+        method = handler_call_details.method
+        if self._rules.get(method) is None:
             return handler  # health, reflection
-        return self._wrap(handler, rule)
+        return self._handlers.get(handler, method)
 
     async def _enter(self, rule: Rule, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         scope = AuditScope(
@@ -77,8 +78,11 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
             mutating=rule.mutating,
         )
         current_scope.set(scope)
-        metadata = context.invocation_metadata() or ()
-        authorization = next((str(v) for k, v in metadata if k == "authorization"), None)
+        authorization = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                authorization = str(value)
+                break
         principal = await self._authenticator.authenticate(authorization)
         current_principal.set(principal)
         scope.actor = principal.subject
@@ -137,7 +141,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         except Exception:
             log.exception("could not record a security event")
 
-    def _wrap(self, handler: Handler, rule: Rule) -> Handler:
+    def _wrap(self, handler: Handler, method: str) -> Handler:
+        rule = self._rules.get(method)
+        assert rule is not None
         inner_unary: Any = handler.unary_unary or handler.stream_unary
         inner_stream: Any = handler.unary_stream or handler.stream_stream
 

@@ -9,15 +9,18 @@
   trusted proxy forwarded) for throttling, sessions, audit and the log.
 - Writes one access-log line per call: method, code, duration, peer (and the proxy's
   address when the call came through one).
+
+The wrapped handler of a method is built once and reused (:class:`WrappedHandlers`):
+everything that differs between calls is read from the call's own context.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
 import grpc
@@ -38,11 +41,20 @@ Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
 
 
-def _request_id(details: grpc.HandlerCallDetails) -> str:
-    for key, value in details.invocation_metadata or ():
+def _new_request_id() -> str:
+    """What ``uuid.uuid4().hex`` returns (random, version 4, RFC 4122 variant), without
+    building a UUID object."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
+
+
+def _request_id(metadata: Iterable[tuple[str, Any]] | None) -> str:
+    for key, value in metadata or ():
         if key == "x-request-id" and isinstance(value, str) and _REQUEST_ID.match(value):
             return value
-    return uuid.uuid4().hex
+    return _new_request_id()
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -106,7 +118,7 @@ class _Call:
         # Read while the call is alive: after a client drops a stream, grpcio tears the
         # call down and context.peer() in finish() crashed the process (SIGSEGV).
         self.direct_peer = context.peer()
-        self.peer = resolve(context, self.proxies)
+        self.peer = resolve(context, self.proxies, direct=self.direct_peer)
         client_peer_var.set(self.peer)
         # Sent with the status (errors add it to their own trailing metadata).
         context.set_trailing_metadata((("x-request-id", self.request_id),))
@@ -125,6 +137,8 @@ class _Call:
         code = context.code() if self.code is grpc.StatusCode.UNKNOWN else self.code
         name = code.name if isinstance(code, grpc.StatusCode) else str(code or "OK")
         level = logging.INFO if name in ("OK", "None") else logging.WARNING
+        if not log.isEnabledFor(level):
+            return
         extra: dict[str, Any] = {
             "code": name,
             "duration_ms": round((time.perf_counter() - self.started) * 1000, 3),
@@ -135,9 +149,29 @@ class _Call:
         log.log(level, "rpc finished", extra=extra)
 
 
+class WrappedHandlers:
+    """Each method's wrapped handler, built once by ``wrap(handler, method)``: an
+    interceptor's wrapping depends only on the method and the handler it wraps (the
+    same object on every call), so building it per call was wasted work. A method whose
+    inner handler changes gets a new wrapping."""
+
+    def __init__(self, wrap: Callable[[Handler, str], Handler]) -> None:
+        self._wrap = wrap
+        self._handlers: dict[str, tuple[Handler, Handler]] = {}
+
+    def get(self, handler: Handler, method: str) -> Handler:
+        cached = self._handlers.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, method)
+        self._handlers[method] = (handler, wrapped)
+        return wrapped
+
+
 class RequestInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, trusted_proxies: Sequence[Network] = ()) -> None:
-        self._proxies = tuple(trusted_proxies)
+        proxies = tuple(trusted_proxies)
+        self._handlers = WrappedHandlers(lambda handler, method: _wrap(handler, method, proxies))
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -149,7 +183,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         if not method.startswith(_OWN_PREFIX):
             # Health checks and reflection: served as they are, not access-logged.
             return handler
-        return _wrap(handler, method, _request_id(handler_call_details), self._proxies)
+        return self._handlers.get(handler, method)
 
 
 def rebuild(
@@ -170,14 +204,23 @@ def rebuild(
     return grpc.stream_stream_rpc_method_handler(streaming, **common)
 
 
-def _wrap(handler: Handler, method: str, request_id: str, proxies: Sequence[Network]) -> Handler:
+def _call(
+    method: str, proxies: Sequence[Network], context: grpc.aio.ServicerContext[Any, Any]
+) -> _Call:
+    """The call's bookkeeping, started: its request id is the caller's ``x-request-id``
+    (if well-formed) or a new one."""
+    call = _Call(method, _request_id(context.invocation_metadata()), proxies)
+    call.start(context)
+    return call
+
+
+def _wrap(handler: Handler, method: str, proxies: Sequence[Network]) -> Handler:
     # In a grpc.aio server these are coroutine functions / async generator functions.
     inner_unary: Any = handler.unary_unary or handler.stream_unary
     inner_stream: Any = handler.unary_stream or handler.stream_stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        call = _Call(method, request_id, proxies)
-        call.start(context)
+        call = _call(method, proxies, context)
         try:
             assert inner_unary is not None
             return await inner_unary(request, context)
@@ -193,8 +236,7 @@ def _wrap(handler: Handler, method: str, request_id: str, proxies: Sequence[Netw
     async def streaming(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        call = _Call(method, request_id, proxies)
-        call.start(context)
+        call = _call(method, proxies, context)
         try:
             assert inner_stream is not None
             async for response in inner_stream(request, context):

@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError, Message
 
 from server.core.errors import InvalidArgument
 from server.core.validation import check_request
-from server.rpc.interceptors.request import Continuation, Handler, rebuild
+from server.rpc.interceptors.request import Continuation, Handler, WrappedHandlers, rebuild
 
 _OWN_PREFIX = "/gencharge."
 
@@ -46,13 +46,17 @@ class Unparsable:
 
 
 class ValidationInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self) -> None:
+        self._handlers = WrappedHandlers(lambda handler, method: _wrap(handler))
+
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or not handler_call_details.method.startswith(_OWN_PREFIX):
+        method = handler_call_details.method
+        if handler is None or not method.startswith(_OWN_PREFIX):
             return handler  # health checks and reflection
-        return _wrap(handler)
+        return self._handlers.get(handler, method)
 
 
 def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
