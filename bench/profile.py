@@ -16,7 +16,8 @@ collapsed stacks, aggregated here). Per phase it prints:
 Phases: ``health`` (grpc.health.v1 Check: no gencharge interceptor work beyond the
 method test), ``wallet`` (WalletService/GetWallet with a customer's session token:
 authentication from the caches, the access rule, validation, one read-only
-transaction, protobuf out) and, with ``--phases ...,recharge``, Recharge at 8 in flight.
+transaction, protobuf out) and, with ``--phases ...,recharge,batch``, Recharge at 8 in
+flight and BatchRecharge on 2 streams (a "call" is then one item).
 
 Each stack is charged to the deepest frame that belongs to a named area; frames of the
 standard library (json, uuid, contextvars, re, ...) count for the area of the code that
@@ -56,7 +57,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.load import Job, Result, _CallMaker, _closed_loop, _HealthCall, _RechargeCall
+from bench.load import Job, Result, _batch, _CallMaker, _closed_loop, _HealthCall, _RechargeCall
 from bench.run import (
     WORKER_PROCESSES,
     Fixture,
@@ -224,6 +225,10 @@ class _WalletCall(_CallMaker):
         return "OK"
 
 
+#: In flight per phase where it is not ``--concurrency`` (batch: streams).
+PHASE_CONCURRENCY = {"recharge": 8, "batch": 2}
+
+
 def run_load(job: Job) -> Result:
     """Process entry point (picklable): one channel, ``job.concurrency`` callers."""
     return asyncio.run(_run_load(job))
@@ -233,6 +238,8 @@ async def _run_load(job: Job) -> Result:
     channel = grpc.aio.insecure_channel(job.target, options=[("grpc.max_concurrent_streams", 1000)])
     try:
         await channel.channel_ready()
+        if job.kind == "batch":  # job.concurrency streams; a "call" is one item
+            return await _batch([channel], job)
         caller: _CallMaker
         if job.kind == "health":
             caller = _HealthCall(channel)
@@ -304,7 +311,7 @@ def measure(
     rate: int,
     folder: Path,
 ) -> Measured:
-    if kind == "recharge":
+    if kind in ("recharge", "batch"):
         drain_outbox(database_url)
     lead = 2.0  # warm-up calls and py-spy's start happen in it
     start_at = time.time() + lead
@@ -421,7 +428,7 @@ def render(runs: list[Measured], top: int) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per phase")
-    parser.add_argument("--phases", default="health,wallet", help="health, wallet, recharge")
+    parser.add_argument("--phases", default="health,wallet", help="health, wallet, recharge, batch")
     parser.add_argument("--concurrency", type=int, default=32, help="in flight (health, wallet)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each phase")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
@@ -467,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "wallet": register_customer(target),
                 "recharge": service_token(target, fixture),
             }
+            tokens["batch"] = tokens["recharge"]
             spy = "off" if args.no_spy else f"{args.rate} Hz"
             if not args.no_spy and not args.python_only:
                 spy += " --native"
@@ -483,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             pool,
                             phase=phase,
                             kind=phase,
-                            concurrency=8 if phase == "recharge" else args.concurrency,
+                            concurrency=PHASE_CONCURRENCY.get(phase, args.concurrency),
                             duration=args.duration,
                             target=target,
                             token=tokens[phase],

@@ -12,6 +12,7 @@ and turns the rest into plain JSON (stored as JSONB, then as BSON in MongoDB).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -147,8 +148,10 @@ def customer_of(actor: str, details: Mapping[str, Any]) -> int | None:
     return _customer_number(ident) if kind == "user" else None
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
-    """Whether a details key names a secret (its value is then redacted)."""
+    """Whether a details key names a secret (its value is then redacted). Remembered per
+    key: the keys are few (the code's own), and every audited call asks again."""
     words = [w for w in _WORD_SPLIT.split(_CAMEL.sub("_", key).lower()) if w]
     if "_".join(words) in _NOT_SECRET:
         return False
