@@ -85,6 +85,9 @@ class RechargeServiceStub:
     message is one wallet-paid recharge with its own request_id; every response
     message answers the request at the same position, in order, with either the
     recharge or the error that item got (a failed item does not end the stream).
+    Items paid from the same wallet are applied in stream order (their transaction
+    IDs and balance_after follow it); the server writes items in groups, so keeping
+    many items in flight (hundreds) is what makes a stream fast.
     Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
     for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
     """
@@ -200,6 +203,9 @@ class RechargeServiceAsyncStub(RechargeServiceStub):
     message is one wallet-paid recharge with its own request_id; every response
     message answers the request at the same position, in order, with either the
     recharge or the error that item got (a failed item does not end the stream).
+    Items paid from the same wallet are applied in stream order (their transaction
+    IDs and balance_after follow it); the server writes items in groups, so keeping
+    many items in flight (hundreds) is what makes a stream fast.
     Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
     for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
     """
@@ -330,6 +336,9 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         message is one wallet-paid recharge with its own request_id; every response
         message answers the request at the same position, in order, with either the
         recharge or the error that item got (a failed item does not end the stream).
+        Items paid from the same wallet are applied in stream order (their transaction
+        IDs and balance_after follow it); the server writes items in groups, so keeping
+        many items in flight (hundreds) is what makes a stream fast.
         Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
         for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
         """

@@ -1206,6 +1206,9 @@ class RechargeService:
         message is one wallet-paid recharge with its own request_id; every response
         message answers the request at the same position, in order, with either the
         recharge or the error that item got (a failed item does not end the stream).
+        Items paid from the same wallet are applied in stream order (their transaction
+        IDs and balance_after follow it); the server writes items in groups, so keeping
+        many items in flight (hundreds) is what makes a stream fast.
         Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
         for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
         """
@@ -1306,6 +1309,9 @@ class RechargeServiceSync:
         message is one wallet-paid recharge with its own request_id; every response
         message answers the request at the same position, in order, with either the
         recharge or the error that item got (a failed item does not end the stream).
+        Items paid from the same wallet are applied in stream order (their transaction
+        IDs and balance_after follow it); the server writes items in groups, so keeping
+        many items in flight (hundreds) is what makes a stream fast.
         Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
         for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
         """
