@@ -102,32 +102,15 @@ WALLET_RECHARGE = (
     + ", ".join(f"${n}" for n in range(1, len(WALLET_PARAMS) + 1))
     + ")"
 )
-#: The group function's arrays, one per item parameter (after ``key_ttl`` and
-#: ``reward_amount``, which every item of a group shares), in this order.
-GROUP_ITEM_PARAMS = (
-    "caller",
-    "request_id",
-    "rpc",
-    "request_hash",
-    "user_id",
-    "phone",
-    "assume_user_type",
-    "assume_first",
-    "write",
-    "plan_id",
-    "offer_id",
-    "validity",
-    "service_type",
-    "amount",
-    "discount",
-    "cashback",
-    "bonus",
-    "source",
-    "audit_event",
-)
+#: The parameters every recharge of a group shares (the group function takes them
+#: first, from the first item).
+GROUP_SHARED_PARAMS = ("key_ttl", "reward_amount")
+#: The group function's arrays after those: one per other parameter, in
+#: :data:`WALLET_PARAMS` order.
+GROUP_ITEM_PARAMS = tuple(name for name in WALLET_PARAMS if name not in GROUP_SHARED_PARAMS)
 WALLET_RECHARGES = (
     f"SELECT item, {WALLET_RESULT} FROM gencharge_wallet_recharges("
-    + ", ".join(f"${n}" for n in range(1, 3 + len(GROUP_ITEM_PARAMS)))
+    + ", ".join(f"${n}" for n in range(1, 1 + len(GROUP_SHARED_PARAMS) + len(GROUP_ITEM_PARAMS)))
     + ")"
 )
 
@@ -188,7 +171,7 @@ async def wallet_recharges(
     """A group of wallet recharges in one transaction (each item: :data:`WALLET_PARAMS`
     by name; ``key_ttl`` and ``reward_amount`` are the first item's). One row per item,
     in order."""
-    shared = [items[0]["key_ttl"], items[0]["reward_amount"]]
+    shared = [items[0][name] for name in GROUP_SHARED_PARAMS]
     columns = [[item[name] for item in items] for name in GROUP_ITEM_PARAMS]
     rows: list[Mapping[str, Any]] = await driver.fetch(WALLET_RECHARGES, *shared, *columns)
     rows.sort(key=lambda r: r["item"])
