@@ -8,7 +8,8 @@ A recharge's writes are server-side functions (migration 0019 explains them):
   in one prepared statement in autocommit, one round trip. It answers with an
   ``outcome``; anything but ``ok`` wrote nothing.
 - :data:`WALLET_RECHARGES` calls ``gencharge_wallet_recharges``: a group of wallet
-  recharges of one BatchRecharge stream in one transaction (group commit).
+  recharges (a BatchRecharge stream's, or concurrent unary calls') in one transaction
+  (group commit, server/recharge/group.py).
 - :data:`RECORD_RECHARGE` calls ``gencharge_record_recharge``: the writes alone, for an
   externally paid recharge that the gateway authorised, in the caller's transaction.
 

@@ -158,16 +158,19 @@ def _event(item: WalletItem, amount: Decimal | None) -> str | None:
     return json.dumps(event) if event is not None else None
 
 
-def item_args(item: WalletItem) -> dict[str, Any]:
-    """The function's per-item parameters (server/recharge/queries.py
-    ``GROUP_ITEM_PARAMS``), by name."""
+def call_args(item: WalletItem, reward_amount: Decimal) -> dict[str, Any]:
+    """All of ``gencharge_wallet_recharge``'s parameters, by name
+    (server/recharge/queries.py ``WALLET_PARAMS``)."""
     by_type, by_history = _depends_on(item)
     p = item.pricing
     write = p is not None and item.refusal is None
     amount = p.to_pay.quantize(_CENT) if p is not None else None
     return {
+        "caller": item.caller,
         "request_id": item.order.request_id,
+        "rpc": item.rpc,
         "request_hash": item.fingerprint,
+        "key_ttl": IDEMPOTENCY_TTL,
         "user_id": item.user_id,
         "phone": item.phone,
         "assume_user_type": item.user_type if by_type else None,
@@ -181,19 +184,9 @@ def item_args(item: WalletItem) -> dict[str, Any]:
         "discount": p.discount if p is not None else None,
         "cashback": p.cashback if p is not None else None,
         "bonus": json.dumps(p.bonus) if p is not None and p.bonus is not None else None,
-        "audit_event": _event(item, amount) if write else None,
-    }
-
-
-def call_args(item: WalletItem, reward_amount: Decimal) -> dict[str, Any]:
-    """All of ``gencharge_wallet_recharge``'s parameters, by name."""
-    return {
-        "caller": item.caller,
-        "rpc": item.rpc,
-        "key_ttl": IDEMPOTENCY_TTL,
         "source": item.source,
         "reward_amount": reward_amount,
-        **item_args(item),
+        "audit_event": _event(item, amount) if write else None,
     }
 
 
