@@ -105,21 +105,27 @@ class GroupCommitter:
             if entry is not None:
                 self._queue.append(entry)
         while self._queue and len(self._running) < self._writers:
-            task = asyncio.create_task(self._write())
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._running.add(asyncio.create_task(self._write()))
 
     async def _write(self) -> None:
-        while self._queue:
-            group = [e for e in self._queue[:MAX_GROUP] if not e[1].done()]
-            del self._queue[:MAX_GROUP]
-            if not group:
-                continue
-            if self._slots is None:
-                await self._commit(group)
-            else:
-                async with self._slots:
+        try:
+            while self._queue:
+                group = [e for e in self._queue[:MAX_GROUP] if not e[1].done()]
+                del self._queue[:MAX_GROUP]
+                if not group:
+                    continue
+                if self._slots is None:
                     await self._commit(group)
+                else:
+                    async with self._slots:
+                        await self._commit(group)
+        finally:
+            # Off the list in the same step that found the queue empty: a done callback
+            # would run a loop turn later, after the caller woken by the last result
+            # may already have handed in its next recharge and found no free writer.
+            task = asyncio.current_task()
+            if task is not None:
+                self._running.discard(task)
 
     async def _commit(self, group: list[_Entry]) -> None:
         if len(group) == 1:

@@ -30,6 +30,7 @@ from server.recharge import queries, wallet
 from server.recharge.domain import Order
 from server.recharge.group import GroupCommitter
 from tests.helpers.auth import Actor, auth_stub, create_service, register_user
+from tests.helpers.clock import HANG_SECONDS
 from tests.helpers.money import assert_ledger_balances, balance, fund, make_plan
 from tests.helpers.rpc import details_of
 
@@ -298,4 +299,39 @@ async def test_concurrent_calls_of_different_callers_share_a_group(
     assert [r["outcome"] for r in again] == ["replay"] * 3
     for payer in payers:
         assert await balance(resources, payer.user_id) == Decimal("90.00")
+    await assert_ledger_balances(resources)
+
+
+async def test_a_recharge_handed_in_right_after_a_result_is_written(
+    channel, resources, grpc_server
+) -> None:
+    """The caller woken by a group's last result hands in its next recharge before the
+    finished writer's task is done: it must still get a writer (a stream's next item,
+    a client's next call). Each wait is bounded only to fail instead of hanging."""
+    payer = await register_user(channel)
+    await fund(resources, payer.user_id, "100")
+    plan_id = await make_plan(resources, price="10.00")
+    catalogue = grpc_server.app.recharger.catalogue
+    who = Principal("service", "test-service")
+    arguments = []
+    for index in range(6):
+        with job_scope("test-sequential"):
+            item = wallet.prepare(
+                who,
+                Order(rid(), "", plan_id, None, "Wallet", {}, payer.user_id),
+                f"hash-{index}",
+                source="recharge",
+                scope=None,
+            )
+            await wallet.price(catalogue, item)
+            arguments.append(wallet.call_args(item, Decimal("50.00")))
+    ordered = GroupCommitter(resources.db, ordered=True, slots=asyncio.Semaphore(1))
+    unordered = GroupCommitter(resources.db, ordered=False, writers=1)
+    for index, args in enumerate(arguments):
+        # Nothing in between: the next one is handed in as soon as the result is in.
+        committer = ordered if index < 3 else unordered
+        async with asyncio.timeout(HANG_SECONDS):  # in this task: no turn of the loop
+            row = await committer.submit(args, index)
+        assert row["outcome"] == "ok"
+    assert await balance(resources, payer.user_id) == Decimal("40.00")
     await assert_ledger_balances(resources)
