@@ -22,8 +22,8 @@ RECHARGES_READ = "recharges.read"
 #: Every scope, with what it allows (shown by ``gencharge create-service-account -h``).
 SCOPES: Mapping[str, str] = {
     PAYMENTS_CONFIRM: "WalletService.ConfirmPayment: settle a pending payment (gateway callbacks)",
-    RECHARGES_WRITE: "RechargeService.QuoteRecharge, Recharge and BatchRecharge on behalf of "
-    "any customer (debits the customer's wallet)",
+    RECHARGES_WRITE: "RechargeService.QuoteRecharge, Recharge, BatchRecharge and "
+    "BatchRechargeChunks on behalf of any customer (debits the customer's wallet)",
     RECHARGES_READ: "RechargeService.GetRecharge: read any customer's recharge by id",
 }
 

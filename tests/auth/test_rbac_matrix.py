@@ -216,6 +216,7 @@ def test_anchor_rules_are_as_documented() -> None:
     for path in (
         "/gencharge.v1.WalletService/ConfirmPayment",
         "/gencharge.v1.RechargeService/BatchRecharge",
+        "/gencharge.v1.RechargeService/BatchRechargeChunks",
     ):
         assert by_path[path].audience_name == "SERVICE", path
     assert by_path["/gencharge.v1.AuthService/GetMe"].audience_name == "AUTHENTICATED"
@@ -231,6 +232,7 @@ def test_anchor_rules_are_as_documented() -> None:
         "RechargeService/QuoteRecharge": RECHARGES_WRITE,
         "RechargeService/Recharge": RECHARGES_WRITE,
         "RechargeService/BatchRecharge": RECHARGES_WRITE,
+        "RechargeService/BatchRechargeChunks": RECHARGES_WRITE,
         "RechargeService/GetRecharge": RECHARGES_READ,
         "AuthService/GetMe": "self",
     }

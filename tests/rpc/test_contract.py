@@ -102,6 +102,7 @@ EXPECTED_RULES: dict[str, dict[str, str]] = {
         "QuoteRecharge": f"{AUTHENTICATED} recharges.write",
         "Recharge": f"{AUTHENTICATED} recharges.write",
         "BatchRecharge": f"{SERVICE} recharges.write",
+        "BatchRechargeChunks": f"{SERVICE} recharges.write",
         "GetRecharge": f"{AUTHENTICATED} recharges.read",
         "ListRecharges": AUTHENTICATED,
         "ListActivePlans": AUTHENTICATED,
@@ -209,12 +210,17 @@ MONEY_MOVING_RPCS = {
     "AdminService.RejectWalletAdjustment",
 }
 
+# RPCs that move money in items: each item (the request's one repeated field) must start
+# with `string request_id = 1`.
+MONEY_MOVING_ITEMS = {"RechargeService.BatchRechargeChunks"}
+
 # List RPCs that return small reference lists in one response (no pagination).
 UNPAGINATED_LISTS = {"NotificationService.ListNotificationTypes"}
 
 # Streaming shapes: rpc -> (client_streaming, server_streaming).
 STREAMING = {
     "RechargeService.BatchRecharge": (True, True),
+    "RechargeService.BatchRechargeChunks": (True, True),
     "BackupService.CreateBackup": (False, True),
     "BackupService.RestoreBackup": (False, True),
     "AdminService.DownloadReport": (False, True),
@@ -390,7 +396,11 @@ def test_money_moving_requests_have_request_id(
     name: str, method: descriptor.MethodDescriptor
 ) -> None:
     request = method.input_type
-    if name not in MONEY_MOVING_RPCS and not _has_money_field(request):
+    if name in MONEY_MOVING_ITEMS:
+        (items,) = request.fields
+        assert items.is_repeated, name
+        request = items.message_type
+    elif name not in MONEY_MOVING_RPCS and not _has_money_field(request):
         return
     field = request.fields_by_name.get("request_id")
     assert field is not None, f"{name}: {request.name} moves money but has no request_id"
@@ -399,7 +409,7 @@ def test_money_moving_requests_have_request_id(
 
 
 def test_money_moving_rpcs_exist() -> None:
-    assert set(METHOD_IDS) >= MONEY_MOVING_RPCS
+    assert set(METHOD_IDS) >= MONEY_MOVING_RPCS | MONEY_MOVING_ITEMS
 
 
 def test_money_is_integer_minor_units() -> None:

@@ -65,6 +65,11 @@ class RechargeServiceStub:
                 request_serializer=gencharge_dot_v1_dot_recharge__service__pb2.BatchRechargeRequest.SerializeToString,
                 response_deserializer=gencharge_dot_v1_dot_recharge__service__pb2.BatchRechargeResponse.FromString,
                 _registered_method=True)
+        self.BatchRechargeChunks = channel.stream_stream(
+                '/gencharge.v1.RechargeService/BatchRechargeChunks',
+                request_serializer=gencharge_dot_v1_dot_recharge__service__pb2.BatchRechargeChunksRequest.SerializeToString,
+                response_deserializer=gencharge_dot_v1_dot_recharge__service__pb2.BatchRechargeChunksResponse.FromString,
+                _registered_method=True)
         self.GetRecharge = channel.unary_unary(
                 '/gencharge.v1.RechargeService/GetRecharge',
                 request_serializer=gencharge_dot_v1_dot_recharge__service__pb2.GetRechargeRequest.SerializeToString,
@@ -184,6 +189,23 @@ class RechargeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchRechargeChunks(self, request_iterator, context):
+        """BatchRecharge with many items per message, for callers that hold items in bulk
+        (a file, a queue): the same items, answers, order, idempotency and errors, without
+        paying gRPC's per-message cost for every item. Each request message carries 1 to
+        500 items (64-128 is a good size); item indexes count items across the whole
+        stream, as in BatchRecharge. Each response message carries the answers of one or
+        more consecutive items, in stream order, as soon as they are ready: response
+        messages need not line up with request messages (answers of one written group
+        usually arrive together).
+        Stream-level errors: those of BatchRecharge, and INVALID_ARGUMENT (field "items": a
+        message with no items or more than 500). The items of the messages before a bad
+        one are answered first; nothing of the bad message is applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetRecharge(self, request, context):
         """Returns one recharge (a recharge or autopay debit, bill payments included) by its
         transaction ID, as the Recharge response showed it: its plan period, discount,
@@ -292,6 +314,11 @@ def add_RechargeServiceServicer_to_server(servicer, server):
                     servicer.BatchRecharge,
                     request_deserializer=gencharge_dot_v1_dot_recharge__service__pb2.BatchRechargeRequest.FromString,
                     response_serializer=gencharge_dot_v1_dot_recharge__service__pb2.BatchRechargeResponse.SerializeToString,
+            ),
+            'BatchRechargeChunks': grpc.stream_stream_rpc_method_handler(
+                    servicer.BatchRechargeChunks,
+                    request_deserializer=gencharge_dot_v1_dot_recharge__service__pb2.BatchRechargeChunksRequest.FromString,
+                    response_serializer=gencharge_dot_v1_dot_recharge__service__pb2.BatchRechargeChunksResponse.SerializeToString,
             ),
             'GetRecharge': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRecharge,
@@ -435,6 +462,33 @@ class RechargeService:
             '/gencharge.v1.RechargeService/BatchRecharge',
             gencharge_dot_v1_dot_recharge__service__pb2.BatchRechargeRequest.SerializeToString,
             gencharge_dot_v1_dot_recharge__service__pb2.BatchRechargeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchRechargeChunks(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/gencharge.v1.RechargeService/BatchRechargeChunks',
+            gencharge_dot_v1_dot_recharge__service__pb2.BatchRechargeChunksRequest.SerializeToString,
+            gencharge_dot_v1_dot_recharge__service__pb2.BatchRechargeChunksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -91,6 +91,19 @@ class RechargeServiceStub:
     Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
     for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
     """
+    BatchRechargeChunks: _grpc.StreamStreamMultiCallable[_recharge_service_pb2.BatchRechargeChunksRequest, _recharge_service_pb2.BatchRechargeChunksResponse]
+    """BatchRecharge with many items per message, for callers that hold items in bulk
+    (a file, a queue): the same items, answers, order, idempotency and errors, without
+    paying gRPC's per-message cost for every item. Each request message carries 1 to
+    500 items (64-128 is a good size); item indexes count items across the whole
+    stream, as in BatchRecharge. Each response message carries the answers of one or
+    more consecutive items, in stream order, as soon as they are ready: response
+    messages need not line up with request messages (answers of one written group
+    usually arrive together).
+    Stream-level errors: those of BatchRecharge, and INVALID_ARGUMENT (field "items": a
+    message with no items or more than 500). The items of the messages before a bad
+    one are answered first; nothing of the bad message is applied.
+    """
     GetRecharge: _grpc.UnaryUnaryMultiCallable[_recharge_service_pb2.GetRechargeRequest, _recharge_service_pb2.Recharge]
     """Returns one recharge (a recharge or autopay debit, bill payments included) by its
     transaction ID, as the Recharge response showed it: its plan period, discount,
@@ -208,6 +221,19 @@ class RechargeServiceAsyncStub(RechargeServiceStub):
     many items in flight (hundreds) is what makes a stream fast.
     Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
     for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
+    """
+    BatchRechargeChunks: _aio.StreamStreamMultiCallable[_recharge_service_pb2.BatchRechargeChunksRequest, _recharge_service_pb2.BatchRechargeChunksResponse]  # type: ignore[assignment]
+    """BatchRecharge with many items per message, for callers that hold items in bulk
+    (a file, a queue): the same items, answers, order, idempotency and errors, without
+    paying gRPC's per-message cost for every item. Each request message carries 1 to
+    500 items (64-128 is a good size); item indexes count items across the whole
+    stream, as in BatchRecharge. Each response message carries the answers of one or
+    more consecutive items, in stream order, as soon as they are ready: response
+    messages need not line up with request messages (answers of one written group
+    usually arrive together).
+    Stream-level errors: those of BatchRecharge, and INVALID_ARGUMENT (field "items": a
+    message with no items or more than 500). The items of the messages before a bad
+    one are answered first; nothing of the bad message is applied.
     """
     GetRecharge: _aio.UnaryUnaryMultiCallable[_recharge_service_pb2.GetRechargeRequest, _recharge_service_pb2.Recharge]  # type: ignore[assignment]
     """Returns one recharge (a recharge or autopay debit, bill payments included) by its
@@ -341,6 +367,25 @@ class RechargeServiceServicer(metaclass=_abc_1.ABCMeta):
         many items in flight (hundreds) is what makes a stream fast.
         Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
         for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchRechargeChunks(
+        self,
+        request_iterator: _MaybeAsyncIterator[_recharge_service_pb2.BatchRechargeChunksRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_recharge_service_pb2.BatchRechargeChunksResponse], _abc.AsyncIterator[_recharge_service_pb2.BatchRechargeChunksResponse]]:
+        """BatchRecharge with many items per message, for callers that hold items in bulk
+        (a file, a queue): the same items, answers, order, idempotency and errors, without
+        paying gRPC's per-message cost for every item. Each request message carries 1 to
+        500 items (64-128 is a good size); item indexes count items across the whole
+        stream, as in BatchRecharge. Each response message carries the answers of one or
+        more consecutive items, in stream order, as soon as they are ready: response
+        messages need not line up with request messages (answers of one written group
+        usually arrive together).
+        Stream-level errors: those of BatchRecharge, and INVALID_ARGUMENT (field "items": a
+        message with no items or more than 500). The items of the messages before a bad
+        one are answered first; nothing of the bad message is applied.
         """
 
     @_abc_1.abstractmethod

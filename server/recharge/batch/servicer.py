@@ -1,6 +1,6 @@
-"""BatchRecharge: the bidirectional stream for internal services.
+"""BatchRecharge and BatchRechargeChunks: the bidirectional streams for internal services.
 
-Every request message is one wallet-paid recharge with its own ``request_id`` (the
+Every BatchRecharge request message is one wallet-paid recharge with its own ``request_id`` (the
 idempotency key, scoped to the calling service like a unary ``Recharge``) and its own
 ``user_id`` (the customer whose wallet pays). Every response answers the request at the
 same position, in order, with the recharge or the ``google.rpc.Status`` the unary call
@@ -22,6 +22,13 @@ with an audit scope of its own (same actor, RPC and peer; request id
 transaction, and a failed item gets its own SECURITY event (outcome "failed"), as a
 failed unary Recharge does. The call's own scope is marked written, so the stream adds
 no extra, empty event of its own.
+
+BatchRechargeChunks runs the same items the same way; only the framing differs: a
+request message carries up to :data:`MAX_CHUNK` items, and each response message the
+answers that are ready in order (those of one written group, usually), so the stream
+pays gRPC's per-message cost (a system call or two each way, about 40 % of a
+BatchRecharge item's server CPU in `make profile`) once per message instead of once
+per item.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
@@ -38,7 +46,7 @@ from google.rpc import code_pb2
 from gencharge.v1 import recharge_service_pb2 as pb
 from server.audit.scope import current_scope
 from server.auth.principal import Principal, principal
-from server.core.errors import DomainError, internal_status, to_status_proto
+from server.core.errors import DomainError, InvalidArgument, internal_status, to_status_proto
 from server.core.idempotency import request_hash
 from server.core.logs import request_id_var
 from server.recharge import convert
@@ -51,6 +59,8 @@ log = logging.getLogger("gencharge.recharge.batch")
 #: Items of one stream in flight at once (running or finished but not yet sent): room
 #: for a group being written and the next one gathering behind it.
 WINDOW = 2 * MAX_GROUP
+#: Items in one BatchRechargeChunks message at most (and answers in one response).
+MAX_CHUNK = 500
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _ItemTask = asyncio.Task[pb.BatchRechargeResponse]
@@ -66,6 +76,31 @@ class BatchRpcs:
     async def BatchRecharge(
         self, request_iterator: AsyncIterable[pb.BatchRechargeRequest], context: Context
     ) -> AsyncIterator[pb.BatchRechargeResponse]:
+        async for answers in self._answers(request_iterator, most=1):
+            yield answers[0]
+
+    async def BatchRechargeChunks(
+        self, request_iterator: AsyncIterable[pb.BatchRechargeChunksRequest], context: Context
+    ) -> AsyncIterator[pb.BatchRechargeChunksResponse]:
+        async def items() -> AsyncIterator[pb.BatchRechargeRequest]:
+            async for chunk in request_iterator:
+                if not 1 <= len(chunk.items) <= MAX_CHUNK:
+                    raise InvalidArgument.field(
+                        "items", f"1 to {MAX_CHUNK} items per message, not {len(chunk.items)}"
+                    )
+                for item in chunk.items:
+                    yield item
+
+        async for answers in self._answers(items(), most=MAX_CHUNK):
+            yield pb.BatchRechargeChunksResponse(results=answers)
+
+    async def _answers(
+        self, items: AsyncIterable[pb.BatchRechargeRequest], *, most: int
+    ) -> AsyncIterator[list[pb.BatchRechargeResponse]]:
+        """Run the stream's items; yield their answers in stream order, each time the
+        next one is ready, with up to ``most`` of the consecutive ones ready after it.
+        A failure of ``items`` itself ends the stream once the items read before it
+        are answered."""
         who = principal()
         call_scope = current_scope.get()
         if call_scope is not None:
@@ -73,33 +108,46 @@ class BatchRpcs:
             call_scope.written = True
         window = asyncio.Semaphore(WINDOW)
         committer = GroupCommitter(self._recharger.db, ordered=True, slots=self._batch_slots)
-        results: asyncio.Queue[_ItemTask | None] = asyncio.Queue()
-        started: list[_ItemTask] = []
+        started: deque[_ItemTask] = deque()
+        arrived = asyncio.Event()
+        reading = True
 
         async def read() -> None:
+            nonlocal reading
             try:
                 index = 0
-                async for request in request_iterator:
+                async for request in items:
                     await window.acquire()
                     item_context = contextvars.copy_context()
                     scope = flows.item_scope(call_scope, index, who, request_id_var.get())
                     item_context.run(current_scope.set, scope)
-                    task = asyncio.create_task(
-                        self._run_item(who, index, request, committer), context=item_context
+                    started.append(
+                        asyncio.create_task(
+                            self._run_item(who, index, request, committer), context=item_context
+                        )
                     )
-                    started.append(task)
-                    results.put_nowait(task)
+                    arrived.set()
                     index += 1
             finally:
-                results.put_nowait(None)
+                reading = False
+                arrived.set()
 
         reader = asyncio.create_task(read())
         try:
-            while (task := await results.get()) is not None:
-                response = await task
-                started.remove(task)
-                yield response
-                window.release()
+            while True:
+                if not started:
+                    if not reading:
+                        break
+                    arrived.clear()
+                    await arrived.wait()
+                    continue
+                answers = [await started[0]]
+                started.popleft()
+                while started and started[0].done() and len(answers) < most:
+                    answers.append(started.popleft().result())
+                yield answers
+                for _ in answers:
+                    window.release()
             await reader  # the request stream's own failure (e.g. cancelled), if any
         finally:
             for pending in (reader, *started):

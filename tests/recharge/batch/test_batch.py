@@ -61,17 +61,18 @@ async def scalar(resources: Any, sql: str, **params: Any) -> Any:
         return (await conn.execute(text(sql), params)).scalar_one()
 
 
-async def audit_documents(resources: Any, want: int) -> list[Any]:
-    """The BatchRecharge AuditLog documents, once the relay has shipped ``want`` (the
-    deadline only catches a hang: the caller's assert then fails with what arrived)."""
+async def audit_documents(resources: Any, want: int, rpc: str = RPC) -> list[Any]:
+    """The AuditLog documents of ``rpc`` (BatchRecharge), once the relay has shipped
+    ``want`` (the deadline only catches a hang: the caller's assert then fails with what
+    arrived)."""
     collection = resources.mongo_db["AuditLog"]
 
     async def enough() -> bool:
-        return await collection.count_documents({"rpc": RPC}) >= want
+        return await collection.count_documents({"rpc": rpc}) >= want
 
     if await eventually(enough, every=0.1):
         await asyncio.sleep(0.5)  # would an extra one follow?
-    return list(await collection.find({"rpc": RPC}).to_list(None))
+    return list(await collection.find({"rpc": rpc}).to_list(None))
 
 
 async def test_mixed_items_answer_in_order_and_apply_once(channel, resources) -> None:

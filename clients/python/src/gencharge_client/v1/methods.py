@@ -1149,6 +1149,18 @@ METHODS: dict[str, Method] = {
             items_field=None,
         ),
         Method(
+            path='/gencharge.v1.RechargeService/BatchRechargeChunks',
+            service='gencharge.v1.RechargeService',
+            name='BatchRechargeChunks',
+            kind=Kind.STREAM_STREAM,
+            request_type=recharge_service_pb2.BatchRechargeChunksRequest,
+            response_type=recharge_service_pb2.BatchRechargeChunksResponse,
+            audience='AUDIENCE_SERVICE',
+            read_only=False,
+            request_id=False,
+            items_field=None,
+        ),
+        Method(
             path='/gencharge.v1.RechargeService/GetRecharge',
             service='gencharge.v1.RechargeService',
             name='GetRecharge',

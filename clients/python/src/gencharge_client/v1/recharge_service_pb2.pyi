@@ -567,6 +567,54 @@ class BatchRechargeResponse(_message.Message):
 Global___BatchRechargeResponse: _TypeAlias = BatchRechargeResponse  # noqa: Y015
 
 @_typing.final
+class BatchRechargeChunksRequest(_message.Message):
+    """Items of a BatchRechargeChunks stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchRechargeRequest]:
+        """1 to 500 items, each as in BatchRecharge (its own request_id, user_id, ...)."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___BatchRechargeRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchRechargeChunksRequest: _TypeAlias = BatchRechargeChunksRequest  # noqa: Y015
+
+@_typing.final
+class BatchRechargeChunksResponse(_message.Message):
+    """Answers of consecutive BatchRechargeChunks items, in stream order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchRechargeResponse]:
+        """One per item, each as in BatchRecharge (index counts items across the stream)."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BatchRechargeResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchRechargeChunksResponse: _TypeAlias = BatchRechargeChunksResponse  # noqa: Y015
+
+@_typing.final
 class GetRechargeRequest(_message.Message):
     """Request for GetRecharge."""
 

@@ -1212,6 +1212,19 @@ class RechargeService:
         Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
         for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
         """
+        self.batch_recharge_chunks = _calls.BidiStreamMethod[recharge_service_pb2.BatchRechargeChunksRequest, recharge_service_pb2.BatchRechargeChunksResponse](transport, METHODS['/gencharge.v1.RechargeService/BatchRechargeChunks'])
+        """BatchRecharge with many items per message, for callers that hold items in bulk
+        (a file, a queue): the same items, answers, order, idempotency and errors, without
+        paying gRPC's per-message cost for every item. Each request message carries 1 to
+        500 items (64-128 is a good size); item indexes count items across the whole
+        stream, as in BatchRecharge. Each response message carries the answers of one or
+        more consecutive items, in stream order, as soon as they are ready: response
+        messages need not line up with request messages (answers of one written group
+        usually arrive together).
+        Stream-level errors: those of BatchRecharge, and INVALID_ARGUMENT (field "items": a
+        message with no items or more than 500). The items of the messages before a bad
+        one are answered first; nothing of the bad message is applied.
+        """
         self.get_recharge = _calls.UnaryMethod[recharge_service_pb2.GetRechargeRequest, recharge_service_pb2.Recharge](transport, METHODS['/gencharge.v1.RechargeService/GetRecharge'])
         """Returns one recharge (a recharge or autopay debit, bill payments included) by its
         transaction ID, as the Recharge response showed it: its plan period, discount,
@@ -1314,6 +1327,19 @@ class RechargeServiceSync:
         many items in flight (hundreds) is what makes a stream fast.
         Stream-level errors: UNAUTHENTICATED, PERMISSION_DENIED (SERVICE_ONLY; MISSING_SCOPE
         for a service account without "recharges.write"), RESOURCE_EXHAUSTED.
+        """
+        self.batch_recharge_chunks = _calls.sync(inner.batch_recharge_chunks, runner)
+        """BatchRecharge with many items per message, for callers that hold items in bulk
+        (a file, a queue): the same items, answers, order, idempotency and errors, without
+        paying gRPC's per-message cost for every item. Each request message carries 1 to
+        500 items (64-128 is a good size); item indexes count items across the whole
+        stream, as in BatchRecharge. Each response message carries the answers of one or
+        more consecutive items, in stream order, as soon as they are ready: response
+        messages need not line up with request messages (answers of one written group
+        usually arrive together).
+        Stream-level errors: those of BatchRecharge, and INVALID_ARGUMENT (field "items": a
+        message with no items or more than 500). The items of the messages before a bad
+        one are answered first; nothing of the bad message is applied.
         """
         self.get_recharge = _calls.sync(inner.get_recharge, runner)
         """Returns one recharge (a recharge or autopay debit, bill payments included) by its
